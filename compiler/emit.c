@@ -1,0 +1,142 @@
+/* emit.c: from an optimized LLVM module to something that runs.
+ *
+ * Three ways out of the code generator: an object file (for certifiers and
+ * other executables), in-process JIT compilation through ORC's LLJIT (for
+ * llnc's own commands and the tests), and linking an object with the
+ * runtime into a standalone certifier executable.  Linking uses the
+ * system C compiler driver, which knows the platform's start files and
+ * libc; the result needs only libc, libm and pthreads.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+
+#include "llnc.h"
+
+extern char **environ;
+
+int cg_emit_object(cg_unit *u, const char *path, char *err)
+{
+	char *msg = NULL;
+	if (LLVMTargetMachineEmitToFile(u->tm, u->mod, (char *)path, LLVMObjectFile, &msg)) {
+		snprintf(err, RT_ERRLEN, "%s: cannot write object file: %s", path, msg);
+		LLVMDisposeMessage(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int take_error(LLVMErrorRef e, const char *what, char *err)
+{
+	if (!e)
+		return 0;
+	char *m = LLVMGetErrorMessage(e);
+	snprintf(err, RT_ERRLEN, "%s: %s", what, m);
+	LLVMDisposeErrorMessage(m);
+	return -1;
+}
+
+const rt_model *cg_jit(cg_unit *u, char *err)
+{
+	LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+	/* generate for the same CPU the module was optimized for */
+	LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(u->tm));
+	u->tm = NULL;   /* now owned by the builder */
+	if (take_error(LLVMOrcCreateLLJIT(&u->jit, jb), "cannot create the JIT", err))
+		return NULL;
+	LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(u->mod, u->tsc);
+	u->mod = NULL;
+	if (take_error(LLVMOrcLLJITAddLLVMIRModule(u->jit, LLVMOrcLLJITGetMainJITDylib(u->jit), tsm),
+	               "cannot add the module to the JIT", err)) {
+		LLVMOrcDisposeThreadSafeModule(tsm);
+		return NULL;
+	}
+	LLVMOrcExecutorAddress addr = 0;
+	if (take_error(LLVMOrcLLJITLookup(u->jit, &addr, "lln_model"), "cannot find lln_model", err))
+		return NULL;
+	const rt_model *m = (const rt_model *)(uintptr_t)addr;
+	if (m->abi != RT_ABI_VERSION)
+		internal_error("JIT model ABI %d, runtime expects %d", m->abi, RT_ABI_VERSION);
+	return m;
+}
+
+void cg_unit_free(cg_unit *u)
+{
+	if (!u)
+		return;
+	if (u->jit)
+		LLVMOrcDisposeLLJIT(u->jit);
+	if (u->mod)
+		LLVMDisposeModule(u->mod);
+	if (u->tm)
+		LLVMDisposeTargetMachine(u->tm);
+	LLVMOrcDisposeThreadSafeContext(u->tsc);
+	free(u);
+}
+
+/* Directory holding the runtime libraries: $LLN_RUNTIME_DIR, else the
+ * directory of the running llnc (an installed or build tree), else the
+ * build tree llnc was configured in. */
+static const char *runtime_dir(char *buf, size_t len)
+{
+	const char *env = getenv("LLN_RUNTIME_DIR");
+	if (env && *env)
+		return env;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		snprintf(buf, len, "%s", dirname(exe));
+		char probe[4200];
+		snprintf(probe, sizeof probe, "%s/libllnrt_certifier.a", buf);
+		if (access(probe, R_OK) == 0)
+			return buf;
+	}
+	return LLN_RUNTIME_DIR;
+}
+
+int cg_link_certifier(const char *object, const char *out, char *err)
+{
+	char dirbuf[4096], certlib[4200], rtlib[4200], tmp[4200];
+	const char *dir = runtime_dir(dirbuf, sizeof dirbuf);
+	snprintf(certlib, sizeof certlib, "%s/libllnrt_certifier.a", dir);
+	snprintf(rtlib, sizeof rtlib, "%s/libllnrt.a", dir);
+	if (access(certlib, R_OK) != 0 || access(rtlib, R_OK) != 0) {
+		snprintf(err, RT_ERRLEN, "cannot find the lln runtime libraries in %s (set LLN_RUNTIME_DIR)", dir);
+		return -1;
+	}
+	snprintf(tmp, sizeof tmp, "%s.tmp%ld", out, (long)getpid());
+	const char *cc = getenv("CC");
+	if (!cc || !*cc)
+		cc = "cc";
+	char *argv[] = { (char *)cc, "-o", tmp, (char *)object, certlib, rtlib, "-lm", "-pthread", NULL };
+	pid_t pid;
+	int rc = posix_spawnp(&pid, cc, NULL, NULL, argv, environ);
+	if (rc != 0) {
+		snprintf(err, RT_ERRLEN, "cannot run the C compiler '%s' to link: %s", cc, strerror(rc));
+		return -1;
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		unlink(tmp);
+		snprintf(err, RT_ERRLEN, "linking %s with '%s' failed", out, cc);
+		return -1;
+	}
+	if (rename(tmp, out) != 0) {
+		snprintf(err, RT_ERRLEN, "%s: %s", out, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,298 @@
+/* llnc.h: map of the compiler.
+ *
+ * llnc reads a .lln file and runs it through one stage per file:
+ *   source text --parse.c--> ast --sema.c--> checked program --ir.c--> ir
+ *   --cg.c--> LLVM module --emit.c--> object file / JIT / executable
+ * Each section below is one stage's interface.  Compile-time data lives in
+ * an arena freed in one place (main.c); LLVM objects live in one context
+ * owned by a cg_unit and are disposed together.
+ */
+#ifndef LLNC_H
+#define LLNC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Types.h>
+
+#include "rt.h"
+
+/* ------------------------------------------------------------------------
+ * Arena (arena.c): bump allocation for everything that lives as long as one
+ * compilation.  Memory is zeroed.
+ * ---------------------------------------------------------------------- */
+typedef struct arena arena;
+arena *arena_new(void);
+void arena_free(arena *a);
+void *arena_alloc(arena *a, size_t n);
+char *arena_strdup(arena *a, const char *s);
+char *arena_strndup(arena *a, const char *s, size_t n);
+char *arena_printf(arena *a, const char *fmt, ...);
+
+/* ------------------------------------------------------------------------
+ * Sources and diagnostics (diag.c).  Every token and node carries a loc.
+ * User errors print "file:line:col: error: message", the source line and a
+ * caret, and count toward src->errors; the stage goes on to find more.
+ * Internal errors (compiler bugs) abort with a distinct exit status.
+ * ---------------------------------------------------------------------- */
+typedef struct loc { int line, col; } loc;   /* 1-based */
+
+typedef struct source {
+	const char *path;
+	const char *text;    /* NUL-terminated */
+	size_t len;
+	int errors;
+	FILE *out;           /* where diagnostics go (stderr by default) */
+} source;
+
+#define LLNC_EXIT_USER 1       /* the program or the command line is wrong */
+#define LLNC_EXIT_INTERNAL 70  /* llnc itself is wrong (EX_SOFTWARE) */
+
+source *source_load(arena *a, const char *path);  /* NULL after printing why */
+source *source_from_string(arena *a, const char *name, const char *text);
+void diag_error(source *src, loc at, const char *fmt, ...);
+void diag_verror(source *src, loc at, const char *fmt, va_list ap);
+_Noreturn void internal_error(const char *fmt, ...);
+
+/* ------------------------------------------------------------------------
+ * AST (ast.c, parse.c, grammar/lln.l, grammar/lln.y).
+ * ---------------------------------------------------------------------- */
+/* AST-SECTION-BEGIN (owned by the front end) */
+/* The AST mirrors the text: blocks of statements whose values are generic
+ * expressions (numbers, strings, names, calls with positional and keyword
+ * arguments).  The grammar knows no operation or setting names; sema.c gives
+ * them meaning, so a new operation or setting never touches the grammar. */
+typedef enum ast_expr_kind {
+	AST_NUMBER,   /* literal, possibly with a leading '-' */
+	AST_INF,      /* the keyword inf, possibly with a leading '-' */
+	AST_STRING,
+	AST_NAME,     /* identifier */
+	AST_CALL,     /* identifier(args) */
+} ast_expr_kind;
+
+typedef struct ast_expr ast_expr;
+
+typedef struct ast_arg {
+	const char *name;       /* keyword argument name; NULL when positional */
+	loc at;                 /* the name, or the value when positional */
+	ast_expr *value;
+	struct ast_arg *next;
+} ast_arg;
+
+struct ast_expr {
+	ast_expr_kind kind;
+	loc at;                 /* first token (the '-' of a negated number) */
+	const char *text;       /* NUMBER: digits as written, without the sign;
+	                           STRING: unescaped value; NAME, CALL: identifier */
+	double num;             /* NUMBER, INF: value with the sign applied */
+	bool negative;          /* written with a leading '-' */
+	bool is_int;            /* NUMBER written without '.' or exponent */
+	ast_arg *args;          /* CALL, in source order */
+	int n_args;
+};
+
+typedef enum ast_stmt_kind {
+	AST_ASSIGN,   /* NAME = expr ; */
+	AST_INPUT,    /* input NAME [dims] normalize(...)? ; */
+	AST_OUTPUT,   /* output NAME ; */
+} ast_stmt_kind;
+
+typedef struct ast_stmt {
+	ast_stmt_kind kind;
+	loc at;                 /* first token */
+	const char *name;
+	loc name_at;
+	ast_expr *value;        /* ASSIGN */
+	ast_arg *dims;          /* INPUT: positional list */
+	int n_dims;
+	ast_expr *normalize;    /* INPUT: a CALL named "normalize", or NULL */
+	struct ast_stmt *next;
+} ast_stmt;
+
+typedef enum ast_block_kind { AST_MODEL, AST_OBJECTIVE, AST_TRAIN } ast_block_kind;
+
+typedef struct ast_block {
+	ast_block_kind kind;
+	loc at;                 /* the keyword */
+	const char *name;       /* model name; NULL for objective and train */
+	loc name_at;
+	ast_stmt *stmts;
+	struct ast_block *next;
+} ast_block;
+
+typedef struct ast_program {
+	source *src;
+	ast_block *blocks;      /* in source order */
+} ast_program;
+
+ast_program *ast_parse(arena *a, source *src);   /* NULL if syntax errors */
+void ast_dump(FILE *out, const ast_program *p);
+const char *ast_block_keyword(ast_block_kind k);  /* "model", ... */
+
+/* Constructors, called only by the grammar's actions.  The *_append
+ * functions take a list (possibly NULL) and return it; NULL items (left by
+ * error recovery) are dropped. */
+ast_expr *ast_number(arena *a, loc at, const char *text, double v, bool is_int);
+ast_expr *ast_inf(arena *a, loc at);
+ast_expr *ast_negate(loc minus, ast_expr *e);
+ast_expr *ast_string(arena *a, loc at, const char *s);
+ast_expr *ast_name(arena *a, loc at, const char *id);
+ast_expr *ast_call(arena *a, loc at, const char *id, ast_arg *args);
+ast_arg *ast_arg_new(arena *a, loc at, const char *name, ast_expr *value);
+ast_arg *ast_arg_append(ast_arg *list, ast_arg *x);
+ast_stmt *ast_assign(arena *a, loc at, const char *name, ast_expr *value);
+ast_stmt *ast_input(arena *a, loc at, const char *name, loc name_at,
+                    ast_arg *dims, ast_expr *normalize);
+ast_stmt *ast_output(arena *a, loc at, const char *name, loc name_at);
+ast_stmt *ast_stmt_append(ast_stmt *list, ast_stmt *x);
+ast_block *ast_block_new(arena *a, ast_block_kind k, loc at, const char *name,
+                         loc name_at, ast_stmt *stmts);
+ast_block *ast_block_append(ast_block *list, ast_block *x);
+ast_program *ast_program_new(arena *a, source *src, ast_block *blocks);
+/* AST-SECTION-END */
+
+/* ------------------------------------------------------------------------
+ * Semantic analysis (sema.c): names resolved, nested calls flattened into
+ * nodes in definition order, shapes inferred, hyperparameters range-checked.
+ * ---------------------------------------------------------------------- */
+typedef enum sema_op {
+	SEMA_INPUT,   /* the model input */
+	SEMA_DENSE,   /* dense(x, n): parameters NAME.weight [n, in], NAME.bias [n] */
+	SEMA_RELU,    /* relu(x) */
+} sema_op;
+
+typedef struct sema_node {
+	sema_op op;
+	loc at;
+	const char *name;   /* the statement's name; a dense node's parameter prefix */
+	int arg;            /* operand node index, -1 for the input */
+	int size;           /* elements of the output (product of dims) */
+	int ndims;
+	int dims[4];
+} sema_node;
+
+typedef struct sema_model {
+	const char *name;
+	loc at;
+	sema_node *nodes;   /* nodes[0] is the input; operands precede users */
+	int n_nodes;
+	int output;         /* index of the output node */
+	bool normalize;
+	double mean, std;   /* 0 and 1 without normalize */
+} sema_model;
+
+typedef enum { LOSS_CROSS_ENTROPY, LOSS_SIGMOID_CROSS_ENTROPY } sema_loss;
+typedef enum { REG_NONE, REG_ROLL, REG_DISTANCE } sema_reg;
+typedef enum { OPT_SGD, OPT_ADAM, OPT_AMSGRAD } sema_optimizer;
+typedef enum { DATA_NONE, DATA_IDX, DATA_CSV, DATA_NPY } sema_data_kind;
+
+typedef struct sema_objective {
+	sema_loss loss;
+	sema_reg reg;
+	double lambda, C, gamma;   /* roll: all three; distance: lambda */
+	int p;                     /* distance norm: 1, 2, or 0 for inf */
+} sema_objective;
+
+typedef struct sema_data {
+	sema_data_kind kind;
+	const char *path[2];       /* examples (and labels for idx / npy) */
+} sema_data;
+
+typedef struct sema_train {
+	sema_optimizer optimizer;
+	double lr, momentum;       /* momentum: sgd */
+	bool nesterov;
+	double beta1, beta2, adam_eps;
+	double weight_decay;
+	int lr_step;               /* epochs between lr decays; 0 = constant */
+	double lr_gamma;           /* factor applied every lr_step epochs */
+	int batch, epochs;
+	uint64_t seed;
+	int valid;                 /* examples held out for validation */
+	sema_data data, test;
+} sema_train;
+
+typedef struct sema_program {
+	const source *src;
+	sema_model model;
+	sema_objective objective;  /* defaults when the block is absent */
+	sema_train train;
+	bool has_objective, has_train;
+} sema_program;
+
+/* NULL if there were errors (all reported through src). */
+sema_program *sema_check(arena *a, const ast_program *p);
+
+/* ------------------------------------------------------------------------
+ * IR (ir.c): the model as a list of shaped tensor operations over numbered
+ * values, with the parameter layout fixed.  Every op is linear in its inputs
+ * and may be followed by a ReLU; the pre-activations of ReLU ops are the
+ * hidden neurons, numbered in op order.
+ * ---------------------------------------------------------------------- */
+typedef enum ir_kind {
+	IR_DENSE,     /* y = W x + b */
+} ir_kind;
+
+typedef struct ir_op {
+	ir_kind kind;
+	loc at;
+	const char *name;
+	int in;              /* operand value: 0 is the normalized input, op k makes value k+1 */
+	int in_size, out_size;
+	bool relu;           /* output is a hidden layer */
+	int64_t w_off, b_off;/* offsets into P */
+	int z_off;           /* first hidden neuron, when relu */
+} ir_op;
+
+typedef struct ir_module {
+	const char *name;
+	int n_in, n_out, n_hidden, n_layers;
+	int64_t n_params;
+	float mean, std;
+	ir_op *ops;
+	int n_ops;
+	rt_tensor *tensors;
+	int n_tensors;
+	rt_layer *layers;
+} ir_module;
+
+ir_module *ir_lower(arena *a, const sema_program *p);
+void ir_dump(FILE *out, const ir_module *m);
+
+/* ------------------------------------------------------------------------
+ * Code generation (cg.c, emit.c): LLVM IR for the kernels of rt_model,
+ * optimized for a target, then emitted as an object, JIT-compiled in
+ * process, or linked with the runtime into a certifier executable.
+ * ---------------------------------------------------------------------- */
+typedef struct cg_options {
+	const char *cpu;       /* NULL: the host CPU and its features; or "x86-64", "x86-64-v3", ... */
+	int opt_level;         /* 0..3 */
+	const float *weights;  /* when not NULL, embedded as the global lln_weights */
+} cg_options;
+
+typedef struct cg_unit {   /* one LLVM context, module and target, disposed together */
+	LLVMOrcThreadSafeContextRef tsc;
+	LLVMContextRef ctx;
+	LLVMModuleRef mod;         /* NULL once handed to the JIT */
+	LLVMTargetMachineRef tm;
+	LLVMOrcLLJITRef jit;
+} cg_unit;
+
+cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err);  /* builds + optimizes; NULL + err */
+void cg_dump(FILE *out, cg_unit *u);                            /* textual LLVM IR */
+int cg_emit_object(cg_unit *u, const char *path, char *err);
+/* JIT-compile; returns the model descriptor, valid until cg_unit_free. */
+const rt_model *cg_jit(cg_unit *u, char *err);
+void cg_unit_free(cg_unit *u);
+
+/* Link an object file holding lln_model and lln_weights with the runtime's
+ * certifier driver into a standalone executable (emit.c). */
+int cg_link_certifier(const char *object, const char *out, char *err);
+
+#endif

@@ -1,0 +1,216 @@
+/* main.c: the llnc command line, which reads as the compiler's pipeline.
+ *
+ *   source_load -> ast_parse -> sema_check -> ir_lower -> cg_generate
+ *     -> cg_emit_object -> cg_link_certifier
+ *
+ * Each command runs the pipeline as far as it needs: `check` stops after
+ * the checks, `init` after the IR (which fixes the parameter layout),
+ * `build` goes all the way to an executable.  --dump=ast|ir|llvm prints a
+ * stage's output on the way.  User errors exit 1, usage errors 2, internal
+ * errors 70.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "llnc.h"
+
+typedef struct options {
+	const char *command, *file, *out, *weights, *cpu, *dump;
+	uint64_t seed;
+	bool seed_set, certifier;
+	int opt_level;
+} options;
+
+static const char usage_text[] =
+	"usage: llnc COMMAND FILE.lln [options]\n"
+	      "\n"
+	      "commands:\n"
+	      "  check   parse and check FILE, report every error\n"
+	      "  init    write He-initialised weights for FILE's model\n"
+	      "  build   compile FILE to a standalone executable\n"
+	      "\n"
+	      "Run 'llnc COMMAND --help' for a command's options.\n"
+	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n";
+
+static const struct command_help {
+	const char *name, *text;
+} command_help[] = {
+	{ "check", "usage: llnc check FILE.lln [--dump=ast|ir|llvm]\n"
+	           "\n"
+	           "Parses and checks FILE; prints every error as file:line:col and exits 1\n"
+	           "if there were any.\n" },
+	{ "init", "usage: llnc init FILE.lln [--seed N] -o WEIGHTS.safetensors\n"
+	          "\n"
+	          "Writes deterministic He-initialised weights for FILE's model (weights\n"
+	          "N(0, 2/fan_in), biases U(+-1/sqrt(fan_in))) under PyTorch's state_dict\n"
+	          "names.  --seed defaults to the train block's seed, else 0.\n" },
+	{ "build", "usage: llnc build FILE.lln --certifier --weights WEIGHTS.safetensors -o BIN\n"
+	           "                  [--cpu NAME] [-O0|-O1|-O2|-O3] [--dump=ast|ir|llvm]\n"
+	           "\n"
+	           "Compiles FILE into a standalone certifier BIN with the weights embedded;\n"
+	           "run 'BIN --help' for its use.  Code is tuned for this machine's CPU;\n"
+	           "--cpu x86-64 (or x86-64-v2, -v3, -v4) targets a generic level for\n"
+	           "binaries that ship elsewhere.  -O3 is the default.\n" },
+};
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fputs("llnc: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs(" (see 'llnc --help')\n", stderr);
+	return 2;
+}
+
+static int print_help(const char *command)
+{
+	for (size_t i = 0; i < sizeof command_help / sizeof *command_help; i++)
+		if (command && strcmp(command, command_help[i].name) == 0)
+			return fputs(command_help[i].text, stdout), 0;
+	fputs(usage_text, stdout);
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+	o->opt_level = 3;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			print_help(o->command);
+			exit(0);
+		} else if (strncmp(a, "--dump=", 7) == 0) {
+			o->dump = a + 7;
+			if (strcmp(o->dump, "ast") && strcmp(o->dump, "ir") && strcmp(o->dump, "llvm"))
+				return usage_error("--dump takes ast, ir or llvm, not '%s'", o->dump);
+		} else if (strcmp(a, "--certifier") == 0) {
+			o->certifier = true;
+		} else if (strncmp(a, "-O", 2) == 0 && a[2] >= '0' && a[2] <= '3' && !a[3]) {
+			o->opt_level = a[2] - '0';
+		} else if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--seed") || !strcmp(a, "--cpu")) {
+			if (!val)
+				return usage_error("%s needs a value", a);
+			i++;
+			if (!strcmp(a, "-o"))
+				o->out = val;
+			else if (!strcmp(a, "--weights"))
+				o->weights = val;
+			else if (!strcmp(a, "--cpu"))
+				o->cpu = val;
+			else {
+				char *end;
+				o->seed = strtoull(val, &end, 10);
+				o->seed_set = true;
+				if (*end || *val == '-' || !*val)
+					return usage_error("--seed takes a non-negative integer, not '%s'", val);
+			}
+		} else if (a[0] == '-' && a[1]) {
+			return usage_error("unknown option '%s'", a);
+		} else if (!o->command) {
+			o->command = a;
+		} else if (!o->file) {
+			o->file = a;
+		} else {
+			return usage_error("unexpected argument '%s'", a);
+		}
+	}
+	if (!o->command)
+		return print_help(NULL), 2;
+	if (strcmp(o->command, "check") && strcmp(o->command, "init") && strcmp(o->command, "build"))
+		return usage_error("unknown command '%s'", o->command);
+	if (!o->file)
+		return usage_error("%s needs a .lln FILE", o->command);
+	return 0;
+}
+
+static int fail(const char *msg)
+{
+	fprintf(stderr, "%s\n", msg);
+	return LLNC_EXIT_USER;
+}
+
+/* init: the IR's tensor table, filled by the runtime's initialiser. */
+static int run_init(const options *o, const ir_module *ir, uint64_t seed)
+{
+	if (!o->out)
+		return usage_error("init needs -o WEIGHTS.safetensors%s", "");
+	float *P = malloc(sizeof(float) * (size_t)ir->n_params);
+	rt_init_params(ir->tensors, ir->n_tensors, seed, P);
+	char seedstr[32], err[RT_ERRLEN];
+	snprintf(seedstr, sizeof seedstr, "%llu", (unsigned long long)seed);
+	const char *meta[] = { "model", ir->name, "init", "he-normal", "seed", seedstr, NULL };
+	int rc = rt_params_save(ir->tensors, ir->n_tensors, P, NULL, 0, NULL, meta, o->out, err);
+	free(P);
+	return rc ? fail(err) : 0;
+}
+
+/* build: weights checked against the IR, kernels generated with them
+ * embedded, emitted to a temporary object, linked. */
+static int run_build(const options *o, const ir_module *ir)
+{
+	if (!o->certifier)
+		return usage_error("build needs --certifier (the kind of executable to build)%s", "");
+	if (!o->weights)
+		return usage_error("build --certifier needs --weights WEIGHTS.safetensors%s", "");
+	if (!o->out)
+		return usage_error("build needs -o BIN%s", "");
+	char err[RT_ERRLEN];
+	float *P = malloc(sizeof(float) * (size_t)ir->n_params);
+	if (rt_params_load(ir->tensors, ir->n_tensors, o->weights, P, err) != 0) {
+		free(P);
+		return fail(err);
+	}
+	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .weights = P };
+	cg_unit *u = cg_generate(ir, &co, err);
+	free(P);
+	if (!u)
+		return fail(err);
+	char obj[] = "/tmp/llnc-XXXXXX.o";
+	int fd = mkstemps(obj, 2);
+	if (fd < 0)
+		internal_error("cannot create a temporary object file");
+	close(fd);
+	int rc = cg_emit_object(u, obj, err) || cg_link_certifier(obj, o->out, err);
+	unlink(obj);
+	cg_unit_free(u);
+	return rc ? fail(err) : 0;
+}
+
+int main(int argc, char **argv)
+{
+	options o = { 0 };
+	int rc = parse_args(argc, argv, &o);
+	if (rc)
+		return rc;
+
+	arena *a = arena_new();
+	source *src = source_load(a, o.file);
+	ast_program *ast = src ? ast_parse(a, src) : NULL;
+	if (ast && o.dump && !strcmp(o.dump, "ast"))
+		ast_dump(stdout, ast);
+	sema_program *prog = ast ? sema_check(a, ast) : NULL;
+	ir_module *ir = prog ? ir_lower(a, prog) : NULL;
+	if (!ir) {
+		rc = LLNC_EXIT_USER;
+	} else {
+		if (o.dump && !strcmp(o.dump, "ir"))
+			ir_dump(stdout, ir);
+		if (o.dump && !strcmp(o.dump, "llvm")) {
+			char err[RT_ERRLEN];
+			cg_options co = { .cpu = o.cpu, .opt_level = o.opt_level };
+			cg_unit *u = cg_generate(ir, &co, err);
+			if (!u)
+				rc = fail(err);
+			else
+				cg_dump(stdout, u);
+			cg_unit_free(u);
+		}
+		if (!strcmp(o.command, "init"))
+			rc = rc ? rc : run_init(&o, ir, o.seed_set ? o.seed : prog->train.seed);
+		else if (!strcmp(o.command, "build"))
+			rc = rc ? rc : run_build(&o, ir);
+	}
+	arena_free(a);
+	return rc;
+}

@@ -1,0 +1,1195 @@
+/* sema.c: the checked program.
+ *
+ * The grammar accepts any name applied to any arguments; this file decides
+ * what they mean.  Model statements are flattened into sema_nodes in
+ * definition order (operands first), with names resolved and shapes
+ * inferred; objective and train settings are matched against tables and
+ * range-checked.  Every mistake is reported at the token that causes it and
+ * checking goes on, so one run lists all of them.
+ *
+ * Everything the language knows is in tables: an operation is an op_spec
+ * (parameters + shape rule), a setting is a `setting` (a plain number or a
+ * family of calls such as sgd/adam/amsgrad), and a call's arguments are
+ * matched to a pspec list by one binder.  Adding conv or avgpool is a new
+ * table entry and a shape function; the binder, name resolution and the
+ * relu/usage rules apply to it unchanged.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llnc.h"
+
+/* ------------------------------------------------------------------------
+ * Parameter specifications and the argument binder
+ * ---------------------------------------------------------------------- */
+typedef enum pkind {
+	P_VALUE,   /* a model value: a name or an operation */
+	P_NUM,     /* finite real */
+	P_INT,     /* integer-valued real */
+	P_SEED,    /* non-negative integer up to 2^64 - 1 */
+	P_BOOL,    /* on / off / true / false */
+	P_STR,     /* non-empty string */
+	P_NORM,    /* 1, 2 or inf */
+} pkind;
+
+typedef struct range {
+	double lo, hi;
+	bool lo_open, hi_open;
+} range;
+
+#define ANY      { -INFINITY, INFINITY, true, true }
+#define GE(x)    { (x), INFINITY, false, true }
+#define GT(x)    { (x), INFINITY, true, true }
+#define UNIT_RO  { 0, 1, false, true }            /* [0, 1) */
+
+typedef struct pspec {
+	const char *name;
+	pkind kind;
+	bool required;
+	range r;
+	const char *what;     /* how messages name it; NULL: by its name */
+} pspec;
+
+typedef struct symbol symbol;
+
+typedef struct checker {
+	arena *a;
+	source *src;
+	sema_program *prog;
+	loc loss_at;           /* the loss setting, for the output-size check */
+	bool loss_bad;         /* it was reported already */
+	loc output_at;         /* the output statement's name */
+	/* model block */
+	symbol *syms;          /* names defined by model statements */
+	int n_syms;
+	sema_node *nodes;
+	loc *use_at;           /* per node: where its operand is written */
+	loc *def_at;           /* per node: its statement's name */
+	int n_nodes, cap_nodes;
+} checker;
+
+#define NELEM(x) ((int)(sizeof(x) / sizeof((x)[0])))
+
+static void err(checker *ck, loc at, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	diag_verror(ck->src, at, fmt, ap);
+	va_end(ap);
+}
+
+/* Levenshtein distance, giving up (returning a large value) for names too
+ * long to be typos of each other in a small table. */
+static int distance(const char *a, const char *b)
+{
+	enum { MAX = 64 };
+	size_t n = strlen(a), m = strlen(b);
+	if (n >= MAX || m >= MAX)
+		return INT_MAX;
+	int row[MAX + 1];
+	for (size_t j = 0; j <= m; j++)
+		row[j] = (int)j;
+	for (size_t i = 1; i <= n; i++) {
+		int diag = row[0];
+		row[0] = (int)i;
+		for (size_t j = 1; j <= m; j++) {
+			int up = row[j];
+			int best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[m];
+}
+
+/* "; did you mean 'lambda'?" for the closest candidate within edit distance
+ * 2, or "" when nothing is close.  A one-letter name is "close" to every
+ * other one-letter name, so the distance must also be less than the length
+ * of the shorter name. */
+static const char *suggest(checker *ck, const char *name, const char *const *cands, int n)
+{
+	const char *best = NULL;
+	int bd = 3;
+	for (int i = 0; i < n; i++) {
+		int d = distance(name, cands[i]);
+		size_t shorter = strlen(name) < strlen(cands[i]) ? strlen(name) : strlen(cands[i]);
+		if (d < bd && (size_t)d < shorter) {
+			bd = d;
+			best = cands[i];
+		}
+	}
+	return best ? arena_printf(ck->a, "; did you mean '%s'?", best) : "";
+}
+
+/* "a, b or c" */
+static const char *alternatives(checker *ck, const char *const *names, int n)
+{
+	const char *s = "";
+	for (int i = 0; i < n; i++)
+		s = arena_printf(ck->a, "%s%s%s", s, i == 0 ? "" : i == n - 1 ? " or " : ", ", names[i]);
+	return s;
+}
+
+/* A number as the user wrote it, for "got ..." in messages. */
+static const char *num_text(checker *ck, const ast_expr *e)
+{
+	return arena_printf(ck->a, "%s%s", e->negative ? "-" : "", e->text);
+}
+
+static const char *describe(checker *ck, const ast_expr *e)
+{
+	switch (e->kind) {
+	case AST_NUMBER: return arena_printf(ck->a, "number %s", num_text(ck, e));
+	case AST_INF: return e->negative ? "-inf" : "inf";
+	case AST_STRING: return arena_printf(ck->a, "string \"%s\"", e->text);
+	case AST_NAME: return arena_printf(ck->a, "name '%s'", e->text);
+	case AST_CALL: return arena_printf(ck->a, "call %s(...)", e->text);
+	}
+	internal_error("describe: bad expression kind %d", (int)e->kind);
+}
+
+static const char *what(const pspec *p)
+{
+	return p->what ? p->what : p->name;
+}
+
+/* Matches a call's arguments to parameters: positional ones in order, then
+ * keyword ones by name.  out[i] receives parameter i's expression or NULL.
+ * Returns false after reporting when the call does not fit. */
+static bool bind(checker *ck, const ast_expr *call, const char *fname,
+                 const pspec *ps, int np, const ast_expr **out)
+{
+	bool ok = true, keyword_seen = false, unknown_keyword = false, too_many = false;
+	int pos = 0;
+	for (int i = 0; i < np; i++)
+		out[i] = NULL;
+	const char **names = arena_alloc(ck->a, sizeof *names * (size_t)(np + 1));
+	for (int i = 0; i < np; i++)
+		names[i] = ps[i].name;
+	for (const ast_arg *g = call->args; g; g = g->next) {
+		if (!g->name) {
+			if (keyword_seen) {
+				err(ck, g->at, "positional argument after keyword arguments in %s", fname);
+				ok = false;
+			} else if (pos >= np) {
+				if (!too_many) {
+					if (np == 0)
+						err(ck, g->at, "%s takes no arguments", fname);
+					else
+						err(ck, g->at, "too many arguments to %s: it takes at most %d", fname, np);
+				}
+				too_many = true;
+				ok = false;
+			} else {
+				out[pos++] = g->value;
+			}
+			continue;
+		}
+		keyword_seen = true;
+		int i = 0;
+		while (i < np && strcmp(ps[i].name, g->name) != 0)
+			i++;
+		if (i == np) {
+			if (np == 0)
+				err(ck, g->at, "unknown option '%s' for %s: it takes no arguments", g->name, fname);
+			else
+				err(ck, g->at, "unknown option '%s' for %s%s", g->name, fname,
+				    suggest(ck, g->name, names, np));
+			ok = false;
+			unknown_keyword = true;
+		} else if (out[i]) {
+			err(ck, g->at, "argument '%s' of %s is given twice", g->name, fname);
+			ok = false;
+		} else {
+			out[i] = g->value;
+		}
+	}
+	/* A misspelt keyword usually is the missing argument; one message. */
+	if (!unknown_keyword) {
+		for (int i = 0; i < np; i++) {
+			if (ps[i].required && !out[i]) {
+				err(ck, call->at, "missing argument '%s' for %s", ps[i].name, fname);
+				ok = false;
+			}
+		}
+	}
+	return ok;
+}
+
+/* ------------------------------------------------------------------------
+ * Values
+ * ---------------------------------------------------------------------- */
+static bool in_range(range r, double v)
+{
+	if (r.lo_open ? !(v > r.lo) : !(v >= r.lo))
+		return false;
+	if (r.hi_open ? !(v < r.hi) : !(v <= r.hi))
+		return false;
+	return true;
+}
+
+static const char *range_text(checker *ck, const pspec *p)
+{
+	range r = p->r;
+	if (p->kind == P_INT && r.lo == 1 && !r.lo_open && isinf(r.hi))
+		return "a positive integer";
+	if (p->kind == P_INT && r.lo == 0 && !r.lo_open && isinf(r.hi))
+		return "a non-negative integer";
+	if (isinf(r.hi))
+		return arena_printf(ck->a, "%s %g", r.lo_open ? ">" : ">=", r.lo);
+	return arena_printf(ck->a, "in %c%g, %g%c", r.lo_open ? '(' : '[', r.lo, r.hi,
+	                    r.hi_open ? ')' : ']');
+}
+
+/* Reads a number parameter; reports and returns false when it is not a
+ * number, not finite, not integral where it must be, or out of range. */
+static bool get_num(checker *ck, const ast_expr *e, const pspec *p, double *out)
+{
+	if (e->kind == AST_INF) {
+		err(ck, e->at, "%s must be a finite number, got %s", what(p), describe(ck, e));
+		return false;
+	}
+	if (e->kind != AST_NUMBER) {
+		err(ck, e->at, "%s must be a number, got %s", what(p), describe(ck, e));
+		return false;
+	}
+	double v = e->num;
+	if (p->kind == P_INT && v != floor(v)) {
+		err(ck, e->at, "%s must be an integer, got %s", what(p), num_text(ck, e));
+		return false;
+	}
+	if (!in_range(p->r, v)) {
+		err(ck, e->at, "%s must be %s, got %s", what(p), range_text(ck, p), num_text(ck, e));
+		return false;
+	}
+	if (p->kind == P_INT && fabs(v) > INT_MAX) {
+		err(ck, e->at, "%s is too large (at most %d), got %s", what(p), INT_MAX, num_text(ck, e));
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static bool get_int(checker *ck, const ast_expr *e, const pspec *p, int *out)
+{
+	double v;
+	if (!get_num(ck, e, p, &v))
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* Seeds are 64-bit: read the digits rather than the double, which would
+ * round seeds above 2^53. */
+static bool get_seed(checker *ck, const ast_expr *e, const pspec *p, uint64_t *out)
+{
+	if (e->kind != AST_NUMBER || e->negative || e->num != floor(e->num)) {
+		err(ck, e->at, "%s must be a non-negative integer, got %s", what(p),
+		    e->kind == AST_NUMBER ? num_text(ck, e) : describe(ck, e));
+		return false;
+	}
+	if (e->is_int) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(e->text, &end, 10);
+		if (errno == ERANGE || *end) {
+			err(ck, e->at, "%s is too large (at most %llu), got %s", what(p),
+			    (unsigned long long)UINT64_MAX, e->text);
+			return false;
+		}
+		*out = (uint64_t)v;
+		return true;
+	}
+	if (e->num >= 18446744073709551616.0) {
+		err(ck, e->at, "%s is too large (at most %llu), got %s", what(p),
+		    (unsigned long long)UINT64_MAX, e->text);
+		return false;
+	}
+	*out = (uint64_t)e->num;
+	return true;
+}
+
+static bool get_bool(checker *ck, const ast_expr *e, const pspec *p, bool *out)
+{
+	if (e->kind == AST_NAME) {
+		if (!strcmp(e->text, "on") || !strcmp(e->text, "true")) {
+			*out = true;
+			return true;
+		}
+		if (!strcmp(e->text, "off") || !strcmp(e->text, "false")) {
+			*out = false;
+			return true;
+		}
+	}
+	err(ck, e->at, "%s must be on, off, true or false, got %s", what(p), describe(ck, e));
+	return false;
+}
+
+static bool get_str(checker *ck, const ast_expr *e, const pspec *p, const char **out)
+{
+	if (e->kind != AST_STRING) {
+		err(ck, e->at, "%s must be a string, got %s", what(p), describe(ck, e));
+		return false;
+	}
+	if (!e->text[0]) {
+		err(ck, e->at, "%s must not be empty", what(p));
+		return false;
+	}
+	*out = e->text;
+	return true;
+}
+
+/* The norm of the distance regularizer: 1, 2, or 0 for inf (sema_objective). */
+static bool get_norm(checker *ck, const ast_expr *e, const pspec *p, int *out)
+{
+	if (e->kind == AST_INF && !e->negative) {
+		*out = 0;
+		return true;
+	}
+	if (e->kind == AST_NUMBER && (e->num == 1 || e->num == 2)) {
+		*out = (int)e->num;
+		return true;
+	}
+	err(ck, e->at, "%s must be 1, 2 or inf, got %s", what(p),
+	    e->kind == AST_NUMBER ? num_text(ck, e) : describe(ck, e));
+	return false;
+}
+
+/* Optional parameters: leave the default in *dst when absent or invalid. */
+static void opt_num(checker *ck, const ast_expr *e, const pspec *p, double *dst)
+{
+	double v;
+	if (e && get_num(ck, e, p, &v))
+		*dst = v;
+}
+
+static void opt_int(checker *ck, const ast_expr *e, const pspec *p, int *dst)
+{
+	int v;
+	if (e && get_int(ck, e, p, &v))
+		*dst = v;
+}
+
+/* ------------------------------------------------------------------------
+ * Settings of the objective and train blocks
+ * ---------------------------------------------------------------------- */
+typedef struct fspec fspec;
+/* Stores a bound call into dst, the field the setting names. */
+typedef void apply_fn(checker *ck, const fspec *f, const ast_expr *call,
+                      const ast_expr **args, void *dst);
+
+struct fspec {
+	const char *name;
+	const pspec *params;
+	int n_params;
+	apply_fn *apply;
+};
+
+typedef struct family {
+	const char *what;      /* "optimizer" */
+	const fspec *fns;
+	int n;
+} family;
+
+typedef struct setting {
+	const char *name;
+	pspec spec;            /* a plain value: P_NUM, P_INT or P_SEED */
+	const family *fam;     /* or a call from a family */
+	size_t off;            /* where it goes in sema_program */
+} setting;
+
+/* -- loss -- */
+static void apply_ce(checker *ck, const fspec *f, const ast_expr *call,
+                     const ast_expr **args, void *dst)
+{
+	((sema_objective *)dst)->loss = LOSS_CROSS_ENTROPY;
+}
+
+static void apply_sce(checker *ck, const fspec *f, const ast_expr *call,
+                      const ast_expr **args, void *dst)
+{
+	((sema_objective *)dst)->loss = LOSS_SIGMOID_CROSS_ENTROPY;
+}
+
+static const fspec loss_fns[] = {
+	{ "cross_entropy", NULL, 0, apply_ce },
+	{ "sigmoid_cross_entropy", NULL, 0, apply_sce },
+};
+static const family loss_family = { "loss", loss_fns, NELEM(loss_fns) };
+
+/* -- regularizer -- */
+static const pspec roll_params[] = {
+	{ "lambda", P_NUM, true, GE(0), NULL },
+	{ "C", P_NUM, true, GE(0), NULL },
+	{ "gamma", P_NUM, false, { 0, 100, true, false }, NULL },
+};
+static const pspec distance_params[] = {
+	{ "lambda", P_NUM, true, GE(0), NULL },
+	{ "p", P_NORM, false, ANY, NULL },
+};
+
+static void apply_roll(checker *ck, const fspec *f, const ast_expr *call,
+                       const ast_expr **args, void *dst)
+{
+	sema_objective *o = dst;
+	o->reg = REG_ROLL;
+	opt_num(ck, args[0], &f->params[0], &o->lambda);
+	opt_num(ck, args[1], &f->params[1], &o->C);
+	opt_num(ck, args[2], &f->params[2], &o->gamma);
+}
+
+static void apply_distance(checker *ck, const fspec *f, const ast_expr *call,
+                           const ast_expr **args, void *dst)
+{
+	sema_objective *o = dst;
+	o->reg = REG_DISTANCE;
+	opt_num(ck, args[0], &f->params[0], &o->lambda);
+	int p;
+	if (args[1] && get_norm(ck, args[1], &f->params[1], &p))
+		o->p = p;
+}
+
+static void apply_noreg(checker *ck, const fspec *f, const ast_expr *call,
+                        const ast_expr **args, void *dst)
+{
+	((sema_objective *)dst)->reg = REG_NONE;
+}
+
+static const fspec reg_fns[] = {
+	{ "roll", roll_params, NELEM(roll_params), apply_roll },
+	{ "distance", distance_params, NELEM(distance_params), apply_distance },
+	{ "none", NULL, 0, apply_noreg },
+};
+static const family reg_family = { "regularizer", reg_fns, NELEM(reg_fns) };
+
+/* -- optimizer -- */
+static const pspec sgd_params[] = {
+	{ "momentum", P_NUM, false, UNIT_RO, NULL },
+	{ "nesterov", P_BOOL, false, ANY, NULL },
+	{ "weight_decay", P_NUM, false, GE(0), NULL },
+};
+static const pspec adam_params[] = {
+	{ "beta1", P_NUM, false, UNIT_RO, NULL },
+	{ "beta2", P_NUM, false, UNIT_RO, NULL },
+	{ "eps", P_NUM, false, GT(0), NULL },
+	{ "weight_decay", P_NUM, false, GE(0), NULL },
+};
+
+static void apply_sgd(checker *ck, const fspec *f, const ast_expr *call,
+                      const ast_expr **args, void *dst)
+{
+	sema_train *t = dst;
+	t->optimizer = OPT_SGD;
+	bool momentum_ok = true, b;
+	double v;
+	if (args[0]) {
+		momentum_ok = get_num(ck, args[0], &f->params[0], &v);
+		if (momentum_ok)
+			t->momentum = v;
+	}
+	if (args[1] && get_bool(ck, args[1], &f->params[1], &b))
+		t->nesterov = b;
+	opt_num(ck, args[2], &f->params[2], &t->weight_decay);
+	/* Nesterov's look-ahead is a step along the momentum; without momentum
+	 * it silently does nothing, which is surely not what was meant. */
+	if (t->nesterov && momentum_ok && t->momentum == 0)
+		err(ck, args[1]->at, "nesterov needs momentum > 0");
+}
+
+static void apply_adam_like(checker *ck, const fspec *f, const ast_expr **args, sema_train *t)
+{
+	opt_num(ck, args[0], &f->params[0], &t->beta1);
+	opt_num(ck, args[1], &f->params[1], &t->beta2);
+	opt_num(ck, args[2], &f->params[2], &t->adam_eps);
+	opt_num(ck, args[3], &f->params[3], &t->weight_decay);
+}
+
+static void apply_adam(checker *ck, const fspec *f, const ast_expr *call,
+                       const ast_expr **args, void *dst)
+{
+	((sema_train *)dst)->optimizer = OPT_ADAM;
+	apply_adam_like(ck, f, args, dst);
+}
+
+static void apply_amsgrad(checker *ck, const fspec *f, const ast_expr *call,
+                          const ast_expr **args, void *dst)
+{
+	((sema_train *)dst)->optimizer = OPT_AMSGRAD;
+	apply_adam_like(ck, f, args, dst);
+}
+
+static const fspec opt_fns[] = {
+	{ "sgd", sgd_params, NELEM(sgd_params), apply_sgd },
+	{ "adam", adam_params, NELEM(adam_params), apply_adam },
+	{ "amsgrad", adam_params, NELEM(adam_params), apply_amsgrad },
+};
+static const family opt_family = { "optimizer", opt_fns, NELEM(opt_fns) };
+
+/* -- learning-rate schedule -- */
+static const pspec step_params[] = {
+	{ "every", P_INT, true, GE(1), NULL },
+	{ "factor", P_NUM, false, GT(0), NULL },
+};
+
+static void apply_step(checker *ck, const fspec *f, const ast_expr *call,
+                       const ast_expr **args, void *dst)
+{
+	sema_train *t = dst;
+	opt_int(ck, args[0], &f->params[0], &t->lr_step);
+	opt_num(ck, args[1], &f->params[1], &t->lr_gamma);
+}
+
+static void apply_constant(checker *ck, const fspec *f, const ast_expr *call,
+                           const ast_expr **args, void *dst)
+{
+	((sema_train *)dst)->lr_step = 0;
+}
+
+static const fspec sched_fns[] = {
+	{ "constant", NULL, 0, apply_constant },
+	{ "step", step_params, NELEM(step_params), apply_step },
+};
+static const family sched_family = { "learning-rate schedule", sched_fns, NELEM(sched_fns) };
+
+/* -- data sets -- */
+static const pspec idx_params[] = {
+	{ "images", P_STR, true, ANY, "images file name" },
+	{ "labels", P_STR, true, ANY, "labels file name" },
+};
+static const pspec csv_params[] = {
+	{ "path", P_STR, true, ANY, "file name" },
+};
+static const pspec npy_params[] = {
+	{ "x", P_STR, true, ANY, "examples file name" },
+	{ "y", P_STR, true, ANY, "labels file name" },
+};
+
+static void apply_files(checker *ck, const fspec *f, const ast_expr **args, sema_data *d,
+                        sema_data_kind kind)
+{
+	d->kind = kind;
+	for (int i = 0; i < f->n_params && i < 2; i++)
+		if (args[i])
+			get_str(ck, args[i], &f->params[i], &d->path[i]);
+}
+
+static void apply_idx(checker *ck, const fspec *f, const ast_expr *call,
+                      const ast_expr **args, void *dst)
+{
+	apply_files(ck, f, args, dst, DATA_IDX);
+}
+
+static void apply_csv(checker *ck, const fspec *f, const ast_expr *call,
+                      const ast_expr **args, void *dst)
+{
+	apply_files(ck, f, args, dst, DATA_CSV);
+}
+
+static void apply_npy(checker *ck, const fspec *f, const ast_expr *call,
+                      const ast_expr **args, void *dst)
+{
+	apply_files(ck, f, args, dst, DATA_NPY);
+}
+
+static const fspec data_fns[] = {
+	{ "idx", idx_params, NELEM(idx_params), apply_idx },
+	{ "csv", csv_params, NELEM(csv_params), apply_csv },
+	{ "npy", npy_params, NELEM(npy_params), apply_npy },
+};
+static const family data_family = { "data format", data_fns, NELEM(data_fns) };
+
+#define AT(field) offsetof(sema_program, field)
+#define NOSPEC { NULL, P_NUM, false, ANY, NULL }
+
+static const setting objective_settings[] = {
+	{ "loss", NOSPEC, &loss_family, AT(objective) },
+	{ "regularizer", NOSPEC, &reg_family, AT(objective) },
+};
+
+static const setting train_settings[] = {
+	{ "optimizer", NOSPEC, &opt_family, AT(train) },
+	{ "lr", { "lr", P_NUM, true, GT(0), NULL }, NULL, AT(train.lr) },
+	{ "lr_schedule", NOSPEC, &sched_family, AT(train) },
+	{ "batch", { "batch", P_INT, true, GE(1), NULL }, NULL, AT(train.batch) },
+	{ "epochs", { "epochs", P_INT, true, GE(1), NULL }, NULL, AT(train.epochs) },
+	{ "seed", { "seed", P_SEED, true, GE(0), NULL }, NULL, AT(train.seed) },
+	{ "valid", { "valid", P_INT, true, GE(0), NULL }, NULL, AT(train.valid) },
+	{ "data", NOSPEC, &data_family, AT(train.data) },
+	{ "test", NOSPEC, &data_family, AT(train.test) },
+};
+
+/* A setting's value from a family: a bare name (sgd) or a call (sgd(...)). */
+static void apply_family(checker *ck, const ast_expr *e, const family *fam, void *dst)
+{
+	const char **names = arena_alloc(ck->a, sizeof *names * (size_t)fam->n);
+	for (int i = 0; i < fam->n; i++)
+		names[i] = fam->fns[i].name;
+	if (e->kind != AST_NAME && e->kind != AST_CALL) {
+		err(ck, e->at, "%s must be %s, got %s", fam->what, alternatives(ck, names, fam->n),
+		    describe(ck, e));
+		return;
+	}
+	const fspec *f = NULL;
+	for (int i = 0; i < fam->n; i++)
+		if (!strcmp(fam->fns[i].name, e->text))
+			f = &fam->fns[i];
+	if (!f) {
+		const char *s = suggest(ck, e->text, names, fam->n);
+		if (*s)
+			err(ck, e->at, "unknown %s '%s'%s", fam->what, e->text, s);
+		else
+			err(ck, e->at, "unknown %s '%s': expected %s", fam->what, e->text,
+			    alternatives(ck, names, fam->n));
+		return;
+	}
+	/* Arguments that did bind are still checked, so a misspelt option does
+	 * not hide an out-of-range value next to it. */
+	const ast_expr **args = arena_alloc(ck->a, sizeof *args * (size_t)(f->n_params + 1));
+	bind(ck, e, f->name, f->params, f->n_params, args);
+	f->apply(ck, f, e, args, dst);
+}
+
+static void check_settings(checker *ck, const ast_block *b, const setting *tab, int n)
+{
+	const ast_stmt **seen = arena_alloc(ck->a, sizeof *seen * (size_t)n);
+	const char **names = arena_alloc(ck->a, sizeof *names * (size_t)n);
+	for (int i = 0; i < n; i++)
+		names[i] = tab[i].name;
+	const char *block = ast_block_keyword(b->kind);
+	for (const ast_stmt *s = b->stmts; s; s = s->next) {
+		if (s->kind != AST_ASSIGN) {
+			err(ck, s->at, "'%s' is only allowed in a model block",
+			    s->kind == AST_INPUT ? "input" : "output");
+			continue;
+		}
+		int i = 0;
+		while (i < n && strcmp(tab[i].name, s->name) != 0)
+			i++;
+		if (i == n) {
+			const char *sug = suggest(ck, s->name, names, n);
+			if (*sug)
+				err(ck, s->name_at, "unknown setting '%s' in %s block%s", s->name, block, sug);
+			else
+				err(ck, s->name_at, "unknown setting '%s' in %s block (known: %s)", s->name,
+				    block, alternatives(ck, names, n));
+			continue;
+		}
+		if (seen[i]) {
+			err(ck, s->name_at, "'%s' is already set (first set at %d:%d)", s->name,
+			    seen[i]->name_at.line, seen[i]->name_at.col);
+			continue;
+		}
+		seen[i] = s;
+		const setting *st = &tab[i];
+		void *dst = (char *)ck->prog + st->off;
+		if (st->fam) {
+			int before = ck->src->errors;
+			apply_family(ck, s->value, st->fam, dst);
+			if (st->fam == &loss_family) {
+				ck->loss_at = s->value->at;
+				ck->loss_bad = ck->src->errors != before;
+			}
+		} else if (st->spec.kind == P_SEED) {
+			get_seed(ck, s->value, &st->spec, dst);
+		} else if (st->spec.kind == P_INT) {
+			get_int(ck, s->value, &st->spec, dst);
+		} else {
+			get_num(ck, s->value, &st->spec, dst);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The model block
+ * ---------------------------------------------------------------------- */
+struct symbol {
+	const char *name;
+	loc at;          /* the defining statement's name */
+	int stmt;        /* index of the defining statement in the block */
+	int node;        /* its value; -1 until checked, or if it failed */
+};
+
+typedef struct stmt_ctx {
+	const char *name;             /* the statement's name */
+	int index;                    /* its position in the block */
+	loc name_at;
+	const ast_expr *param_call;   /* the parameterized op already seen */
+} stmt_ctx;
+
+typedef bool shape_fn(checker *ck, const ast_expr **args, const int *in, sema_node *out);
+
+typedef struct op_spec {
+	const char *name;
+	sema_op op;
+	const pspec *params;   /* P_VALUE parameters are operands */
+	int n_params;
+	bool parameterized;    /* owns tensors named after its statement */
+	bool layer;            /* affine: may, and unless it is the output must,
+	                          pass through relu, whose input are its neurons */
+	shape_fn *shape;       /* fills size/ndims/dims, or reports and fails */
+} op_spec;
+
+static bool shape_dense(checker *ck, const ast_expr **args, const int *in, sema_node *out);
+static bool shape_relu(checker *ck, const ast_expr **args, const int *in, sema_node *out);
+
+static const pspec dense_params[] = {
+	{ "x", P_VALUE, true, ANY, NULL },
+	{ "n", P_INT, true, GE(1), "dense size" },
+};
+static const pspec relu_params[] = {
+	{ "x", P_VALUE, true, ANY, NULL },
+};
+
+static const op_spec ops[] = {
+	{ "dense", SEMA_DENSE, dense_params, NELEM(dense_params), true, true, shape_dense },
+	{ "relu", SEMA_RELU, relu_params, NELEM(relu_params), false, false, shape_relu },
+};
+
+static const op_spec *op_of(sema_op op)
+{
+	for (int i = 0; i < NELEM(ops); i++)
+		if (ops[i].op == op)
+			return &ops[i];
+	return NULL;   /* SEMA_INPUT */
+}
+
+static const char *op_name(sema_op op)
+{
+	const op_spec *o = op_of(op);
+	return o ? o->name : "input";
+}
+
+static bool is_layer(sema_op op)
+{
+	const op_spec *o = op_of(op);
+	return o && o->layer;
+}
+
+/* dense flattens its input: only the element count matters. */
+static bool shape_dense(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+{
+	int n;
+	if (!get_int(ck, args[1], &dense_params[1], &n))
+		return false;
+	out->size = n;
+	out->ndims = 1;
+	out->dims[0] = n;
+	return true;
+}
+
+/* A ReLU's neurons are the pre-activations of the layer before it, so it
+ * must follow a layer: relu of the input or of a relu has no neurons. */
+static bool shape_relu(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+{
+	const sema_node *x = &ck->nodes[in[0]];
+	if (!is_layer(x->op)) {
+		if (x->op == SEMA_INPUT)
+			err(ck, args[0]->at, "relu cannot be applied to the input '%s': it must follow a layer such as dense",
+			    x->name);
+		else
+			err(ck, args[0]->at, "relu cannot be applied to '%s', which is a %s: it must follow a layer such as dense",
+			    x->name, op_name(x->op));
+		return false;
+	}
+	out->size = x->size;
+	out->ndims = x->ndims;
+	memcpy(out->dims, x->dims, sizeof out->dims);
+	return true;
+}
+
+static symbol *find_sym(checker *ck, const char *name)
+{
+	for (int i = 0; i < ck->n_syms; i++)
+		if (!strcmp(ck->syms[i].name, name))
+			return &ck->syms[i];
+	return NULL;
+}
+
+static int add_node(checker *ck, const sema_node *n, loc use_at, loc def_at)
+{
+	if (ck->n_nodes == ck->cap_nodes)
+		internal_error("sema: more nodes than calls in the model");
+	int i = ck->n_nodes++;
+	ck->nodes[i] = *n;
+	ck->use_at[i] = use_at;
+	ck->def_at[i] = def_at;
+	return i;
+}
+
+/* The node a name stands for in statement sc, or -1 after reporting. */
+static int lookup(checker *ck, const char *name, loc at, const stmt_ctx *sc)
+{
+	symbol *s = find_sym(ck, name);
+	if (!s) {
+		const char **names = arena_alloc(ck->a, sizeof *names * (size_t)(ck->n_syms + 1));
+		for (int i = 0; i < ck->n_syms; i++)
+			names[i] = ck->syms[i].name;
+		err(ck, at, "unknown name '%s'%s", name, suggest(ck, name, names, ck->n_syms));
+		return -1;
+	}
+	if (s->stmt == sc->index) {
+		err(ck, at, "'%s' is used in its own definition", name);
+		return -1;
+	}
+	if (s->stmt > sc->index) {
+		err(ck, at, "'%s' is used before its definition at %d:%d", name, s->at.line, s->at.col);
+		return -1;
+	}
+	return s->node;   /* -1 if its definition failed: already reported */
+}
+
+static int apply_op(checker *ck, const ast_expr *call, stmt_ctx *sc);
+
+/* The node an operand expression stands for, or -1 after reporting. */
+static int value_of(checker *ck, const ast_expr *e, stmt_ctx *sc)
+{
+	switch (e->kind) {
+	case AST_NAME:
+		return lookup(ck, e->text, e->at, sc);
+	case AST_CALL:
+		return apply_op(ck, e, sc);
+	default:
+		err(ck, e->at, "expected a value (a name or an operation such as relu(x)), got %s",
+		    describe(ck, e));
+		return -1;
+	}
+}
+
+/* Flattens one call and its nested operand calls into nodes, operands
+ * first; returns the call's node or -1 after reporting. */
+static int apply_op(checker *ck, const ast_expr *call, stmt_ctx *sc)
+{
+	const op_spec *op = NULL;
+	for (int i = 0; i < NELEM(ops); i++)
+		if (!strcmp(ops[i].name, call->text))
+			op = &ops[i];
+	if (!op) {
+		const char *names[NELEM(ops)];
+		for (int i = 0; i < NELEM(ops); i++)
+			names[i] = ops[i].name;
+		const char *s = suggest(ck, call->text, names, NELEM(ops));
+		if (*s)
+			err(ck, call->at, "unknown operation '%s'%s", call->text, s);
+		else
+			err(ck, call->at, "unknown operation '%s': expected %s", call->text,
+			    alternatives(ck, names, NELEM(ops)));
+		return -1;
+	}
+	bool ok = true;
+	/* Checked before the operands so that "the second" is the second in
+	 * reading order: in dense(dense(x, 3), 4) it is the inner one. */
+	if (op->parameterized) {
+		if (sc->param_call) {
+			err(ck, call->at,
+			    "a statement may contain only one %s (the first is at %d:%d): its parameters are named after the statement '%s'; give this one a statement of its own",
+			    op->name, sc->param_call->at.line, sc->param_call->at.col, sc->name);
+			ok = false;
+		} else {
+			sc->param_call = call;
+		}
+	}
+	const ast_expr *args[8];
+	int in[8];
+	if (op->n_params > NELEM(args))
+		internal_error("sema: operation %s has too many parameters", op->name);
+	if (!bind(ck, call, op->name, op->params, op->n_params, args))
+		ok = false;
+	loc use_at = { 0, 0 };
+	for (int i = 0; i < op->n_params; i++) {
+		in[i] = -1;
+		if (op->params[i].kind != P_VALUE || !args[i])
+			continue;
+		in[i] = value_of(ck, args[i], sc);
+		if (in[i] < 0)
+			ok = false;
+		else if (!use_at.line)
+			use_at = args[i]->at;
+	}
+	if (!ok)
+		return -1;
+	sema_node n = { .op = op->op, .at = call->at, .name = sc->name, .arg = in[0] };
+	if (!op->shape(ck, args, in, &n))
+		return -1;
+	return add_node(ck, &n, use_at, sc->name_at);
+}
+
+static int count_calls(const ast_expr *e)
+{
+	if (!e || e->kind != AST_CALL)
+		return 0;
+	int n = 1;
+	for (const ast_arg *g = e->args; g; g = g->next)
+		n += count_calls(g->value);
+	return n;
+}
+
+static const pspec normalize_params[] = {
+	{ "mean", P_NUM, true, ANY, NULL },
+	{ "std", P_NUM, true, GT(0), NULL },
+};
+
+static void check_input(checker *ck, const ast_stmt *s, symbol *sym)
+{
+	static const pspec dim = { "dim", P_INT, true, GE(1), "input dimension" };
+	sema_model *m = &ck->prog->model;
+	sema_node n = { .op = SEMA_INPUT, .at = s->name_at, .name = s->name, .arg = -1 };
+	bool ok = true;
+	long long size = 1;
+	int k = 0;
+	for (const ast_arg *g = s->dims; g; g = g->next, k++) {
+		if (k == NELEM(n.dims)) {
+			err(ck, g->at, "input '%s' has %d dimensions; at most %d are supported", s->name,
+			    s->n_dims, NELEM(n.dims));
+			ok = false;
+			break;
+		}
+		int d;
+		if (!get_int(ck, g->value, &dim, &d)) {
+			ok = false;
+			continue;
+		}
+		n.dims[k] = d;
+		size *= d;
+		if (size > INT_MAX) {
+			err(ck, s->name_at, "input '%s' is too large: more than %d elements", s->name, INT_MAX);
+			ok = false;
+			break;
+		}
+	}
+	n.ndims = k < NELEM(n.dims) ? k : NELEM(n.dims);
+	n.size = ok ? (int)size : 0;
+	if (s->normalize) {
+		const ast_expr *args[2];
+		double mean, std;
+		if (bind(ck, s->normalize, "normalize", normalize_params, 2, args) &&
+		    get_num(ck, args[0], &normalize_params[0], &mean) &&
+		    get_num(ck, args[1], &normalize_params[1], &std)) {
+			m->normalize = true;
+			m->mean = mean;
+			m->std = std;
+		}
+	}
+	/* Even a malformed input becomes node 0, so its users do not report
+	 * it again as unknown. */
+	sym->node = add_node(ck, &n, s->name_at, s->name_at);
+}
+
+#define RELU_RULE "output of %s layer '%s' must pass through relu: its neurons need a ReLU for their margins"
+
+/* Every hidden layer's value must go through exactly one relu (its neurons
+ * are what the margins are made of), and every value must reach the output. */
+static void check_usage(checker *ck)
+{
+	const sema_model *m = &ck->prog->model;
+	int nn = ck->n_nodes;
+	int *users = arena_alloc(ck->a, sizeof *users * (size_t)(nn + 1));
+	int *relu_of = arena_alloc(ck->a, sizeof *relu_of * (size_t)(nn + 1));
+	for (int i = 0; i < nn; i++) {
+		relu_of[i] = -1;
+		if (ck->nodes[i].arg >= 0)
+			users[ck->nodes[i].arg]++;
+	}
+	for (int j = 0; j < nn; j++) {
+		int a = ck->nodes[j].arg;
+		if (a < 0 || !is_layer(ck->nodes[a].op) || a == m->output)
+			continue;
+		if (ck->nodes[j].op != SEMA_RELU) {
+			err(ck, ck->use_at[j], RELU_RULE, op_name(ck->nodes[a].op), ck->nodes[a].name);
+		} else if (relu_of[a] >= 0) {
+			loc first = ck->nodes[relu_of[a]].at;
+			err(ck, ck->use_at[j], "'%s' already passes through relu at %d:%d; use that value instead",
+			    ck->nodes[a].name, first.line, first.col);
+		} else {
+			relu_of[a] = j;
+		}
+	}
+	if (m->output < 0)
+		return;   /* without an output everything would look unused */
+	bool *reach = arena_alloc(ck->a, sizeof *reach * (size_t)(nn + 1));
+	reach[m->output] = true;
+	for (int i = m->output; i >= 0; i--)   /* operands precede users */
+		if (reach[i] && ck->nodes[i].arg >= 0)
+			reach[ck->nodes[i].arg] = true;
+	for (int i = 0; i < nn; i++) {
+		if (reach[i] || users[i] > 0)
+			continue;   /* unreachable chains are reported at their end */
+		if (is_layer(ck->nodes[i].op))
+			err(ck, ck->def_at[i], RELU_RULE, op_name(ck->nodes[i].op), ck->nodes[i].name);
+		else
+			err(ck, ck->def_at[i], "'%s' is never used: its value does not reach the output '%s'",
+			    ck->nodes[i].name, ck->nodes[m->output].name);
+	}
+}
+
+static void check_model(checker *ck, const ast_block *b)
+{
+	sema_model *m = &ck->prog->model;
+	m->name = b->name;
+	m->at = b->name_at;
+	m->output = -1;
+	int n_stmts = 0, n_calls = 0;
+	for (const ast_stmt *s = b->stmts; s; s = s->next) {
+		n_stmts++;
+		n_calls += count_calls(s->value);
+	}
+	ck->syms = arena_alloc(ck->a, sizeof *ck->syms * (size_t)(n_stmts + 1));
+	bool *skip = arena_alloc(ck->a, sizeof *skip * (size_t)(n_stmts + 1));
+
+	/* Pass 1: every name with its statement, so a use can tell "unknown"
+	 * from "defined later". */
+	const ast_stmt *input = NULL, *output = NULL;
+	int i = 0, output_index = 0;
+	for (const ast_stmt *s = b->stmts; s; s = s->next, i++) {
+		if (s->kind == AST_OUTPUT) {
+			if (output) {
+				err(ck, s->at, "more than one output: the first is at %d:%d", output->at.line,
+				    output->at.col);
+			} else {
+				output = s;
+				output_index = i;
+			}
+			continue;
+		}
+		if (s->kind == AST_INPUT && input) {
+			err(ck, s->at, "more than one input: the first is at %d:%d", input->at.line,
+			    input->at.col);
+			skip[i] = true;
+			continue;
+		}
+		symbol *prev = find_sym(ck, s->name);
+		if (prev) {
+			err(ck, s->name_at, "'%s' is already defined (first defined at %d:%d)", s->name,
+			    prev->at.line, prev->at.col);
+			skip[i] = true;
+			continue;
+		}
+		if (s->kind == AST_INPUT)
+			input = s;
+		ck->syms[ck->n_syms++] = (symbol){ s->name, s->name_at, i, -1 };
+	}
+	if (!input)
+		err(ck, b->name_at, "model '%s' has no input: declare one, e.g. 'input x[784];'", b->name);
+	if (!output)
+		err(ck, b->name_at, "model '%s' has no output: name its logits with 'output NAME;'", b->name);
+
+	ck->cap_nodes = n_calls + 1;
+	ck->nodes = arena_alloc(ck->a, sizeof *ck->nodes * (size_t)ck->cap_nodes);
+	ck->use_at = arena_alloc(ck->a, sizeof *ck->use_at * (size_t)ck->cap_nodes);
+	ck->def_at = arena_alloc(ck->a, sizeof *ck->def_at * (size_t)ck->cap_nodes);
+	/* The input first, so it is nodes[0] wherever it is written. */
+	if (input)
+		check_input(ck, input, find_sym(ck, input->name));
+
+	/* Pass 2: statements in order. */
+	i = 0;
+	for (const ast_stmt *s = b->stmts; s; s = s->next, i++) {
+		if (skip[i] || s->kind != AST_ASSIGN)
+			continue;
+		stmt_ctx sc = { s->name, i, s->name_at, NULL };
+		const ast_expr *v = s->value;
+		if (v->kind == AST_CALL)
+			find_sym(ck, s->name)->node = apply_op(ck, v, &sc);
+		else if (v->kind == AST_NAME)
+			err(ck, v->at, "expected an operation such as relu(%s): a model statement cannot just rename a value",
+			    v->text);
+		else
+			err(ck, v->at, "expected an operation such as dense(x, n) or relu(x), got %s",
+			    describe(ck, v));
+	}
+
+	if (output) {
+		ck->output_at = output->name_at;
+		stmt_ctx sc = { output->name, output_index, output->name_at, NULL };
+		int o = lookup(ck, output->name, output->name_at, &sc);
+		if (o >= 0) {
+			const sema_node *x = &ck->nodes[o];
+			if (!is_layer(x->op))
+				err(ck, output->name_at,
+				    "the output must be a layer such as dense (its values are the logits), but '%s' is %s",
+				    output->name, x->op == SEMA_INPUT ? "the input" : "a relu");
+			else
+				m->output = o;
+		}
+	}
+	check_usage(ck);
+	m->nodes = ck->nodes;
+	m->n_nodes = ck->n_nodes;
+}
+
+/* ------------------------------------------------------------------------
+ * The program
+ * ---------------------------------------------------------------------- */
+static void set_defaults(sema_program *p)
+{
+	p->model.mean = 0;
+	p->model.std = 1;
+	p->model.output = -1;
+	p->objective = (sema_objective){
+		.loss = LOSS_CROSS_ENTROPY, .reg = REG_NONE, .gamma = 100, .p = 2,
+	};
+	p->train = (sema_train){
+		.optimizer = OPT_SGD, .lr = 0.01, .momentum = 0, .nesterov = false,
+		.beta1 = 0.9, .beta2 = 0.999, .adam_eps = 1e-8, .weight_decay = 0,
+		.lr_step = 0, .lr_gamma = 0.1, .batch = 64, .epochs = 10, .seed = 0,
+		.valid = 0, .data = { DATA_NONE, { NULL, NULL } }, .test = { DATA_NONE, { NULL, NULL } },
+	};
+}
+
+/* The loss decides how many logits the model must have. */
+static void check_loss(checker *ck)
+{
+	const sema_program *p = ck->prog;
+	if (p->model.output < 0 || ck->loss_bad)
+		return;
+	const sema_node *o = &p->model.nodes[p->model.output];
+	loc at = ck->loss_at.line ? ck->loss_at : ck->output_at;
+	if (p->objective.loss == LOSS_CROSS_ENTROPY && o->size < 2)
+		err(ck, at, "cross_entropy needs at least 2 outputs, but '%s' has %d; use sigmoid_cross_entropy for a single logit",
+		    o->name, o->size);
+	if (p->objective.loss == LOSS_SIGMOID_CROSS_ENTROPY && o->size != 1)
+		err(ck, at, "sigmoid_cross_entropy needs exactly one output logit, but '%s' has %d",
+		    o->name, o->size);
+}
+
+sema_program *sema_check(arena *a, const ast_program *ast)
+{
+	if (!ast)
+		return NULL;
+	checker ck = { .a = a, .src = ast->src };
+	int before = ck.src->errors;
+	sema_program *p = arena_alloc(a, sizeof *p);
+	ck.prog = p;
+	p->src = ast->src;
+	set_defaults(p);
+
+	const ast_block *first[3] = { NULL, NULL, NULL };   /* by ast_block_kind */
+	for (const ast_block *b = ast->blocks; b; b = b->next) {
+		if (first[b->kind])
+			err(&ck, b->at, "more than one %s block: the first is at %d:%d",
+			    ast_block_keyword(b->kind), first[b->kind]->at.line, first[b->kind]->at.col);
+		else
+			first[b->kind] = b;
+	}
+	if (first[AST_MODEL])
+		check_model(&ck, first[AST_MODEL]);
+	else
+		err(&ck, (loc){ 1, 1 }, "no model block: a program needs one 'model NAME { ... }'");
+	if (first[AST_OBJECTIVE]) {
+		p->has_objective = true;
+		check_settings(&ck, first[AST_OBJECTIVE], objective_settings, NELEM(objective_settings));
+	}
+	if (first[AST_TRAIN]) {
+		p->has_train = true;
+		check_settings(&ck, first[AST_TRAIN], train_settings, NELEM(train_settings));
+	}
+	check_loss(&ck);
+	return ck.src->errors == before ? p : NULL;
+}

@@ -1,0 +1,97 @@
+/* certify.c: certification of a batch of inputs across threads.
+ *
+ * The generated kernels handle one input at a time with a private
+ * workspace; this file gives each thread its own workspace and a
+ * contiguous share of the batch, so the results do not depend on the
+ * thread count.  The per-parameter quantities (first-layer norms) are
+ * computed once per batch by the model's prepare kernel.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+int rt_ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+typedef struct share {
+	const rt_model *m;
+	const float *P, *pre;
+	rt_batch *b;
+	int64_t begin, end;
+	int failed;
+	pthread_t tid;
+	bool started;
+} share;
+
+static float *workspace(int64_t floats)
+{
+	size_t bytes = ((size_t)floats * sizeof(float) + 63) & ~(size_t)63;
+	return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+static void *run_share(void *arg)
+{
+	share *s = arg;
+	const rt_model *m = s->m;
+	rt_batch *b = s->b;
+	float *ws = workspace(m->ws_floats);
+	float *z = workspace(m->n_hidden + 1);
+	float *logits = workspace(m->n_out);
+	if (!ws || !z || !logits) {
+		s->failed = 1;
+	} else {
+		for (int64_t i = s->begin; i < s->end; i++) {
+			const float *x = b->x + i * m->n_in;
+			m->certify(s->P, s->pre, x, b->norms, ws, z, logits, &b->cert[i]);
+			if (b->pattern)
+				b->pattern[i] = rt_pattern_hash(z, m->n_hidden);
+			if (b->dirs) {
+				const float *d = b->dirs + (b->n_dirs == 1 ? 0 : i) * m->n_in;
+				m->direction(s->P, x, d, ws, &b->t[i], &b->tbind[i]);
+			}
+		}
+	}
+	free(ws);
+	free(z);
+	free(logits);
+	return NULL;
+}
+
+int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b)
+{
+	int threads = b->threads > 0 ? b->threads : rt_ncpus();
+	if (threads > b->n)
+		threads = b->n > 0 ? (int)b->n : 1;
+	float *pre = workspace(m->pre_floats);
+	share *sh = calloc((size_t)threads, sizeof *sh);
+	if (!pre || !sh) {
+		free(pre);
+		free(sh);
+		return -1;
+	}
+	m->prepare(P, pre);
+	for (int t = 0; t < threads; t++) {
+		sh[t] = (share){ .m = m, .P = P, .pre = pre, .b = b,
+		                 .begin = b->n * t / threads, .end = b->n * (t + 1) / threads };
+		/* the calling thread takes the last share itself */
+		if (t < threads - 1)
+			sh[t].started = pthread_create(&sh[t].tid, NULL, run_share, &sh[t]) == 0;
+	}
+	int failed = 0;
+	for (int t = threads - 1; t >= 0; t--) {
+		if (sh[t].started)
+			pthread_join(sh[t].tid, NULL);
+		else
+			run_share(&sh[t]);
+		failed |= sh[t].failed;
+	}
+	free(pre);
+	free(sh);
+	return failed ? -1 : 0;
+}

@@ -1,0 +1,195 @@
+/* rt.h: map of the lln runtime.
+ *
+ * The runtime is the C code that runs around the kernels llnc generates: the
+ * model descriptor those kernels export, the readers and writers for weights
+ * and data, batch certification across threads, and the statistics reported
+ * over a data set.  It is linked into llnc itself (for in-process work) and
+ * into every standalone certifier, so everything except the safetensors
+ * section depends on nothing beyond libc, libm and pthreads.
+ *
+ * Errors: functions that can fail on user input return 0 on success and -1 on
+ * failure, with a message of the form "FILE: record N: what is wrong" (or
+ * "FILE: what is wrong") written into a caller buffer of RT_ERRLEN bytes.
+ */
+#ifndef LLN_RT_H
+#define LLN_RT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RT_ERRLEN 512
+
+/* ------------------------------------------------------------------------
+ * Model descriptor: the ABI between generated code and the runtime.
+ *
+ * llnc emits one global `lln_model` of this layout (and, for certifiers, a
+ * global `lln_weights` holding the parameters).  Every kernel is specialised
+ * to the model's shapes; P is the flat parameter vector laid out by the
+ * tensor table.  Inputs x are raw (before normalize); gradients, margins and
+ * radii are all reported in raw input units.
+ * ---------------------------------------------------------------------- */
+#define RT_ABI_VERSION 1
+
+enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
+#define RT_NORM_BIT(p) (1 << (p))
+#define RT_ALL_NORMS (RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_L2) | RT_NORM_BIT(RT_LINF))
+
+typedef struct rt_tensor {
+	const char *name;  /* PyTorch state_dict name, e.g. "fc1.weight" */
+	int32_t rank;
+	int32_t shape[4];
+	int64_t offset;    /* first float in P */
+	int64_t count;     /* product of shape */
+	int32_t fan_in;    /* for initialisation */
+	int32_t is_bias;
+} rt_tensor;
+
+typedef struct rt_layer {  /* one hidden layer: a block of neurons followed by ReLU */
+	const char *name;
+	int32_t size;
+	int32_t offset;        /* index of its first neuron in the z vector */
+} rt_layer;
+
+typedef struct rt_cert {
+	int32_t label;              /* predicted class (binary: 1 if logit > 0) */
+	float eps[RT_NNORMS];       /* margins eps_1, eps_2, eps_inf (inf if none binds) */
+	int32_t bind[RT_NNORMS];    /* global neuron index of the binding neuron, -1 if none */
+	float eps_pred[RT_NNORMS];  /* radius within which the prediction is certified too */
+} rt_cert;
+
+typedef struct rt_model {
+	int32_t abi;
+	const char *name;
+	int32_t n_in;         /* flattened input size D */
+	int32_t n_out;        /* logits */
+	int32_t n_hidden;     /* hidden neurons H (length of z) */
+	int32_t n_layers;
+	int32_t n_tensors;
+	int32_t pad_;
+	int64_t n_params;
+	int64_t ws_floats;    /* per-example workspace needed by grads/certify/direction */
+	int64_t pre_floats;   /* per-parameter-vector buffer filled by prepare */
+	float mean, std;      /* normalize(mean, std); 0 and 1 when absent */
+	const rt_layer *layers;
+	const rt_tensor *tensors;
+	/* once per parameter vector: quantities that do not depend on the input */
+	void (*prepare)(const float *P, float *pre);
+	/* z (n_hidden pre-activations) and logits (n_out) for one raw input,
+	 * accumulated in double precision */
+	void (*forward)(const float *P, const float *x, float *ws, float *z, float *logits);
+	/* G (n_hidden x n_in, row-major): row h is d z_h / d x_raw, masks from z */
+	void (*grads)(const float *P, const float *z, float *G, float *ws);
+	/* forward + margins for the norms in the bit set `norms` */
+	void (*certify)(const float *P, const float *pre, const float *x, int32_t norms,
+	                float *ws, float *z, float *logits, rt_cert *out);
+	/* directional margin: largest t with x + t d in the activation region of x */
+	void (*direction)(const float *P, const float *x, const float *d, float *ws,
+	                  float *t, int32_t *bind);
+} rt_model;
+
+/* Name of the layer holding global neuron h, and h's index inside it. */
+const rt_layer *rt_layer_of(const rt_model *m, int32_t h, int32_t *index);
+
+/* ------------------------------------------------------------------------
+ * Batch certification (certify.c): runs model->certify over n inputs on
+ * `threads` threads (0: all cores).  z_hash receives the 64-bit hash of each
+ * input's activation pattern (may be NULL).  dirs, when not NULL, holds
+ * n_dirs directions (1 or n) and t/tbind receive directional margins.
+ * ---------------------------------------------------------------------- */
+typedef struct rt_batch {
+	const float *x;        /* n x n_in */
+	int64_t n;
+	const float *dirs;     /* NULL or n_dirs x n_in */
+	int64_t n_dirs;
+	int32_t norms;
+	int threads;
+	/* outputs, n entries each */
+	rt_cert *cert;
+	uint64_t *pattern;     /* may be NULL */
+	float *t;              /* directional margins, when dirs */
+	int32_t *tbind;
+} rt_batch;
+
+int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b);
+int rt_ncpus(void);
+
+/* ------------------------------------------------------------------------
+ * Statistics (stats.c)
+ * ---------------------------------------------------------------------- */
+/* Percentile q in [0,100] of v[0..n) with linear interpolation between
+ * order statistics (numpy's default); v is not modified.  inf values sort
+ * last; NaN if n == 0 or any value is NaN. */
+double rt_percentile(const float *v, int64_t n, double q);
+/* 64-bit FNV-1a hash of the sign pattern (z > 0) of n values: over the 8
+ * little-endian bytes of n, then the bits packed 8 per byte, z[8k+j] in bit
+ * j of byte k; so it depends on the signs only, never on the values. */
+uint64_t rt_pattern_hash(const float *z, int64_t n);
+/* Number of distinct values among h[0..n); -1 if out of memory. */
+int64_t rt_count_distinct(const uint64_t *h, int64_t n);
+
+/* ------------------------------------------------------------------------
+ * Data (data.c).  Examples are rows of `dim` float32 values.
+ *   .csv  one example per line, comma separated; "-" reads CSV from stdin
+ *   .npy  float32 or float64, C order, shape (n, ...) flattened per row
+ *   IDX   (MNIST format; any name not ending .csv/.npy) unsigned byte
+ *         images scaled to [0,1], or float32 IDX
+ * With `labeled`, CSV rows carry an integer label in the first column.
+ * dim == 0 accepts any row length (all rows must agree).  Every value must
+ * be finite.  Errors: "FILE: record N: ..." with N counted from 1.
+ * ---------------------------------------------------------------------- */
+typedef struct rt_data {
+	int64_t n;
+	int64_t dim;
+	float *x;        /* n x dim */
+	int32_t *y;      /* n labels, or NULL */
+} rt_data;
+
+int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char *err);
+/* Labels from IDX (ubyte, 1-D), .npy (integer or float holding integers) or
+ * CSV (one integer per line); n_expected > 0 makes a count mismatch an error. */
+int rt_labels_read(const char *path, int64_t n_expected, int32_t **out, int64_t *n, char *err);
+void rt_data_free(rt_data *d);
+
+/* Write bytes to `path` through a temporary file in the same directory and
+ * a rename, so that a failure never leaves a partial file. */
+int rt_write_atomic(const char *path, const void *data, size_t len, char *err);
+
+/* ------------------------------------------------------------------------
+ * Weights as safetensors (safetensors.c; needs jansson, so not linked into
+ * certifiers).  Little-endian float32, PyTorch names and layout.
+ * ---------------------------------------------------------------------- */
+/* Fill P (n_params floats) from the file; a missing, extra, wrongly shaped
+ * or non-float32 tensor is an error naming the tensor. */
+int rt_params_load(const rt_tensor *t, int n_tensors, const char *path, float *P, char *err);
+/* Write P as the tensors of the table (atomically).  `extra`, if not NULL,
+ * adds further tensors (e.g. optimizer state) given as a second table over
+ * the buffer E; metadata, if not NULL, is a NULL-terminated key/value list. */
+int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
+                   const rt_tensor *extra, int n_extra, const float *E,
+                   const char *const *metadata, const char *path, char *err);
+/* rt_params_load plus the optional `extra` table (e.g. optimizer state to
+ * resume from) read into E.  Extras are all or nothing: *has_extra says
+ * whether the file had them.  A tensor in neither table is an error, except
+ * that with no extra table (n_extra == 0) tensors named "optim.*" are
+ * ignored.  On failure P and E may have been partly overwritten. */
+int rt_params_load_ex(const rt_tensor *t, int n, const rt_tensor *extra, int n_extra,
+                      const char *path, float *P, float *E, bool *has_extra, char *err);
+/* The string stored under `key` in the file's __metadata__: 0 and the value
+ * when present, 1 and "" when absent, -1 on error (unreadable file, value
+ * not a string or not fitting in len bytes with its NUL). */
+int rt_st_metadata(const char *path, const char *key, char *value, size_t len, char *err);
+
+/* ------------------------------------------------------------------------
+ * Random numbers and initialisation (rng.c): deterministic across machines.
+ * ---------------------------------------------------------------------- */
+typedef struct rt_rng { uint64_t s[4]; } rt_rng;
+void rt_rng_seed(rt_rng *r, uint64_t seed);
+uint64_t rt_rng_next(rt_rng *r);
+double rt_rng_uniform(rt_rng *r);       /* [0, 1) */
+double rt_rng_normal(rt_rng *r);        /* standard normal */
+/* He-normal weights N(0, 2/fan_in); biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+ * like PyTorch's default, so biases are non-zero. */
+void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, float *P);
+
+#endif
