@@ -33,7 +33,7 @@ typedef struct gen {
 	LLVMContextRef c;
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;
-	LLVMTypeRef f32, f64, i32, i64, i8, i1, ptr, vd;
+	LLVMTypeRef f32, f64, i32, i64, i8, i1, ptr, vf;
 	LLVMValueRef fn;
 	LLVMBasicBlockRef entry;
 	const ir_module *m;
@@ -43,7 +43,16 @@ typedef struct gen {
 	int64_t *act_off;     /* op k: its active list (int32) when relu */
 	int64_t *jac_off;     /* op k: its gradient rows, out x n_in floats (-1: rows are W) */
 	int64_t *pre_off;     /* op k: 3 x out floats of first-layer q-norms (-1: none) */
-	int64_t ws_floats, pre_floats;
+	/* training, by the Gram recurrence (see emit_train_forward) */
+	int64_t *cnt_off;     /* op k: its number of active units (int32) */
+	int64_t *gc_off;      /* hidden op k: Gram matrix of its active rows, out x out */
+	int64_t *gbar_off;    /* hidden op k: adjoint of that matrix, out x out */
+	int64_t *vc_off;      /* hidden op k with a hidden input: W over active inputs, out x in */
+	int64_t *t_off;       /* ... and that times the input's Gram, out x in */
+	int64_t *kpre_off;    /* first-layer hidden op k: W W^T in pre */
+	int64_t *acc_off;     /* first-layer hidden op k: batch accumulator in grad */
+	int64_t row_off, row2_off;  /* two scratch rows of the widest layer */
+	int64_t ws_floats, pre_floats, grad_floats;
 } gen;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -69,28 +78,53 @@ static void plan_layout(gen *g, arena *a)
 		g->tan_off[v] = off;
 		off += round16(2 * (int64_t)value_size(m, v));
 	}
-	int64_t pre = 0;
+	int64_t *tabs[] = { g->cnt_off = arena_alloc(a, sizeof(int64_t) * m->n_ops),
+		g->gc_off = arena_alloc(a, sizeof(int64_t) * m->n_ops), g->gbar_off = arena_alloc(a, sizeof(int64_t) * m->n_ops),
+		g->vc_off = arena_alloc(a, sizeof(int64_t) * m->n_ops), g->t_off = arena_alloc(a, sizeof(int64_t) * m->n_ops),
+		g->kpre_off = arena_alloc(a, sizeof(int64_t) * m->n_ops), g->acc_off = arena_alloc(a, sizeof(int64_t) * m->n_ops),
+		g->act_off, g->jac_off, g->pre_off };
+	for (size_t t = 0; t < sizeof tabs / sizeof *tabs; t++)
+		for (int k = 0; k < m->n_ops; k++)
+			tabs[t][k] = -1;
+	int64_t pre = 0, grad = m->n_params, widest = m->n_in;
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
-		g->act_off[k] = -1;
-		if (op->relu) {
-			g->act_off[k] = off;
-			off += round16(op->out_size);
-		}
-		g->jac_off[k] = -1;
-		g->pre_off[k] = -1;
-		if (op->in == 0) {
-			if (op->relu) {
-				g->pre_off[k] = pre;
-				pre += round16(3 * (int64_t)op->out_size);
-			}
-		} else {
+		int64_t n = op->out_size, nin = op->in_size;
+		widest = n > widest ? n : widest;
+		if (op->in != 0) {
 			g->jac_off[k] = off;
-			off += round16((int64_t)op->out_size * m->n_in);
+			off += round16(n * m->n_in);
+		}
+		if (!op->relu)
+			continue;
+		g->act_off[k] = off;
+		off += round16(n);
+		g->cnt_off[k] = off;
+		off += 16;
+		g->gc_off[k] = off;
+		off += round16(n * n);
+		g->gbar_off[k] = off;
+		off += round16(n * n);
+		if (op->in == 0) {
+			g->pre_off[k] = pre;
+			pre += round16(3 * n);
+			g->kpre_off[k] = pre;
+			pre += round16(n * n);
+			g->acc_off[k] = grad;
+			grad += n * n;
+		} else {
+			g->vc_off[k] = off;
+			off += round16(n * nin);
+			g->t_off[k] = off;
+			off += round16(n * nin);
 		}
 	}
+	g->row_off = off;
+	g->row2_off = off + round16(widest);
+	off += 2 * round16(widest);
 	g->ws_floats = off;
 	g->pre_floats = pre > 0 ? pre : 1;
+	g->grad_floats = grad;
 }
 
 /* ---- small IR-building helpers ---- */
@@ -135,6 +169,12 @@ static LLVMValueRef intrinsic(gen *g, const char *name, LLVMValueRef x, LLVMValu
 	LLVMValueRef args[2] = { x, y };
 	return LLVMBuildCall2(g->b, ft, f, args, y ? 2 : 1, "");
 }
+static LLVMValueRef intrinsic_n(gen *g, const char *name, LLVMTypeRef overload, LLVMValueRef *args, unsigned n)
+{
+	unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+	LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->mod, id, &overload, 1);
+	return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, &overload, 1), f, args, n, "");
+}
 static LLVMValueRef fabsv(gen *g, LLVMValueRef x) { return intrinsic(g, "llvm.fabs", x, NULL); }
 static LLVMValueRef fmaxv(gen *g, LLVMValueRef x, LLVMValueRef y) { return intrinsic(g, "llvm.maxnum", x, y); }
 
@@ -159,10 +199,11 @@ static LLVMBasicBlockRef block(gen *g, const char *name) { return LLVMAppendBasi
 
 /* for (i = start; i < end; i++) as a guarded do-while, the shape LLVM's
  * loop passes like best. */
-typedef struct loop { LLVMBasicBlockRef body, exit; LLVMValueRef i, end; } loop;
+typedef struct loop { LLVMBasicBlockRef body, exit; LLVMValueRef i, end; int64_t step; } loop;
 
-static LLVMValueRef loop_begin(gen *g, loop *l, LLVMValueRef start, LLVMValueRef end)
+static LLVMValueRef loop_begin_step(gen *g, loop *l, LLVMValueRef start, LLVMValueRef end, int64_t step)
 {
+	l->step = step;
 	LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
 	l->body = block(g, "loop");
 	l->exit = block(g, "next");
@@ -173,9 +214,13 @@ static LLVMValueRef loop_begin(gen *g, loop *l, LLVMValueRef start, LLVMValueRef
 	LLVMAddIncoming(l->i, &start, &pre, 1);
 	return l->i;
 }
+static LLVMValueRef loop_begin(gen *g, loop *l, LLVMValueRef start, LLVMValueRef end)
+{
+	return loop_begin_step(g, l, start, end, 1);
+}
 static void loop_end(gen *g, loop *l)
 {
-	LLVMValueRef next = add(g, l->i, ci(g, 1));
+	LLVMValueRef next = add(g, l->i, ci(g, l->step));
 	LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
 	LLVMAddIncoming(l->i, &next, &latch, 1);
 	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, next, l->end, ""), l->body, l->exit);
@@ -194,6 +239,66 @@ static void if_end(gen *g, LLVMBasicBlockRef done)
 {
 	LLVMBuildBr(g->b, done);
 	LLVMPositionBuilderAtEnd(g->b, done);
+}
+
+/* ---- explicit vectors for the inner loops ----
+ * Written as 8-wide vector operations with a scalar tail, so that they
+ * vectorise whether or not LLVM can prove the buffers disjoint (they often
+ * share the workspace) and without run-time overlap checks on short rows. */
+enum { VW = 8 };
+
+static LLVMValueRef vload(gen *g, LLVMValueRef base, LLVMValueRef i)
+{
+	LLVMValueRef v = LLVMBuildLoad2(g->b, g->vf, at(g, g->f32, base, i), "");
+	LLVMSetAlignment(v, 4);
+	return v;
+}
+static void vstore(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i)
+{
+	LLVMSetAlignment(LLVMBuildStore(g->b, v, at(g, g->f32, base, i)), 4);
+}
+static LLVMValueRef vfma(gen *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+	LLVMValueRef args[3] = { a, b, c };
+	return intrinsic_n(g, "llvm.fmuladd", g->vf, args, 3);
+}
+static LLVMValueRef vsplat(gen *g, LLVMValueRef x)
+{
+	LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(g->vf), x, ci32(g, 0), "");
+	return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vf), LLVMConstNull(LLVMVectorType(g->i32, VW)), "");
+}
+static LLVMValueRef vround(gen *g, LLVMValueRef n) { return LLVMBuildAnd(g->b, n, ci(g, ~(int64_t)(VW - 1)), ""); }
+
+/* dst[0..n) += c * src[0..n), in float */
+static void emit_axpy(gen *g, LLVMValueRef dst, LLVMValueRef c, LLVMValueRef src, LLVMValueRef n)
+{
+	loop l;
+	LLVMValueRef nv = vround(g, n), cv = vsplat(g, c);
+	LLVMValueRef i = loop_begin_step(g, &l, ci(g, 0), nv, VW);
+	vstore(g, vfma(g, cv, vload(g, src, i), vload(g, dst, i)), dst, i);
+	loop_end(g, &l);
+	i = loop_begin(g, &l, nv, n);
+	LLVMValueRef args[3] = { c, load(g, g->f32, src, i), load(g, g->f32, dst, i) };
+	store(g, intrinsic_n(g, "llvm.fmuladd", g->f32, args, 3), dst, i);
+	loop_end(g, &l);
+}
+
+/* a[0..n) . b[0..n), in float */
+static LLVMValueRef emit_dot(gen *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef n)
+{
+	loop l;
+	LLVMValueRef nv = vround(g, n);
+	LLVMValueRef acc = var(g, g->vf, LLVMConstNull(g->vf));
+	LLVMValueRef i = loop_begin_step(g, &l, ci(g, 0), nv, VW);
+	set(g, acc, vfma(g, vload(g, a, i), vload(g, b, i), get(g, g->vf, acc)));
+	loop_end(g, &l);
+	LLVMValueRef args[2] = { LLVMConstReal(g->f32, 0), get(g, g->vf, acc) };
+	LLVMValueRef sum = var(g, g->f32, fast(intrinsic_n(g, "llvm.vector.reduce.fadd", g->vf, args, 2)));
+	i = loop_begin(g, &l, nv, n);
+	LLVMValueRef t[3] = { load(g, g->f32, a, i), load(g, g->f32, b, i), get(g, g->f32, sum) };
+	set(g, sum, intrinsic_n(g, "llvm.fmuladd", g->f32, t, 3));
+	loop_end(g, &l);
+	return get(g, g->f32, sum);
 }
 
 /* A kernel: void NAME(params) where each parameter is a pointer, except
@@ -267,45 +372,60 @@ static void emit_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef ws
 	}
 }
 
+/* The active list of hidden op k: indices of its units with z > 0, in
+ * increasing order, and their count.  z is read from `z` (float, indexed by
+ * neuron) when given, else from the op's pre-activations in ws. */
+static void emit_active(gen *g, LLVMValueRef ws, LLVMValueRef z, int k)
+{
+	const ir_op *op = &g->m->ops[k];
+	LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[k]));
+	LLVMValueRef n = var(g, g->i64, ci(g, 0));
+	loop l;
+	LLVMValueRef a = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
+	LLVMValueRef on = z ? LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f32, z, add(g, ci(g, op->z_off), a)), LLVMConstReal(g->f32, 0), "")
+	                    : LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, val_ptr(g, ws, k + 1), a), cd(g, 0), "");
+	LLVMBasicBlockRef done = if_begin(g, on);
+	LLVMValueRef i = get(g, g->i64, n);
+	store(g, LLVMBuildTrunc(g->b, a, g->i32, ""), act, i);
+	set(g, n, add(g, i, ci(g, 1)));
+	if_end(g, done);
+	loop_end(g, &l);
+	store(g, LLVMBuildTrunc(g->b, get(g, g->i64, n), g->i32, ""), ws, ci(g, g->cnt_off[k]));
+}
+static void emit_all_active(gen *g, LLVMValueRef ws, LLVMValueRef z)
+{
+	for (int k = 0; k < g->m->n_ops; k++)
+		if (g->m->ops[k].relu)
+			emit_active(g, ws, z, k);
+}
+static LLVMValueRef active_count(gen *g, LLVMValueRef ws, int k)
+{
+	return LLVMBuildSExt(g->b, load(g, g->i32, ws, ci(g, g->cnt_off[k])), g->i64, "");
+}
+static LLVMValueRef active_at(gen *g, LLVMValueRef ws, int k, LLVMValueRef p)
+{
+	return LLVMBuildSExt(g->b, load(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), p), g->i64, "");
+}
+
 /* The op's gradient rows: J_k = W_k diag(m) J_in over the active units of
  * the input layer only (inactive columns are zero).  src and dst are row-
- * major with n_in columns; the active list is built here. */
-static void emit_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef zin, LLVMValueRef act,
+ * major with n_in columns. */
+static void emit_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws,
                       LLVMValueRef src, LLVMValueRef dst, void *row_hook_ctx,
                       void (*row_hook)(gen *, const ir_op *, LLVMValueRef j, LLVMValueRef row, void *ctx))
 {
-	const ir_module *m = g->m;
-	const ir_op *ip = &m->ops[op->in - 1];
-	LLVMValueRef D = ci(g, m->n_in);
-
-	/* active list of the input layer */
-	LLVMValueRef nact = var(g, g->i64, ci(g, 0));
-	loop la;
-	LLVMValueRef a = loop_begin(g, &la, ci(g, 0), ci(g, ip->out_size));
-	LLVMValueRef on = LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f32, zin, add(g, ci(g, ip->z_off), a)),
-	                                LLVMConstReal(g->f32, 0), "");
-	LLVMBasicBlockRef done = if_begin(g, on);
-	LLVMValueRef n = get(g, g->i64, nact);
-	store(g, LLVMBuildTrunc(g->b, a, g->i32, ""), act, n);
-	set(g, nact, add(g, n, ci(g, 1)));
-	if_end(g, done);
-	loop_end(g, &la);
-	LLVMValueRef na = get(g, g->i64, nact);
-
-	loop lj, lt, ld, lz;
+	LLVMValueRef D = ci(g, g->m->n_in);
+	LLVMValueRef na = active_count(g, ws, op->in - 1);
+	loop lj, lt, lz;
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef row = at(g, g->f32, dst, mul(g, j, D));
 	LLVMValueRef d = loop_begin(g, &lz, ci(g, 0), D);
 	store(g, LLVMConstReal(g->f32, 0), row, d);
 	loop_end(g, &lz);
 	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), na);
-	LLVMValueRef ai = LLVMBuildSExt(g->b, load(g, g->i32, act, t), g->i64, "");
+	LLVMValueRef ai = active_at(g, ws, op->in - 1, t);
 	LLVMValueRef w = load(g, g->f32, P, add(g, ci(g, op->w_off), add(g, mul(g, j, ci(g, op->in_size)), ai)));
-	LLVMValueRef srow = at(g, g->f32, src, mul(g, ai, D));
-	d = loop_begin(g, &ld, ci(g, 0), D);
-	LLVMValueRef r = load(g, g->f32, row, d);
-	store(g, fadd(g, r, fmul(g, w, load(g, g->f32, srow, d))), row, d);
-	loop_end(g, &ld);
+	emit_axpy(g, row, w, at(g, g->f32, src, mul(g, ai, D)), D);
 	loop_end(g, &lt);
 	if (row_hook)
 		row_hook(g, op, j, row, row_hook_ctx);
@@ -380,6 +500,7 @@ static void emit_certify(gen *g)
 	cert_state s = { .P = param(g, 0), .pre = param(g, 1), .ws = param(g, 4), .norms = param(g, 3) };
 	LLVMValueRef z = param(g, 5), logits = param(g, 6), out = param(g, 7);
 	emit_forward(g, s.P, param(g, 2), s.ws, z, logits);
+	emit_all_active(g, s.ws, NULL);
 	for (int p = 0; p < RT_NNORMS; p++) {
 		s.best[p] = var(g, g->f64, cd(g, INFINITY));
 		s.bind[p] = var(g, g->i32, ci32(g, -1));
@@ -406,8 +527,7 @@ static void emit_certify(gen *g)
 		const ir_op *ip = &m->ops[op->in - 1];
 		LLVMValueRef src = ip->in == 0 ? at(g, g->f32, s.P, ci(g, ip->w_off))
 		                               : at(g, g->f32, s.ws, ci(g, g->jac_off[op->in - 1]));
-		emit_rows(g, op, s.P, z, at(g, g->f32, s.ws, ci(g, g->act_off[op->in - 1])), src,
-		          at(g, g->f32, s.ws, ci(g, g->jac_off[k])), &s,
+		emit_rows(g, op, s.P, s.ws, src, at(g, g->f32, s.ws, ci(g, g->jac_off[k])), &s,
 		          op->relu ? margin_row : NULL);
 	}
 
@@ -469,6 +589,8 @@ static void emit_certify(gen *g)
 
 /* ---- prepare, forward, grads, direction ---- */
 
+static void emit_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre);
+
 static void emit_prepare(gen *g)
 {
 	static const char *names[] = { "P", "pre" };
@@ -488,6 +610,7 @@ static void emit_prepare(gen *g)
 			store(g, trunc32(g, dual(g, sums, p)), pre, add(g, ci(g, (int64_t)p * op->out_size), j));
 		loop_end(g, &l);
 	}
+	emit_gram_prepare(g, param(g, 0), param(g, 1));
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -506,6 +629,7 @@ static void emit_grads(gen *g)
 	const ir_module *m = g->m;
 	LLVMValueRef P = param(g, 0), z = param(g, 1), G = param(g, 2), ws = param(g, 3);
 	LLVMValueRef D = ci(g, m->n_in);
+	emit_all_active(g, ws, z);
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
 		if (!op->relu)
@@ -521,8 +645,7 @@ static void emit_grads(gen *g)
 			continue;
 		}
 		const ir_op *ip = &m->ops[op->in - 1];
-		emit_rows(g, op, P, z, at(g, g->f32, ws, ci(g, g->act_off[op->in - 1])),
-		          at(g, g->f32, G, mul(g, ci(g, ip->z_off), D)), dst, NULL, NULL);
+		emit_rows(g, op, P, ws, at(g, g->f32, G, mul(g, ci(g, ip->z_off), D)), dst, NULL, NULL);
 	}
 	LLVMBuildRetVoid(g->b);
 }
@@ -579,6 +702,300 @@ static void emit_direction(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
+/* ---- training: the Gram recurrence and its adjoint ----
+ *
+ * Training needs sq_h = ||g_h||^2 for every hidden neuron, and the gradient
+ * of any function of them.  Rather than forming gradient rows (n x D per
+ * layer), the kernels carry each layer's Gram matrix G^i = J^i J^i^T:
+ *   G^1 = W^1 W^1^T                      (once per weight vector, in prepare)
+ *   G^i = V G^{i-1}_AA V^T,  V = W^i[:, A] with A the active units of layer i-1
+ * so sq = diag(G^i), at a cost independent of the input dimension.  Only the
+ * block of G^{i-1} on active units is ever needed; it is kept compact (the
+ * Gc buffers), as are V and T = V G^{i-1}_AA.  The adjoint Gbar^i of G^i is
+ * diag(dsq) plus, on the active block, what layer i+1 sends back:
+ *   dV = 2 Gbar^i T,   Gbar^{i-1}_AA += V^T Gbar^i V
+ * and for the first layer dW^1 = 2 Gbar^1 W^1, which is linear in Gbar^1, so
+ * the per-example Gbar^1 are summed over the batch (an accumulator past
+ * n_params in grad) and multiplied once, in train_finish. */
+
+static bool feeds_hidden(const ir_module *m, int k)
+{
+	for (int j = k + 1; j < m->n_ops; j++)
+		if (m->ops[j].in == k + 1 && m->ops[j].relu)
+			return true;
+	return false;
+}
+
+static void emit_zero(gen *g, LLVMValueRef p, int64_t n)
+{
+	loop l;
+	LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, n));
+	store(g, LLVMConstReal(g->f32, 0), p, i);
+	loop_end(g, &l);
+}
+
+/* K = W W^T for the first-layer hidden ops, symmetric, accumulated in double. */
+static void emit_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre)
+{
+	const ir_module *m = g->m;
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (g->kpre_off[k] < 0)
+			continue;
+		int64_t n = op->out_size;
+		LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
+		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
+		loop lr, lq, ld;
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
+		LLVMValueRef q = loop_begin(g, &lq, r, ci(g, n));
+		LLVMValueRef acc = var(g, g->f64, cd(g, 0));
+		LLVMValueRef d = loop_begin(g, &ld, ci(g, 0), ci(g, op->in_size));
+		LLVMValueRef a = ext(g, load(g, g->f32, W, add(g, mul(g, r, ci(g, op->in_size)), d)));
+		LLVMValueRef b = ext(g, load(g, g->f32, W, add(g, mul(g, q, ci(g, op->in_size)), d)));
+		set(g, acc, fadd(g, get(g, g->f64, acc), fmul(g, a, b)));
+		loop_end(g, &ld);
+		LLVMValueRef v = trunc32(g, get(g, g->f64, acc));
+		store(g, v, K, add(g, mul(g, r, ci(g, n)), q));
+		store(g, v, K, add(g, mul(g, q, ci(g, n)), r));
+		loop_end(g, &lq);
+		loop_end(g, &lr);
+	}
+}
+
+static void emit_train_forward(gen *g)
+{
+	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq" };
+	begin_function(g, "lln_train_forward", 8, names, "need_sq");
+	const ir_module *m = g->m;
+	LLVMValueRef P = param(g, 0), pre = param(g, 1), ws = param(g, 4), sq = param(g, 7);
+	emit_forward(g, P, param(g, 2), ws, param(g, 5), param(g, 6));
+	emit_all_active(g, ws, NULL);
+	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, param(g, 3), ci32(g, 0), ""));
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (!op->relu)
+			continue;
+		int64_t n = op->out_size, nin = op->in_size;
+		LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
+		LLVMValueRef a = active_count(g, ws, k);
+		loop lr, lt, lp, lq;
+		if (op->in == 0) {
+			LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
+			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
+			store(g, load(g, g->f32, K, add(g, mul(g, r, ci(g, n)), r)), sq, add(g, ci(g, op->z_off), r));
+			loop_end(g, &lr);
+			if (!feeds_hidden(m, k))
+				continue;
+			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
+			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
+			LLVMValueRef v = load(g, g->f32, K, add(g, mul(g, active_at(g, ws, k, p), ci(g, n)), active_at(g, ws, k, q)));
+			store(g, v, Gc, add(g, mul(g, p, ci(g, n)), q));
+			loop_end(g, &lq);
+			loop_end(g, &lp);
+			continue;
+		}
+		int i = op->in - 1;
+		LLVMValueRef ai = active_count(g, ws, i);
+		LLVMValueRef Vc = at(g, g->f32, ws, ci(g, g->vc_off[k])), T = at(g, g->f32, ws, ci(g, g->t_off[k]));
+		LLVMValueRef Gi = at(g, g->f32, ws, ci(g, g->gc_off[i]));
+		LLVMValueRef NIN = ci(g, nin);
+		/* V = W[:, A_i];  T = V Gc_i;  sq = rowwise V . T */
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
+		LLVMValueRef vrow = at(g, g->f32, Vc, mul(g, r, NIN)), trow = at(g, g->f32, T, mul(g, r, NIN));
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
+		LLVMValueRef w = load(g, g->f32, P, add(g, ci(g, op->w_off), add(g, mul(g, r, NIN), active_at(g, ws, i, t))));
+		store(g, w, vrow, t);
+		store(g, LLVMConstReal(g->f32, 0), trow, t);
+		loop_end(g, &lt);
+		t = loop_begin(g, &lt, ci(g, 0), ai);
+		emit_axpy(g, trow, load(g, g->f32, vrow, t), at(g, g->f32, Gi, mul(g, t, NIN)), ai);
+		loop_end(g, &lt);
+		store(g, emit_dot(g, trow, vrow, ai), sq, add(g, ci(g, op->z_off), r));
+		loop_end(g, &lr);
+		if (!feeds_hidden(m, k))
+			continue;
+		/* Gc_k = T[A_k] V[A_k]^T, symmetric: one triangle computed */
+		LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
+		LLVMValueRef tp = at(g, g->f32, T, mul(g, active_at(g, ws, k, p), NIN));
+		LLVMValueRef q = loop_begin(g, &lq, p, a);
+		LLVMValueRef vq = at(g, g->f32, Vc, mul(g, active_at(g, ws, k, q), NIN));
+		LLVMValueRef dot = emit_dot(g, tp, vq, ai);
+		store(g, dot, Gc, add(g, mul(g, p, ci(g, n)), q));
+		store(g, dot, Gc, add(g, mul(g, q, ci(g, n)), p));
+		loop_end(g, &lq);
+		loop_end(g, &lp);
+	}
+	if_end(g, done);
+	LLVMBuildRetVoid(g->b);
+}
+
+
+static void emit_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad)
+{
+	const ir_module *m = g->m;
+	for (int k = 0; k < m->n_ops; k++)
+		if (m->ops[k].relu)
+			emit_zero(g, at(g, g->f32, ws, ci(g, g->gbar_off[k])), (int64_t)m->ops[k].out_size * m->ops[k].out_size);
+	for (int k = m->n_ops - 1; k >= 0; k--) {
+		const ir_op *op = &m->ops[k];
+		if (!op->relu)
+			continue;
+		int64_t n = op->out_size, nin = op->in_size;
+		LLVMValueRef N = ci(g, n), NIN = ci(g, nin);
+		LLVMValueRef a = active_count(g, ws, k);
+		LLVMValueRef E = at(g, g->f32, ws, ci(g, g->gbar_off[k]));
+		loop lr, lp, lq, lt;
+		LLVMValueRef mp = loop_begin(g, &lp, ci(g, 0), a);
+		LLVMValueRef mq = loop_begin(g, &lq, ci(g, 0), mp);
+		store(g, load(g, g->f32, E, add(g, mul(g, mq, N), mp)), E, add(g, mul(g, mp, N), mq));
+		loop_end(g, &lq);
+		loop_end(g, &lp);
+		if (op->in == 0) {
+			LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
+			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+			LLVMValueRef ii = add(g, mul(g, r, N), r);
+			store(g, fadd(g, load(g, g->f32, acc, ii), load(g, g->f32, dsq, add(g, ci(g, op->z_off), r))), acc, ii);
+			loop_end(g, &lr);
+			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
+			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
+			LLVMValueRef jj = add(g, mul(g, active_at(g, ws, k, p), N), active_at(g, ws, k, q));
+			store(g, fadd(g, load(g, g->f32, acc, jj), load(g, g->f32, E, add(g, mul(g, p, N), q))), acc, jj);
+			loop_end(g, &lq);
+			loop_end(g, &lp);
+			continue;
+		}
+		int i = op->in - 1;
+		LLVMValueRef ai = active_count(g, ws, i);
+		LLVMValueRef Vc = at(g, g->f32, ws, ci(g, g->vc_off[k])), T = at(g, g->f32, ws, ci(g, g->t_off[k]));
+		LLVMValueRef Ei = at(g, g->f32, ws, ci(g, g->gbar_off[i]));
+		LLVMValueRef yrow = at(g, g->f32, ws, ci(g, g->row_off));
+		LLVMValueRef drow = at(g, g->f32, ws, ci(g, g->row2_off));
+		LLVMValueRef pos = var(g, g->i64, ci(g, 0));   /* position of r in the active list */
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+		LLVMValueRef cr = load(g, g->f32, dsq, add(g, ci(g, op->z_off), r));
+		LLVMValueRef on = var(g, g->i1, LLVMConstInt(g->i1, 0, 0));
+		LLVMBasicBlockRef d0 = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSLT, get(g, g->i64, pos), a, ""));
+		set(g, on, LLVMBuildICmp(g->b, LLVMIntEQ, active_at(g, ws, k, get(g, g->i64, pos)), r, ""));
+		if_end(g, d0);
+		LLVMValueRef live = LLVMBuildOr(g->b, get(g, g->i1, on), LLVMBuildFCmp(g->b, LLVMRealONE, cr, LLVMConstReal(g->f32, 0), ""), "");
+		LLVMBasicBlockRef d1 = if_begin(g, live);
+		/* rows r of Gbar V and Gbar T */
+		LLVMValueRef vrow = at(g, g->f32, Vc, mul(g, r, NIN)), trow = at(g, g->f32, T, mul(g, r, NIN));
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
+		store(g, LLVMBuildFMul(g->b, cr, load(g, g->f32, vrow, t), ""), yrow, t);
+		store(g, LLVMBuildFMul(g->b, cr, load(g, g->f32, trow, t), ""), drow, t);
+		loop_end(g, &lt);
+		LLVMBasicBlockRef d2 = if_begin(g, get(g, g->i1, on));
+		LLVMValueRef p = get(g, g->i64, pos);
+		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
+		LLVMValueRef e = load(g, g->f32, E, add(g, mul(g, p, N), q));
+		LLVMBasicBlockRef d3 = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealONE, e, LLVMConstReal(g->f32, 0), ""));
+		LLVMValueRef rq = active_at(g, ws, k, q);
+		emit_axpy(g, yrow, e, at(g, g->f32, Vc, mul(g, rq, NIN)), ai);
+		emit_axpy(g, drow, e, at(g, g->f32, T, mul(g, rq, NIN)), ai);
+		if_end(g, d3);
+		loop_end(g, &lq);
+		set(g, pos, add(g, p, ci(g, 1)));
+		if_end(g, d2);
+		/* dW[r, A_i] += 2 (Gbar T)[r];  Gbar_i += V[r]^T (Gbar V)[r] */
+		t = loop_begin(g, &lt, ci(g, 0), ai);
+		LLVMValueRef gi = add(g, ci(g, op->w_off), add(g, mul(g, r, NIN), active_at(g, ws, i, t)));
+		store(g, fadd(g, load(g, g->f32, grad, gi), LLVMBuildFMul(g->b, LLVMConstReal(g->f32, 2), load(g, g->f32, drow, t), "")), grad, gi);
+		/* Gbar_i is symmetric: accumulate its upper triangle, mirrored below */
+		LLVMValueRef v = load(g, g->f32, vrow, t);
+		emit_axpy(g, at(g, g->f32, Ei, add(g, mul(g, t, ci(g, m->ops[i].out_size)), t)), v, at(g, g->f32, yrow, t),
+		          LLVMBuildSub(g->b, ai, t, ""));
+		loop_end(g, &lt);
+		if_end(g, d1);
+		loop_end(g, &lr);
+	}
+}
+
+/* Back-propagation of dlogits and dz through the forward pass, masks fixed;
+ * the adjoints of the values are kept in the tangent area of ws. */
+static void emit_backprop(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef dlogits, LLVMValueRef dz, LLVMValueRef grad)
+{
+	const ir_module *m = g->m;
+	for (int v = 1; v <= m->n_ops; v++) {
+		loop l;
+		LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, value_size(m, v)));
+		store(g, cd(g, 0), tan_ptr(g, ws, v), i);
+		loop_end(g, &l);
+	}
+	LLVMValueRef has_dz = LLVMBuildIsNotNull(g->b, dz, "");
+	for (int k = m->n_ops - 1; k >= 0; k--) {
+		const ir_op *op = &m->ops[k];
+		LLVMValueRef delta = tan_ptr(g, ws, k + 1);
+		loop lr, lt;
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, op->out_size));
+		LLVMValueRef d;
+		if (!op->relu) {
+			d = ext(g, load(g, g->f32, dlogits, r));
+		} else {
+			LLVMValueRef on = LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, val_ptr(g, ws, k + 1), r), cd(g, 0), "");
+			d = LLVMBuildSelect(g->b, on, load(g, g->f64, delta, r), cd(g, 0), "");
+			LLVMValueRef zi = add(g, ci(g, op->z_off), r);
+			/* dz may be NULL: select a safe address, then the value */
+			LLVMValueRef safe = LLVMBuildSelect(g->b, has_dz, dz, dlogits, "");
+			LLVMValueRef dzv = ext(g, load(g, g->f32, safe, LLVMBuildSelect(g->b, has_dz, zi, ci(g, 0), "")));
+			d = LLVMBuildFAdd(g->b, d, LLVMBuildSelect(g->b, has_dz, dzv, cd(g, 0), ""), "");
+		}
+		store(g, d, delta, r);
+		LLVMValueRef bi = add(g, ci(g, op->b_off), r);
+		store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, bi), trunc32(g, d), ""), grad, bi);
+		LLVMValueRef row = add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)));
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
+		LLVMValueRef wi = add(g, row, t);
+		store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, wi), trunc32(g, LLVMBuildFMul(g->b, d, activation(g, ws, op->in, t), "")), ""), grad, wi);
+		if (op->in > 0) {
+			LLVMValueRef din = tan_ptr(g, ws, op->in);
+			LLVMValueRef w = ext(g, load(g, g->f32, P, wi));
+			store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, t), LLVMBuildFMul(g->b, w, d, ""), ""), din, t);
+		}
+		loop_end(g, &lt);
+		loop_end(g, &lr);
+	}
+}
+
+static void emit_train_backward(gen *g)
+{
+	static const char *names[] = { "P", "pre", "ws", "dlogits", "dz", "dsq", "grad" };
+	begin_function(g, "lln_train_backward", 7, names, NULL);
+	LLVMValueRef ws = param(g, 2), dsq = param(g, 5), grad = param(g, 6);
+	LLVMBasicBlockRef done = if_begin(g, LLVMBuildIsNotNull(g->b, dsq, ""));
+	emit_gram_backward(g, ws, dsq, grad);
+	if_end(g, done);
+	emit_backprop(g, param(g, 0), ws, param(g, 3), param(g, 4), grad);
+	LLVMBuildRetVoid(g->b);
+}
+
+/* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */
+static void emit_train_finish(gen *g)
+{
+	static const char *names[] = { "P", "grad" };
+	begin_function(g, "lln_train_finish", 2, names, NULL);
+	const ir_module *m = g->m;
+	LLVMValueRef P = param(g, 0), grad = param(g, 1);
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (g->acc_off[k] < 0)
+			continue;
+		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size);
+		LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
+		loop lr, lq;
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), N);
+		LLVMValueRef c = load(g, g->f32, acc, add(g, mul(g, r, N), q));
+		LLVMBasicBlockRef done = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealONE, c, LLVMConstReal(g->f32, 0), ""));
+		emit_axpy(g, at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, r, D))),
+		          LLVMBuildFMul(g->b, c, LLVMConstReal(g->f32, 2), ""), at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, q, D))), D);
+		if_end(g, done);
+		loop_end(g, &lq);
+		loop_end(g, &lr);
+	}
+	LLVMBuildRetVoid(g->b);
+}
+
 /* ---- the lln_model descriptor ---- */
 
 static LLVMValueRef cstring(gen *g, const char *s)
@@ -601,7 +1018,7 @@ static LLVMValueRef const_global(gen *g, const char *name, LLVMValueRef init, bo
 	return gv;
 }
 
-static void emit_descriptor(gen *g, LLVMValueRef fns[5])
+static void emit_descriptor(gen *g, LLVMValueRef fns[8])
 {
 	const ir_module *m = g->m;
 	LLVMTypeRef layer_t = LLVMStructTypeInContext(g->c, (LLVMTypeRef[]){ g->ptr, g->i32, g->i32 }, 3, 0);
@@ -631,9 +1048,10 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[5])
 	LLVMValueRef fields[] = {
 		ci32(g, RT_ABI_VERSION), cstring(g, m->name), ci32(g, m->n_in), ci32(g, m->n_out),
 		ci32(g, m->n_hidden), ci32(g, m->n_layers), ci32(g, m->n_tensors), ci32(g, 0),
-		ci(g, m->n_params), ci(g, g->ws_floats), ci(g, g->pre_floats),
+		ci(g, m->n_params), ci(g, g->ws_floats), ci(g, g->pre_floats), ci(g, g->grad_floats),
+		ci(g, g->jac_off[m->n_ops - 1]),
 		LLVMConstReal(g->f32, m->mean), LLVMConstReal(g->f32, m->std), lg, tg,
-		fns[0], fns[1], fns[2], fns[3], fns[4],
+		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
@@ -707,22 +1125,22 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 	g.i8 = LLVMInt8TypeInContext(g.c);
 	g.i1 = LLVMInt1TypeInContext(g.c);
 	g.ptr = LLVMPointerTypeInContext(g.c, 0);
+	g.vf = LLVMVectorType(g.f32, VW);
 	plan_layout(&g, a);
 
-	LLVMValueRef fns[5];
-	emit_prepare(&g);
-	fns[0] = g.fn;
-	emit_forward_fn(&g);
-	fns[1] = g.fn;
-	emit_grads(&g);
-	fns[2] = g.fn;
-	emit_certify(&g);
-	fns[3] = g.fn;
-	emit_direction(&g);
-	fns[4] = g.fn;
+	/* in the order of rt_model's function pointers */
+	void (*emitters[])(gen *) = { emit_prepare, emit_forward_fn, emit_grads, emit_certify, emit_direction,
+	                              emit_train_forward, emit_train_backward, emit_train_finish };
+	LLVMValueRef fns[8];
+	for (int i = 0; i < 8; i++) {
+		emitters[i](&g);
+		fns[i] = g.fn;
+	}
 	emit_descriptor(&g, fns);
 	if (o->weights)
 		embed_weights(&g, o->weights);
+	if (o->train_defaults)
+		const_global(&g, "lln_train_defaults", LLVMConstStringInContext2(g.c, o->train_defaults, strlen(o->train_defaults), 0), true);
 	LLVMDisposeBuilder(g.b);
 	arena_free(a);
 

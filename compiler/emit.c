@@ -97,28 +97,46 @@ static const char *runtime_dir(char *buf, size_t len)
 		exe[n] = 0;
 		snprintf(buf, len, "%s", dirname(exe));
 		char probe[4200];
-		snprintf(probe, sizeof probe, "%s/libllnrt_certifier.a", buf);
+		snprintf(probe, sizeof probe, "%.4000s/libllnrt.a", buf);
 		if (access(probe, R_OK) == 0)
 			return buf;
 	}
 	return LLN_RUNTIME_DIR;
 }
 
-int cg_link_certifier(const char *object, const char *out, char *err)
+int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err)
 {
-	char dirbuf[4096], certlib[4200], rtlib[4200], tmp[4200];
+	/* a certifier needs nothing beyond libc; a trainer also reads and writes
+	 * safetensors, through a static jansson */
+	static const char *libs[][5] = {
+		[CG_CERTIFIER] = { "libllnrt_certifier.a", "libllnrt.a", NULL },
+		[CG_TRAINER] = { "libllnrt_trainer.a", "libllnrt_train.a", "libllnrt_st.a", "libllnrt.a", NULL },
+	};
+	char dirbuf[4096], paths[5][4200], tmp[4200];
 	const char *dir = runtime_dir(dirbuf, sizeof dirbuf);
-	snprintf(certlib, sizeof certlib, "%s/libllnrt_certifier.a", dir);
-	snprintf(rtlib, sizeof rtlib, "%s/libllnrt.a", dir);
-	if (access(certlib, R_OK) != 0 || access(rtlib, R_OK) != 0) {
-		snprintf(err, RT_ERRLEN, "cannot find the lln runtime libraries in %s (set LLN_RUNTIME_DIR)", dir);
-		return -1;
-	}
-	snprintf(tmp, sizeof tmp, "%s.tmp%ld", out, (long)getpid());
 	const char *cc = getenv("CC");
 	if (!cc || !*cc)
 		cc = "cc";
-	char *argv[] = { (char *)cc, "-o", tmp, (char *)object, certlib, rtlib, "-lm", "-pthread", NULL };
+	snprintf(tmp, sizeof tmp, "%s.tmp%ld", out, (long)getpid());
+	char *argv[16];
+	int n = 0;
+	argv[n++] = (char *)cc;
+	argv[n++] = "-o";
+	argv[n++] = tmp;
+	argv[n++] = (char *)object;
+	for (int i = 0; libs[kind][i]; i++) {
+		snprintf(paths[i], sizeof paths[i], "%s/%s", dir, libs[kind][i]);
+		if (access(paths[i], R_OK) != 0) {
+			snprintf(err, RT_ERRLEN, "cannot find the lln runtime library %.400s (set LLN_RUNTIME_DIR)", paths[i]);
+			return -1;
+		}
+		argv[n++] = paths[i];
+	}
+	if (kind == CG_TRAINER)
+		argv[n++] = "-l:libjansson.a";
+	argv[n++] = "-lm";
+	argv[n++] = "-pthread";
+	argv[n] = NULL;
 	pid_t pid;
 	int rc = posix_spawnp(&pid, cc, NULL, NULL, argv, environ);
 	if (rc != 0) {

@@ -274,6 +274,7 @@ typedef struct cg_options {
 	const char *cpu;       /* NULL: the host CPU and its features; or "x86-64", "x86-64-v3", ... */
 	int opt_level;         /* 0..3 */
 	const float *weights;  /* when not NULL, embedded as the global lln_weights */
+	const char *train_defaults;  /* when not NULL, embedded as the string lln_train_defaults */
 } cg_options;
 
 typedef struct cg_unit {   /* one LLVM context, module and target, disposed together */
@@ -291,8 +292,10 @@ int cg_emit_object(cg_unit *u, const char *path, char *err);
 const rt_model *cg_jit(cg_unit *u, char *err);
 void cg_unit_free(cg_unit *u);
 
-/* Link an object file holding lln_model and lln_weights with the runtime's
- * certifier driver into a standalone executable (emit.c). */
-int cg_link_certifier(const char *object, const char *out, char *err);
+/* Link an object file holding lln_model (and lln_weights, for a certifier;
+ * lln_train_defaults, for a trainer) with the runtime's driver into a
+ * standalone executable (emit.c). */
+typedef enum { CG_CERTIFIER, CG_TRAINER } cg_exe_kind;
+int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err);
 
 #endif

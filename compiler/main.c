@@ -1,13 +1,15 @@
 /* main.c: the llnc command line, which reads as the compiler's pipeline.
  *
  *   source_load -> ast_parse -> sema_check -> ir_lower -> cg_generate
- *     -> cg_emit_object -> cg_link_certifier
+ *     -> cg_emit_object -> cg_link        (build)
+ *     -> cg_jit -> rt_train_main / rt_eval_main   (train, eval)
  *
  * Each command runs the pipeline as far as it needs: `check` stops after
  * the checks, `init` after the IR (which fixes the parameter layout),
- * `build` goes all the way to an executable.  --dump=ast|ir|llvm prints a
- * stage's output on the way.  User errors exit 1, usage errors 2, internal
- * errors 70.
+ * `build` goes all the way to an executable, `train` and `eval` compile in
+ * process and hand the model to the runtime, which parses their flags.
+ * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
+ * 1, usage errors 2, internal errors 70.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,9 @@
 typedef struct options {
 	const char *command, *file, *out, *weights, *cpu, *dump;
 	uint64_t seed;
-	bool seed_set, certifier;
+	bool seed_set, certifier, trainer;
+	int rest_argc;        /* train, eval: the flags after FILE, for the runtime */
+	char **rest_argv;
 	int opt_level;
 } options;
 
@@ -28,7 +32,9 @@ static const char usage_text[] =
 	      "commands:\n"
 	      "  check   parse and check FILE, report every error\n"
 	      "  init    write He-initialised weights for FILE's model\n"
-	      "  build   compile FILE to a standalone executable\n"
+	      "  build   compile FILE to a standalone certifier or trainer\n"
+	      "  train   compile FILE in process and train its model\n"
+	      "  eval    evaluate weights on a data set: accuracy, radii, regions\n"
 	      "\n"
 	      "Run 'llnc COMMAND --help' for a command's options.\n"
 	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n";
@@ -46,12 +52,25 @@ static const struct command_help {
 	          "N(0, 2/fan_in), biases U(+-1/sqrt(fan_in))) under PyTorch's state_dict\n"
 	          "names.  --seed defaults to the train block's seed, else 0.\n" },
 	{ "build", "usage: llnc build FILE.lln --certifier --weights WEIGHTS.safetensors -o BIN\n"
+	           "       llnc build FILE.lln --trainer -o BIN\n"
 	           "                  [--cpu NAME] [-O0|-O1|-O2|-O3] [--dump=ast|ir|llvm]\n"
 	           "\n"
-	           "Compiles FILE into a standalone certifier BIN with the weights embedded;\n"
-	           "run 'BIN --help' for its use.  Code is tuned for this machine's CPU;\n"
-	           "--cpu x86-64 (or x86-64-v2, -v3, -v4) targets a generic level for\n"
-	           "binaries that ship elsewhere.  -O3 is the default.\n" },
+	           "Compiles FILE into a standalone executable: a certifier with the weights\n"
+	           "embedded, or a trainer that takes the same flags as 'llnc train' with\n"
+	           "FILE's train and objective blocks as defaults.  Run 'BIN --help' for its\n"
+	           "use.  Code is tuned for this machine's CPU; --cpu x86-64 (or x86-64-v2,\n"
+	           "-v3, -v4) targets a generic level for binaries that ship elsewhere.\n"
+	           "-O3 is the default.\n" },
+	{ "train", "usage: llnc train FILE.lln [flags] -o WEIGHTS.safetensors\n"
+	           "\n"
+	           "Compiles FILE in process and trains its model; FILE's objective and\n"
+	           "train blocks give the defaults, which flags override.  'llnc train\n"
+	           "FILE --help' lists every flag with its value for FILE (docs/training.md).\n" },
+	{ "eval", "usage: llnc eval FILE.lln --weights W.safetensors --data FILE[,LABELS] [--json]\n"
+	          "\n"
+	          "Evaluates weights on a labelled data set: accuracy, loss, P25/P50/P75/P100\n"
+	          "of eps_1, eps_2, eps_inf, distinct activation patterns and logit\n"
+	          "Jacobians.  'llnc eval FILE --help' lists every flag.\n" },
 };
 
 static int usage_error(const char *fmt, const char *arg)
@@ -71,10 +90,18 @@ static int print_help(const char *command)
 	return 0;
 }
 
+static bool runtime_command(const char *c) { return c && (!strcmp(c, "train") || !strcmp(c, "eval")); }
+
 static int parse_args(int argc, char **argv, options *o)
 {
 	o->opt_level = 3;
 	for (int i = 1; i < argc; i++) {
+		/* train and eval: the flags after FILE belong to the runtime */
+		if (runtime_command(o->command) && o->file) {
+			o->rest_argc = argc - i + 1;
+			o->rest_argv = argv + i - 1;
+			break;
+		}
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -86,6 +113,8 @@ static int parse_args(int argc, char **argv, options *o)
 				return usage_error("--dump takes ast, ir or llvm, not '%s'", o->dump);
 		} else if (strcmp(a, "--certifier") == 0) {
 			o->certifier = true;
+		} else if (strcmp(a, "--trainer") == 0) {
+			o->trainer = true;
 		} else if (strncmp(a, "-O", 2) == 0 && a[2] >= '0' && a[2] <= '3' && !a[3]) {
 			o->opt_level = a[2] - '0';
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--seed") || !strcmp(a, "--cpu")) {
@@ -117,10 +146,15 @@ static int parse_args(int argc, char **argv, options *o)
 	}
 	if (!o->command)
 		return print_help(NULL), 2;
-	if (strcmp(o->command, "check") && strcmp(o->command, "init") && strcmp(o->command, "build"))
+	if (strcmp(o->command, "check") && strcmp(o->command, "init") && strcmp(o->command, "build") &&
+	    !runtime_command(o->command))
 		return usage_error("unknown command '%s'", o->command);
 	if (!o->file)
 		return usage_error("%s needs a .lln FILE", o->command);
+	if (runtime_command(o->command) && !o->rest_argv) {
+		o->rest_argc = 1;
+		o->rest_argv = argv + argc - 1;   /* FILE as the runtime's argv[0] */
+	}
 	return 0;
 }
 
@@ -145,23 +179,53 @@ static int run_init(const options *o, const ir_module *ir, uint64_t seed)
 	return rc ? fail(err) : 0;
 }
 
-/* build: weights checked against the IR, kernels generated with them
- * embedded, emitted to a temporary object, linked. */
-static int run_build(const options *o, const ir_module *ir)
+/* The train and objective blocks as the runtime's default flags, one
+ * argument per line (paths may hold spaces, never newlines). */
+static char *train_defaults(arena *a, const sema_program *p)
 {
-	if (!o->certifier)
-		return usage_error("build needs --certifier (the kind of executable to build)%s", "");
-	if (!o->weights)
+	static const char *objective[] = { [REG_NONE] = "vanilla", [REG_ROLL] = "roll", [REG_DISTANCE] = "distance" };
+	static const char *optimizer[] = { [OPT_SGD] = "sgd", [OPT_ADAM] = "adam", [OPT_AMSGRAD] = "amsgrad" };
+	const sema_objective *ob = &p->objective;
+	const sema_train *t = &p->train;
+	char *s = arena_printf(a,
+		"--objective\n%s\n--lambda\n%.17g\n--C\n%.17g\n--gamma\n%.17g\n"
+		"--optimizer\n%s\n--lr\n%.17g\n--momentum\n%.17g\n--nesterov\n%s\n--beta1\n%.17g\n"
+		"--beta2\n%.17g\n--eps\n%.17g\n--weight-decay\n%.17g\n--lr-step\n%d\n--lr-gamma\n%.17g\n"
+		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--valid\n%d\n",
+		objective[ob->reg], ob->lambda, ob->C, ob->reg == REG_ROLL ? ob->gamma : 100.0,
+		optimizer[t->optimizer], t->lr, t->momentum, t->nesterov ? "on" : "off", t->beta1,
+		t->beta2, t->adam_eps, t->weight_decay, t->lr_step, t->lr_gamma,
+		t->batch, t->epochs, (unsigned long long)t->seed, t->valid);
+	const sema_data *d[2] = { &t->data, &t->test };
+	for (int i = 0; i < 2; i++)
+		if (d[i]->kind != DATA_NONE)
+			s = arena_printf(a, "%s--%s\n%s%s%s\n", s, i ? "test" : "data", d[i]->path[0],
+			                 d[i]->path[1] ? "," : "", d[i]->path[1] ? d[i]->path[1] : "");
+	return s;
+}
+
+/* build: kernels generated for the IR (with the weights embedded, for a
+ * certifier; with the training defaults, for a trainer), emitted to a
+ * temporary object, linked with the runtime. */
+static int run_build(const options *o, arena *a, const sema_program *p, const ir_module *ir)
+{
+	if (o->certifier == o->trainer)
+		return usage_error("build needs one of --certifier or --trainer%s", "");
+	if (o->certifier && !o->weights)
 		return usage_error("build --certifier needs --weights WEIGHTS.safetensors%s", "");
 	if (!o->out)
 		return usage_error("build needs -o BIN%s", "");
 	char err[RT_ERRLEN];
-	float *P = malloc(sizeof(float) * (size_t)ir->n_params);
-	if (rt_params_load(ir->tensors, ir->n_tensors, o->weights, P, err) != 0) {
-		free(P);
-		return fail(err);
+	float *P = NULL;
+	if (o->certifier) {
+		P = malloc(sizeof(float) * (size_t)ir->n_params);
+		if (rt_params_load(ir->tensors, ir->n_tensors, o->weights, P, err) != 0) {
+			free(P);
+			return fail(err);
+		}
 	}
-	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .weights = P };
+	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .weights = P,
+	                  .train_defaults = o->trainer ? train_defaults(a, p) : NULL };
 	cg_unit *u = cg_generate(ir, &co, err);
 	free(P);
 	if (!u)
@@ -171,10 +235,28 @@ static int run_build(const options *o, const ir_module *ir)
 	if (fd < 0)
 		internal_error("cannot create a temporary object file");
 	close(fd);
-	int rc = cg_emit_object(u, obj, err) || cg_link_certifier(obj, o->out, err);
+	int rc = cg_emit_object(u, obj, err) || cg_link(obj, o->out, o->trainer ? CG_TRAINER : CG_CERTIFIER, err);
 	unlink(obj);
 	cg_unit_free(u);
 	return rc ? fail(err) : 0;
+}
+
+/* train, eval: JIT-compile for this CPU and hand over to the runtime. */
+static int run_runtime(const options *o, arena *a, const sema_program *p, const ir_module *ir)
+{
+	char err[RT_ERRLEN];
+	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level };
+	cg_unit *u = cg_generate(ir, &co, err);
+	const rt_model *m = u ? cg_jit(u, err) : NULL;
+	int rc;
+	if (!m)
+		rc = fail(err);
+	else if (!strcmp(o->command, "train"))
+		rc = rt_train_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
+	else
+		rc = rt_eval_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
+	cg_unit_free(u);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -209,7 +291,9 @@ int main(int argc, char **argv)
 		if (!strcmp(o.command, "init"))
 			rc = rc ? rc : run_init(&o, ir, o.seed_set ? o.seed : prog->train.seed);
 		else if (!strcmp(o.command, "build"))
-			rc = rc ? rc : run_build(&o, ir);
+			rc = rc ? rc : run_build(&o, a, prog, ir);
+		else if (runtime_command(o.command))
+			rc = rc ? rc : run_runtime(&o, a, prog, ir);
 	}
 	arena_free(a);
 	return rc;

@@ -147,7 +147,7 @@ expr
 
 %%
 
-/* How a token kind reads in a message ("'model'", "identifier", "';'"). */
+/* How a token kind reads in a message ("'model'", "a name", "';'"). */
 static const char *kind_name(yysymbol_kind_t k)
 {
 	switch (k) {
@@ -251,7 +251,12 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, pars
 	return 0;
 }
 
+/* With parse.error custom, bison calls this only when its stack is full,
+ * which only absurdly deep nesting can cause. */
 static void llnerror(LLNLTYPE *at, yyscan_t scanner, parse_state *ps, const char *msg)
 {
-	diag_error(ps->src, L(*at), "%s", msg);
+	if (!strcmp(msg, "memory exhausted"))
+		diag_error(ps->src, L(*at), "expression nested too deeply");
+	else
+		diag_error(ps->src, L(*at), "%s", msg);
 }

@@ -70,6 +70,10 @@ typedef struct rt_model {
 	int64_t n_params;
 	int64_t ws_floats;    /* per-example workspace needed by grads/certify/direction */
 	int64_t pre_floats;   /* per-parameter-vector buffer filled by prepare */
+	int64_t grad_floats;  /* gradient buffer: n_params, then per-batch accumulators */
+	int64_t logit_jac_off;/* after certify: ws offset of the n_out x n_in logit
+	                       * Jacobian (normalized coordinates); -1 when it is a
+	                       * weight tensor (no hidden layer), constant across inputs */
 	float mean, std;      /* normalize(mean, std); 0 and 1 when absent */
 	const rt_layer *layers;
 	const rt_tensor *tensors;
@@ -86,6 +90,21 @@ typedef struct rt_model {
 	/* directional margin: largest t with x + t d in the activation region of x */
 	void (*direction)(const float *P, const float *x, const float *d, float *ws,
 	                  float *t, int32_t *bind);
+
+	/* Training.  The loss of one example is any function of its logits, its
+	 * pre-activations z and sq[h] = ||d z_h / d x||^2 (gradients with respect
+	 * to the normalized input), with masks held constant.  train_forward
+	 * computes them (sq only when need_sq); the runtime evaluates the loss and
+	 * its partial derivatives dlogits, dz, dsq; train_backward adds
+	 * d/dP (dlogits.logits + dz.z + dsq.sq) to grad (dsq may be NULL), using the
+	 * same ws.  grad has grad_floats floats; after the per-example gradients
+	 * of a batch are summed, train_finish folds the accumulators past
+	 * n_params into grad[0..n_params).  `pre` is filled by prepare for P. */
+	void (*train_forward)(const float *P, const float *pre, const float *x, int32_t need_sq,
+	                      float *ws, float *z, float *logits, float *sq);
+	void (*train_backward)(const float *P, const float *pre, float *ws, const float *dlogits,
+	                       const float *dz, const float *dsq, float *grad);
+	void (*train_finish)(const float *P, float *grad);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */
@@ -191,5 +210,102 @@ double rt_rng_normal(rt_rng *r);        /* standard normal */
 /* He-normal weights N(0, 2/fan_in); biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))
  * like PyTorch's default, so biases are non-zero. */
 void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, float *P);
+
+/* ------------------------------------------------------------------------
+ * Training (objective.c, optim.c, train.c, eval.c; library llnrt_train,
+ * which needs llnrt_st).  Everything is deterministic: a given seed and
+ * thread count give bit-identical weights.
+ * ---------------------------------------------------------------------- */
+typedef enum { RT_OBJ_VANILLA, RT_OBJ_ROLL, RT_OBJ_DISTANCE } rt_obj_kind;
+
+typedef struct rt_objective {
+	rt_obj_kind kind;
+	bool sigmoid;            /* one-logit sigmoid cross-entropy, else softmax */
+	double lambda, C, gamma; /* roll: all three (gamma in (0, 100]); distance: lambda */
+} rt_objective;
+
+/* Whether the objective needs sq from train_forward. */
+bool rt_objective_needs_sq(const rt_objective *o);
+/* Loss of one example from its logits, z and sq (sq unused by vanilla), in
+ * double precision; fills dlogits (n_out), and dz, dsq (n_hidden; may be
+ * NULL for vanilla) with the partial derivatives.  *ce_out (may be NULL)
+ * gets the cross-entropy part.  scratch: n_hidden int32 (roll with
+ * gamma < 100 only; NULL allocates).  Softmax labels lie in 0..n_out-1,
+ * sigmoid labels in {0, 1}.
+ *   roll:     ce + lambda/k sum_{h in I} (sq_h + C max(0, 1 - |z_h|)), I the
+ *             k = ceil(gamma/100 H) neurons with the largest bracket (ties:
+ *             lower index first)
+ *   distance: ce - lambda min_{h: sq_h > 0} |z_h| / sqrt(sq_h)        */
+double rt_objective_eval(const rt_objective *o, const rt_model *m, const float *logits,
+                         const float *z, const float *sq, int32_t label, float *dlogits,
+                         float *dz, float *dsq, double *ce_out, int32_t *scratch);
+
+/* Optimizers with PyTorch 1.13's update rules (weight decay added to the
+ * gradient first; SGD without dampening; Adam/AMSGrad with bias correction). */
+typedef enum { RT_SGD, RT_ADAM, RT_AMSGRAD } rt_opt_kind;
+
+typedef struct rt_optimizer {
+	rt_opt_kind kind;
+	double lr, momentum, beta1, beta2, eps, weight_decay;
+	bool nesterov;
+	int lr_step;             /* epochs between decays; 0: constant */
+	double lr_gamma;
+} rt_optimizer;
+
+typedef struct rt_opt_state {
+	int64_t n, step;         /* parameters; steps taken */
+	int nstate;              /* arrays of n floats in mem: sgd+momentum 1, adam 2, amsgrad 3 */
+	float *mem;              /* nstate * n floats, the arrays below in this order */
+	float *buf, *m, *v, *vmax;
+} rt_opt_state;
+
+int rt_opt_init(rt_opt_state *s, const rt_optimizer *o, int64_t n);  /* zeroed; -1: no memory */
+void rt_opt_free(rt_opt_state *s);
+/* Name of state array i < s->nstate ("buf", "m", "v", "vmax"). */
+const char *rt_opt_state_name(const rt_opt_state *s, int i);
+/* One step on P[0..n) with learning rate lr (the schedule's value). */
+void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad);
+/* Step schedule (PyTorch's StepLR): lr * lr_gamma^(epoch / lr_step), epoch from 0. */
+double rt_lr_at(const rt_optimizer *o, int epoch);
+
+/* Mean gradient over the batch X[idx[0..nb)] (rows of n_in floats; idx NULL:
+ * rows 0..nb-1) into grad (n_params floats); *loss and *ce (may be NULL) get
+ * the mean loss and cross-entropy.  pre must hold prepare(P).  Threads
+ * (0: all cores) take contiguous shares whose sums are added in a fixed
+ * order, so the result depends on the thread count but on nothing else.
+ * -1 when out of memory. */
+int rt_batch_grad(const rt_model *m, const rt_objective *o, const float *P, const float *pre,
+                  const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int threads,
+                  float *grad, double *loss, double *ce);
+/* The same with buffers kept across batches (the training loop's form). */
+typedef struct rt_grad_ctx rt_grad_ctx;
+rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads);
+void rt_grad_ctx_free(rt_grad_ctx *c);
+int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                      const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
+                      float *grad, double *loss, double *ce);
+
+/* Evaluation over a labeled data set: accuracy, mean loss and cross-entropy
+ * (objective o), percentiles P25/P50/P75/P100 of the margins (raw units) for
+ * the norms in `norms` (NaN for the others), distinct activation patterns and
+ * distinct logit Jacobians.  Independent of the thread count. */
+typedef struct rt_eval {
+	int64_t n;
+	double accuracy, loss, ce;
+	double eps_pct[RT_NNORMS][4];
+	int64_t patterns, jacobians;
+} rt_eval;
+
+int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const rt_data *d,
+                int threads, int32_t norms, rt_eval *out);
+
+/* Command lines.  `defaults` is a '\n'-separated list of arguments (e.g.
+ * "--epochs\n20\n--lr\n0.01") made by llnc from the .lln file's objective and
+ * train blocks, parsed before argv[1..] so that the command line overrides
+ * it (NULL: none).  argv[0] names the command in messages ("llnc train").
+ * Returns the exit status: 0, 1 for bad input or failed writes, 2 for usage
+ * errors.  Flags and report formats: docs/training.md. */
+int rt_train_main(const rt_model *m, const char *defaults, int argc, char **argv);
+int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv);
 
 #endif

@@ -226,7 +226,7 @@ static void tmodel_open(tmodel *t, const spec *s)
 	t->O = s->sizes[s->L];
 }
 
-static void tmodel_close(tmodel *t)
+static void tmodel_close_(tmodel *t)
 {
 	ref_free(&t->r);
 	free(t->P);
@@ -234,6 +234,33 @@ static void tmodel_close(tmodel *t)
 	free(t->ws);
 	cg_unit_free(t->u);
 	arena_free(t->a);
+}
+
+/* Compiling a model takes most of the time: each is compiled once, on first
+ * use, and freed by the group teardown. */
+static tmodel cache[NSPECS];
+static bool cached[NSPECS];
+
+static void tmodel_get(tmodel *t, const spec *s)
+{
+	size_t i = (size_t)(s - specs);
+	if (!cached[i]) {
+		tmodel_open(&cache[i], s);
+		cached[i] = true;
+	}
+	*t = cache[i];
+}
+static void tmodel_close(tmodel *t) { (void)t; }
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NSPECS; i++)
+		if (cached[i]) {
+			tmodel_close_(&cache[i]);
+			cached[i] = false;
+		}
+	return 0;
 }
 
 /* A random raw input around the normalisation's centre. */
@@ -320,7 +347,7 @@ static void test_forward_grads(void **state)
 	long fd_checked = 0, fd_skipped = 0;
 	for (size_t si = 0; si < NSPECS; si++) {
 		tmodel t;
-		tmodel_open(&t, &specs[si]);
+		tmodel_get(&t, &specs[si]);
 		const rt_model *m = t.m;
 		int D = t.D, H = t.H, O = t.O;
 		float *x = falloc(D), *z = falloc(H), *lg = falloc(O), *G = falloc((int64_t)H * D);
@@ -441,7 +468,7 @@ static void test_margins(void **state)
 	long binds_checked = 0, ties = 0, label_checked = 0;
 	for (size_t si = 0; si < NSPECS; si++) {
 		tmodel t;
-		tmodel_open(&t, &specs[si]);
+		tmodel_get(&t, &specs[si]);
 		const rt_model *m = t.m;
 		int D = t.D, H = t.H, O = t.O;
 		float *x = falloc(D), *z = falloc(H), *lg = falloc(O), *z2 = falloc(H), *lg2 = falloc(O);
@@ -528,7 +555,7 @@ static void test_pred_binding(void **state)
 	const int which[] = { 1, 2, 4 };   /* binary, 10 classes, binary with one layer */
 	for (int w = 0; w < 3; w++) {
 		tmodel t;
-		tmodel_open(&t, &specs[which[w]]);
+		tmodel_get(&t, &specs[which[w]]);
 		int D = t.D;
 		float *x = falloc(D), *x0 = falloc(D), *x1 = falloc(D), *z = falloc(t.H), *lg = falloc(t.O);
 		double *f = calloc((size_t)t.O, sizeof(double)), *zz = calloc((size_t)t.H + 1, sizeof(double));
@@ -643,7 +670,7 @@ static void test_direction(void **state)
 	long geo_ref = 0, geo_gen = 0, none = 0;
 	for (size_t si = 0; si < NSPECS; si++) {
 		tmodel t;
-		tmodel_open(&t, &specs[si]);
+		tmodel_get(&t, &specs[si]);
 		const rt_model *m = t.m;
 		int D = t.D, H = t.H, O = t.O;
 		float *x = falloc(D), *dir = falloc(D), *xs = falloc(D), *zs = falloc(H), *lg = falloc(O);
@@ -783,7 +810,7 @@ static void test_geometry(void **state)
 	long points_ref = 0, points_gen = 0, toward = 0;
 	for (size_t si = 0; si < NSPECS; si++) {
 		tmodel t;
-		tmodel_open(&t, &specs[si]);
+		tmodel_get(&t, &specs[si]);
 		const rt_model *m = t.m;
 		int D = t.D, H = t.H, O = t.O;
 		float *x = falloc(D), *xs = falloc(D), *zs = falloc(H), *lg = falloc(O), *z = falloc(H);
@@ -930,7 +957,7 @@ static void test_batch(void **state)
 	(void)state;
 	for (size_t si = 0; si < NSPECS; si++) {
 		tmodel t;
-		tmodel_open(&t, &specs[si]);
+		tmodel_get(&t, &specs[si]);
 		const rt_model *m = t.m;
 		const int n = 37;
 		int D = t.D;
@@ -1098,5 +1125,5 @@ int main(void)
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_no_hidden),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -1,0 +1,115 @@
+/* optim.c: SGD, Adam and AMSGrad with PyTorch 1.13's update rules.
+ *
+ * The paper's scripts train with torch.optim, so lln reproduces its rules
+ * exactly (torch/optim/sgd.py and adam.py, single-tensor path):
+ *   weight decay   g = grad + wd p
+ *   SGD            buf = g on the first step, else mu buf + g (no dampening);
+ *                  p -= lr (nesterov ? g + mu buf : buf)   (plain g if mu = 0)
+ *   Adam           t += 1; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *                  p -= lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ *   AMSGrad        vmax = max(vmax, v) replaces v in the denominator
+ * Each element is updated in double and stored as float, so the state is
+ * exactly what a checkpoint saves and a resumed run continues bit for bit.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+int rt_opt_init(rt_opt_state *s, const rt_optimizer *o, int64_t n)
+{
+	memset(s, 0, sizeof *s);
+	s->n = n;
+	switch (o->kind) {
+	case RT_SGD:
+		s->nstate = o->momentum != 0 ? 1 : 0;
+		break;
+	case RT_ADAM:
+		s->nstate = 2;
+		break;
+	case RT_AMSGRAD:
+		s->nstate = 3;
+		break;
+	}
+	if (s->nstate == 0)
+		return 0;
+	s->mem = calloc((size_t)(s->nstate * (n > 0 ? n : 1)), sizeof(float));
+	if (!s->mem)
+		return -1;
+	if (o->kind == RT_SGD) {
+		s->buf = s->mem;
+	} else {
+		s->m = s->mem;
+		s->v = s->mem + n;
+		if (o->kind == RT_AMSGRAD)
+			s->vmax = s->mem + 2 * n;
+	}
+	return 0;
+}
+
+void rt_opt_free(rt_opt_state *s)
+{
+	free(s->mem);
+	memset(s, 0, sizeof *s);
+}
+
+const char *rt_opt_state_name(const rt_opt_state *s, int i)
+{
+	if (i < 0 || i >= s->nstate)
+		return NULL;
+	if (s->buf)
+		return "buf";
+	static const char *adam[] = { "m", "v", "vmax" };
+	return adam[i];
+}
+
+double rt_lr_at(const rt_optimizer *o, int epoch)
+{
+	if (o->lr_step <= 0 || epoch <= 0)
+		return o->lr;
+	return o->lr * pow(o->lr_gamma, (double)(epoch / o->lr_step));
+}
+
+void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad)
+{
+	const int64_t n = s->n;
+	const double wd = o->weight_decay;
+	if (o->kind == RT_SGD) {
+		const double mu = o->momentum;
+		const bool first = s->step == 0;
+		for (int64_t i = 0; i < n; i++) {
+			double p = P[i];
+			double g = (double)grad[i] + wd * p;
+			if (s->buf) {
+				double b = first ? g : mu * (double)s->buf[i] + g;
+				s->buf[i] = (float)b;
+				b = s->buf[i];
+				g = o->nesterov ? g + mu * b : b;
+			}
+			P[i] = (float)(p - lr * g);
+		}
+	} else {
+		s->step++;
+		const double b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+		const double bc1 = 1.0 - pow(b1, (double)s->step);
+		const double bc2s = sqrt(1.0 - pow(b2, (double)s->step));
+		const double step_size = lr / bc1;
+		for (int64_t i = 0; i < n; i++) {
+			double p = P[i];
+			double g = (double)grad[i] + wd * p;
+			s->m[i] = (float)(b1 * (double)s->m[i] + (1.0 - b1) * g);
+			s->v[i] = (float)(b2 * (double)s->v[i] + (1.0 - b2) * g * g);
+			double v = s->v[i];
+			if (s->vmax) {
+				if (s->v[i] > s->vmax[i])
+					s->vmax[i] = s->v[i];
+				v = s->vmax[i];
+			}
+			double denom = sqrt(v) / bc2s + eps;
+			P[i] = (float)(p - step_size * (double)s->m[i] / denom);
+		}
+		return;
+	}
+	s->step++;
+}

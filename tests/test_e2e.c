@@ -1,0 +1,985 @@
+/* test_e2e.c: llnc and the certifiers it builds, run as programs.
+ *
+ * Each test writes .lln files and data into a temporary directory, runs
+ * `llnc init` and `llnc build --certifier`, runs the certifier with a
+ * minimal environment (PATH only) on random inputs in every output mode,
+ * parses what it prints and compares every number with the same model
+ * compiled in process (JIT, same weights file, rt_certify_batch).  It also
+ * checks the certifier's dependencies (ldd), its error handling, llnc's
+ * error exits, and, for examples/mnist_fc.lln, an independent numpy
+ * computation (tests/independent_check.py) when numpy is available.
+ */
+#define _XOPEN_SOURCE 700   /* nftw */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "llnc.h"
+
+extern char **environ;
+
+#define LLNC LLN_BINARY_DIR "/llnc"
+
+static char tmpdir[256];
+
+/* ---- small utilities ---- */
+
+static char *path_in(const char *name)
+{
+	static char bufs[16][512];
+	static int k;
+	char *b = bufs[k++ % 16];
+	snprintf(b, 512, "%s/%s", tmpdir, name);
+	return b;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *s = malloc((size_t)n + 1);
+	size_t got = fread(s, 1, (size_t)n, f);
+	s[got] = 0;
+	fclose(f);
+	return s;
+}
+
+static void spit(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+/* Run argv with stdin/stdout/stderr redirected to files (NULL: /dev/null
+ * for stdin, the files "stdout"/"stderr" in tmpdir otherwise).  minimal:
+ * the environment is just PATH=/usr/bin:/bin, like `env -i`.  Returns the
+ * exit status, or 128 + signal. */
+static int run(const char *const argv[], bool minimal, const char *in)
+{
+	static char *const min_env[] = { "PATH=/usr/bin:/bin", NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, in ? in : "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, path_in("stdout"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_addopen(&fa, 2, path_in("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	pid_t pid;
+	int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, minimal ? min_env : environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
+		fail_msg("cannot run %s: %s", argv[0], strerror(rc));
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *out_text(void) { return slurp(path_in("stdout")); }
+static char *err_text(void) { return slurp(path_in("stderr")); }
+
+/* Run and require exit 0, showing stderr otherwise. */
+static void run_ok(const char *const argv[], bool minimal, const char *in)
+{
+	int rc = run(argv, minimal, in);
+	if (rc != 0) {
+		char *e = err_text();
+		fprintf(stderr, "%s exited %d:\n%s", argv[0], rc, e ? e : "");
+		free(e);
+		fail_msg("%s %s failed", argv[0], argv[1] ? argv[1] : "");
+	}
+}
+
+/* ---- a model compiled in process ---- */
+
+typedef struct inproc {
+	arena *a;
+	cg_unit *u;
+	const rt_model *m;
+	float *P;
+} inproc;
+
+static void inproc_open(inproc *ip, const char *lln, const char *weights)
+{
+	ip->a = arena_new();
+	source *src = source_load(ip->a, lln);
+	assert_non_null(src);
+	ast_program *ast = ast_parse(ip->a, src);
+	assert_non_null(ast);
+	sema_program *p = sema_check(ip->a, ast);
+	assert_non_null(p);
+	ir_module *ir = ir_lower(ip->a, p);
+	char err[RT_ERRLEN];
+	cg_options co = { .opt_level = 3 };
+	ip->u = cg_generate(ir, &co, err);
+	if (!ip->u)
+		fail_msg("%s", err);
+	ip->m = cg_jit(ip->u, err);
+	if (!ip->m)
+		fail_msg("%s", err);
+	ip->P = malloc(sizeof(float) * (size_t)ip->m->n_params);
+	if (rt_params_load(ip->m->tensors, ip->m->n_tensors, weights, ip->P, err) != 0)
+		fail_msg("%s", err);
+}
+
+static void inproc_close(inproc *ip)
+{
+	free(ip->P);
+	cg_unit_free(ip->u);
+	arena_free(ip->a);
+}
+
+typedef struct results {
+	int64_t n;
+	rt_cert *cert;
+	uint64_t *pattern;
+	float *t;
+	int32_t *tbind;
+} results;
+
+static void certify_inproc(const inproc *ip, const float *x, int64_t n, const float *dirs, int64_t n_dirs, results *r)
+{
+	r->n = n;
+	r->cert = calloc((size_t)n, sizeof(rt_cert));
+	r->pattern = calloc((size_t)n, sizeof(uint64_t));
+	r->t = calloc((size_t)n, sizeof(float));
+	r->tbind = calloc((size_t)n, sizeof(int32_t));
+	rt_batch b = { .x = x, .n = n, .dirs = dirs, .n_dirs = n_dirs, .norms = RT_ALL_NORMS, .threads = 2,
+	               .cert = r->cert, .pattern = r->pattern, .t = r->t, .tbind = r->tbind };
+	assert_int_equal(rt_certify_batch(ip->m, ip->P, &b), 0);
+}
+
+static void results_free(results *r)
+{
+	free(r->cert);
+	free(r->pattern);
+	free(r->t);
+	free(r->tbind);
+}
+
+/* ---- comparing printed numbers ---- */
+
+static long n_compared, n_exact;
+static double max_rel;
+
+static void cmp_num(double got, bool got_inf, float want, const char *what, int64_t i)
+{
+	if (isinf(want)) {
+		if (!got_inf)
+			fail_msg("record %lld: %s = %.9g, in process inf", (long long)i, what, got);
+		return;
+	}
+	if (got_inf)
+		fail_msg("record %lld: %s printed as inf/null, in process %.9g", (long long)i, what, want);
+	double re = got == want ? 0 : fabs(got - want) / fabs(want);
+	n_compared++;
+	n_exact += (float)got == want;
+	if (re > max_rel)
+		max_rel = re;
+	if (!(re <= 1e-6))
+		fail_msg("record %lld: %s = %.9g, in process %.9g (rel err %.3g)", (long long)i, what, got, want, re);
+}
+
+/* The layer name and index of global neuron h, as the certifier prints them. */
+static void cmp_bind(const rt_model *m, const char *layer, long index, int32_t h, const char *what, int64_t i)
+{
+	if (h < 0) {
+		if (layer && *layer)
+			fail_msg("record %lld: %s = %s[%ld], in process none", (long long)i, what, layer, index);
+		return;
+	}
+	/* independent of rt_layer_of: walk the layer table */
+	const char *want = NULL;
+	long widx = -1;
+	for (int l = 0; l < m->n_layers; l++)
+		if (h >= m->layers[l].offset && h < m->layers[l].offset + m->layers[l].size) {
+			want = m->layers[l].name;
+			widx = h - m->layers[l].offset;
+		}
+	assert_non_null(want);
+	if (!layer || strcmp(layer, want) != 0 || index != widx)
+		fail_msg("record %lld: %s = %s[%ld], in process %s[%ld]", (long long)i, what, layer ? layer : "(none)",
+		         index, want, widx);
+}
+
+/* JSON fields of one jsonl record (flat, plus {"layer":..,"index":..}). */
+static const char *json_find(const char *line, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	const char *p = strstr(line, pat);
+	return p ? p + strlen(pat) : NULL;
+}
+
+static bool json_number(const char *line, const char *key, double *v, bool *is_null)
+{
+	const char *p = json_find(line, key);
+	if (!p)
+		return false;
+	*is_null = strncmp(p, "null", 4) == 0;
+	if (!*is_null) {
+		char *end;
+		*v = strtod(p, &end);
+		assert_true(end > p);
+	}
+	return true;
+}
+
+static bool json_bind(const char *line, const char *key, char *layer, size_t len, long *index)
+{
+	const char *p = json_find(line, key);
+	if (!p)
+		return false;
+	layer[0] = 0;
+	*index = -1;
+	if (strncmp(p, "null", 4) == 0)
+		return true;
+	const char *l = strstr(p, "\"layer\":\"");
+	assert_non_null(l);
+	l += 9;
+	const char *e = strchr(l, '"');
+	snprintf(layer, len, "%.*s", (int)(e - l), l);
+	const char *ix = strstr(p, "\"index\":");
+	assert_non_null(ix);
+	*index = strtol(ix + 8, NULL, 10);
+	return true;
+}
+
+static const char *norm_names[3] = { "l1", "l2", "linf" };
+
+/* Compare jsonl output with in-process results: every field that is
+ * present; `norms` and `dirs` say which must be present. */
+static void check_jsonl(const char *text, const rt_model *m, const results *r, int norms, bool dirs)
+{
+	const char *line = text;
+	int64_t i = 0;
+	while (*line) {
+		const char *nl = strchr(line, '\n');
+		assert_non_null(nl);
+		char *rec = strndup(line, (size_t)(nl - line));
+		assert_true(i < r->n);
+		assert_true(rec[0] == '{' && rec[strlen(rec) - 1] == '}');
+		double v;
+		bool isnull;
+		assert_true(json_number(rec, "index", &v, &isnull));
+		assert_true(v == (double)i);
+		assert_true(json_number(rec, "label", &v, &isnull));
+		if ((int)v != r->cert[i].label)
+			fail_msg("record %lld: label %d, in process %d", (long long)i, (int)v, r->cert[i].label);
+		for (int p = 0; p < 3; p++) {
+			char k[32], layer[64];
+			long idx;
+			snprintf(k, sizeof k, "eps_%s", norm_names[p]);
+			bool has = json_number(rec, k, &v, &isnull);
+			assert_int_equal(has, (norms >> p) & 1);
+			if (!has)
+				continue;
+			cmp_num(v, isnull, r->cert[i].eps[p], k, i);
+			snprintf(k, sizeof k, "eps_pred_%s", norm_names[p]);
+			assert_true(json_number(rec, k, &v, &isnull));
+			cmp_num(v, isnull, r->cert[i].eps_pred[p], k, i);
+			snprintf(k, sizeof k, "bind_%s", norm_names[p]);
+			assert_true(json_bind(rec, k, layer, sizeof layer, &idx));
+			cmp_bind(m, layer, idx, r->cert[i].bind[p], k, i);
+		}
+		bool has = json_number(rec, "eps_dir", &v, &isnull);
+		assert_int_equal(has, dirs);
+		if (has) {
+			char layer[64];
+			long idx;
+			cmp_num(v, isnull, r->t[i], "eps_dir", i);
+			assert_true(json_bind(rec, "bind_dir", layer, sizeof layer, &idx));
+			cmp_bind(m, layer, idx, r->tbind[i], "bind_dir", i);
+		}
+		const char *pp = json_find(rec, "pattern");
+		assert_non_null(pp);
+		char want[32];
+		snprintf(want, sizeof want, "\"%016llx\"", (unsigned long long)r->pattern[i]);
+		if (strncmp(pp, want, strlen(want)) != 0)
+			fail_msg("record %lld: pattern %.18s, in process %s", (long long)i, pp, want);
+		free(rec);
+		i++;
+		line = nl + 1;
+	}
+	assert_int_equal(i, r->n);
+}
+
+/* Split a CSV line in place. */
+static int split_csv(char *s, char **f, int max)
+{
+	int n = 0;
+	f[n++] = s;
+	for (char *p = s; *p; p++)
+		if (*p == ',') {
+			*p = 0;
+			assert_true(n < max);
+			f[n++] = p + 1;
+		}
+	return n;
+}
+
+static void check_csv(const char *text, const rt_model *m, const results *r, int norms, bool dirs)
+{
+	char *copy = strdup(text);
+	char *save = NULL;
+	char *line = strtok_r(copy, "\n", &save);
+	/* header */
+	char want[512] = "index,label";
+	for (int p = 0; p < 3; p++)
+		if ((norms >> p) & 1) {
+			const char *n = norm_names[p];
+			size_t k = strlen(want);
+			snprintf(want + k, sizeof want - k, ",eps_%s,bind_%s_layer,bind_%s_index,eps_pred_%s", n, n, n, n);
+		}
+	if (dirs)
+		strcat(want, ",eps_dir,bind_dir_layer,bind_dir_index");
+	strcat(want, ",pattern");
+	assert_non_null(line);
+	assert_string_equal(line, want);
+	int64_t i = 0;
+	while ((line = strtok_r(NULL, "\n", &save))) {
+		char *f[64];
+		int nf = split_csv(line, f, 64);
+		int expect = 3 + 4 * __builtin_popcount((unsigned)norms) + (dirs ? 3 : 0);
+		assert_int_equal(nf, expect);
+		assert_true(i < r->n);
+		assert_int_equal(atoll(f[0]), i);
+		assert_int_equal(atoi(f[1]), r->cert[i].label);
+		int k = 2;
+		for (int p = 0; p < 3; p++) {
+			if (!((norms >> p) & 1))
+				continue;
+			cmp_num(strtod(f[k], NULL), strcmp(f[k], "inf") == 0, r->cert[i].eps[p], "eps", i);
+			cmp_bind(m, f[k + 1], *f[k + 2] ? atol(f[k + 2]) : -1, r->cert[i].bind[p], "bind", i);
+			cmp_num(strtod(f[k + 3], NULL), strcmp(f[k + 3], "inf") == 0, r->cert[i].eps_pred[p], "eps_pred", i);
+			k += 4;
+		}
+		if (dirs) {
+			cmp_num(strtod(f[k], NULL), strcmp(f[k], "inf") == 0, r->t[i], "eps_dir", i);
+			cmp_bind(m, f[k + 1], *f[k + 2] ? atol(f[k + 2]) : -1, r->tbind[i], "bind_dir", i);
+			k += 3;
+		}
+		char hex[32];
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->pattern[i]);
+		assert_string_equal(f[k], hex);
+		i++;
+	}
+	assert_int_equal(i, r->n);
+	free(copy);
+}
+
+/* numpy.percentile (linear) of float values, written independently. */
+static int cmpf(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+static double percentile(const float *v, int64_t n, double q)
+{
+	float *s = malloc(sizeof(float) * (size_t)n);
+	memcpy(s, v, sizeof(float) * (size_t)n);
+	qsort(s, (size_t)n, sizeof(float), cmpf);
+	double h = (double)(n - 1) * q / 100.0;
+	int64_t lo = (int64_t)floor(h), hi = lo + 1 < n ? lo + 1 : lo;
+	double t = h - (double)lo;
+	double r = isinf(s[hi]) && t == 0 ? s[lo] : (isinf(s[lo]) || isinf(s[hi])) ? s[hi] : s[lo] + t * (s[hi] - s[lo]);
+	free(s);
+	return r;
+}
+
+static void check_summary(const char *text, const results *r, int norms, bool dirs)
+{
+	long long n, distinct;
+	assert_int_equal(sscanf(text, "%lld inputs, %lld distinct activation patterns", &n, &distinct), 2);
+	assert_int_equal(n, r->n);
+	/* distinct patterns, counted here */
+	long long d = 0;
+	for (int64_t i = 0; i < r->n; i++) {
+		bool seen = false;
+		for (int64_t j = 0; j < i && !seen; j++)
+			seen = r->pattern[j] == r->pattern[i];
+		d += !seen;
+	}
+	assert_int_equal(distinct, d);
+	float *v = malloc(sizeof(float) * (size_t)r->n);
+	int rows = 0;
+	for (int p = 0; p < 3; p++)
+		for (int which = 0; which < 2; which++) {
+			char name[32];
+			snprintf(name, sizeof name, "%s_%s", which ? "eps_pred" : "eps", norm_names[p]);
+			/* the row starts a line with the name followed by spaces */
+			const char *row = NULL;
+			for (const char *s = text; (s = strstr(s, name)); s++)
+				if ((s == text || s[-1] == '\n') && s[strlen(name)] == ' ') {
+					row = s;
+					break;
+				}
+			assert_int_equal(row != NULL, (norms >> p) & 1);
+			if (!row)
+				continue;
+			rows++;
+			for (int64_t i = 0; i < r->n; i++)
+				v[i] = which ? r->cert[i].eps_pred[p] : r->cert[i].eps[p];
+			const char *s = row + strlen(name);
+			for (int q = 25; q <= 100; q += 25) {
+				char *end;
+				double got = strtod(s, &end);
+				assert_true(end > s);
+				s = end;
+				double want = percentile(v, r->n, q);
+				if (isinf(want))
+					assert_true(isinf(got));
+				else if (fabs(got - want) > 1e-5 * fabs(want))
+					fail_msg("summary %s P%d = %.9g, in process %.9g", name, q, got, want);
+			}
+		}
+	assert_true(rows > 0);
+	const char *dl = strstr(text, "\neps_dir ");
+	assert_int_equal(dl != NULL, dirs);
+	if (dl) {
+		const char *s = dl + 9;
+		for (int q = 25; q <= 100; q += 25) {
+			char *end;
+			double got = strtod(s, &end);
+			s = end;
+			double want = percentile(r->t, r->n, q);
+			if (!isinf(want) && fabs(got - want) > 1e-5 * fabs(want))
+				fail_msg("summary eps_dir P%d = %.9g, in process %.9g", q, got, want);
+		}
+	}
+	free(v);
+}
+
+/* ---- data files ---- */
+
+static uint64_t rs = 0x1234567;
+static double urand(void)
+{
+	rs ^= rs << 13;
+	rs ^= rs >> 7;
+	rs ^= rs << 17;
+	return (double)(rs >> 11) * 0x1.0p-53;
+}
+
+static void write_csv(const char *path, const float *x, int64_t n, int dim)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (int64_t i = 0; i < n; i++)
+		for (int d = 0; d < dim; d++)
+			fprintf(f, "%.9g%c", x[i * dim + d], d + 1 < dim ? ',' : '\n');
+	fclose(f);
+}
+
+/* float32 .npy written by hand: magic, version 1.0, header padded to 64. */
+static void write_npy(const char *path, const float *x, const char *shape, size_t count)
+{
+	char hdr[256];
+	int k = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
+	int total = 10 + k + 1;
+	int pad = (64 - total % 64) % 64;
+	for (int i = 0; i < pad; i++)
+		hdr[k++] = ' ';
+	hdr[k++] = '\n';
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
+	fwrite(len, 1, 2, f);
+	fwrite(hdr, 1, (size_t)k, f);
+	fwrite(x, sizeof(float), count, f);
+	fclose(f);
+}
+
+/* ---- fixture: a custom model, its weights and its certifier ---- */
+
+static const char custom_lln[] =
+	"# a small model for the end-to-end tests\n"
+	"model t {\n"
+	"  input x[5] normalize(0.2, 0.5);\n"
+	"  fc1 = relu(dense(x, 7));\n"
+	"  fc2 = relu(dense(fc1, 6));\n"
+	"  fc3 = dense(fc2, 3);\n"
+	"  output fc3;\n"
+	"}\n";
+
+static int rmone(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static void build_certifier(const char *lln, const char *w, const char *bin, const char *seed)
+{
+	const char *init[] = { LLNC, "init", lln, "--seed", seed, "-o", w, NULL };
+	run_ok(init, false, NULL);
+	const char *build[] = { LLNC, "build", lln, "--certifier", "--weights", w, "-o", bin, NULL };
+	run_ok(build, false, NULL);
+	assert_true(access(bin, X_OK) == 0);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/lln-e2e-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	spit(path_in("t.lln"), custom_lln);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (!getenv("LLN_KEEP_TMP"))
+		nftw(tmpdir, rmone, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_custom_model(void **state)
+{
+	(void)state;
+	char lln[512], w[512], bin[512];
+	snprintf(lln, sizeof lln, "%s", path_in("t.lln"));
+	snprintf(w, sizeof w, "%s", path_in("t.safetensors"));
+	snprintf(bin, sizeof bin, "%s", path_in("t-cert"));
+	build_certifier(lln, w, bin, "7");
+
+	/* the weights file holds llnc init's deterministic He weights */
+	inproc ip;
+	inproc_open(&ip, lln, w);
+	const rt_model *m = ip.m;
+	assert_int_equal(m->n_in, 5);
+	float *P2 = malloc(sizeof(float) * (size_t)m->n_params);
+	rt_init_params(m->tensors, m->n_tensors, 7, P2);
+	assert_memory_equal(P2, ip.P, sizeof(float) * (size_t)m->n_params);
+	free(P2);
+
+	const int n = 60, D = 5;
+	float x[60 * 5], dirs[60 * 5];
+	for (int i = 0; i < n * D; i++) {
+		x[i] = (float)(0.2 + 0.5 * (4 * urand() - 2));
+		dirs[i] = (float)(2 * urand() - 1);
+	}
+	x[7] = 0;   /* exact zeros and integers print differently */
+	x[8] = 1;
+	char X[512], XN[512], DIRS[512], DIR1[512];
+	snprintf(X, sizeof X, "%s", path_in("x.csv"));
+	snprintf(XN, sizeof XN, "%s", path_in("x.npy"));
+	snprintf(DIRS, sizeof DIRS, "%s", path_in("dirs.csv"));
+	snprintf(DIR1, sizeof DIR1, "%s", path_in("dir1.csv"));
+	write_csv(X, x, n, D);
+	write_npy(XN, x, "(60, 5)", (size_t)n * D);
+	write_csv(DIRS, dirs, n, D);
+	write_csv(DIR1, dirs, 1, D);
+
+	results r, r1;
+	certify_inproc(&ip, x, n, dirs, n, &r);
+	certify_inproc(&ip, x, n, dirs, 1, &r1);
+
+	/* jsonl on stdout, default norms */
+	const char *a1[] = { bin, X, NULL };
+	run_ok(a1, true, NULL);
+	char *jsonl = out_text();
+	check_jsonl(jsonl, m, &r, RT_ALL_NORMS, false);
+
+	/* explicit --format jsonl, per-input directions */
+	const char *a2[] = { bin, "--format", "jsonl", "--direction", DIRS, X, NULL };
+	run_ok(a2, true, NULL);
+	char *s = out_text();
+	check_jsonl(s, m, &r, RT_ALL_NORMS, true);
+	free(s);
+
+	/* csv to a file, one norm, one direction for all inputs */
+	const char *a3[] = { bin, "--format", "csv", "--norms", "2", "--direction", DIR1, "-o", path_in("out.csv"), X, NULL };
+	run_ok(a3, true, NULL);
+	s = out_text();
+	assert_string_equal(s, "");   /* nothing on stdout with -o */
+	free(s);
+	s = slurp(path_in("out.csv"));
+	assert_non_null(s);
+	check_csv(s, m, &r1, RT_NORM_BIT(RT_L2), true);
+	free(s);
+
+	/* csv, two norms, to stdout */
+	const char *a3b[] = { bin, "--format", "csv", "--norms", "inf,1", X, NULL };
+	run_ok(a3b, true, NULL);
+	s = out_text();
+	check_csv(s, m, &r, RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_LINF), false);
+	free(s);
+
+	/* jsonl to a file, --norms 2 only */
+	const char *a3c[] = { bin, "--norms", "2", "-o", path_in("out.jsonl"), X, NULL };
+	run_ok(a3c, true, NULL);
+	s = slurp(path_in("out.jsonl"));
+	check_jsonl(s, m, &r, RT_NORM_BIT(RT_L2), false);
+	free(s);
+
+	/* summary */
+	const char *a4[] = { bin, "--summary", "--direction", DIRS, X, NULL };
+	run_ok(a4, true, NULL);
+	s = out_text();
+	check_summary(s, &r, RT_ALL_NORMS, true);
+	free(s);
+	const char *a4b[] = { bin, "--summary", "--norms", "1", X, NULL };
+	run_ok(a4b, true, NULL);
+	s = out_text();
+	check_summary(s, &r, RT_NORM_BIT(RT_L1), false);
+	free(s);
+
+	/* the same bytes with 1 or 3 threads, from stdin, and from .npy */
+	const char *a5[] = { bin, "--threads", "1", X, NULL };
+	run_ok(a5, true, NULL);
+	s = out_text();
+	assert_string_equal(s, jsonl);
+	free(s);
+	const char *a6[] = { bin, "--threads", "3", X, NULL };
+	run_ok(a6, true, NULL);
+	s = out_text();
+	assert_string_equal(s, jsonl);
+	free(s);
+	const char *a7[] = { bin, "-", NULL };
+	run_ok(a7, true, X);
+	s = out_text();
+	assert_string_equal(s, jsonl);
+	free(s);
+	const char *a8[] = { bin, XN, NULL };
+	run_ok(a8, true, NULL);
+	s = out_text();
+	assert_string_equal(s, jsonl);
+	free(s);
+
+	printf("[ custom ] %ld numbers compared, %ld bit-identical, max rel err %.3g\n", n_compared, n_exact, max_rel);
+	free(jsonl);
+	results_free(&r);
+	results_free(&r1);
+	inproc_close(&ip);
+}
+
+/* ldd lists only the C library, libm, libpthread, the vDSO and the loader. */
+static void test_ldd(void **state)
+{
+	(void)state;
+	char bin[512];
+	snprintf(bin, sizeof bin, "%s", path_in("t-cert"));
+	if (!exists(bin))
+		build_certifier(path_in("t.lln"), path_in("t.safetensors"), bin, "7");
+	const char *a[] = { "/usr/bin/ldd", bin, NULL };
+	assert_int_equal(run(a, false, NULL), 0);
+	char *s = out_text();
+	int libs = 0;
+	bool libc = false;
+	char *save = NULL;
+	for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		while (*line == ' ' || *line == '\t')
+			line++;
+		char name[256];
+		assert_int_equal(sscanf(line, "%255s", name), 1);
+		const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+		bool ok = !strncmp(base, "linux-vdso.so", 13) || !strncmp(base, "libc.so", 7) ||
+		          !strncmp(base, "libm.so", 7) || !strncmp(base, "libpthread.so", 13) ||
+		          !strncmp(base, "ld-linux", 8);
+		if (!ok)
+			fail_msg("the certifier depends on %s (ldd: %s)", base, line);
+		libc |= !strncmp(base, "libc.so", 7);
+		libs++;
+	}
+	assert_true(libc);
+	assert_true(libs >= 2);
+	free(s);
+}
+
+static void expect_error(const char *const argv[], int status, const char *in, const char *must1, const char *must2)
+{
+	int rc = run(argv, true, in);
+	char *e = err_text();
+	if (status >= 0 ? rc != status : rc == 0)
+		fail_msg("%s: exit %d, expected %d; stderr: %s", argv[1], rc, status, e);
+	if (must1 && !strstr(e, must1))
+		fail_msg("stderr lacks '%s': %s", must1, e);
+	if (must2 && !strstr(e, must2))
+		fail_msg("stderr lacks '%s': %s", must2, e);
+	printf("[ error ] exit %d: %s", rc, e);
+	free(e);
+}
+
+static void test_certifier_errors(void **state)
+{
+	(void)state;
+	char bin[512];
+	snprintf(bin, sizeof bin, "%s", path_in("t-cert"));
+	if (!exists(bin))
+		build_certifier(path_in("t.lln"), path_in("t.safetensors"), bin, "7");
+
+	/* a short row */
+	char bad[512];
+	snprintf(bad, sizeof bad, "%s", path_in("short.csv"));
+	spit(bad, "0.1,0.2,0.3,0.4,0.5\n1,2,3,4,5\n0.1,0.2,0.3,0.4\n1,1,1,1,1\n");
+	const char *a1[] = { bin, bad, NULL };
+	expect_error(a1, 1, NULL, bad, "record 3: expected 5 values, found 4");
+	/* a long row */
+	spit(bad, "0.1,0.2,0.3,0.4,0.5,0.6\n");
+	expect_error(a1, 1, NULL, bad, "record 1: expected 5 values, found 6");
+	/* NaN and infinity */
+	char nanf[512];
+	snprintf(nanf, sizeof nanf, "%s", path_in("nan.csv"));
+	spit(nanf, "0.1,0.2,0.3,0.4,0.5\n0.1,nan,0.3,0.4,0.5\n");
+	const char *a2[] = { bin, nanf, NULL };
+	expect_error(a2, 1, NULL, nanf, "record 2");
+	spit(nanf, "0.1,0.2,0.3,0.4,0.5\n0.1,0.2,0.3,0.4,0.5\n1,2,inf,4,5\n");
+	expect_error(a2, 1, NULL, nanf, "record 3");
+	/* a .npy of the wrong width */
+	float z[8] = { 0 };
+	write_npy(path_in("wide.npy"), z, "(2, 4)", 8);
+	const char *a2b[] = { bin, path_in("wide.npy"), NULL };
+	expect_error(a2b, 1, NULL, "wide.npy", NULL);
+	/* a missing file */
+	const char *a3[] = { bin, path_in("no-such-file.csv"), NULL };
+	expect_error(a3, 1, NULL, "no-such-file.csv", NULL);
+	/* -o with bad input leaves no output file (nor temporaries) */
+	const char *a4[] = { bin, "-o", path_in("o.jsonl"), bad, NULL };
+	spit(bad, "0.1,0.2,0.3,0.4,0.5\n0.1,0.2,0.3,0.4\n");
+	expect_error(a4, 1, NULL, "record 2", NULL);
+	assert_false(exists(path_in("o.jsonl")));
+	DIR *dir = opendir(tmpdir);
+	for (struct dirent *de; (de = readdir(dir));)
+		if (!strncmp(de->d_name, "o.jsonl", 7))
+			fail_msg("left %s behind", de->d_name);
+	closedir(dir);
+	/* a bad direction file is an error too, and also writes nothing */
+	char X[512];
+	snprintf(X, sizeof X, "%s", path_in("ok.csv"));
+	spit(X, "0.1,0.2,0.3,0.4,0.5\n1,2,3,4,5\n0,0,0,0,0\n");
+	const char *a4b[] = { bin, "--direction", bad, "-o", path_in("o.jsonl"), X, NULL };
+	expect_error(a4b, 1, NULL, "record 2", NULL);
+	assert_false(exists(path_in("o.jsonl")));
+	spit(bad, "1,0,0,0,0\n0,1,0,0,0\n");   /* 2 directions for 3 inputs */
+	expect_error(a4b, 1, NULL, "short.csv", NULL);
+	assert_false(exists(path_in("o.jsonl")));
+	/* usage errors exit 2 */
+	const char *a5[] = { bin, "--frobnicate", X, NULL };
+	expect_error(a5, 2, NULL, "--frobnicate", NULL);
+	const char *a5b[] = { bin, "--norms", "3", X, NULL };
+	expect_error(a5b, 2, NULL, "--norms", NULL);
+	const char *a5c[] = { bin, "--format", "xml", X, NULL };
+	expect_error(a5c, 2, NULL, "--format", NULL);
+	const char *a5d[] = { bin, "--threads", "0", X, NULL };
+	expect_error(a5d, 2, NULL, "--threads", NULL);
+	const char *a5e[] = { bin, NULL };
+	expect_error(a5e, 2, NULL, NULL, NULL);
+	/* --help */
+	const char *a6[] = { bin, "--help", NULL };
+	assert_int_equal(run(a6, true, NULL), 0);
+	char *s = out_text();
+	assert_non_null(strstr(s, "--norms"));
+	assert_non_null(strstr(s, "--direction"));
+	free(s);
+}
+
+static void test_llnc_errors(void **state)
+{
+	(void)state;
+	/* weights of another shape: fc1 has 8 units instead of 7 */
+	char other[512], w[512];
+	snprintf(other, sizeof other, "%s", path_in("other.lln"));
+	snprintf(w, sizeof w, "%s", path_in("other.safetensors"));
+	spit(other, "model t {\n  input x[5] normalize(0.2, 0.5);\n  fc1 = relu(dense(x, 8));\n"
+	            "  fc2 = relu(dense(fc1, 6));\n  fc3 = dense(fc2, 3);\n  output fc3;\n}\n");
+	const char *init[] = { LLNC, "init", other, "--seed", "1", "-o", w, NULL };
+	run_ok(init, false, NULL);
+	const char *b[] = { LLNC, "build", path_in("t.lln"), "--certifier", "--weights", w, "-o", path_in("bad-cert"), NULL };
+	int rc = run(b, false, NULL);
+	char *e = err_text();
+	printf("[ llnc ] wrong shape: exit %d: %s", rc, e);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(e, "fc1.weight"));
+	free(e);
+	assert_false(exists(path_in("bad-cert")));
+
+	/* a missing weights file */
+	const char *b2[] = { LLNC, "build", path_in("t.lln"), "--certifier", "--weights", path_in("none.safetensors"),
+		             "-o", path_in("bad-cert"), NULL };
+	assert_int_equal(run(b2, false, NULL), 1);
+	e = err_text();
+	assert_non_null(strstr(e, "none.safetensors"));
+	free(e);
+
+	/* check on a bad file: exit 1 with file:line:col */
+	char bad[512];
+	snprintf(bad, sizeof bad, "%s", path_in("bad.lln"));
+	spit(bad, "model t {\n  input x[5];\n  fc1 = relu(dense(y, 7));\n  output fc1;\n}\n");
+	const char *c[] = { LLNC, "check", bad, NULL };
+	rc = run(c, false, NULL);
+	e = err_text();
+	printf("[ llnc ] check: exit %d: %s", rc, e);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(e, "bad.lln:3:"));
+	free(e);
+	spit(bad, "model t { input x[5] fc1 = ; }\n");
+	assert_int_equal(run(c, false, NULL), 1);
+	/* check on a good file */
+	const char *c2[] = { LLNC, "check", path_in("t.lln"), NULL };
+	assert_int_equal(run(c2, false, NULL), 0);
+
+	/* unknown command, unknown option */
+	const char *u[] = { LLNC, "frobnicate", path_in("t.lln"), NULL };
+	assert_int_equal(run(u, false, NULL), 2);
+	const char *u2[] = { LLNC, "check", path_in("t.lln"), "--frobnicate", NULL };
+	assert_int_equal(run(u2, false, NULL), 2);
+}
+
+/* examples/toy2d.lln: a binary model with one logit. */
+static void test_toy2d(void **state)
+{
+	(void)state;
+	char lln[512], w[512], bin[512];
+	snprintf(lln, sizeof lln, "%s", LLN_SOURCE_DIR "/examples/toy2d.lln");
+	snprintf(w, sizeof w, "%s", path_in("toy2d.safetensors"));
+	snprintf(bin, sizeof bin, "%s", path_in("toy2d-cert"));
+	build_certifier(lln, w, bin, "3");
+	inproc ip;
+	inproc_open(&ip, lln, w);
+	assert_int_equal(ip.m->n_in, 2);
+	assert_int_equal(ip.m->n_out, 1);
+	const int n = 50;
+	float x[100], d[2] = { 0.6f, -0.8f };
+	for (int i = 0; i < 2 * n; i++)
+		x[i] = (float)(6 * urand() - 3);
+	write_csv(path_in("toy.csv"), x, n, 2);
+	write_csv(path_in("toyd.csv"), d, 1, 2);
+	results r;
+	certify_inproc(&ip, x, n, d, 1, &r);
+	int ones = 0;
+	for (int i = 0; i < n; i++)
+		ones += r.cert[i].label;
+	const char *a[] = { bin, "--direction", path_in("toyd.csv"), path_in("toy.csv"), NULL };
+	run_ok(a, true, NULL);
+	char *s = out_text();
+	check_jsonl(s, ip.m, &r, RT_ALL_NORMS, true);
+	free(s);
+	printf("[ toy2d ] %d of %d labelled 1\n", ones, n);
+	results_free(&r);
+	inproc_close(&ip);
+}
+
+static const char *find_python(void)
+{
+	static const char *cands[] = { "python3", "/usr/bin/python3" };
+	for (size_t i = 0; i < 2; i++) {
+		char cmd[256];
+		snprintf(cmd, sizeof cmd, "%s -c 'import numpy' >/dev/null 2>&1", cands[i]);
+		if (system(cmd) == 0)
+			return cands[i];
+	}
+	return NULL;
+}
+
+/* examples/mnist_fc.lln: 784-300-300-300-300-10 on random images. */
+static void test_mnist(void **state)
+{
+	(void)state;
+	char lln[512], w[512], bin[512], X[512], out[512];
+	snprintf(lln, sizeof lln, "%s", LLN_SOURCE_DIR "/examples/mnist_fc.lln");
+	snprintf(w, sizeof w, "%s", path_in("mnist.safetensors"));
+	snprintf(bin, sizeof bin, "%s", path_in("mnist-cert"));
+	snprintf(X, sizeof X, "%s", path_in("images.npy"));
+	snprintf(out, sizeof out, "%s", path_in("mnist.jsonl"));
+	build_certifier(lln, w, bin, "7");
+	inproc ip;
+	inproc_open(&ip, lln, w);
+	assert_int_equal(ip.m->n_in, 784);
+	assert_int_equal(ip.m->n_hidden, 1200);
+	const int n = 20;
+	float *x = malloc(sizeof(float) * 784 * n);
+	for (int i = 0; i < 784 * n; i++)
+		x[i] = (float)urand();
+	write_npy(X, x, "(20, 28, 28)", 784 * (size_t)n);
+	results r;
+	certify_inproc(&ip, x, n, NULL, 0, &r);
+	const char *a[] = { bin, "-o", out, X, NULL };
+	run_ok(a, true, NULL);
+	char *s = slurp(out);
+	assert_non_null(s);
+	long before = n_compared;
+	check_jsonl(s, ip.m, &r, RT_ALL_NORMS, false);
+	free(s);
+	printf("[ mnist ] %ld numbers compared; max rel err so far %.3g\n", n_compared - before, max_rel);
+
+	const char *py = find_python();
+	if (!py) {
+		printf("[ mnist ] SKIPPED the independent numpy check: no python3 with numpy\n");
+	} else {
+		char cmd[4096];
+		snprintf(cmd, sizeof cmd,
+		         "%s %s/tests/independent_check.py --weights %s --layers fc1,fc2,fc3,fc4,fc5 "
+		         "--mean 0.1307 --std 0.3081 --input %s --certified %s --rtol 1e-4",
+		         py, LLN_SOURCE_DIR, w, X, out);
+		fflush(stdout);
+		int rc = system(cmd);
+		assert_int_equal(rc, 0);
+		/* and the check can fail: a corrupted record is caught */
+		char *t = slurp(out);
+		char *p = strstr(t, "\"eps_l2\":");
+		assert_non_null(p);
+		p += 9;
+		char *end;
+		double v = strtod(p, &end);
+		char buf[64];
+		int k = snprintf(buf, sizeof buf, "%.9g", v * 1.01);
+		char *u = malloc(strlen(t) + 64);
+		snprintf(u, strlen(t) + 64, "%.*s%.*s%s", (int)(p - t), t, k, buf, end);
+		spit(path_in("mnist-bad.jsonl"), u);
+		snprintf(cmd, sizeof cmd,
+		         "%s %s/tests/independent_check.py --weights %s --layers fc1,fc2,fc3,fc4,fc5 "
+		         "--mean 0.1307 --std 0.3081 --input %s --certified %s > /dev/null",
+		         py, LLN_SOURCE_DIR, w, X, path_in("mnist-bad.jsonl"));
+		rc = system(cmd);
+		assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+		free(t);
+		free(u);
+	}
+	results_free(&r);
+	free(x);
+	inproc_close(&ip);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_custom_model),
+		cmocka_unit_test(test_ldd),
+		cmocka_unit_test(test_certifier_errors),
+		cmocka_unit_test(test_llnc_errors),
+		cmocka_unit_test(test_toy2d),
+		cmocka_unit_test(test_mnist),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,281 @@
+/* test_objectives.c: gradient checks of every compiled training objective.
+ *
+ * For small random networks with non-zero biases, the parameter gradient
+ * that lln computes (train_forward, rt_objective_eval, train_backward,
+ * train_finish: the Gram recurrence and its adjoint, double back-
+ * propagation in effect) must match central finite differences of the
+ * per-example loss, computed here in double precision by a reference that
+ * forms every neuron gradient explicitly.  Inputs are drawn away from kinks
+ * (ReLU and hinge boundaries, ties in the top-gamma selection and in the
+ * binding neuron), where the loss is differentiable.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "llnc.h"
+
+enum { MAXL = 6, MAXN = 16, MAXD = 8 };
+
+typedef struct net {
+	const char *src;
+	int nl;              /* dense layers, the last gives the logits */
+	int size[MAXL + 1];  /* size[0] = D */
+	double mean, std;
+} net;
+
+static const net nets[] = {
+	{ "model a { input x[6] normalize(0.3, 0.7); fc1 = relu(dense(x, 9)); fc2 = relu(dense(fc1, 8));"
+	  " fc3 = relu(dense(fc2, 7)); out = dense(fc3, 3); output out; }",
+	  4, { 6, 9, 8, 7, 3 }, 0.3, 0.7 },
+	{ "model b { input x[2]; h1 = relu(dense(x, 10)); h2 = relu(dense(h1, 10)); out = dense(h2, 1); output out; }"
+	  " objective { loss = sigmoid_cross_entropy; }",
+	  3, { 2, 10, 10, 1 }, 0.0, 1.0 },
+	{ "model c { input x[5] normalize(-0.5, 2); h = relu(dense(x, 12)); out = dense(h, 4); output out; }",
+	  2, { 5, 12, 4 }, -0.5, 2.0 },
+};
+
+/* ---- the reference: per-example loss in double from the parameters ---- */
+
+typedef struct refout {
+	int H;
+	double z[MAXL * MAXN], sq[MAXL * MAXN], logits[MAXN];
+} refout;
+
+static void ref_forward(const net *nt, const double *P, const float *x, refout *o)
+{
+	double v[MAXL + 1][MAXN], J[MAXL + 1][MAXN][MAXD];
+	int off = 0, h = 0;
+	for (int d = 0; d < nt->size[0]; d++)
+		v[0][d] = (x[d] - nt->mean) / nt->std;
+	for (int l = 1; l <= nt->nl; l++) {
+		int n = nt->size[l], nin = nt->size[l - 1];
+		const double *W = P + off, *b = P + off + n * nin;
+		off += n * nin + n;
+		for (int j = 0; j < n; j++) {
+			double s = b[j];
+			for (int t = 0; t < nin; t++)
+				s += W[j * nin + t] * (l > 1 ? fmax(v[l - 1][t], 0) : v[l - 1][t]);
+			v[l][j] = s;
+			for (int d = 0; d < nt->size[0]; d++) {
+				double g = 0;
+				if (l == 1)
+					g = W[j * nin + d];
+				else
+					for (int t = 0; t < nin; t++)
+						if (v[l - 1][t] > 0)
+							g += W[j * nin + t] * J[l - 1][t][d];
+				J[l][j][d] = g;
+			}
+			if (l < nt->nl) {
+				double sq = 0;
+				for (int d = 0; d < nt->size[0]; d++)
+					sq += J[l][j][d] * J[l][j][d];
+				o->z[h] = s;
+				o->sq[h++] = sq;
+			} else {
+				o->logits[j] = s;
+			}
+		}
+	}
+	o->H = h;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x < y) - (x > y);
+}
+
+/* Returns the loss; *ok is cleared when x is too close to a kink. */
+static double ref_loss(const net *nt, const double *P, const float *x, int y, const rt_objective *ob, bool *ok)
+{
+	refout o;
+	ref_forward(nt, P, x, &o);
+	int K = nt->size[nt->nl];
+	double ce;
+	if (K == 1) {
+		double f = o.logits[0];
+		ce = fmax(f, 0) + log1p(exp(-fabs(f))) - y * f;
+	} else {
+		double mx = o.logits[0];
+		for (int k = 1; k < K; k++)
+			mx = fmax(mx, o.logits[k]);
+		double s = 0;
+		for (int k = 0; k < K; k++)
+			s += exp(o.logits[k] - mx);
+		ce = mx + log(s) - o.logits[y];
+	}
+	for (int h = 0; h < o.H; h++)
+		if (fabs(o.z[h]) < 1e-3 || fabs(fabs(o.z[h]) - 1) < 1e-3)
+			*ok = false;
+	double reg = 0;
+	if (ob->kind == RT_OBJ_ROLL) {
+		double sorted[MAXL * MAXN];
+		for (int h = 0; h < o.H; h++)
+			sorted[h] = o.sq[h] + ob->C * fmax(0, 1 - fabs(o.z[h]));
+		qsort(sorted, (size_t)o.H, sizeof *sorted, cmp_desc);
+		int k = (int)ceil(ob->gamma / 100.0 * o.H - 1e-9);
+		if (k < o.H && sorted[k - 1] - sorted[k] < 1e-4)
+			*ok = false;
+		for (int i = 0; i < k; i++)
+			reg += sorted[i];
+		reg *= ob->lambda / k;
+	} else if (ob->kind == RT_OBJ_DISTANCE) {
+		double best = INFINITY, second = INFINITY;
+		for (int h = 0; h < o.H; h++) {
+			if (o.sq[h] <= 0)
+				continue;
+			double e = fabs(o.z[h]) / sqrt(o.sq[h]);
+			if (e < best)
+				second = best, best = e;
+			else if (e < second)
+				second = e;
+		}
+		if (second - best < 1e-4 * best)
+			*ok = false;
+		reg = -ob->lambda * best;
+	}
+	return ce + reg;
+}
+
+/* ---- the check ---- */
+
+static void check(const net *nt, const rt_objective *ob, uint64_t seed)
+{
+	arena *a = arena_new();
+	source *src = source_from_string(a, "test.lln", nt->src);
+	ast_program *ast = ast_parse(a, src);
+	assert_non_null(ast);
+	sema_program *sp = sema_check(a, ast);
+	assert_non_null(sp);
+	ir_module *ir = ir_lower(a, sp);
+	char err[RT_ERRLEN];
+	cg_options co = { .opt_level = 3 };
+	cg_unit *u = cg_generate(ir, &co, err);
+	assert_non_null(u);
+	const rt_model *m = cg_jit(u, err);
+	assert_non_null(m);
+
+	float *P = malloc(sizeof(float) * (size_t)m->n_params);
+	rt_init_params(m->tensors, m->n_tensors, seed, P);
+	rt_rng r;
+	rt_rng_seed(&r, seed * 7919 + 1);
+	for (int i = 0; i < m->n_tensors; i++)
+		if (m->tensors[i].is_bias)
+			for (int64_t k = 0; k < m->tensors[i].count; k++)
+				P[m->tensors[i].offset + k] = (float)(0.6 * (rt_rng_uniform(&r) - 0.5));
+	double *Pd = malloc(sizeof(double) * (size_t)m->n_params);
+	for (int64_t i = 0; i < m->n_params; i++)
+		Pd[i] = P[i];
+
+	float *pre = aligned_alloc(64, (size_t)((m->pre_floats * 4 + 63) / 64 * 64));
+	float *ws = aligned_alloc(64, (size_t)((m->ws_floats * 4 + 63) / 64 * 64));
+	float *grad = malloc(sizeof(float) * (size_t)m->grad_floats);
+	int H = m->n_hidden, K = m->n_out;
+	float *z = malloc(sizeof(float) * (size_t)H), *sq = malloc(sizeof(float) * (size_t)H);
+	float *dz = malloc(sizeof(float) * (size_t)H), *dsq = malloc(sizeof(float) * (size_t)H);
+	float logits[MAXN], dlogits[MAXN];
+	int32_t *scratch = malloc(sizeof(int32_t) * (size_t)H);
+	m->prepare(P, pre);
+
+	int checked = 0;
+	for (int attempt = 0; attempt < 200 && checked < 3; attempt++) {
+		float x[MAXD];
+		for (int d = 0; d < m->n_in; d++)
+			x[d] = (float)(nt->mean + nt->std * 1.5 * rt_rng_normal(&r));
+		int y = (int)(rt_rng_uniform(&r) * (K == 1 ? 2 : K));
+		bool ok = true;
+		double L = ref_loss(nt, Pd, x, y, ob, &ok);
+		if (!ok)
+			continue;
+
+		bool need = ob->kind != RT_OBJ_VANILLA;
+		m->train_forward(P, pre, x, need, ws, z, logits, sq);
+		double ce;
+		double loss = rt_objective_eval(ob, m, logits, z, sq, y, dlogits, dz, dsq, &ce, scratch);
+		assert_true(fabs(loss - L) <= 1e-4 * fmax(1, fabs(L)));
+		memset(grad, 0, sizeof(float) * (size_t)m->grad_floats);
+		m->train_backward(P, pre, ws, dlogits, need ? dz : NULL, need ? dsq : NULL, grad);
+		m->train_finish(P, grad);
+
+		double worst = 0;
+		for (int64_t i = 0; i < m->n_params; i++) {
+			double h = 1e-6 * fmax(1, fabs(Pd[i])), keep = Pd[i];
+			bool ok2 = true;
+			Pd[i] = keep + h;
+			double lp = ref_loss(nt, Pd, x, y, ob, &ok2);
+			Pd[i] = keep - h;
+			double lm = ref_loss(nt, Pd, x, y, ob, &ok2);
+			Pd[i] = keep;
+			double fd = (lp - lm) / (2 * h);
+			double e = fabs(fd - grad[i]) / (fabs(fd) + 1e-2);
+			if (e > worst)
+				worst = e;
+			if (e > 2e-3)
+				print_error("%s objective %d param %lld: finite difference %.9g, lln %.9g\n",
+				            m->name, ob->kind, (long long)i, fd, grad[i]);
+		}
+		assert_true(worst <= 2e-3);
+		checked++;
+	}
+	assert_int_equal(checked, 3);
+
+	free(P);
+	free(Pd);
+	free(pre);
+	free(ws);
+	free(grad);
+	free(z);
+	free(sq);
+	free(dz);
+	free(dsq);
+	free(scratch);
+	cg_unit_free(u);
+	arena_free(a);
+}
+
+static void for_all_nets(rt_objective ob)
+{
+	for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
+		ob.sigmoid = nets[i].size[nets[i].nl] == 1;
+		check(&nets[i], &ob, 11 + i);
+	}
+}
+
+static void vanilla_gradient_matches_finite_differences(void **state)
+{
+	for_all_nets((rt_objective){ .kind = RT_OBJ_VANILLA });
+}
+
+static void roll_gamma100_gradient_matches_finite_differences(void **state)
+{
+	for_all_nets((rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 });
+}
+
+static void roll_gamma25_gradient_matches_finite_differences(void **state)
+{
+	for_all_nets((rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 1, .C = 1, .gamma = 25 });
+}
+
+static void distance_gradient_matches_finite_differences(void **state)
+{
+	for_all_nets((rt_objective){ .kind = RT_OBJ_DISTANCE, .lambda = 0.5 });
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(vanilla_gradient_matches_finite_differences),
+		cmocka_unit_test(roll_gamma100_gradient_matches_finite_differences),
+		cmocka_unit_test(roll_gamma25_gradient_matches_finite_differences),
+		cmocka_unit_test(distance_gradient_matches_finite_differences),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
