@@ -52,6 +52,7 @@ typedef struct gen {
 	int64_t *kpre_off;    /* first-layer hidden op k: W W^T in pre */
 	int64_t *acc_off;     /* first-layer hidden op k: batch accumulator in grad */
 	int64_t row_off, row2_off;  /* two scratch rows of the widest layer */
+	int64_t sq_off;             /* squared gradient norms, for certify's Gram strategy */
 	int64_t ws_floats, pre_floats, grad_floats;
 } gen;
 
@@ -95,8 +96,15 @@ static void plan_layout(gen *g, arena *a)
 			g->jac_off[k] = off;
 			off += round16(n * m->n_in);
 		}
-		if (!op->relu)
+		if (!op->relu) {
+			if (op->in != 0) {   /* the logits' V and T, for the Gram strategy */
+				g->vc_off[k] = off;
+				off += round16(n * nin);
+				g->t_off[k] = off;
+				off += round16(n * nin);
+			}
 			continue;
+		}
 		g->act_off[k] = off;
 		off += round16(n);
 		g->cnt_off[k] = off;
@@ -119,6 +127,8 @@ static void plan_layout(gen *g, arena *a)
 			off += round16(n * nin);
 		}
 	}
+	g->sq_off = off;
+	off += round16(m->n_hidden);
 	g->row_off = off;
 	g->row2_off = off + round16(widest);
 	off += 2 * round16(widest);
@@ -492,21 +502,10 @@ static void margin_row(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef row
 		offer(g, s, p, zabs, dual(g, sums, p), h);
 }
 
-static void emit_certify(gen *g)
+/* The explicit strategy: every gradient row, all three norms. */
+static void certify_rows(gen *g, cert_state *s, LLVMValueRef y, LLVMValueRef pred[RT_NNORMS])
 {
-	static const char *names[] = { "P", "pre", "x", "norms", "ws", "z", "logits", "out" };
-	begin_function(g, "lln_certify", 8, names, "norms");
 	const ir_module *m = g->m;
-	cert_state s = { .P = param(g, 0), .pre = param(g, 1), .ws = param(g, 4), .norms = param(g, 3) };
-	LLVMValueRef z = param(g, 5), logits = param(g, 6), out = param(g, 7);
-	emit_forward(g, s.P, param(g, 2), s.ws, z, logits);
-	emit_all_active(g, s.ws, NULL);
-	for (int p = 0; p < RT_NNORMS; p++) {
-		s.best[p] = var(g, g->f64, cd(g, INFINITY));
-		s.bind[p] = var(g, g->i32, ci32(g, -1));
-	}
-
-	LLVMValueRef D = ci(g, m->n_in);
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
 		if (op->in == 0) {
@@ -515,64 +514,139 @@ static void emit_certify(gen *g)
 			/* first-layer rows are the weights: their norms come from prepare */
 			loop l;
 			LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-			LLVMValueRef zabs = fabsv(g, load(g, g->f64, val_ptr(g, s.ws, k + 1), j));
-			LLVMValueRef pre = at(g, g->f32, s.pre, ci(g, g->pre_off[k]));
+			LLVMValueRef zabs = fabsv(g, load(g, g->f64, val_ptr(g, s->ws, k + 1), j));
+			LLVMValueRef pre = at(g, g->f32, s->pre, ci(g, g->pre_off[k]));
 			for (int p = 0; p < RT_NNORMS; p++) {
 				LLVMValueRef q = ext(g, load(g, g->f32, pre, add(g, ci(g, (int64_t)p * op->out_size), j)));
-				offer(g, &s, p, zabs, q, add(g, ci(g, op->z_off), j));
+				offer(g, s, p, zabs, q, add(g, ci(g, op->z_off), j));
 			}
 			loop_end(g, &l);
 			continue;
 		}
 		const ir_op *ip = &m->ops[op->in - 1];
-		LLVMValueRef src = ip->in == 0 ? at(g, g->f32, s.P, ci(g, ip->w_off))
-		                               : at(g, g->f32, s.ws, ci(g, g->jac_off[op->in - 1]));
-		emit_rows(g, op, s.P, s.ws, src, at(g, g->f32, s.ws, ci(g, g->jac_off[k])), &s,
+		LLVMValueRef src = ip->in == 0 ? at(g, g->f32, s->P, ci(g, ip->w_off))
+		                               : at(g, g->f32, s->ws, ci(g, g->jac_off[op->in - 1]));
+		emit_rows(g, op, s->P, s->ws, src, at(g, g->f32, s->ws, ci(g, g->jac_off[k])), s,
 		          op->relu ? margin_row : NULL);
 	}
 
-	/* the prediction and the radius within which it is certified */
+	/* the radius within which the prediction is certified: the logit rows */
 	const ir_op *oo = &m->ops[m->n_ops - 1];
-	LLVMValueRef f = val_ptr(g, s.ws, m->n_ops);
-	LLVMValueRef J = oo->in == 0 ? at(g, g->f32, s.P, ci(g, oo->w_off)) : at(g, g->f32, s.ws, ci(g, g->jac_off[m->n_ops - 1]));
-	LLVMValueRef pred[RT_NNORMS];
-	for (int p = 0; p < RT_NNORMS; p++)
-		pred[p] = var(g, g->f64, cd(g, INFINITY));
-	LLVMValueRef label;
+	LLVMValueRef f = val_ptr(g, s->ws, m->n_ops), D = ci(g, m->n_in);
+	LLVMValueRef J = oo->in == 0 ? at(g, g->f32, s->P, ci(g, oo->w_off)) : at(g, g->f32, s->ws, ci(g, g->jac_off[m->n_ops - 1]));
+	LLVMValueRef fy = load(g, g->f64, f, y);
+	loop l;
+	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), ci(g, m->n_out));
+	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, m->n_out == 1 ? LLVMIntEQ : LLVMIntNE, k, y, ""));
+	LLVMValueRef sums[3];
+	/* binary: the decision is the sign of the one logit */
+	emit_norms(g, at(g, g->f32, J, mul(g, y, D)), m->n_out == 1 ? NULL : at(g, g->f32, J, mul(g, k, D)), m->n_in, sums);
+	LLVMValueRef gap = m->n_out == 1 ? fabsv(g, fy) : LLVMBuildFSub(g->b, fy, load(g, g->f64, f, k), "");
+	gap = LLVMBuildFMul(g->b, gap, cd(g, m->std), "");
+	for (int p = 0; p < RT_NNORMS; p++) {
+		LLVMValueRef r = LLVMBuildFDiv(g->b, gap, dual(g, sums, p), "");
+		LLVMValueRef lt = LLVMBuildFCmp(g->b, LLVMRealOLT, r, get(g, g->f64, pred[p]), "");
+		set(g, pred[p], LLVMBuildSelect(g->b, lt, r, get(g, g->f64, pred[p]), ""));
+	}
+	if_end(g, done);
+	loop_end(g, &l);
+}
+
+static void emit_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits);
+
+/* The Gram strategy, for eps_2 alone: squared gradient norms from the Gram
+ * recurrence, and the logits' Gram matrix for the prediction radius. */
+static void certify_gram(gen *g, cert_state *s, LLVMValueRef y, LLVMValueRef pred[RT_NNORMS])
+{
+	const ir_module *m = g->m;
+	LLVMValueRef sq = at(g, g->f32, s->ws, ci(g, g->sq_off));
+	emit_gram_forward(g, s->P, s->pre, s->ws, sq, true);
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (!op->relu)
+			continue;
+		loop l;
+		LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
+		LLVMValueRef zabs = fabsv(g, load(g, g->f64, val_ptr(g, s->ws, k + 1), j));
+		LLVMValueRef h = add(g, ci(g, op->z_off), j);
+		offer(g, s, RT_L2, zabs, intrinsic(g, "llvm.sqrt", ext(g, load(g, g->f32, sq, h)), NULL), h);
+		loop_end(g, &l);
+	}
+	int o = m->n_ops - 1, i = m->ops[o].in - 1;
+	int64_t nin = m->ops[o].in_size;
+	LLVMValueRef Vc = at(g, g->f32, s->ws, ci(g, g->vc_off[o])), T = at(g, g->f32, s->ws, ci(g, g->t_off[o]));
+	LLVMValueRef ai = active_count(g, s->ws, i), NIN = ci(g, nin);
+	LLVMValueRef f = val_ptr(g, s->ws, m->n_ops);
+	LLVMValueRef ty = at(g, g->f32, T, mul(g, y, NIN)), vy = at(g, g->f32, Vc, mul(g, y, NIN));
+	LLVMValueRef gyy = ext(g, emit_dot(g, ty, vy, ai)), fy = load(g, g->f64, f, y);
+	loop l;
+	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), ci(g, m->n_out));
+	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, m->n_out == 1 ? LLVMIntEQ : LLVMIntNE, k, y, ""));
+	LLVMValueRef q2, gap;
 	if (m->n_out == 1) {
-		LLVMValueRef f0 = load(g, g->f64, f, ci(g, 0));
-		label = LLVMBuildZExt(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, f0, cd(g, 0), ""), g->i32, "");
-		LLVMValueRef sums[3];
-		emit_norms(g, J, NULL, m->n_in, sums);
-		for (int p = 0; p < RT_NNORMS; p++) {
-			LLVMValueRef q = dual(g, sums, p);
-			LLVMValueRef r = LLVMBuildFDiv(g->b, LLVMBuildFMul(g->b, fabsv(g, f0), cd(g, m->std), ""), q, "");
-			set(g, pred[p], r);
-		}
+		q2 = gyy;
+		gap = fabsv(g, fy);
 	} else {
-		LLVMValueRef y = var(g, g->i64, ci(g, 0));
+		/* ||grad f_y - grad f_k||^2 = G_yy + G_kk - 2 G_yk */
+		LLVMValueRef vk = at(g, g->f32, Vc, mul(g, k, NIN));
+		LLVMValueRef gkk = ext(g, emit_dot(g, at(g, g->f32, T, mul(g, k, NIN)), vk, ai));
+		LLVMValueRef gyk = ext(g, emit_dot(g, ty, vk, ai));
+		q2 = LLVMBuildFSub(g->b, LLVMBuildFAdd(g->b, gyy, gkk, ""), LLVMBuildFMul(g->b, cd(g, 2), gyk, ""), "");
+		gap = LLVMBuildFSub(g->b, fy, load(g, g->f64, f, k), "");
+	}
+	LLVMValueRef r = LLVMBuildFDiv(g->b, LLVMBuildFMul(g->b, gap, cd(g, m->std), ""), intrinsic(g, "llvm.sqrt", q2, NULL), "");
+	LLVMValueRef lt = LLVMBuildAnd(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, r, get(g, g->f64, pred[RT_L2]), ""),
+	                               LLVMBuildFCmp(g->b, LLVMRealOGT, q2, cd(g, 0), ""), "");
+	set(g, pred[RT_L2], LLVMBuildSelect(g->b, lt, r, get(g, g->f64, pred[RT_L2]), ""));
+	if_end(g, done);
+	loop_end(g, &l);
+}
+
+static void emit_certify(gen *g)
+{
+	static const char *names[] = { "P", "pre", "x", "norms", "ws", "z", "logits", "out" };
+	begin_function(g, "lln_certify", 8, names, "norms");
+	const ir_module *m = g->m;
+	cert_state s = { .P = param(g, 0), .pre = param(g, 1), .ws = param(g, 4), .norms = param(g, 3) };
+	LLVMValueRef out = param(g, 7);
+	emit_forward(g, s.P, param(g, 2), s.ws, param(g, 5), param(g, 6));
+	emit_all_active(g, s.ws, NULL);
+	LLVMValueRef pred[RT_NNORMS];
+	for (int p = 0; p < RT_NNORMS; p++) {
+		s.best[p] = var(g, g->f64, cd(g, INFINITY));
+		s.bind[p] = var(g, g->i32, ci32(g, -1));
+		pred[p] = var(g, g->f64, cd(g, INFINITY));
+	}
+
+	/* the prediction: argmax, or for one logit its sign */
+	LLVMValueRef f = val_ptr(g, s.ws, m->n_ops);
+	LLVMValueRef y = var(g, g->i64, ci(g, 0)), label;
+	if (m->n_out == 1) {
+		label = LLVMBuildZExt(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, f, ci(g, 0)), cd(g, 0), ""), g->i32, "");
+	} else {
 		loop l;
 		LLVMValueRef k = loop_begin(g, &l, ci(g, 1), ci(g, m->n_out));
 		LLVMValueRef gt = LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, f, k), load(g, g->f64, f, get(g, g->i64, y)), "");
 		set(g, y, LLVMBuildSelect(g->b, gt, k, get(g, g->i64, y), ""));
 		loop_end(g, &l);
-		LLVMValueRef yv = get(g, g->i64, y);
-		label = LLVMBuildTrunc(g->b, yv, g->i32, "");
-		LLVMValueRef fy = load(g, g->f64, f, yv);
-		LLVMValueRef jy = at(g, g->f32, J, mul(g, yv, D));
-		k = loop_begin(g, &l, ci(g, 0), ci(g, m->n_out));
-		LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, k, yv, ""));
-		LLVMValueRef sums[3];
-		emit_norms(g, jy, at(g, g->f32, J, mul(g, k, D)), m->n_in, sums);
-		LLVMValueRef gap = LLVMBuildFMul(g->b, LLVMBuildFSub(g->b, fy, load(g, g->f64, f, k), ""), cd(g, m->std), "");
-		for (int p = 0; p < RT_NNORMS; p++) {
-			LLVMValueRef r = LLVMBuildFDiv(g->b, gap, dual(g, sums, p), "");
-			LLVMValueRef lt = LLVMBuildFCmp(g->b, LLVMRealOLT, r, get(g, g->f64, pred[p]), "");
-			set(g, pred[p], LLVMBuildSelect(g->b, lt, r, get(g, g->f64, pred[p]), ""));
-		}
-		if_end(g, done);
-		loop_end(g, &l);
+		label = LLVMBuildTrunc(g->b, get(g, g->i64, y), g->i32, "");
 	}
+	LLVMValueRef yv = get(g, g->i64, y);
+
+	/* eps_2 alone takes the cheaper Gram strategy (when the logits follow a
+	 * hidden layer); any other set of norms needs the gradient rows */
+	LLVMBasicBlockRef join = block(g, "certified");
+	if (m->ops[m->n_ops - 1].in > 0) {
+		LLVMBasicBlockRef gram = block(g, "gram"), rows = block(g, "rows");
+		LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, s.norms, ci32(g, RT_NORM_BIT(RT_L2)), ""), gram, rows);
+		LLVMPositionBuilderAtEnd(g->b, gram);
+		certify_gram(g, &s, yv, pred);
+		LLVMBuildBr(g->b, join);
+		LLVMPositionBuilderAtEnd(g->b, rows);
+	}
+	certify_rows(g, &s, yv, pred);
+	LLVMBuildBr(g->b, join);
+	LLVMPositionBuilderAtEnd(g->b, join);
 
 	/* rt_cert: label, eps[3], bind[3], eps_pred[3], 4 bytes each */
 	store(g, label, out, ci(g, 0));
@@ -718,14 +792,6 @@ static void emit_direction(gen *g)
  * the per-example Gbar^1 are summed over the batch (an accumulator past
  * n_params in grad) and multiplied once, in train_finish. */
 
-static bool feeds_hidden(const ir_module *m, int k)
-{
-	for (int j = k + 1; j < m->n_ops; j++)
-		if (m->ops[j].in == k + 1 && m->ops[j].relu)
-			return true;
-	return false;
-}
-
 static void emit_zero(gen *g, LLVMValueRef p, int64_t n)
 {
 	loop l;
@@ -762,29 +828,34 @@ static void emit_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre)
 	}
 }
 
-static void emit_train_forward(gen *g)
+/* Whether op k's Gram block on its active units is needed: by a hidden
+ * consumer, or by the logits when their Gram matrix is wanted. */
+static bool need_gc(const ir_module *m, int k, bool for_logits)
 {
-	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq" };
-	begin_function(g, "lln_train_forward", 8, names, "need_sq");
+	for (int j = k + 1; j < m->n_ops; j++)
+		if (m->ops[j].in == k + 1 && (m->ops[j].relu || for_logits))
+			return true;
+	return false;
+}
+
+/* sq for every hidden neuron (and, for_logits, V and T of the logits). */
+static void emit_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits)
+{
 	const ir_module *m = g->m;
-	LLVMValueRef P = param(g, 0), pre = param(g, 1), ws = param(g, 4), sq = param(g, 7);
-	emit_forward(g, P, param(g, 2), ws, param(g, 5), param(g, 6));
-	emit_all_active(g, ws, NULL);
-	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, param(g, 3), ci32(g, 0), ""));
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
-		if (!op->relu)
+		if (!op->relu && (!for_logits || op->in == 0))
 			continue;
 		int64_t n = op->out_size, nin = op->in_size;
-		LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
-		LLVMValueRef a = active_count(g, ws, k);
 		loop lr, lt, lp, lq;
 		if (op->in == 0) {
+			LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
+			LLVMValueRef a = active_count(g, ws, k);
 			LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
 			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
 			store(g, load(g, g->f32, K, add(g, mul(g, r, ci(g, n)), r)), sq, add(g, ci(g, op->z_off), r));
 			loop_end(g, &lr);
-			if (!feeds_hidden(m, k))
+			if (!need_gc(m, k, for_logits))
 				continue;
 			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
 			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
@@ -810,10 +881,13 @@ static void emit_train_forward(gen *g)
 		t = loop_begin(g, &lt, ci(g, 0), ai);
 		emit_axpy(g, trow, load(g, g->f32, vrow, t), at(g, g->f32, Gi, mul(g, t, NIN)), ai);
 		loop_end(g, &lt);
-		store(g, emit_dot(g, trow, vrow, ai), sq, add(g, ci(g, op->z_off), r));
+		if (op->relu)
+			store(g, emit_dot(g, trow, vrow, ai), sq, add(g, ci(g, op->z_off), r));
 		loop_end(g, &lr);
-		if (!feeds_hidden(m, k))
+		if (!op->relu || !need_gc(m, k, for_logits))
 			continue;
+		LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
+		LLVMValueRef a = active_count(g, ws, k);
 		/* Gc_k = T[A_k] V[A_k]^T, symmetric: one triangle computed */
 		LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
 		LLVMValueRef tp = at(g, g->f32, T, mul(g, active_at(g, ws, k, p), NIN));
@@ -825,6 +899,17 @@ static void emit_train_forward(gen *g)
 		loop_end(g, &lq);
 		loop_end(g, &lp);
 	}
+}
+
+static void emit_train_forward(gen *g)
+{
+	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq" };
+	begin_function(g, "lln_train_forward", 8, names, "need_sq");
+	LLVMValueRef ws = param(g, 4);
+	emit_forward(g, param(g, 0), param(g, 2), ws, param(g, 5), param(g, 6));
+	emit_all_active(g, ws, NULL);
+	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, param(g, 3), ci32(g, 0), ""));
+	emit_gram_forward(g, param(g, 0), param(g, 1), ws, param(g, 7), false);
 	if_end(g, done);
 	LLVMBuildRetVoid(g->b);
 }

@@ -898,9 +898,9 @@ static void objective_text(const run *r, char *buf, size_t cap)
 {
 	const rt_objective *o = &r->c->obj;
 	if (o->kind == RT_OBJ_ROLL)
-		snprintf(buf, cap, "roll(lambda=%.17g, C=%.17g, gamma=%.17g)", o->lambda, o->C, o->gamma);
+		snprintf(buf, cap, "roll(lambda=%.9g, C=%.9g, gamma=%.9g)", o->lambda, o->C, o->gamma);
 	else if (o->kind == RT_OBJ_DISTANCE)
-		snprintf(buf, cap, "distance(lambda=%.17g, p=2)", o->lambda);
+		snprintf(buf, cap, "distance(lambda=%.9g, p=2)", o->lambda);
 	else
 		snprintf(buf, cap, "none");
 }
@@ -924,6 +924,16 @@ static int save_weights(run *r, const float *P, int epoch, double vloss)
 	return 0;
 }
 
+/* "buf", "m,v", "m,v,vmax" or "" (plain sgd): the optimizer's arrays. */
+static void state_list(const run *r, char *buf, size_t cap)
+{
+	buf[0] = 0;
+	for (int i = 0; i < r->os.nstate; i++) {
+		size_t l = strlen(buf);
+		snprintf(buf + l, cap - l, "%s%s", i ? "," : "", rt_opt_state_name(&r->os, i));
+	}
+}
+
 static int save_checkpoint(run *r, int epoch)
 {
 	const rt_model *m = r->m;
@@ -940,8 +950,10 @@ static int save_checkpoint(run *r, int epoch)
 	snprintf(valid, sizeof valid, "%lld", (long long)r->c->valid);
 	snprintf(ntr, sizeof ntr, "%lld", (long long)r->data.n);
 	objective_text(r, obj, sizeof obj);
+	char states[64];
+	state_list(r, states, sizeof states);
 	const char *md[] = {
-		"format", "lln-checkpoint", "model", m->name, "epoch", ep, "step", step,
+		"format", "lln-checkpoint", "optimizer_state", states, "model", m->name, "epoch", ep, "step", step,
 		"best_valid_loss", bl, "best_epoch", be, "seed", seed, "optimizer", opt_name(r->c->opt.kind),
 		"valid", valid, "examples", ntr, "regularizer", obj, NULL, NULL,
 	};
@@ -1009,6 +1021,16 @@ static int resume(run *r)
 	if (strcmp(v, opt_name(c->opt.kind)) != 0) {
 		fprintf(stderr, "%s: was trained with optimizer %s; resuming needs the same optimizer, "
 		        "not %s\n", path, v, opt_name(c->opt.kind));
+		return 1;
+	}
+	if (ckpt_meta(r, "optimizer_state", v, sizeof v))
+		return 1;
+	char states[64];
+	state_list(r, states, sizeof states);
+	if (strcmp(v, states) != 0) {
+		fprintf(stderr, "%s: holds optimizer state '%s' but %s with these settings keeps '%s' "
+		        "(momentum 0 keeps none); resume with the settings of the checkpoint\n", path, v,
+		        opt_name(c->opt.kind), states);
 		return 1;
 	}
 	if (ckpt_meta(r, "seed", v, sizeof v))

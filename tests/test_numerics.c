@@ -464,7 +464,7 @@ static void test_forward_grads(void **state)
 static void test_margins(void **state)
 {
 	(void)state;
-	double max_eps[3] = { 0 }, max_pred[3] = { 0 };
+	double max_eps[3] = { 0 }, max_pred[3] = { 0 }, max_sub = 0;
 	long binds_checked = 0, ties = 0, label_checked = 0;
 	for (size_t si = 0; si < NSPECS; si++) {
 		tmodel t;
@@ -516,6 +516,27 @@ static void test_margins(void **state)
 				max_pred[p] = fmax(max_pred[p], rp);
 				assert_true(c.eps_pred[p] <= c.eps[p]);
 			}
+			/* subsets of the norms (eps_2 alone may use another algorithm):
+			 * the requested norms match the reference just the same */
+			static const int32_t subsets[] = { RT_NORM_BIT(RT_L1), RT_NORM_BIT(RT_L2), RT_NORM_BIT(RT_LINF),
+				RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_L2), RT_NORM_BIT(RT_L2) | RT_NORM_BIT(RT_LINF) };
+			for (size_t ss = 0; ss < sizeof subsets / sizeof *subsets; ss++) {
+				rt_cert cs;
+				m->certify(t.P, t.pre, x, subsets[ss], t.ws, z2, lg2, &cs);
+				assert_int_equal(cs.label, c.label);
+				for (int p = 0; p < 3; p++) {
+					if (!(subsets[ss] & RT_NORM_BIT(p)))
+						continue;
+					double re = relerr(cs.eps[p], e.eps[p]), rp = relerr(cs.eps_pred[p], e.pred[p]);
+					if (!(re <= 1e-5) || !(rp <= 1e-5))
+						fail_msg("%s: input %d: norms %d: eps[%d] = %.9g (reference %.17g), eps_pred %.9g (reference %.17g)",
+						         t.s->name, it, subsets[ss], p, cs.eps[p], e.eps[p], cs.eps_pred[p], e.pred[p]);
+					max_sub = fmax(max_sub, fmax(re, rp));
+					if ((e.second[p] - e.eps[p]) > 1e-6 * e.eps[p] && cs.bind[p] != e.bind[p])
+						fail_msg("%s: input %d: norms %d: norm %d binds %d, reference %d", t.s->name, it,
+						         subsets[ss], p, cs.bind[p], e.bind[p]);
+				}
+			}
 			/* label: argmax of the reference logits (binary: f > 0) unless a near tie */
 			bool near_tie = false;
 			if (O == 1) {
@@ -542,8 +563,8 @@ static void test_margins(void **state)
 	assert_true(binds_checked > 1000);
 	assert_true(label_checked > 1000);
 	printf("[ margins ] max rel err eps l1 %.3g l2 %.3g linf %.3g; eps_pred l1 %.3g l2 %.3g linf %.3g; "
-	       "%ld binding neurons compared (%ld near ties)\n",
-	       max_eps[0], max_eps[1], max_eps[2], max_pred[0], max_pred[1], max_pred[2], binds_checked, ties);
+	       "%ld binding neurons compared (%ld near ties); norm subsets max rel err %.3g\n",
+	       max_eps[0], max_eps[1], max_eps[2], max_pred[0], max_pred[1], max_pred[2], binds_checked, ties, max_sub);
 }
 
 /* eps_pred where the prediction binds: inputs close to the decision
