@@ -53,10 +53,14 @@ typedef struct gen {
 	int64_t *acc_off;     /* first-layer hidden op k: batch accumulator in grad */
 	int64_t row_off, row2_off;  /* two scratch rows of the widest layer */
 	int64_t sq_off;             /* squared gradient norms, for certify's Gram strategy */
+	int64_t scratch_off[3];     /* matrices that live within one layer's step */
 	int64_t ws_floats, pre_floats, grad_floats;
 } gen;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+/* Compact matrices over active units have rows padded to a multiple of the
+ * vector width, with zeros, so inner loops need no scalar tails. */
+static int64_t pad8(int64_t n) { return (n + 7) & ~(int64_t)7; }
 
 static int value_size(const ir_module *m, int v)
 {
@@ -87,7 +91,7 @@ static void plan_layout(gen *g, arena *a)
 	for (size_t t = 0; t < sizeof tabs / sizeof *tabs; t++)
 		for (int k = 0; k < m->n_ops; k++)
 			tabs[t][k] = -1;
-	int64_t pre = 0, grad = m->n_params, widest = m->n_in;
+	int64_t pre = 0, grad = m->n_params, widest = m->n_in, scratch = 0;
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
 		int64_t n = op->out_size, nin = op->in_size;
@@ -99,9 +103,9 @@ static void plan_layout(gen *g, arena *a)
 		if (!op->relu) {
 			if (op->in != 0) {   /* the logits' V and T, for the Gram strategy */
 				g->vc_off[k] = off;
-				off += round16(n * nin);
+				off += round16(n * pad8(nin));
 				g->t_off[k] = off;
-				off += round16(n * nin);
+				off += round16(n * pad8(nin));
 			}
 			continue;
 		}
@@ -110,9 +114,9 @@ static void plan_layout(gen *g, arena *a)
 		g->cnt_off[k] = off;
 		off += 16;
 		g->gc_off[k] = off;
-		off += round16(n * n);
+		off += round16(n * pad8(n));
 		g->gbar_off[k] = off;
-		off += round16(n * n);
+		off += round16(n * pad8(n));
 		if (op->in == 0) {
 			g->pre_off[k] = pre;
 			pre += round16(3 * n);
@@ -122,10 +126,16 @@ static void plan_layout(gen *g, arena *a)
 			grad += n * n;
 		} else {
 			g->vc_off[k] = off;
-			off += round16(n * nin);
+			off += round16(n * pad8(nin));
 			g->t_off[k] = off;
-			off += round16(n * nin);
+			off += round16(n * pad8(nin));
 		}
+		int64_t sc = n * pad8(nin) > nin * pad8(n) ? n * pad8(nin) : nin * pad8(n);
+		scratch = sc > scratch ? sc : scratch;
+	}
+	for (int i = 0; i < 3; i++) {
+		g->scratch_off[i] = off;
+		off += round16(scratch);
 	}
 	g->sq_off = off;
 	off += round16(m->n_hidden);
@@ -311,6 +321,82 @@ static LLVMValueRef emit_dot(gen *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRe
 	return get(g, g->f32, sum);
 }
 
+/* ---- a register-blocked matrix product ----
+ * C (+)= alpha A B, where
+ *   A(i, k) = A[row(i) lda + col(k)], or with atrans A[col(k) lda + row(i)]
+ *   B(k, j) = B[brow(k) ldb + j]
+ * and row, col, brow are the identity or lookups in i32 index lists, which
+ * is how active units are gathered without copying.  N must be a multiple
+ * of 8 (compact buffers are zero-padded to one).  Each 4 x 16 block of C
+ * stays in eight vector registers over the whole k loop, so every element of
+ * B loaded feeds four multiply-adds. */
+typedef struct gemm {
+	LLVMValueRef C, ldc, A, lda, B, ldb;
+	LLVMValueRef arows, acols, brows;   /* i32 index lists, or NULL */
+	bool atrans, accumulate;
+	float alpha;
+	LLVMValueRef M, N, K;
+} gemm;
+
+static LLVMValueRef lookup(gen *g, LLVMValueRef list, LLVMValueRef i)
+{
+	return list ? LLVMBuildSExt(g->b, load(g, g->i32, list, i), g->i64, "") : i;
+}
+
+static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, int R, int CB)
+{
+	LLVMValueRef acc[4][2], arow[4];
+	for (int r = 0; r < R; r++) {
+		arow[r] = lookup(g, p->arows, add(g, i0, ci(g, r)));
+		for (int c = 0; c < CB; c++)
+			acc[r][c] = var(g, g->vf, LLVMConstNull(g->vf));
+	}
+	loop l;
+	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), p->K);
+	LLVMValueRef brow = add(g, mul(g, lookup(g, p->brows, k), p->ldb), j0);
+	LLVMValueRef bv[2];
+	for (int c = 0; c < CB; c++)
+		bv[c] = vload(g, p->B, add(g, brow, ci(g, VW * c)));
+	LLVMValueRef kc = lookup(g, p->acols, k);
+	for (int r = 0; r < R; r++) {
+		LLVMValueRef ai = p->atrans ? add(g, mul(g, kc, p->lda), arow[r]) : add(g, mul(g, arow[r], p->lda), kc);
+		LLVMValueRef av = vsplat(g, load(g, g->f32, p->A, ai));
+		for (int c = 0; c < CB; c++)
+			set(g, acc[r][c], vfma(g, av, bv[c], get(g, g->vf, acc[r][c])));
+	}
+	loop_end(g, &l);
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < CB; c++) {
+			LLVMValueRef ci_ = add(g, mul(g, add(g, i0, ci(g, r)), p->ldc), add(g, j0, ci(g, VW * c)));
+			LLVMValueRef v = get(g, g->vf, acc[r][c]);
+			if (p->alpha != 1)
+				v = LLVMBuildFMul(g->b, v, vsplat(g, LLVMConstReal(g->f32, p->alpha)), "");
+			if (p->accumulate)
+				v = LLVMBuildFAdd(g->b, v, vload(g, p->C, ci_), "");
+			vstore(g, v, p->C, ci_);
+		}
+}
+
+static void emit_gemm(gen *g, const gemm *p)
+{
+	LLVMValueRef M4 = LLVMBuildAnd(g->b, p->M, ci(g, ~(int64_t)3), "");
+	LLVMValueRef N16 = LLVMBuildAnd(g->b, p->N, ci(g, ~(int64_t)15), "");
+	LLVMValueRef has8 = LLVMBuildICmp(g->b, LLVMIntNE, N16, p->N, "");
+	for (int R = 4; R >= 1; R -= 3) {
+		loop li, lj;
+		LLVMValueRef i0 = R == 4 ? loop_begin_step(g, &li, ci(g, 0), M4, 4) : loop_begin(g, &li, M4, p->M);
+		LLVMValueRef j0 = loop_begin_step(g, &lj, ci(g, 0), N16, 16);
+		gemm_block(g, p, i0, j0, R, 2);
+		loop_end(g, &lj);
+		LLVMBasicBlockRef done = if_begin(g, has8);
+		gemm_block(g, p, i0, N16, R, 1);
+		if_end(g, done);
+		loop_end(g, &li);
+	}
+}
+
+static LLVMValueRef pad8v(gen *g, LLVMValueRef n) { return LLVMBuildAnd(g->b, add(g, n, ci(g, VW - 1)), ci(g, ~(int64_t)(VW - 1)), ""); }
+
 /* A kernel: void NAME(params) where each parameter is a pointer, except
  * those named in `ints` (int32 by value). */
 static LLVMValueRef begin_function(gen *g, const char *name, int nparams, const char **pnames, const char *ints)
@@ -427,6 +513,18 @@ static void emit_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws,
 	LLVMValueRef D = ci(g, g->m->n_in);
 	LLVMValueRef na = active_count(g, ws, op->in - 1);
 	loop lj, lt, lz;
+	if (g->m->n_in % VW == 0) {
+		LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[op->in - 1]));
+		emit_gemm(g, &(gemm){ .C = dst, .ldc = D, .A = at(g, g->f32, P, ci(g, op->w_off)), .lda = ci(g, op->in_size),
+		                      .acols = act, .B = src, .ldb = D, .brows = act, .alpha = 1,
+		                      .M = ci(g, op->out_size), .N = D, .K = na });
+		if (row_hook) {
+			LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+			row_hook(g, op, j, at(g, g->f32, dst, mul(g, j, D)), row_hook_ctx);
+			loop_end(g, &lj);
+		}
+		return;
+	}
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef row = at(g, g->f32, dst, mul(g, j, D));
 	LLVMValueRef d = loop_begin(g, &lz, ci(g, 0), D);
@@ -572,28 +670,31 @@ static void certify_gram(gen *g, cert_state *s, LLVMValueRef y, LLVMValueRef pre
 		offer(g, s, RT_L2, zabs, intrinsic(g, "llvm.sqrt", ext(g, load(g, g->f32, sq, h)), NULL), h);
 		loop_end(g, &l);
 	}
+	/* ||grad f_y - grad f_k||^2 = d Gc d^T with d = V[y] - V[k] formed first,
+	 * which avoids the cancellation of G_yy + G_kk - 2 G_yk */
 	int o = m->n_ops - 1, i = m->ops[o].in - 1;
-	int64_t nin = m->ops[o].in_size;
-	LLVMValueRef Vc = at(g, g->f32, s->ws, ci(g, g->vc_off[o])), T = at(g, g->f32, s->ws, ci(g, g->t_off[o]));
-	LLVMValueRef ai = active_count(g, s->ws, i), NIN = ci(g, nin);
-	LLVMValueRef f = val_ptr(g, s->ws, m->n_ops);
-	LLVMValueRef ty = at(g, g->f32, T, mul(g, y, NIN)), vy = at(g, g->f32, Vc, mul(g, y, NIN));
-	LLVMValueRef gyy = ext(g, emit_dot(g, ty, vy, ai)), fy = load(g, g->f64, f, y);
-	loop l;
+	LLVMValueRef Vc = at(g, g->f32, s->ws, ci(g, g->vc_off[o]));
+	LLVMValueRef Gc = at(g, g->f32, s->ws, ci(g, g->gc_off[i])), GLD = ci(g, pad8(m->ops[i].out_size));
+	LLVMValueRef ai = active_count(g, s->ws, i), ai8 = pad8v(g, ai), VLD = ci(g, pad8(m->ops[o].in_size));
+	LLVMValueRef dr = at(g, g->f32, s->ws, ci(g, g->row_off)), ur = at(g, g->f32, s->ws, ci(g, g->row2_off));
+	LLVMValueRef f = val_ptr(g, s->ws, m->n_ops), fy = load(g, g->f64, f, y);
+	LLVMValueRef vy = at(g, g->f32, Vc, mul(g, y, VLD));
+	loop l, lv;
 	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), ci(g, m->n_out));
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, m->n_out == 1 ? LLVMIntEQ : LLVMIntNE, k, y, ""));
-	LLVMValueRef q2, gap;
-	if (m->n_out == 1) {
-		q2 = gyy;
-		gap = fabsv(g, fy);
-	} else {
-		/* ||grad f_y - grad f_k||^2 = G_yy + G_kk - 2 G_yk */
-		LLVMValueRef vk = at(g, g->f32, Vc, mul(g, k, NIN));
-		LLVMValueRef gkk = ext(g, emit_dot(g, at(g, g->f32, T, mul(g, k, NIN)), vk, ai));
-		LLVMValueRef gyk = ext(g, emit_dot(g, ty, vk, ai));
-		q2 = LLVMBuildFSub(g->b, LLVMBuildFAdd(g->b, gyy, gkk, ""), LLVMBuildFMul(g->b, cd(g, 2), gyk, ""), "");
-		gap = LLVMBuildFSub(g->b, fy, load(g, g->f64, f, k), "");
-	}
+	LLVMValueRef vk = at(g, g->f32, Vc, mul(g, k, VLD));
+	LLVMValueRef t = loop_begin(g, &lv, ci(g, 0), ai8);
+	LLVMValueRef dv = load(g, g->f32, vy, t);
+	if (m->n_out > 1)
+		dv = LLVMBuildFSub(g->b, dv, load(g, g->f32, vk, t), "");
+	store(g, dv, dr, t);
+	store(g, LLVMConstReal(g->f32, 0), ur, t);
+	loop_end(g, &lv);
+	t = loop_begin(g, &lv, ci(g, 0), ai);
+	emit_axpy(g, ur, load(g, g->f32, dr, t), at(g, g->f32, Gc, mul(g, t, GLD)), ai8);
+	loop_end(g, &lv);
+	LLVMValueRef q2 = ext(g, emit_dot(g, dr, ur, ai8));
+	LLVMValueRef gap = m->n_out == 1 ? fabsv(g, fy) : LLVMBuildFSub(g->b, fy, load(g, g->f64, f, k), "");
 	LLVMValueRef r = LLVMBuildFDiv(g->b, LLVMBuildFMul(g->b, gap, cd(g, m->std), ""), intrinsic(g, "llvm.sqrt", q2, NULL), "");
 	LLVMValueRef lt = LLVMBuildAnd(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, r, get(g, g->f64, pred[RT_L2]), ""),
 	                               LLVMBuildFCmp(g->b, LLVMRealOGT, q2, cd(g, 0), ""), "");
@@ -846,58 +947,68 @@ static void emit_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValu
 		const ir_op *op = &m->ops[k];
 		if (!op->relu && (!for_logits || op->in == 0))
 			continue;
-		int64_t n = op->out_size, nin = op->in_size;
+		int64_t n = op->out_size;
+		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
 		loop lr, lt, lp, lq;
 		if (op->in == 0) {
-			LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
-			LLVMValueRef a = active_count(g, ws, k);
+			/* G^1 = W W^T from prepare: sq is its diagonal */
 			LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
-			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
-			store(g, load(g, g->f32, K, add(g, mul(g, r, ci(g, n)), r)), sq, add(g, ci(g, op->z_off), r));
+			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+			store(g, load(g, g->f32, K, add(g, mul(g, r, N), r)), sq, add(g, ci(g, op->z_off), r));
 			loop_end(g, &lr);
 			if (!need_gc(m, k, for_logits))
 				continue;
+			LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
+			LLVMValueRef a = active_count(g, ws, k);
 			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
-			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
-			LLVMValueRef v = load(g, g->f32, K, add(g, mul(g, active_at(g, ws, k, p), ci(g, n)), active_at(g, ws, k, q)));
-			store(g, v, Gc, add(g, mul(g, p, ci(g, n)), q));
+			LLVMValueRef rowp = mul(g, active_at(g, ws, k, p), N);
+			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), pad8v(g, a));
+			LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, q, a, "");
+			LLVMValueRef col = active_at(g, ws, k, LLVMBuildSelect(g->b, in, q, ci(g, 0), ""));
+			LLVMValueRef v = load(g, g->f32, K, add(g, rowp, col));
+			store(g, LLVMBuildSelect(g->b, in, v, LLVMConstReal(g->f32, 0), ""), Gc, add(g, mul(g, p, GLD), q));
 			loop_end(g, &lq);
 			loop_end(g, &lp);
 			continue;
 		}
 		int i = op->in - 1;
-		LLVMValueRef ai = active_count(g, ws, i);
+		LLVMValueRef ai = active_count(g, ws, i), ai8 = pad8v(g, ai);
 		LLVMValueRef Vc = at(g, g->f32, ws, ci(g, g->vc_off[k])), T = at(g, g->f32, ws, ci(g, g->t_off[k]));
-		LLVMValueRef Gi = at(g, g->f32, ws, ci(g, g->gc_off[i]));
-		LLVMValueRef NIN = ci(g, nin);
-		/* V = W[:, A_i];  T = V Gc_i;  sq = rowwise V . T */
-		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
-		LLVMValueRef vrow = at(g, g->f32, Vc, mul(g, r, NIN)), trow = at(g, g->f32, T, mul(g, r, NIN));
-		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
-		LLVMValueRef w = load(g, g->f32, P, add(g, ci(g, op->w_off), add(g, mul(g, r, NIN), active_at(g, ws, i, t))));
-		store(g, w, vrow, t);
-		store(g, LLVMConstReal(g->f32, 0), trow, t);
+		LLVMValueRef VLD = ci(g, pad8(op->in_size));
+		/* V = W[:, A_i], zero-padded */
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai8);
+		LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, t, ai, "");
+		LLVMValueRef col = active_at(g, ws, i, LLVMBuildSelect(g->b, in, t, ci(g, 0), ""));
+		LLVMValueRef w = load(g, g->f32, P, add(g, ci(g, op->w_off), add(g, mul(g, r, ci(g, op->in_size)), col)));
+		store(g, LLVMBuildSelect(g->b, in, w, LLVMConstReal(g->f32, 0), ""), Vc, add(g, mul(g, r, VLD), t));
 		loop_end(g, &lt);
-		t = loop_begin(g, &lt, ci(g, 0), ai);
-		emit_axpy(g, trow, load(g, g->f32, vrow, t), at(g, g->f32, Gi, mul(g, t, NIN)), ai);
-		loop_end(g, &lt);
-		if (op->relu)
-			store(g, emit_dot(g, trow, vrow, ai), sq, add(g, ci(g, op->z_off), r));
 		loop_end(g, &lr);
+		/* T = V Gc_i;  sq = rowwise V . T */
+		emit_gemm(g, &(gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
+		                      .ldb = ci(g, pad8(m->ops[i].out_size)), .alpha = 1, .M = N, .N = ai8, .K = ai });
+		if (op->relu) {
+			r = loop_begin(g, &lr, ci(g, 0), N);
+			store(g, emit_dot(g, at(g, g->f32, T, mul(g, r, VLD)), at(g, g->f32, Vc, mul(g, r, VLD)), ai8), sq,
+			      add(g, ci(g, op->z_off), r));
+			loop_end(g, &lr);
+		}
 		if (!op->relu || !need_gc(m, k, for_logits))
 			continue;
-		LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
-		LLVMValueRef a = active_count(g, ws, k);
-		/* Gc_k = T[A_k] V[A_k]^T, symmetric: one triangle computed */
-		LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
-		LLVMValueRef tp = at(g, g->f32, T, mul(g, active_at(g, ws, k, p), NIN));
-		LLVMValueRef q = loop_begin(g, &lq, p, a);
-		LLVMValueRef vq = at(g, g->f32, Vc, mul(g, active_at(g, ws, k, q), NIN));
-		LLVMValueRef dot = emit_dot(g, tp, vq, ai);
-		store(g, dot, Gc, add(g, mul(g, p, ci(g, n)), q));
-		store(g, dot, Gc, add(g, mul(g, q, ci(g, n)), p));
+		/* Gc_k = T[A_k] V[A_k]^T, through the transposed gather VA[t, q] = V[A_k[q], t] */
+		LLVMValueRef a = active_count(g, ws, k), a8 = pad8v(g, a);
+		LLVMValueRef VA = at(g, g->f32, ws, ci(g, g->scratch_off[0]));
+		t = loop_begin(g, &lt, ci(g, 0), ai);
+		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a8);
+		LLVMValueRef qin = LLVMBuildICmp(g->b, LLVMIntSLT, q, a, "");
+		LLVMValueRef rq = active_at(g, ws, k, LLVMBuildSelect(g->b, qin, q, ci(g, 0), ""));
+		LLVMValueRef v = load(g, g->f32, Vc, add(g, mul(g, rq, VLD), t));
+		store(g, LLVMBuildSelect(g->b, qin, v, LLVMConstReal(g->f32, 0), ""), VA, add(g, mul(g, t, GLD), q));
 		loop_end(g, &lq);
-		loop_end(g, &lp);
+		loop_end(g, &lt);
+		emit_gemm(g, &(gemm){ .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
+		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,
+		                      .M = a, .N = a8, .K = ai });
 	}
 }
 
@@ -920,22 +1031,18 @@ static void emit_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMVa
 	const ir_module *m = g->m;
 	for (int k = 0; k < m->n_ops; k++)
 		if (m->ops[k].relu)
-			emit_zero(g, at(g, g->f32, ws, ci(g, g->gbar_off[k])), (int64_t)m->ops[k].out_size * m->ops[k].out_size);
+			emit_zero(g, at(g, g->f32, ws, ci(g, g->gbar_off[k])), (int64_t)m->ops[k].out_size * pad8(m->ops[k].out_size));
 	for (int k = m->n_ops - 1; k >= 0; k--) {
 		const ir_op *op = &m->ops[k];
 		if (!op->relu)
 			continue;
-		int64_t n = op->out_size, nin = op->in_size;
-		LLVMValueRef N = ci(g, n), NIN = ci(g, nin);
-		LLVMValueRef a = active_count(g, ws, k);
+		int64_t n = op->out_size;
+		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
+		LLVMValueRef a = active_count(g, ws, k), act = at(g, g->f32, ws, ci(g, g->act_off[k]));
 		LLVMValueRef E = at(g, g->f32, ws, ci(g, g->gbar_off[k]));
 		loop lr, lp, lq, lt;
-		LLVMValueRef mp = loop_begin(g, &lp, ci(g, 0), a);
-		LLVMValueRef mq = loop_begin(g, &lq, ci(g, 0), mp);
-		store(g, load(g, g->f32, E, add(g, mul(g, mq, N), mp)), E, add(g, mul(g, mp, N), mq));
-		loop_end(g, &lq);
-		loop_end(g, &lp);
 		if (op->in == 0) {
+			/* the batch accumulator of Gbar^1: diag(dsq) plus the active block */
 			LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
 			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
 			LLVMValueRef ii = add(g, mul(g, r, N), r);
@@ -944,55 +1051,51 @@ static void emit_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMVa
 			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
 			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
 			LLVMValueRef jj = add(g, mul(g, active_at(g, ws, k, p), N), active_at(g, ws, k, q));
-			store(g, fadd(g, load(g, g->f32, acc, jj), load(g, g->f32, E, add(g, mul(g, p, N), q))), acc, jj);
+			store(g, fadd(g, load(g, g->f32, acc, jj), load(g, g->f32, E, add(g, mul(g, p, GLD), q))), acc, jj);
 			loop_end(g, &lq);
 			loop_end(g, &lp);
 			continue;
 		}
 		int i = op->in - 1;
-		LLVMValueRef ai = active_count(g, ws, i);
+		LLVMValueRef ai = active_count(g, ws, i), ai8 = pad8v(g, ai);
+		LLVMValueRef VLD = ci(g, pad8(op->in_size));
 		LLVMValueRef Vc = at(g, g->f32, ws, ci(g, g->vc_off[k])), T = at(g, g->f32, ws, ci(g, g->t_off[k]));
-		LLVMValueRef Ei = at(g, g->f32, ws, ci(g, g->gbar_off[i]));
-		LLVMValueRef yrow = at(g, g->f32, ws, ci(g, g->row_off));
-		LLVMValueRef drow = at(g, g->f32, ws, ci(g, g->row2_off));
-		LLVMValueRef pos = var(g, g->i64, ci(g, 0));   /* position of r in the active list */
+		LLVMValueRef EV = at(g, g->f32, ws, ci(g, g->scratch_off[0]));
+		LLVMValueRef ET = at(g, g->f32, ws, ci(g, g->scratch_off[1]));
+		LLVMValueRef Y = at(g, g->f32, ws, ci(g, g->scratch_off[2]));
+		/* the active block of Gbar times V and T */
+		emit_gemm(g, &(gemm){ .C = EV, .ldc = VLD, .A = E, .lda = GLD, .B = Vc, .ldb = VLD, .brows = act,
+		                      .alpha = 1, .M = a, .N = ai8, .K = a });
+		emit_gemm(g, &(gemm){ .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD, .brows = act,
+		                      .alpha = 1, .M = a, .N = ai8, .K = a });
+		/* row r: Y = Gbar V = dsq_r V[r] + EV[pos(r)];  dW[r, A_i] += 2 Gbar T */
+		LLVMValueRef pos = var(g, g->i64, ci(g, 0));
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
 		LLVMValueRef cr = load(g, g->f32, dsq, add(g, ci(g, op->z_off), r));
 		LLVMValueRef on = var(g, g->i1, LLVMConstInt(g->i1, 0, 0));
 		LLVMBasicBlockRef d0 = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSLT, get(g, g->i64, pos), a, ""));
 		set(g, on, LLVMBuildICmp(g->b, LLVMIntEQ, active_at(g, ws, k, get(g, g->i64, pos)), r, ""));
 		if_end(g, d0);
-		LLVMValueRef live = LLVMBuildOr(g->b, get(g, g->i1, on), LLVMBuildFCmp(g->b, LLVMRealONE, cr, LLVMConstReal(g->f32, 0), ""), "");
-		LLVMBasicBlockRef d1 = if_begin(g, live);
-		/* rows r of Gbar V and Gbar T */
-		LLVMValueRef vrow = at(g, g->f32, Vc, mul(g, r, NIN)), trow = at(g, g->f32, T, mul(g, r, NIN));
-		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
-		store(g, LLVMBuildFMul(g->b, cr, load(g, g->f32, vrow, t), ""), yrow, t);
-		store(g, LLVMBuildFMul(g->b, cr, load(g, g->f32, trow, t), ""), drow, t);
+		LLVMValueRef onv = get(g, g->i1, on), p = get(g, g->i64, pos);
+		LLVMValueRef prow = mul(g, LLVMBuildSelect(g->b, onv, p, ci(g, 0), ""), VLD), rrow = mul(g, r, VLD);
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai8);
+		/* (a select, not a product with 0: scratch rows of inactive units are stale) */
+		LLVMValueRef ev = LLVMBuildSelect(g->b, onv, load(g, g->f32, EV, add(g, prow, t)), LLVMConstReal(g->f32, 0), "");
+		LLVMValueRef y = fadd(g, fmul(g, cr, load(g, g->f32, Vc, add(g, rrow, t))), ev);
+		store(g, y, Y, add(g, rrow, t));
 		loop_end(g, &lt);
-		LLVMBasicBlockRef d2 = if_begin(g, get(g, g->i1, on));
-		LLVMValueRef p = get(g, g->i64, pos);
-		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
-		LLVMValueRef e = load(g, g->f32, E, add(g, mul(g, p, N), q));
-		LLVMBasicBlockRef d3 = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealONE, e, LLVMConstReal(g->f32, 0), ""));
-		LLVMValueRef rq = active_at(g, ws, k, q);
-		emit_axpy(g, yrow, e, at(g, g->f32, Vc, mul(g, rq, NIN)), ai);
-		emit_axpy(g, drow, e, at(g, g->f32, T, mul(g, rq, NIN)), ai);
-		if_end(g, d3);
-		loop_end(g, &lq);
-		set(g, pos, add(g, p, ci(g, 1)));
-		if_end(g, d2);
-		/* dW[r, A_i] += 2 (Gbar T)[r];  Gbar_i += V[r]^T (Gbar V)[r] */
 		t = loop_begin(g, &lt, ci(g, 0), ai);
-		LLVMValueRef gi = add(g, ci(g, op->w_off), add(g, mul(g, r, NIN), active_at(g, ws, i, t)));
-		store(g, fadd(g, load(g, g->f32, grad, gi), LLVMBuildFMul(g->b, LLVMConstReal(g->f32, 2), load(g, g->f32, drow, t), "")), grad, gi);
-		/* Gbar_i is symmetric: accumulate its upper triangle, mirrored below */
-		LLVMValueRef v = load(g, g->f32, vrow, t);
-		emit_axpy(g, at(g, g->f32, Ei, add(g, mul(g, t, ci(g, m->ops[i].out_size)), t)), v, at(g, g->f32, yrow, t),
-		          LLVMBuildSub(g->b, ai, t, ""));
+		LLVMValueRef et = LLVMBuildSelect(g->b, onv, load(g, g->f32, ET, add(g, prow, t)), LLVMConstReal(g->f32, 0), "");
+		LLVMValueRef d = fadd(g, fmul(g, cr, load(g, g->f32, T, add(g, rrow, t))), et);
+		LLVMValueRef gi = add(g, ci(g, op->w_off), add(g, mul(g, r, ci(g, op->in_size)), active_at(g, ws, i, t)));
+		store(g, fadd(g, load(g, g->f32, grad, gi), fmul(g, LLVMConstReal(g->f32, 2), d)), grad, gi);
 		loop_end(g, &lt);
-		if_end(g, d1);
+		set(g, pos, add(g, p, LLVMBuildZExt(g->b, onv, g->i64, "")));
 		loop_end(g, &lr);
+		/* Gbar_i += V^T Y */
+		emit_gemm(g, &(gemm){ .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])), .ldc = ci(g, pad8(m->ops[i].out_size)),
+		                      .A = Vc, .lda = VLD, .atrans = true, .B = Y, .ldb = VLD, .accumulate = true,
+		                      .alpha = 1, .M = ai, .N = ai8, .K = N });
 	}
 }
 
@@ -1067,6 +1170,12 @@ static void emit_train_finish(gen *g)
 			continue;
 		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size);
 		LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
+		if (op->in_size % VW == 0) {
+			emit_gemm(g, &(gemm){ .C = at(g, g->f32, grad, ci(g, op->w_off)), .ldc = D, .A = acc, .lda = N,
+			                      .B = at(g, g->f32, P, ci(g, op->w_off)), .ldb = D, .accumulate = true,
+			                      .alpha = 2, .M = N, .N = D, .K = N });
+			continue;
+		}
 		loop lr, lq;
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
 		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), N);
