@@ -734,10 +734,10 @@ static void emit_certify(gen *g)
 	}
 	LLVMValueRef yv = get(g, g->i64, y);
 
-	/* eps_2 alone takes the cheaper Gram strategy (when the logits follow a
-	 * hidden layer); any other set of norms needs the gradient rows */
+	/* eps_2 alone takes the Gram strategy when the IR's cost model chose it;
+	 * any other set of norms needs the gradient rows */
 	LLVMBasicBlockRef join = block(g, "certified");
-	if (m->ops[m->n_ops - 1].in > 0) {
+	if (m->l2_by_gram) {
 		LLVMBasicBlockRef gram = block(g, "gram"), rows = block(g, "rows");
 		LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, s.norms, ci32(g, RT_NORM_BIT(RT_L2)), ""), gram, rows);
 		LLVMPositionBuilderAtEnd(g->b, gram);

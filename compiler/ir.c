@@ -29,6 +29,22 @@ static void add_tensor(arena *a, ir_module *m, const char *name, int rank,
 	(void)a;
 }
 
+/* Multiply-adds per input for the gradient information of eps_2, assuming
+ * half the units of each layer active: explicit rows cost n a D per layer,
+ * the Gram recurrence n a^2 plus a^3 for the next layer's active block. */
+static void choose_strategy(ir_module *m)
+{
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (op->in == 0)
+			continue;
+		double n = op->out_size, a = op->in_size / 2.0;
+		m->cost_rows += n * a * m->n_in;
+		m->cost_gram += n * a * a + (op->relu ? (n / 2) * (n / 2) * a : 0);
+	}
+	m->l2_by_gram = m->n_ops > 1 && m->ops[m->n_ops - 1].in > 0 && m->cost_gram < m->cost_rows;
+}
+
 ir_module *ir_lower(arena *a, const sema_program *p)
 {
 	const sema_model *sm = &p->model;
@@ -90,6 +106,7 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 	if (out != m->n_ops)
 		internal_error("model output is not the last op");
 	m->n_out = m->ops[out - 1].out_size;
+	choose_strategy(m);
 	return m;
 }
 
@@ -106,6 +123,9 @@ void ir_dump(FILE *out, const ir_module *m)
 			fprintf(out, " relu z[%d..%d)", op->z_off, op->z_off + op->out_size);
 		fprintf(out, "  ; %d:%d\n", op->at.line, op->at.col);
 	}
+	fprintf(out, "  strategy: eps_2 alone by %s (estimated %.3g multiply-adds per input by rows, %.3g by Gram);"
+	        " other norms by explicit rows; training by the Gram recurrence\n",
+	        m->l2_by_gram ? "the Gram recurrence" : "explicit rows", m->cost_rows, m->cost_gram);
 	fprintf(out, "  tensors:\n");
 	for (int i = 0; i < m->n_tensors; i++) {
 		const rt_tensor *t = &m->tensors[i];

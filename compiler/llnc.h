@@ -190,7 +190,7 @@ typedef struct sema_model {
 typedef enum { LOSS_CROSS_ENTROPY, LOSS_SIGMOID_CROSS_ENTROPY } sema_loss;
 typedef enum { REG_NONE, REG_ROLL, REG_DISTANCE } sema_reg;
 typedef enum { OPT_SGD, OPT_ADAM, OPT_AMSGRAD } sema_optimizer;
-typedef enum { DATA_NONE, DATA_IDX, DATA_CSV, DATA_NPY } sema_data_kind;
+typedef enum { DATA_NONE, DATA_IDX, DATA_CSV, DATA_NPY, DATA_TOY2D } sema_data_kind;
 
 typedef struct sema_objective {
 	sema_loss loss;
@@ -202,6 +202,11 @@ typedef struct sema_objective {
 typedef struct sema_data {
 	sema_data_kind kind;
 	const char *path[2];       /* examples (and labels for idx / npy) */
+	/* toy2d(kind, n, noise, seed): a built-in 2-D data set (rt_toy2d) */
+	const char *toy_kind;      /* "spirals" or "moons" */
+	int64_t toy_n;
+	double toy_noise;
+	uint64_t toy_seed;
 } sema_data;
 
 typedef struct sema_train {
@@ -260,6 +265,10 @@ typedef struct ir_module {
 	rt_tensor *tensors;
 	int n_tensors;
 	rt_layer *layers;
+	/* strategy for eps_2 alone, chosen by a cost model of the shapes: the Gram
+	 * recurrence (independent of the input size) or explicit gradient rows */
+	bool l2_by_gram;
+	double cost_rows, cost_gram;   /* estimated multiply-adds per input */
 } ir_module;
 
 ir_module *ir_lower(arena *a, const sema_program *p);

@@ -21,6 +21,7 @@ typedef struct options {
 	const char *command, *file, *out, *weights, *cpu, *dump;
 	uint64_t seed;
 	bool seed_set, certifier, trainer;
+	const char *command_name;  /* "llnc train": how the runtime names itself */
 	int rest_argc;        /* train, eval: the flags after FILE, for the runtime */
 	char **rest_argv;
 	int opt_level;
@@ -96,10 +97,12 @@ static int parse_args(int argc, char **argv, options *o)
 {
 	o->opt_level = 3;
 	for (int i = 1; i < argc; i++) {
-		/* train and eval: the flags after FILE belong to the runtime */
+		/* train and eval: the flags after FILE belong to the runtime, which
+		 * names itself by argv[0] in its messages */
 		if (runtime_command(o->command) && o->file) {
 			o->rest_argc = argc - i + 1;
 			o->rest_argv = argv + i - 1;
+			o->rest_argv[0] = (char *)o->command_name;
 			break;
 		}
 		const char *a = argv[i];
@@ -138,6 +141,7 @@ static int parse_args(int argc, char **argv, options *o)
 			return usage_error("unknown option '%s'", a);
 		} else if (!o->command) {
 			o->command = a;
+			o->command_name = !strcmp(a, "train") ? "llnc train" : !strcmp(a, "eval") ? "llnc eval" : "llnc";
 		} else if (!o->file) {
 			o->file = a;
 		} else {
@@ -153,7 +157,8 @@ static int parse_args(int argc, char **argv, options *o)
 		return usage_error("%s needs a .lln FILE", o->command);
 	if (runtime_command(o->command) && !o->rest_argv) {
 		o->rest_argc = 1;
-		o->rest_argv = argv + argc - 1;   /* FILE as the runtime's argv[0] */
+		o->rest_argv = argv + argc - 1;
+		o->rest_argv[0] = (char *)o->command_name;
 	}
 	return 0;
 }
@@ -191,11 +196,12 @@ static char *train_defaults(arena *a, const sema_program *p)
 		"--objective\n%s\n--lambda\n%.17g\n--C\n%.17g\n--gamma\n%.17g\n"
 		"--optimizer\n%s\n--lr\n%.17g\n--momentum\n%.17g\n--nesterov\n%s\n--beta1\n%.17g\n"
 		"--beta2\n%.17g\n--eps\n%.17g\n--weight-decay\n%.17g\n--lr-step\n%d\n--lr-gamma\n%.17g\n"
-		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--valid\n%d\n",
+		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--valid\n%d\n--p\n%s\n",
 		objective[ob->reg], ob->lambda, ob->C, ob->reg == REG_ROLL ? ob->gamma : 100.0,
 		optimizer[t->optimizer], t->lr, t->momentum, t->nesterov ? "on" : "off", t->beta1,
 		t->beta2, t->adam_eps, t->weight_decay, t->lr_step, t->lr_gamma,
-		t->batch, t->epochs, (unsigned long long)t->seed, t->valid);
+		t->batch, t->epochs, (unsigned long long)t->seed, t->valid,
+		ob->p == 1 ? "1" : ob->p == 2 ? "2" : "inf");
 	const sema_data *d[2] = { &t->data, &t->test };
 	for (int i = 0; i < 2; i++)
 		if (d[i]->kind != DATA_NONE)

@@ -599,10 +599,58 @@ static void apply_npy(checker *ck, const fspec *f, const ast_expr *call,
 	apply_files(ck, f, args, dst, DATA_NPY);
 }
 
+/* toy2d(kind = spirals, n = 400, noise = 0.1, seed = 0): the built-in 2-D
+ * data sets (runtime/toy.c); every argument is optional. */
+static const pspec toy2d_params[] = {
+	{ "kind", P_STR, false, ANY, NULL },
+	{ "n", P_INT, false, GE(2), NULL },
+	{ "noise", P_NUM, false, GE(0), NULL },
+	{ "seed", P_SEED, false, GE(0), NULL },
+};
+
+static void apply_toy2d(checker *ck, const fspec *f, const ast_expr *call,
+                        const ast_expr **args, void *dst)
+{
+	sema_data *d = dst;
+	d->kind = DATA_TOY2D;
+	d->toy_kind = "spirals";
+	d->toy_n = 400;
+	d->toy_noise = 0.1;
+	d->toy_seed = 0;
+	if (args[0]) {
+		static const char *const kinds[] = { "spirals", "moons" };
+		const ast_expr *e = args[0];
+		if (e->kind != AST_NAME && e->kind != AST_STRING)
+			err(ck, e->at, "kind must be spirals or moons, got %s", describe(ck, e));
+		else if (strcmp(e->text, kinds[0]) && strcmp(e->text, kinds[1])) {
+			const char *sug = suggest(ck, e->text, kinds, NELEM(kinds));
+			if (*sug)
+				err(ck, e->at, "unknown toy2d kind '%s'%s", e->text, sug);
+			else
+				err(ck, e->at, "unknown toy2d kind '%s': expected spirals or moons", e->text);
+		} else
+			d->toy_kind = e->text;
+	}
+	int n;
+	if (args[1] && get_int(ck, args[1], &f->params[1], &n))
+		d->toy_n = n;
+	opt_num(ck, args[2], &f->params[2], &d->toy_noise);
+	uint64_t seed;
+	if (args[3] && get_seed(ck, args[3], &f->params[3], &seed))
+		d->toy_seed = seed;
+	/* the examples are points in the plane */
+	const sema_model *m = &ck->prog->model;
+	if (m->n_nodes > 0 && m->nodes[0].op == SEMA_INPUT && m->nodes[0].size > 0 &&
+	    m->nodes[0].size != 2)
+		err(ck, call->at, "toy2d examples have 2 values, but the model's input '%s' has %d",
+		    m->nodes[0].name, m->nodes[0].size);
+}
+
 static const fspec data_fns[] = {
 	{ "idx", idx_params, NELEM(idx_params), apply_idx },
 	{ "csv", csv_params, NELEM(csv_params), apply_csv },
 	{ "npy", npy_params, NELEM(npy_params), apply_npy },
+	{ "toy2d", toy2d_params, NELEM(toy2d_params), apply_toy2d },
 };
 static const family data_family = { "data format", data_fns, NELEM(data_fns) };
 

@@ -308,4 +308,23 @@ int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const 
 int rt_train_main(const rt_model *m, const char *defaults, int argc, char **argv);
 int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv);
 
+/* ------------------------------------------------------------------------
+ * Regions and toy data (regions.c, toy.c; library llnrt_train).  The
+ * activation regions of 2-D models drawn exactly, boundaries along a
+ * segment, and the built-in 2-D data sets of the paper's toy experiment.
+ * Algorithms and formulas: docs/regions.md.
+ * ---------------------------------------------------------------------- */
+/* One activation region inside a 2-D window: a convex polygon (counter-clockwise vertices) and its activation pattern hash (rt_pattern_hash of z at an interior point). */
+typedef struct rt_polygon { int n; double *xy; /* 2n: x0,y0,x1,y1,... */ uint64_t pattern; } rt_polygon;
+typedef struct rt_regions { int64_t n; rt_polygon *p; } rt_regions;
+/* Exact partition of the window [x0,x1]x[y0,y1] into activation regions of a model with n_in == 2: start from the window; for each hidden layer in order, split every current polygon by the hyperplanes of that layer's neurons, whose affine form on the polygon is exact because the masks of earlier layers are constant there: z_j(x) = z_j(c) + g_j . (x - c) at an interior point c (forward + grads kernels at c). Not sampling. Errors (n_in != 2: "model 'X' has 3 inputs; the region picture needs exactly 2") into err. */
+int rt_regions_2d(const rt_model *m, const float *P, const double window[4], rt_regions *out, char *err);
+void rt_regions_free(rt_regions *r);
+/* Exact positions t in (0,1) where the segment a + t (b - a) crosses an activation-region boundary, found by walking directional margins (direction kernel) from a: step to just past each boundary and continue; any input dimension. */
+int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, const float *b, double **t, int64_t *n, char *err);
+/* Built-in 2-D binary data sets: kind "spirals" (two interleaved spirals) or "moons" (two moons); labels 0/1 balanced; deterministic for (kind, n, noise, seed). x is n x 2, y labels. */
+int rt_toy2d(const char *kind, int64_t n, double noise, uint64_t seed, rt_data *out, char *err);
+/* `llnc data toy2d [--kind spirals|moons] [--n N] [--noise X] [--seed S] -o FILE.csv` (CSV: label,x1,x2 with a header comment; atomic write); argv[0] is the command name for messages. */
+int rt_data_main(int argc, char **argv);
+
 #endif

@@ -404,23 +404,11 @@ static void test_missing_file_is_reported(void **state)
 	arena_free(a);
 }
 
-/* ---- ast_dump ---- */
+/* ---- stage dumps against golden files ---- */
 
-static void test_ast_dump_matches_golden_file(void **state)
+/* Compares a dump with its golden file (rewritten with LLN_UPDATE_GOLDEN). */
+static void check_golden(const char *golden, const char *dump, size_t len)
 {
-	(void)state;
-	const char *in = LLN_SOURCE_DIR "/tests/golden/ast_small.lln";
-	const char *golden = LLN_SOURCE_DIR "/tests/golden/ast_small.txt";
-	arena *a = arena_new();
-	source *src = source_load(a, in);
-	assert_non_null(src);
-	ast_program *p = ast_parse(a, src);
-	assert_non_null(p);
-	char *dump = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&dump, &len);
-	ast_dump(out, p);
-	fclose(out);
 	if (getenv("LLN_UPDATE_GOLDEN")) {
 		FILE *g = fopen(golden, "wb");
 		assert_non_null(g);
@@ -431,6 +419,44 @@ static void test_ast_dump_matches_golden_file(void **state)
 	assert_non_null(want);
 	assert_string_equal(dump, want);
 	free(want);
+}
+
+static void test_ast_dump_matches_golden_file(void **state)
+{
+	(void)state;
+	arena *a = arena_new();
+	source *src = source_load(a, LLN_SOURCE_DIR "/tests/golden/ast_small.lln");
+	assert_non_null(src);
+	ast_program *p = ast_parse(a, src);
+	assert_non_null(p);
+	char *dump = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&dump, &len);
+	ast_dump(out, p);
+	fclose(out);
+	check_golden(LLN_SOURCE_DIR "/tests/golden/ast_small.txt", dump, len);
+	free(dump);
+	arena_free(a);
+}
+
+/* The IR of mnist_fc fixes the parameter layout: PyTorch's names and shapes,
+ * in definition order, with ReLU folded into the op it follows. */
+static void test_ir_dump_lays_out_mnist_fc_like_pytorch(void **state)
+{
+	(void)state;
+	arena *a = arena_new();
+	source *src = source_load(a, LLN_SOURCE_DIR "/examples/mnist_fc.lln");
+	assert_non_null(src);
+	ast_program *p = ast_parse(a, src);
+	sema_program *sp = p ? sema_check(a, p) : NULL;
+	assert_non_null(sp);
+	ir_module *ir = ir_lower(a, sp);
+	char *dump = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&dump, &len);
+	ir_dump(out, ir);
+	fclose(out);
+	check_golden(LLN_SOURCE_DIR "/tests/golden/ir_mnist_fc.txt", dump, len);
 	free(dump);
 	arena_free(a);
 }
@@ -446,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_diagnostic_at_end_of_file),
 		cmocka_unit_test(test_missing_file_is_reported),
 		cmocka_unit_test(test_ast_dump_matches_golden_file),
+		cmocka_unit_test(test_ir_dump_lays_out_mnist_fc_like_pytorch),
 	};
 	int failed = cmocka_run_group_tests_name("frontend", tests, NULL, NULL);
 	failed += run_catalogue();

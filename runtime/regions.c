@@ -1,0 +1,504 @@
+/* regions.c: activation regions drawn exactly.
+ *
+ * rt_regions_2d partitions a window of the plane into the activation regions
+ * of a 2-input model by polygon clipping, layer by layer.  Inside a polygon
+ * on which the masks of layers 1..l-1 are constant, every neuron of layer l
+ * is one affine function of the input, z_j(x) = z_j(c) + g_j . (x - c), read
+ * off the forward and grads kernels at the polygon's centroid c; the line
+ * z_j = 0 cuts the polygon into two convex parts.  After cutting by all of
+ * layer l's lines, the masks of layers 1..l are constant on every part, so
+ * the next layer proceeds the same way.  The masks decided by the cuts are
+ * carried along with each polygon and given to the grads kernel, so a thin
+ * polygon whose centroid lies within rounding of one of its edges still gets
+ * the gradients of its own pattern; the pattern hash of a final polygon is
+ * rt_pattern_hash of those signs, which is the hash of z at any point of its
+ * interior.
+ *
+ * rt_segment_boundaries walks a segment with the direction kernel: the
+ * directional margin from the current point is the distance to the next
+ * boundary; record it, step just past it (checking that the pattern did
+ * change, so float rounding of the point cannot record one crossing twice),
+ * and continue.
+ *
+ * docs/regions.md describes both with their tolerances.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+static int fail(char *err, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, RT_ERRLEN, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static float *fbuf(int64_t floats)
+{
+	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
+	float *p = aligned_alloc(64, bytes);
+	if (p)
+		memset(p, 0, bytes);
+	return p;
+}
+
+/* ------------------------------------------------------------------------
+ * Polygons under construction: vertices and the sign bits decided so far
+ * ---------------------------------------------------------------------- */
+typedef struct poly {
+	int n;
+	double *xy;          /* 2n */
+	uint64_t *bits;      /* nw words: bit h set when neuron h is on */
+} poly;
+
+typedef struct plist {
+	poly *p;
+	int64_t n, cap;
+} plist;
+
+static void poly_free(poly *p)
+{
+	free(p->xy);
+	free(p->bits);
+	p->xy = NULL;
+	p->bits = NULL;
+}
+
+static void plist_free(plist *l)
+{
+	for (int64_t i = 0; i < l->n; i++)
+		poly_free(&l->p[i]);
+	free(l->p);
+	memset(l, 0, sizeof *l);
+}
+
+static int plist_push(plist *l, poly p)
+{
+	if (l->n == l->cap) {
+		int64_t cap = l->cap ? 2 * l->cap : 64;
+		poly *q = realloc(l->p, sizeof *q * (size_t)cap);
+		if (!q)
+			return -1;
+		l->p = q;
+		l->cap = cap;
+	}
+	l->p[l->n++] = p;
+	return 0;
+}
+
+static double poly_area(const double *xy, int n)
+{
+	double a = 0;
+	for (int i = 0; i < n; i++) {
+		int j = i + 1 == n ? 0 : i + 1;
+		a += xy[2 * i] * xy[2 * j + 1] - xy[2 * j] * xy[2 * i + 1];
+	}
+	return 0.5 * a;
+}
+
+/* Area centroid; strictly interior for a convex polygon of positive area. */
+static void poly_centroid(const double *xy, int n, double c[2])
+{
+	/* relative to the first vertex, for accuracy far from the origin */
+	double x0 = xy[0], y0 = xy[1], a = 0, cx = 0, cy = 0;
+	for (int i = 1; i + 1 < n; i++) {
+		double ax = xy[2 * i] - x0, ay = xy[2 * i + 1] - y0;
+		double bx = xy[2 * i + 2] - x0, by = xy[2 * i + 3] - y0;
+		double t = ax * by - bx * ay;
+		a += t;
+		cx += t * (ax + bx);
+		cy += t * (ay + by);
+	}
+	if (a != 0) {
+		c[0] = x0 + cx / (3 * a);
+		c[1] = y0 + cy / (3 * a);
+	} else {
+		double sx = 0, sy = 0;
+		for (int i = 0; i < n; i++) {
+			sx += xy[2 * i];
+			sy += xy[2 * i + 1];
+		}
+		c[0] = sx / n;
+		c[1] = sy / n;
+	}
+}
+
+/* Drops consecutive vertices closer than dup (and a closing duplicate). */
+static int poly_clean(double *xy, int n, double dup)
+{
+	int m = 0;
+	for (int i = 0; i < n; i++) {
+		if (m > 0 && fabs(xy[2 * i] - xy[2 * (m - 1)]) <= dup &&
+		    fabs(xy[2 * i + 1] - xy[2 * (m - 1) + 1]) <= dup)
+			continue;
+		xy[2 * m] = xy[2 * i];
+		xy[2 * m + 1] = xy[2 * i + 1];
+		m++;
+	}
+	while (m > 1 && fabs(xy[0] - xy[2 * (m - 1)]) <= dup && fabs(xy[1] - xy[2 * (m - 1) + 1]) <= dup)
+		m--;
+	return m;
+}
+
+typedef struct geom {
+	double min_area;     /* pieces smaller than this are dropped */
+	double dist_tol;     /* vertices this close to a line lie on it */
+	double dup;          /* vertices this close are one */
+	int nw;              /* words of sign bits */
+} geom;
+
+static poly poly_make(const double *xy, int n, const uint64_t *bits, int nw)
+{
+	poly p = { n, malloc(sizeof(double) * 2 * (size_t)(n > 0 ? n : 1)),
+	           malloc(sizeof(uint64_t) * (size_t)nw) };
+	if (p.xy && p.bits) {
+		memcpy(p.xy, xy, sizeof(double) * 2 * (size_t)n);
+		memcpy(p.bits, bits, sizeof(uint64_t) * (size_t)nw);
+	}
+	return p;
+}
+
+/* Splits q by the line a0 x + a1 y + b = 0 (value s = a0 (x - cx) + a1 (y - cy) + z0):
+ * the part with s > 0 gets neuron h's bit set.  Appends the surviving parts
+ * to out (q is consumed).  Scratch: buf of at least 4 (q->n + 2) doubles. */
+static int split(poly q, const double a[2], double z0, const double c[2], int h, const geom *g,
+                 double *buf, double *s, plist *out)
+{
+	const int n = q.n;
+	const double norm = hypot(a[0], a[1]);
+	const double tol = g->dist_tol * norm;
+	int npos = 0, nneg = 0;
+	for (int i = 0; i < n; i++) {
+		s[i] = a[0] * (q.xy[2 * i] - c[0]) + a[1] * (q.xy[2 * i + 1] - c[1]) + z0;
+		if (s[i] > tol)
+			npos++;
+		else if (s[i] < -tol)
+			nneg++;
+	}
+	const uint64_t bit = (uint64_t)1 << (h & 63);
+	if (nneg == 0 || npos == 0) {
+		/* one side only; all on the line (g = 0, constant form): by the value */
+		bool on;
+		if (npos)
+			on = true;
+		else if (nneg)
+			on = false;
+		else
+			on = z0 > 0;   /* value at the centroid */
+		if (on)
+			q.bits[h >> 6] |= bit;
+		else
+			q.bits[h >> 6] &= ~bit;
+		int rc = plist_push(out, q);
+		if (rc)
+			poly_free(&q);
+		return rc;
+	}
+	double *P = buf, *N = buf + 2 * (n + 2);
+	int np = 0, nn = 0;
+	for (int i = 0; i < n; i++) {
+		int j = i + 1 == n ? 0 : i + 1;
+		int ki = s[i] > tol ? 1 : s[i] < -tol ? -1 : 0;
+		int kj = s[j] > tol ? 1 : s[j] < -tol ? -1 : 0;
+		double xi = q.xy[2 * i], yi = q.xy[2 * i + 1];
+		if (ki >= 0) {
+			P[2 * np] = xi;
+			P[2 * np + 1] = yi;
+			np++;
+		}
+		if (ki <= 0) {
+			N[2 * nn] = xi;
+			N[2 * nn + 1] = yi;
+			nn++;
+		}
+		if (ki * kj < 0) {
+			double t = s[i] / (s[i] - s[j]);
+			double px = xi + t * (q.xy[2 * j] - xi), py = yi + t * (q.xy[2 * j + 1] - yi);
+			P[2 * np] = px;
+			P[2 * np + 1] = py;
+			np++;
+			N[2 * nn] = px;
+			N[2 * nn + 1] = py;
+			nn++;
+		}
+	}
+	np = poly_clean(P, np, g->dup);
+	nn = poly_clean(N, nn, g->dup);
+	int rc = 0;
+	const double *part[2] = { P, N };
+	const int cnt[2] = { np, nn };
+	for (int k = 0; k < 2 && rc == 0; k++) {
+		if (cnt[k] < 3 || poly_area(part[k], cnt[k]) < g->min_area)
+			continue;
+		poly r = poly_make(part[k], cnt[k], q.bits, g->nw);
+		if (!r.xy || !r.bits) {
+			poly_free(&r);
+			rc = -1;
+			break;
+		}
+		if (k == 0)
+			r.bits[h >> 6] |= bit;
+		else
+			r.bits[h >> 6] &= ~bit;
+		rc = plist_push(out, r);
+		if (rc)
+			poly_free(&r);
+	}
+	poly_free(&q);
+	return rc;
+}
+
+static void bits_to_z(const uint64_t *bits, int64_t H, float *z)
+{
+	for (int64_t h = 0; h < H; h++)
+		z[h] = (bits[h >> 6] >> (h & 63)) & 1 ? 1.0f : -1.0f;
+}
+
+void rt_regions_free(rt_regions *r)
+{
+	if (!r)
+		return;
+	for (int64_t i = 0; i < r->n; i++)
+		free(r->p[i].xy);
+	free(r->p);
+	r->p = NULL;
+	r->n = 0;
+}
+
+int rt_regions_2d(const rt_model *m, const float *P, const double window[4], rt_regions *out,
+                  char *err)
+{
+	memset(out, 0, sizeof *out);
+	if (m->n_in != 2)
+		return fail(err, "model '%s' has %d input%s; the region picture needs exactly 2", m->name,
+		            m->n_in, m->n_in == 1 ? "" : "s");
+	const double x0 = window[0], x1 = window[1], y0 = window[2], y1 = window[3];
+	if (!(isfinite(x0) && isfinite(x1) && isfinite(y0) && isfinite(y1) && x1 > x0 && y1 > y0))
+		return fail(err, "bad window [%g, %g] x [%g, %g]: needs x0 < x1 and y0 < y1, all finite",
+		            x0, x1, y0, y1);
+	const int64_t H = m->n_hidden;
+	const double diag = hypot(x1 - x0, y1 - y0);
+	const double scale = fmax(fmax(fabs(x0), fabs(x1)), fmax(fabs(y0), fabs(y1)));
+	geom g = {
+		.min_area = 1e-12 * (x1 - x0) * (y1 - y0),
+		.dist_tol = 1e-12 * fmax(diag, scale),
+		.dup = 1e-13 * fmax(diag, scale),
+		.nw = (int)((H + 63) / 64 > 0 ? (H + 63) / 64 : 1),
+	};
+	int rc = -1;
+	plist cur = { 0 }, next = { 0 }, work = { 0 }, tmp = { 0 };
+	float *ws = fbuf(m->ws_floats), *z = fbuf(H), *zm = fbuf(H), *G = fbuf(H * 2),
+	      *logits = fbuf(m->n_out);
+	int cap_v = 8;
+	double *buf = NULL, *s = NULL;
+	uint64_t *zero = calloc((size_t)g.nw, sizeof *zero);
+	if (!ws || !z || !zm || !G || !logits || !zero)
+		goto oom;
+
+	const double win[8] = { x0, y0, x1, y0, x1, y1, x0, y1 };
+	poly w = poly_make(win, 4, zero, g.nw);
+	if (!w.xy || !w.bits || plist_push(&cur, w)) {
+		poly_free(&w);
+		goto oom;
+	}
+	for (int l = 0; l < m->n_layers; l++) {
+		const int off = m->layers[l].offset, size = m->layers[l].size;
+		for (int64_t i = 0; i < cur.n; i++) {
+			poly q = cur.p[i];
+			cur.p[i] = (poly){ 0 };
+			double c[2];
+			poly_centroid(q.xy, q.n, c);
+			const float xf[2] = { (float)c[0], (float)c[1] };
+			m->forward(P, xf, ws, z, logits);
+			/* the masks of earlier layers are those decided by the cuts */
+			memcpy(zm, z, sizeof(float) * (size_t)H);
+			bits_to_z(q.bits, off, zm);
+			m->grads(P, zm, G, ws);
+			/* the forms are exact at xf, the float centroid */
+			const double cf[2] = { xf[0], xf[1] };
+			work.n = 0;
+			if (plist_push(&work, q)) {
+				poly_free(&q);
+				goto oom;
+			}
+			for (int j = 0; j < size; j++) {
+				const int h = off + j;
+				const double a[2] = { G[2 * h], G[2 * h + 1] };
+				const double z0 = z[h];
+				tmp.n = 0;
+				for (int64_t k = 0; k < work.n; k++) {
+					poly r = work.p[k];
+					work.p[k] = (poly){ 0 };
+					if (r.n + 2 > cap_v || !buf) {
+						while (cap_v < r.n + 2)
+							cap_v *= 2;
+						free(buf);
+						free(s);
+						buf = malloc(sizeof(double) * 4 * (size_t)(cap_v + 2));
+						s = malloc(sizeof(double) * (size_t)cap_v);
+						if (!buf || !s) {
+							poly_free(&r);
+							goto oom;
+						}
+					}
+					if (split(r, a, z0, cf, h, &g, buf, s, &tmp))
+						goto oom;
+				}
+				plist t = work;
+				work = tmp;
+				tmp = t;
+			}
+			for (int64_t k = 0; k < work.n; k++) {
+				if (plist_push(&next, work.p[k]))
+					goto oom;
+				work.p[k] = (poly){ 0 };
+			}
+			work.n = 0;
+		}
+		plist_free(&cur);
+		cur = next;
+		next = (plist){ 0 };
+	}
+
+	out->p = calloc((size_t)(cur.n > 0 ? cur.n : 1), sizeof *out->p);
+	if (!out->p)
+		goto oom;
+	out->n = cur.n;
+	for (int64_t i = 0; i < cur.n; i++) {
+		poly *q = &cur.p[i];
+		bits_to_z(q->bits, H, zm);
+		out->p[i].n = q->n;
+		out->p[i].xy = q->xy;
+		out->p[i].pattern = rt_pattern_hash(zm, H);
+		q->xy = NULL;
+	}
+	rc = 0;
+	goto done;
+oom:
+	rt_regions_free(out);
+	fail(err, "out of memory while computing the activation regions of '%s'", m->name);
+done:
+	plist_free(&cur);
+	plist_free(&next);
+	plist_free(&work);
+	plist_free(&tmp);
+	free(ws);
+	free(z);
+	free(zm);
+	free(G);
+	free(logits);
+	free(buf);
+	free(s);
+	free(zero);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Boundaries along a segment
+ * ---------------------------------------------------------------------- */
+static bool same_signs(const float *u, const float *v, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		if ((u[i] > 0) != (v[i] > 0))
+			return false;
+	return true;
+}
+
+int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, const float *b,
+                          double **t_out, int64_t *n_out, char *err)
+{
+	*t_out = NULL;
+	*n_out = 0;
+	const int64_t D = m->n_in, H = m->n_hidden;
+	const int64_t cap_crossings = 1000000;
+	int rc = -1;
+	float *ws = fbuf(m->ws_floats), *d = fbuf(D), *x = fbuf(D), *z = fbuf(H), *z2 = fbuf(H),
+	      *logits = fbuf(m->n_out);
+	double *t = NULL;
+	int64_t n = 0, cap = 0;
+	if (!ws || !d || !x || !z || !z2 || !logits)
+		goto oom;
+	for (int64_t i = 0; i < D; i++) {
+		d[i] = b[i] - a[i];
+		if (!isfinite(a[i]) || !isfinite(b[i]) || !isfinite(d[i])) {
+			fail(err, "segment endpoints must be finite (coordinate %lld)", (long long)i);
+			goto done;
+		}
+	}
+	double cur = 0;
+	for (int64_t i = 0; i < D; i++)
+		x[i] = a[i];
+	m->forward(P, x, ws, z, logits);
+	for (;;) {
+		float e;
+		int32_t bind;
+		m->direction(P, x, d, ws, &e, &bind);
+		double eps = e;
+		if (!(eps < INFINITY) || cur + eps >= 1)
+			break;
+		if (eps < 0)
+			eps = 0;
+		const double cross = cur + eps;
+		/* step just past the boundary; if rounding of the point left it in
+		 * the same region, step further */
+		double tiny = eps > 0 ? 1e-6 * fmax(eps, 1e-6) : 1e-9;
+		bool changed = false;
+		double nt = cross;
+		for (int tries = 0; tries < 64; tries++) {
+			nt = cross + tiny;
+			if (nt >= 1)
+				break;
+			for (int64_t i = 0; i < D; i++)
+				x[i] = (float)((double)a[i] + nt * ((double)b[i] - (double)a[i]));
+			m->forward(P, x, ws, z2, logits);
+			if (!same_signs(z, z2, H)) {
+				changed = true;
+				break;
+			}
+			tiny *= 2;
+		}
+		if (!changed)
+			break;   /* no change of pattern before b: the margin was rounding */
+		if (n == cap_crossings) {
+			fail(err, "more than %lld region boundaries along the segment", (long long)cap_crossings);
+			goto done;
+		}
+		if (n == cap) {
+			int64_t nc = cap ? 2 * cap : 64;
+			double *q = realloc(t, sizeof *q * (size_t)nc);
+			if (!q)
+				goto oom;
+			t = q;
+			cap = nc;
+		}
+		t[n++] = cross;
+		cur = nt;
+		float *sw = z;
+		z = z2;
+		z2 = sw;
+	}
+	*t_out = t;
+	*n_out = n;
+	t = NULL;
+	rc = 0;
+	goto done;
+oom:
+	fail(err, "out of memory while walking the segment");
+done:
+	free(t);
+	free(ws);
+	free(d);
+	free(x);
+	free(z);
+	free(z2);
+	free(logits);
+	return rc;
+}
