@@ -51,24 +51,6 @@ static void usage(FILE *out, const char *prog)
 		lln_model.n_in, rt_ncpus());
 }
 
-static int parse_norms(const char *s, int32_t *norms)
-{
-	*norms = 0;
-	char buf[64];
-	snprintf(buf, sizeof buf, "%s", s);
-	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (strcmp(tok, "1") == 0)
-			*norms |= RT_NORM_BIT(RT_L1);
-		else if (strcmp(tok, "2") == 0)
-			*norms |= RT_NORM_BIT(RT_L2);
-		else if (strcmp(tok, "inf") == 0)
-			*norms |= RT_NORM_BIT(RT_LINF);
-		else
-			return -1;
-	}
-	return *norms ? 0 : -1;
-}
-
 static void print_number(FILE *out, float v, bool json)
 {
 	if (isinf(v))
@@ -213,7 +195,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			i++;
-			if (strcmp(a, "--norms") == 0 && parse_norms(val, &norms) != 0) {
+			if (strcmp(a, "--norms") == 0 && rt_parse_norms(val, &norms) != 0) {
 				fprintf(stderr, "%s: --norms takes a comma-separated list of 1, 2, inf; got '%s'\n", prog, val);
 				return 2;
 			} else if (strcmp(a, "--format") == 0) {

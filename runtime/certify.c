@@ -7,6 +7,7 @@
  * computed once per batch by the model's prepare kernel.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,10 +30,33 @@ typedef struct share {
 	bool started;
 } share;
 
-static float *workspace(int64_t floats)
+float *rt_alloc_floats(int64_t floats)
 {
-	size_t bytes = ((size_t)floats * sizeof(float) + 63) & ~(size_t)63;
-	return aligned_alloc(64, bytes ? bytes : 64);
+	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
+	float *p = aligned_alloc(64, bytes);
+	if (p)
+		memset(p, 0, bytes);
+	return p;
+}
+
+int rt_parse_norms(const char *s, int32_t *norms)
+{
+	*norms = 0;
+	char buf[64];
+	if (strlen(s) >= sizeof buf)
+		return -1;
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (strcmp(tok, "1") == 0)
+			*norms |= RT_NORM_BIT(RT_L1);
+		else if (strcmp(tok, "2") == 0)
+			*norms |= RT_NORM_BIT(RT_L2);
+		else if (strcmp(tok, "inf") == 0)
+			*norms |= RT_NORM_BIT(RT_LINF);
+		else
+			return -1;
+	}
+	return *norms ? 0 : -1;
 }
 
 static void *run_share(void *arg)
@@ -40,9 +64,9 @@ static void *run_share(void *arg)
 	share *s = arg;
 	const rt_model *m = s->m;
 	rt_batch *b = s->b;
-	float *ws = workspace(m->ws_floats);
-	float *z = workspace(m->n_hidden + 1);
-	float *logits = workspace(m->n_out);
+	float *ws = rt_alloc_floats(m->ws_floats);
+	float *z = rt_alloc_floats(m->n_hidden + 1);
+	float *logits = rt_alloc_floats(m->n_out);
 	if (!ws || !z || !logits) {
 		s->failed = 1;
 	} else {
@@ -68,7 +92,7 @@ int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b)
 	int threads = b->threads > 0 ? b->threads : rt_ncpus();
 	if (threads > b->n)
 		threads = b->n > 0 ? (int)b->n : 1;
-	float *pre = workspace(m->pre_floats);
+	float *pre = rt_alloc_floats(m->pre_floats);
 	share *sh = calloc((size_t)threads, sizeof *sh);
 	if (!pre || !sh) {
 		free(pre);

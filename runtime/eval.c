@@ -17,15 +17,6 @@
 
 #include "rt.h"
 
-static float *fbuf(int64_t floats)
-{
-	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
-	float *p = aligned_alloc(64, bytes);
-	if (p)
-		memset(p, 0, bytes);
-	return p;
-}
-
 static uint64_t fnv1a(const void *data, size_t len)
 {
 	const unsigned char *p = data;
@@ -59,7 +50,7 @@ static void *eval_share(void *arg)
 	eval_job *j = arg;
 	const rt_model *m = j->m;
 	const int64_t H = m->n_hidden, O = m->n_out, D = m->n_in;
-	float *ws = fbuf(m->ws_floats), *z = fbuf(H + 1), *logits = fbuf(O), *sq = fbuf(H + 1);
+	float *ws = rt_alloc_floats(m->ws_floats), *z = rt_alloc_floats(H + 1), *logits = rt_alloc_floats(O), *sq = rt_alloc_floats(H + 1);
 	int32_t *scratch = malloc(sizeof(int32_t) * (size_t)(H + 1));
 	if (!ws || !z || !logits || !sq || !scratch) {
 		j->failed = 1;
@@ -119,7 +110,7 @@ int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const 
 	double *loss = calloc(cnt, sizeof *loss), *ce = calloc(cnt, sizeof *ce);
 	float *eps = calloc(cnt * RT_NNORMS, sizeof *eps);
 	uint64_t *pattern = calloc(cnt, sizeof *pattern), *jac = calloc(cnt, sizeof *jac);
-	float *pre = fbuf(m->pre_floats);
+	float *pre = rt_alloc_floats(m->pre_floats);
 	eval_job *jobs = calloc((size_t)threads, sizeof *jobs);
 	int rc = -1;
 	if (!correct || !loss || !ce || !eps || !pattern || !jac || !pre || !jobs)

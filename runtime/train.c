@@ -29,15 +29,6 @@
 
 #include "rt.h"
 
-static float *fbuf(int64_t floats)
-{
-	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
-	float *p = aligned_alloc(64, bytes);
-	if (p)
-		memset(p, 0, bytes);
-	return p;
-}
-
 /* ------------------------------------------------------------------------
  * Batch gradients
  * ---------------------------------------------------------------------- */
@@ -103,14 +94,14 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 	const int64_t H = m->n_hidden + 1;
 	for (int i = 0; i < c->threads; i++) {
 		gthread *t = &c->t[i];
-		t->ws = fbuf(m->ws_floats);
-		t->z = fbuf(H);
-		t->logits = fbuf(m->n_out);
-		t->sq = fbuf(H);
-		t->dlogits = fbuf(m->n_out);
-		t->dz = fbuf(H);
-		t->dsq = fbuf(H);
-		t->grad = fbuf(m->grad_floats > m->n_params ? m->grad_floats : m->n_params);
+		t->ws = rt_alloc_floats(m->ws_floats);
+		t->z = rt_alloc_floats(H);
+		t->logits = rt_alloc_floats(m->n_out);
+		t->sq = rt_alloc_floats(H);
+		t->dlogits = rt_alloc_floats(m->n_out);
+		t->dz = rt_alloc_floats(H);
+		t->dsq = rt_alloc_floats(H);
+		t->grad = rt_alloc_floats(m->grad_floats > m->n_params ? m->grad_floats : m->n_params);
 		t->scratch = malloc(sizeof(int32_t) * (size_t)H);
 		if (!t->ws || !t->z || !t->logits || !t->sq || !t->dlogits || !t->dz || !t->dsq ||
 		    !t->grad || !t->scratch) {
@@ -321,26 +312,6 @@ static int get_int(const config *c, const char *flag, const char *v, long long l
 	return 0;
 }
 
-static int parse_norms(const char *s, int32_t *norms)
-{
-	*norms = 0;
-	char buf[64];
-	if (strlen(s) >= sizeof buf)
-		return -1;
-	snprintf(buf, sizeof buf, "%s", s);
-	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (strcmp(tok, "1") == 0)
-			*norms |= RT_NORM_BIT(RT_L1);
-		else if (strcmp(tok, "2") == 0)
-			*norms |= RT_NORM_BIT(RT_L2);
-		else if (strcmp(tok, "inf") == 0)
-			*norms |= RT_NORM_BIT(RT_LINF);
-		else
-			return -1;
-	}
-	return *norms ? 0 : -1;
-}
-
 /* Which flags each command takes on its command line (the defaults may hold
  * any of them). */
 typedef struct flag {
@@ -454,7 +425,7 @@ static int set_option(config *c, const char *a, const char *v)
 		else
 			return usage_fail(c, "--p takes 1, 2 or inf, got '%s'", v);
 	} else if (strcmp(a, "--eval-norms") == 0 || strcmp(a, "--norms") == 0) {
-		if (parse_norms(v, &c->norms) != 0)
+		if (rt_parse_norms(v, &c->norms) != 0)
 			return usage_fail(c, "%s takes a comma-separated list of 1, 2, inf; got '%s'", a, v);
 	} else if (strcmp(a, "--data") == 0) {
 		c->data = v;
@@ -964,7 +935,7 @@ static int build_extra(run *r)
 	int n = arrays * m->n_tensors;
 	r->extra = calloc((size_t)(n ? n : 1), sizeof *r->extra);
 	r->extra_names = calloc((size_t)(n ? n : 1), sizeof *r->extra_names);
-	r->E = fbuf((int64_t)arrays * m->n_params);
+	r->E = rt_alloc_floats((int64_t)arrays * m->n_params);
 	if (!r->extra || !r->extra_names || !r->E)
 		return -1;
 	for (int a = 0; a < arrays; a++) {
@@ -1335,10 +1306,10 @@ static int train_run(const rt_model *m, config *c)
 	r->n_train = N - c->valid;
 	r->order = malloc(sizeof(int64_t) * (size_t)N);
 	r->perm = malloc(sizeof(int64_t) * (size_t)N);
-	r->P = fbuf(m->n_params);
-	r->pre = fbuf(m->pre_floats);
-	r->grad = fbuf(m->n_params);
-	r->best = is_valid(r) ? fbuf(m->n_params) : NULL;
+	r->P = rt_alloc_floats(m->n_params);
+	r->pre = rt_alloc_floats(m->pre_floats);
+	r->grad = rt_alloc_floats(m->n_params);
+	r->best = is_valid(r) ? rt_alloc_floats(m->n_params) : NULL;
 	int threads = c->threads > 0 ? c->threads : rt_ncpus();
 	r->gc = rt_grad_ctx_new(m, threads);
 	if (!r->order || !r->perm || !r->P || !r->pre || !r->grad || (is_valid(r) && !r->best) || !r->gc ||
@@ -1527,7 +1498,7 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 	c.obj.sigmoid = sigmoid;
 	rc = 1;
 	char err[RT_ERRLEN];
-	P = fbuf(m->n_params);
+	P = rt_alloc_floats(m->n_params);
 	if (!P) {
 		user_fail(&c, "out of memory");
 		goto done;
