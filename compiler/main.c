@@ -2,12 +2,13 @@
  *
  *   source_load -> ast_parse -> sema_check -> ir_lower -> cg_generate
  *     -> cg_emit_object -> cg_link        (build)
- *     -> cg_jit -> rt_train_main / rt_eval_main   (train, eval)
+ *     -> cg_jit -> rt_train_main / rt_eval_main / rt_plot_main
  *
  * Each command runs the pipeline as far as it needs: `check` stops after
  * the checks, `init` after the IR (which fixes the parameter layout),
- * `build` goes all the way to an executable, `train` and `eval` compile in
- * process and hand the model to the runtime, which parses their flags.
+ * `build` goes all the way to an executable; `train`, `eval` and `plot`
+ * compile in process and hand the model to the runtime, which parses their
+ * flags.  `data` compiles nothing: it writes a built-in data set.
  * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
  * 1, usage errors 2, internal errors 70.
  */
@@ -36,6 +37,8 @@ static const char usage_text[] =
 	      "  build   compile FILE to a standalone certifier or trainer\n"
 	      "  train   compile FILE in process and train its model\n"
 	      "  eval    evaluate weights on a data set: accuracy, radii, regions\n"
+	      "  plot    draw a model's linear regions, margins and gradients\n"
+	      "  data    generate a data set: 'llnc data toy2d --help'\n"
 	      "\n"
 	      "Run 'llnc COMMAND --help' for a command's options.\n"
 	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n";
@@ -67,6 +70,12 @@ static const struct command_help {
 	           "Compiles FILE in process and trains its model; FILE's objective and\n"
 	           "train blocks give the defaults, which flags override.  'llnc train\n"
 	           "FILE --help' lists every flag with its value for FILE (docs/training.md).\n" },
+	{ "plot", "usage: llnc plot FILE.lln --weights W[,W2,...] [flags] -o OUT.svg|png\n"
+	          "\n"
+	          "Draws, for a model with 2 inputs, its exact linear regions over a window,\n"
+	          "the prediction, the data with a circle of radius eps_2 and the gradient at\n"
+	          "each point; for any model, with --segment A,B, the region boundaries along\n"
+	          "a segment.  'llnc plot FILE --help' lists every flag (docs/plots.md).\n" },
 	{ "eval", "usage: llnc eval FILE.lln --weights W.safetensors --data FILE[,LABELS] [--json]\n"
 	          "\n"
 	          "Evaluates weights on a labelled data set: accuracy, loss, P25/P50/P75/P100\n"
@@ -91,7 +100,10 @@ static int print_help(const char *command)
 	return 0;
 }
 
-static bool runtime_command(const char *c) { return c && (!strcmp(c, "train") || !strcmp(c, "eval")); }
+static bool runtime_command(const char *c)
+{
+	return c && (!strcmp(c, "train") || !strcmp(c, "eval") || !strcmp(c, "plot"));
+}
 
 static int parse_args(int argc, char **argv, options *o)
 {
@@ -141,7 +153,8 @@ static int parse_args(int argc, char **argv, options *o)
 			return usage_error("unknown option '%s'", a);
 		} else if (!o->command) {
 			o->command = a;
-			o->command_name = !strcmp(a, "train") ? "llnc train" : !strcmp(a, "eval") ? "llnc eval" : "llnc";
+			o->command_name = !strcmp(a, "train") ? "llnc train" : !strcmp(a, "eval") ? "llnc eval"
+			                : !strcmp(a, "plot") ? "llnc plot" : "llnc";
 		} else if (!o->file) {
 			o->file = a;
 		} else {
@@ -203,10 +216,15 @@ static char *train_defaults(arena *a, const sema_program *p)
 		t->batch, t->epochs, (unsigned long long)t->seed, t->valid,
 		ob->p == 1 ? "1" : ob->p == 2 ? "2" : "inf");
 	const sema_data *d[2] = { &t->data, &t->test };
-	for (int i = 0; i < 2; i++)
-		if (d[i]->kind != DATA_NONE)
-			s = arena_printf(a, "%s--%s\n%s%s%s\n", s, i ? "test" : "data", d[i]->path[0],
+	for (int i = 0; i < 2; i++) {
+		const char *flag = i ? "test" : "data";
+		if (d[i]->kind == DATA_TOY2D)
+			s = arena_printf(a, "%s--%s\ntoy2d:kind=%s,n=%lld,noise=%.17g,seed=%llu\n", s, flag, d[i]->toy_kind,
+			                 (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed);
+		else if (d[i]->kind != DATA_NONE)
+			s = arena_printf(a, "%s--%s\n%s%s%s\n", s, flag, d[i]->path[0],
 			                 d[i]->path[1] ? "," : "", d[i]->path[1] ? d[i]->path[1] : "");
+	}
 	return s;
 }
 
@@ -247,7 +265,7 @@ static int run_build(const options *o, arena *a, const sema_program *p, const ir
 	return rc ? fail(err) : 0;
 }
 
-/* train, eval: JIT-compile for this CPU and hand over to the runtime. */
+/* train, eval, plot: JIT-compile for this CPU and hand over to the runtime. */
 static int run_runtime(const options *o, arena *a, const sema_program *p, const ir_module *ir)
 {
 	char err[RT_ERRLEN];
@@ -259,14 +277,21 @@ static int run_runtime(const options *o, arena *a, const sema_program *p, const 
 		rc = fail(err);
 	else if (!strcmp(o->command, "train"))
 		rc = rt_train_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
-	else
+	else if (!strcmp(o->command, "eval"))
 		rc = rt_eval_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
+	else
+		rc = rt_plot_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
 	cg_unit_free(u);
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
+	/* data: no .lln file, nothing to compile */
+	if (argc > 1 && !strcmp(argv[1], "data")) {
+		argv[1] = "llnc data";
+		return rt_data_main(argc - 1, argv + 1);
+	}
 	options o = { 0 };
 	int rc = parse_args(argc, argv, &o);
 	if (rc)

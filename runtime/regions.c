@@ -55,7 +55,7 @@ static float *fbuf(int64_t floats)
  * ---------------------------------------------------------------------- */
 typedef struct poly {
 	int n;
-	double *xy;          /* 2n */
+	double *xy;          /* 2n, in one block with bits */
 	uint64_t *bits;      /* nw words: bit h set when neuron h is on */
 } poly;
 
@@ -67,7 +67,6 @@ typedef struct plist {
 static void poly_free(poly *p)
 {
 	free(p->xy);
-	free(p->bits);
 	p->xy = NULL;
 	p->bits = NULL;
 }
@@ -83,7 +82,7 @@ static void plist_free(plist *l)
 static int plist_push(plist *l, poly p)
 {
 	if (l->n == l->cap) {
-		int64_t cap = l->cap ? 2 * l->cap : 64;
+		int64_t cap = l->cap ? 2 * l->cap : 16;
 		poly *q = realloc(l->p, sizeof *q * (size_t)cap);
 		if (!q)
 			return -1;
@@ -148,106 +147,138 @@ static int poly_clean(double *xy, int n, double dup)
 	return m;
 }
 
-typedef struct geom {
-	double min_area;     /* pieces smaller than this are dropped */
-	double dist_tol;     /* vertices this close to a line lie on it */
-	double dup;          /* vertices this close are one */
-	int nw;              /* words of sign bits */
-} geom;
-
 static poly poly_make(const double *xy, int n, const uint64_t *bits, int nw)
 {
-	poly p = { n, malloc(sizeof(double) * 2 * (size_t)(n > 0 ? n : 1)),
-	           malloc(sizeof(uint64_t) * (size_t)nw) };
-	if (p.xy && p.bits) {
+	poly p = { n, malloc(sizeof(double) * 2 * (size_t)n + sizeof(uint64_t) * (size_t)nw), NULL };
+	if (p.xy) {
+		p.bits = (uint64_t *)(p.xy + 2 * n);
 		memcpy(p.xy, xy, sizeof(double) * 2 * (size_t)n);
 		memcpy(p.bits, bits, sizeof(uint64_t) * (size_t)nw);
 	}
 	return p;
 }
 
-/* Splits q by the line a0 x + a1 y + b = 0 (value s = a0 (x - cx) + a1 (y - cy) + z0):
- * the part with s > 0 gets neuron h's bit set.  Appends the surviving parts
- * to out (q is consumed).  Scratch: buf of at least 4 (q->n + 2) doubles. */
-static int split(poly q, const double a[2], double z0, const double c[2], int h, const geom *g,
-                 double *buf, double *s, plist *out)
+static void set_bit(uint64_t *bits, int64_t h, bool on)
+{
+	const uint64_t bit = (uint64_t)1 << (h & 63);
+	if (on)
+		bits[h >> 6] |= bit;
+	else
+		bits[h >> 6] &= ~bit;
+}
+
+static bool get_bit(const uint64_t *bits, int64_t h)
+{
+	return (bits[h >> 6] >> (h & 63)) & 1;
+}
+
+static void bits_to_z(const uint64_t *bits, int64_t H, float *z)
+{
+	for (int64_t h = 0; h < H; h++)
+		z[h] = get_bit(bits, h) ? 1.0f : -1.0f;
+}
+
+/* The line z_h(x) = z0 + a . (x - c) = 0 of one neuron on one polygon. */
+typedef struct line {
+	double a0, a1, z0, tol;
+} line;
+
+typedef struct rctx {
+	const rt_model *m;
+	const float *P;
+	int64_t H;
+	int nw;
+	double min_area;     /* pieces smaller than this are dropped */
+	double dist_tol;     /* vertices this close to a line lie on it */
+	double dup;          /* vertices this close are one */
+	float *ws, *logits, *zm;
+	float **z, **G;      /* per layer: forward and grads at that layer's centroid */
+	line *lines;         /* the current layer's lines */
+	plist *work, *tmp;   /* per layer: the pieces of one polygon */
+	double *buf, *s;     /* split scratch for polygons of up to cap_v vertices */
+	int cap_v;
+	plist out;
+} rctx;
+
+/* Splits q by line L of neuron h: the part with z_h > 0 gets h's bit set.
+ * Appends the surviving parts to out; q is consumed. */
+static int split(rctx *x, poly q, const line *L, const double c[2], int64_t h, plist *out)
 {
 	const int n = q.n;
-	const double norm = hypot(a[0], a[1]);
-	const double tol = g->dist_tol * norm;
+	if (n + 2 > x->cap_v) {
+		int cap = x->cap_v;
+		while (cap < n + 2)
+			cap *= 2;
+		double *b = malloc(sizeof(double) * 4 * (size_t)(cap + 2)), *s = malloc(sizeof(double) * (size_t)cap);
+		if (!b || !s) {
+			free(b);
+			free(s);
+			poly_free(&q);
+			return -1;
+		}
+		free(x->buf);
+		free(x->s);
+		x->buf = b;
+		x->s = s;
+		x->cap_v = cap;
+	}
+	double *s = x->s;
 	int npos = 0, nneg = 0;
 	for (int i = 0; i < n; i++) {
-		s[i] = a[0] * (q.xy[2 * i] - c[0]) + a[1] * (q.xy[2 * i + 1] - c[1]) + z0;
-		if (s[i] > tol)
-			npos++;
-		else if (s[i] < -tol)
-			nneg++;
+		s[i] = L->a0 * (q.xy[2 * i] - c[0]) + L->a1 * (q.xy[2 * i + 1] - c[1]) + L->z0;
+		npos += s[i] > L->tol;
+		nneg += s[i] < -L->tol;
 	}
-	const uint64_t bit = (uint64_t)1 << (h & 63);
 	if (nneg == 0 || npos == 0) {
-		/* one side only; all on the line (g = 0, constant form): by the value */
-		bool on;
-		if (npos)
-			on = true;
-		else if (nneg)
-			on = false;
-		else
-			on = z0 > 0;   /* value at the centroid */
-		if (on)
-			q.bits[h >> 6] |= bit;
-		else
-			q.bits[h >> 6] &= ~bit;
+		/* one side only; all on the line (g = 0, a constant form): by its value */
+		set_bit(q.bits, h, npos ? true : nneg ? false : L->z0 > 0);
 		int rc = plist_push(out, q);
 		if (rc)
 			poly_free(&q);
 		return rc;
 	}
-	double *P = buf, *N = buf + 2 * (n + 2);
+	double *Pp = x->buf, *Np = x->buf + 2 * (n + 2);
 	int np = 0, nn = 0;
 	for (int i = 0; i < n; i++) {
 		int j = i + 1 == n ? 0 : i + 1;
-		int ki = s[i] > tol ? 1 : s[i] < -tol ? -1 : 0;
-		int kj = s[j] > tol ? 1 : s[j] < -tol ? -1 : 0;
+		int ki = s[i] > L->tol ? 1 : s[i] < -L->tol ? -1 : 0;
+		int kj = s[j] > L->tol ? 1 : s[j] < -L->tol ? -1 : 0;
 		double xi = q.xy[2 * i], yi = q.xy[2 * i + 1];
 		if (ki >= 0) {
-			P[2 * np] = xi;
-			P[2 * np + 1] = yi;
+			Pp[2 * np] = xi;
+			Pp[2 * np + 1] = yi;
 			np++;
 		}
 		if (ki <= 0) {
-			N[2 * nn] = xi;
-			N[2 * nn + 1] = yi;
+			Np[2 * nn] = xi;
+			Np[2 * nn + 1] = yi;
 			nn++;
 		}
 		if (ki * kj < 0) {
 			double t = s[i] / (s[i] - s[j]);
 			double px = xi + t * (q.xy[2 * j] - xi), py = yi + t * (q.xy[2 * j + 1] - yi);
-			P[2 * np] = px;
-			P[2 * np + 1] = py;
+			Pp[2 * np] = px;
+			Pp[2 * np + 1] = py;
 			np++;
-			N[2 * nn] = px;
-			N[2 * nn + 1] = py;
+			Np[2 * nn] = px;
+			Np[2 * nn + 1] = py;
 			nn++;
 		}
 	}
-	np = poly_clean(P, np, g->dup);
-	nn = poly_clean(N, nn, g->dup);
+	np = poly_clean(Pp, np, x->dup);
+	nn = poly_clean(Np, nn, x->dup);
 	int rc = 0;
-	const double *part[2] = { P, N };
+	const double *part[2] = { Pp, Np };
 	const int cnt[2] = { np, nn };
 	for (int k = 0; k < 2 && rc == 0; k++) {
-		if (cnt[k] < 3 || poly_area(part[k], cnt[k]) < g->min_area)
+		if (cnt[k] < 3 || poly_area(part[k], cnt[k]) < x->min_area)
 			continue;
-		poly r = poly_make(part[k], cnt[k], q.bits, g->nw);
-		if (!r.xy || !r.bits) {
-			poly_free(&r);
+		poly r = poly_make(part[k], cnt[k], q.bits, x->nw);
+		if (!r.xy) {
 			rc = -1;
 			break;
 		}
-		if (k == 0)
-			r.bits[h >> 6] |= bit;
-		else
-			r.bits[h >> 6] &= ~bit;
+		set_bit(r.bits, h, k == 0);
 		rc = plist_push(out, r);
 		if (rc)
 			poly_free(&r);
@@ -256,10 +287,77 @@ static int split(poly q, const double a[2], double z0, const double c[2], int h,
 	return rc;
 }
 
-static void bits_to_z(const uint64_t *bits, int64_t H, float *z)
+/* Cuts q, on which the masks of layers < l are constant, by the lines of
+ * layer l and recurses into the parts (depth first, so only one polygon's
+ * pieces per layer are alive).  cz/cG/cf, when not NULL, are forward and
+ * grads at a point cf of q whose actual masks of layers < l are q's: their
+ * rows for layer l are q's forms, and no kernel call is needed.  q is
+ * consumed. */
+static int process(rctx *x, poly q, int l, const float *cz, const float *cG, const float *cf)
 {
-	for (int64_t h = 0; h < H; h++)
-		z[h] = (bits[h >> 6] >> (h & 63)) & 1 ? 1.0f : -1.0f;
+	const rt_model *m = x->m;
+	if (l == m->n_layers)
+		return plist_push(&x->out, q) ? (poly_free(&q), -1) : 0;
+	const int64_t off = m->layers[l].offset, size = m->layers[l].size;
+	float xf[2];
+	if (!cz) {
+		double c[2];
+		poly_centroid(q.xy, q.n, c);
+		xf[0] = (float)c[0];
+		xf[1] = (float)c[1];
+		m->forward(x->P, xf, x->ws, x->z[l], x->logits);
+		/* the masks of earlier layers are those decided by the cuts */
+		memcpy(x->zm, x->z[l], sizeof(float) * (size_t)x->H);
+		bits_to_z(q.bits, off, x->zm);
+		m->grads(x->P, x->zm, x->G[l], x->ws);
+		cz = x->z[l];
+		cG = x->G[l];
+		cf = xf;
+	}
+	/* the forms are exact at cf (a float point) */
+	const double c[2] = { cf[0], cf[1] };
+	line *lines = x->lines;
+	for (int64_t j = 0; j < size; j++) {
+		const int64_t h = off + j;
+		line *L = &lines[j];
+		L->a0 = cG[2 * h];
+		L->a1 = cG[2 * h + 1];
+		L->z0 = cz[h];
+		L->tol = x->dist_tol * sqrt(L->a0 * L->a0 + L->a1 * L->a1);
+	}
+	plist *work = &x->work[l], *tmp = &x->tmp[l];
+	work->n = 0;
+	if (plist_push(work, q)) {
+		poly_free(&q);
+		return -1;
+	}
+	for (int64_t j = 0; j < size; j++) {
+		tmp->n = 0;
+		for (int64_t k = 0; k < work->n; k++) {
+			poly r = work->p[k];
+			work->p[k] = (poly){ 0 };
+			if (split(x, r, &lines[j], c, off + j, tmp))
+				return -1;
+		}
+		plist t = *work;
+		*work = *tmp;
+		*tmp = t;
+	}
+	/* the part holding cf (if its actual masks of layers <= l are the
+	 * part's) reuses cz/cG for the next layer */
+	const bool last = l + 1 == m->n_layers;
+	const int64_t upto = off + size;
+	for (int64_t k = 0; k < work->n; k++) {
+		poly r = work->p[k];
+		work->p[k] = (poly){ 0 };
+		bool holds = !last;
+		for (int64_t h = 0; h < upto && holds; h++)
+			holds = get_bit(r.bits, h) == (cz[h] > 0);
+		if (process(x, r, l + 1, holds ? cz : NULL, holds ? cG : NULL, holds ? cf : NULL))
+			return -1;
+	}
+	work->n = 0;
+	return 0;
 }
 
 void rt_regions_free(rt_regions *r)
@@ -285,99 +383,56 @@ int rt_regions_2d(const rt_model *m, const float *P, const double window[4], rt_
 		return fail(err, "bad window [%g, %g] x [%g, %g]: needs x0 < x1 and y0 < y1, all finite",
 		            x0, x1, y0, y1);
 	const int64_t H = m->n_hidden;
+	const int L = m->n_layers;
 	const double diag = hypot(x1 - x0, y1 - y0);
 	const double scale = fmax(fmax(fabs(x0), fabs(x1)), fmax(fabs(y0), fabs(y1)));
-	geom g = {
+	rctx x = {
+		.m = m, .P = P, .H = H,
+		.nw = (int)((H + 63) / 64 > 0 ? (H + 63) / 64 : 1),
 		.min_area = 1e-12 * (x1 - x0) * (y1 - y0),
 		.dist_tol = 1e-12 * fmax(diag, scale),
 		.dup = 1e-13 * fmax(diag, scale),
-		.nw = (int)((H + 63) / 64 > 0 ? (H + 63) / 64 : 1),
+		.cap_v = 16,
 	};
-	int rc = -1;
-	plist cur = { 0 }, next = { 0 }, work = { 0 }, tmp = { 0 };
-	float *ws = fbuf(m->ws_floats), *z = fbuf(H), *zm = fbuf(H), *G = fbuf(H * 2),
-	      *logits = fbuf(m->n_out);
-	int cap_v = 8;
-	double *buf = NULL, *s = NULL;
-	uint64_t *zero = calloc((size_t)g.nw, sizeof *zero);
-	if (!ws || !z || !zm || !G || !logits || !zero)
+	int rc = -1, max_size = 1;
+	for (int l = 0; l < L; l++)
+		if (m->layers[l].size > max_size)
+			max_size = m->layers[l].size;
+	x.ws = fbuf(m->ws_floats);
+	x.logits = fbuf(m->n_out);
+	x.zm = fbuf(H);
+	x.z = calloc((size_t)L + 1, sizeof *x.z);
+	x.G = calloc((size_t)L + 1, sizeof *x.G);
+	x.work = calloc((size_t)L + 1, sizeof *x.work);
+	x.tmp = calloc((size_t)L + 1, sizeof *x.tmp);
+	x.lines = malloc(sizeof *x.lines * (size_t)max_size);
+	x.buf = malloc(sizeof(double) * 4 * (size_t)(x.cap_v + 2));
+	x.s = malloc(sizeof(double) * (size_t)x.cap_v);
+	uint64_t *zero = calloc((size_t)x.nw, sizeof *zero);
+	if (!x.ws || !x.logits || !x.zm || !x.z || !x.G || !x.work || !x.tmp || !x.lines || !x.buf ||
+	    !x.s || !zero)
 		goto oom;
-
+	for (int l = 0; l < L; l++) {
+		x.z[l] = fbuf(H);
+		x.G[l] = fbuf(2 * H);
+		if (!x.z[l] || !x.G[l])
+			goto oom;
+	}
 	const double win[8] = { x0, y0, x1, y0, x1, y1, x0, y1 };
-	poly w = poly_make(win, 4, zero, g.nw);
-	if (!w.xy || !w.bits || plist_push(&cur, w)) {
-		poly_free(&w);
+	poly w = poly_make(win, 4, zero, x.nw);
+	if (!w.xy || process(&x, w, 0, NULL, NULL, NULL))
 		goto oom;
-	}
-	for (int l = 0; l < m->n_layers; l++) {
-		const int off = m->layers[l].offset, size = m->layers[l].size;
-		for (int64_t i = 0; i < cur.n; i++) {
-			poly q = cur.p[i];
-			cur.p[i] = (poly){ 0 };
-			double c[2];
-			poly_centroid(q.xy, q.n, c);
-			const float xf[2] = { (float)c[0], (float)c[1] };
-			m->forward(P, xf, ws, z, logits);
-			/* the masks of earlier layers are those decided by the cuts */
-			memcpy(zm, z, sizeof(float) * (size_t)H);
-			bits_to_z(q.bits, off, zm);
-			m->grads(P, zm, G, ws);
-			/* the forms are exact at xf, the float centroid */
-			const double cf[2] = { xf[0], xf[1] };
-			work.n = 0;
-			if (plist_push(&work, q)) {
-				poly_free(&q);
-				goto oom;
-			}
-			for (int j = 0; j < size; j++) {
-				const int h = off + j;
-				const double a[2] = { G[2 * h], G[2 * h + 1] };
-				const double z0 = z[h];
-				tmp.n = 0;
-				for (int64_t k = 0; k < work.n; k++) {
-					poly r = work.p[k];
-					work.p[k] = (poly){ 0 };
-					if (r.n + 2 > cap_v || !buf) {
-						while (cap_v < r.n + 2)
-							cap_v *= 2;
-						free(buf);
-						free(s);
-						buf = malloc(sizeof(double) * 4 * (size_t)(cap_v + 2));
-						s = malloc(sizeof(double) * (size_t)cap_v);
-						if (!buf || !s) {
-							poly_free(&r);
-							goto oom;
-						}
-					}
-					if (split(r, a, z0, cf, h, &g, buf, s, &tmp))
-						goto oom;
-				}
-				plist t = work;
-				work = tmp;
-				tmp = t;
-			}
-			for (int64_t k = 0; k < work.n; k++) {
-				if (plist_push(&next, work.p[k]))
-					goto oom;
-				work.p[k] = (poly){ 0 };
-			}
-			work.n = 0;
-		}
-		plist_free(&cur);
-		cur = next;
-		next = (plist){ 0 };
-	}
 
-	out->p = calloc((size_t)(cur.n > 0 ? cur.n : 1), sizeof *out->p);
+	out->p = calloc((size_t)(x.out.n > 0 ? x.out.n : 1), sizeof *out->p);
 	if (!out->p)
 		goto oom;
-	out->n = cur.n;
-	for (int64_t i = 0; i < cur.n; i++) {
-		poly *q = &cur.p[i];
-		bits_to_z(q->bits, H, zm);
+	out->n = x.out.n;
+	for (int64_t i = 0; i < x.out.n; i++) {
+		poly *q = &x.out.p[i];
+		bits_to_z(q->bits, H, x.zm);
 		out->p[i].n = q->n;
-		out->p[i].xy = q->xy;
-		out->p[i].pattern = rt_pattern_hash(zm, H);
+		out->p[i].xy = q->xy;   /* the bits after it are freed with it */
+		out->p[i].pattern = rt_pattern_hash(x.zm, H);
 		q->xy = NULL;
 	}
 	rc = 0;
@@ -386,17 +441,27 @@ oom:
 	rt_regions_free(out);
 	fail(err, "out of memory while computing the activation regions of '%s'", m->name);
 done:
-	plist_free(&cur);
-	plist_free(&next);
-	plist_free(&work);
-	plist_free(&tmp);
-	free(ws);
-	free(z);
-	free(zm);
-	free(G);
-	free(logits);
-	free(buf);
-	free(s);
+	plist_free(&x.out);
+	for (int l = 0; l < L; l++) {
+		if (x.z)
+			free(x.z[l]);
+		if (x.G)
+			free(x.G[l]);
+		if (x.work)
+			plist_free(&x.work[l]);
+		if (x.tmp)
+			plist_free(&x.tmp[l]);
+	}
+	free(x.z);
+	free(x.G);
+	free(x.work);
+	free(x.tmp);
+	free(x.ws);
+	free(x.logits);
+	free(x.zm);
+	free(x.lines);
+	free(x.buf);
+	free(x.s);
 	free(zero);
 	return rc;
 }

@@ -132,6 +132,11 @@ typedef struct rt_batch {
 
 int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b);
 int rt_ncpus(void);
+/* A zeroed, 64-byte aligned buffer of n floats (free with free), for
+ * workspaces and parameter vectors; NULL when out of memory. */
+float *rt_alloc_floats(int64_t n);
+/* A comma-separated list of norms, from 1, 2, inf, as a bit set. */
+int rt_parse_norms(const char *s, int32_t *norms);
 
 /* ------------------------------------------------------------------------
  * Statistics (stats.c)
@@ -326,5 +331,17 @@ int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, con
 int rt_toy2d(const char *kind, int64_t n, double noise, uint64_t seed, rt_data *out, char *err);
 /* `llnc data toy2d [--kind spirals|moons] [--n N] [--noise X] [--seed S] -o FILE.csv` (CSV: label,x1,x2 with a header comment; atomic write); argv[0] is the command name for messages. */
 int rt_data_main(int argc, char **argv);
+
+/* ------------------------------------------------------------------------
+ * Plots (plot.c, in llnrt_train; needs cairo).  `llnc plot FILE.lln
+ * --weights W[,W2,...] -o OUT.svg|OUT.png`: per weights file a panel with
+ * the prediction, every exact activation region of a 2-input model in a
+ * window (rt_regions_2d), the data points with a circle of radius eps_2 and
+ * an arrow for the logit's gradient; with --segment A,B, for any input size,
+ * the region boundaries along a segment (rt_segment_boundaries) and the
+ * logits there.  Only --data is taken from `defaults`; the figure is
+ * written atomically.  Same exit statuses as rt_train_main; docs/plots.md.
+ * ---------------------------------------------------------------------- */
+int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv);
 
 #endif

@@ -1,0 +1,1459 @@
+/* plot.c: pictures of a trained model's activation regions (`llnc plot`).
+ *
+ * The paper's Figure 1, for any 2-input model and any number of weight
+ * files: per panel a heatmap of the prediction, the outline of every exact
+ * activation region in the window (rt_regions_2d), the training points
+ * coloured by class, around each a circle of radius eps_2 (the largest l2
+ * ball inside its region) and an arrow for the gradient of the logit.  With
+ * --segment, for any input size, the 1-D picture instead: where the segment
+ * from A to B crosses region boundaries (rt_segment_boundaries) and the
+ * logits along it, which are exactly linear between two boundaries.
+ *
+ * There is one drawing code path, cairo, onto an SVG or an image surface
+ * chosen by the output's extension.  The figure is rendered in memory and
+ * written with rt_write_atomic, so a failure never leaves a partial file.
+ * Flags come from the .lln defaults (only --data is used from them: the
+ * train block's data) and then the command line; the report is in
+ * docs/plots.md.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <cairo.h>
+#include <cairo-svg.h>
+
+#include "rt.h"
+
+#define MAX_PANELS 16
+#define DEFAULT_POINTS 300
+#define DEFAULT_WIDTH 400
+#define ARROW_FRACTION 0.08   /* longest arrow: this fraction of the window width */
+#define HEAT_CELL 2           /* heatmap cell size in pixels */
+
+/* ------------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------- */
+typedef struct plot_cfg {
+	const char *prog;
+	const char *weights, *titles, *data, *window, *segment, *out;
+	long long points;       /* -1: default */
+	long long width;
+	int threads;
+	bool circles, arrows, count, help;
+} plot_cfg;
+
+static int usage_fail(const plot_cfg *c, const char *fmt, ...)
+{
+	fprintf(stderr, "%s: ", c->prog);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 2;
+}
+
+static int user_fail(const plot_cfg *c, const char *fmt, ...)
+{
+	fprintf(stderr, "%s: ", c->prog);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int get_ll(const plot_cfg *c, const char *flag, const char *v, long long lo, long long hi,
+                  long long *out)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (end == v || *end || errno)
+		return usage_fail(c, "%s takes an integer, got '%s'", flag, v);
+	if (x < lo || x > hi)
+		return usage_fail(c, "%s must be from %lld to %lld, got %s", flag, lo, hi, v);
+	*out = x;
+	return 0;
+}
+
+static void plot_usage(FILE *f, const rt_model *m, const plot_cfg *c)
+{
+	fprintf(f,
+		"usage: %s --weights W[,W2,...] -o OUT.svg|OUT.png [options]\n"
+		"\n"
+		"Draws the activation regions of the model '%s' (%d inputs, %d outputs):\n"
+		"one panel per weights file, side by side, each with the prediction as a\n"
+		"heatmap, every exact linear region in the window outlined, the data points\n"
+		"coloured by class, a circle of radius eps_2 (certified l2 margin) and an arrow\n"
+		"for the logit's gradient at each point.  With --segment, for any input size,\n"
+		"the 1-D picture: the region boundaries on the segment A-B and the logits\n"
+		"along it.  docs/plots.md describes it all.\n"
+		"\n"
+		"  --weights W[,W2,...]  weights files, one panel each (at most %d)\n"
+		"  --titles T1,T2,...    panel titles [the weights' file names]\n"
+		"  --data FILE[,LABELS]  labeled points, or toy2d:kind=K,n=N,noise=X,seed=S\n"
+		"                        [%s]\n"
+		"  --window x0,x1,y0,y1  the part of the plane drawn [the data's bounding box\n"
+		"                        padded by 10%%]\n"
+		"  --points N            circles and arrows for a random subset of N points,\n"
+		"                        0: none [%d, or all when there are fewer]\n"
+		"  --no-circles          leave out the eps_2 circles\n"
+		"  --no-arrows           leave out the gradient arrows\n"
+		"  --segment A,B         the 1-D picture along the segment from A to B; each\n"
+		"                        end is #N (the data's record N, from 1) or the\n"
+		"                        coordinates separated by ';' (e.g. 0.5;-1)\n"
+		"  --width PX            width of one panel in pixels [%d]\n"
+		"  --threads N           threads, 0: all cores (%d here) [%d]\n"
+		"  -o OUT.svg|OUT.png    the figure (format from the extension)\n"
+		"  --count               print the number of regions (or boundaries) per panel\n"
+		"                        and draw nothing; -o is not needed\n"
+		"  --help                show this help\n",
+		c->prog, m->name, m->n_in, m->n_out, MAX_PANELS, c->data ? c->data : "(none)",
+		DEFAULT_POINTS, DEFAULT_WIDTH, rt_ncpus(), c->threads);
+}
+
+static int set_option(plot_cfg *c, const char *a, const char *v)
+{
+	long long k;
+	int rc;
+	if (strcmp(a, "--weights") == 0)
+		c->weights = v;
+	else if (strcmp(a, "--titles") == 0)
+		c->titles = v;
+	else if (strcmp(a, "--data") == 0)
+		c->data = v;
+	else if (strcmp(a, "--window") == 0)
+		c->window = v;
+	else if (strcmp(a, "--segment") == 0)
+		c->segment = v;
+	else if (strcmp(a, "-o") == 0)
+		c->out = v;
+	else if (strcmp(a, "--points") == 0) {
+		if ((rc = get_ll(c, a, v, 0, 1000000000, &c->points)))
+			return rc;
+	} else if (strcmp(a, "--width") == 0) {
+		if ((rc = get_ll(c, a, v, 100, 4000, &c->width)))
+			return rc;
+	} else if (strcmp(a, "--threads") == 0) {
+		if ((rc = get_ll(c, a, v, 0, 1024, &k)))
+			return rc;
+		c->threads = (int)k;
+	} else
+		return usage_fail(c, "internal error: option %s has no handler", a);
+	return 0;
+}
+
+static int parse_args(plot_cfg *c, int argc, char **argv)
+{
+	static const char *valued[] = { "--weights", "--titles", "--data", "--window", "--segment",
+	                                "-o", "--points", "--width", "--threads" };
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			c->help = true;
+			return 0;
+		}
+		if (!strcmp(a, "--no-circles")) {
+			c->circles = false;
+			continue;
+		}
+		if (!strcmp(a, "--no-arrows")) {
+			c->arrows = false;
+			continue;
+		}
+		if (!strcmp(a, "--count")) {
+			c->count = true;
+			continue;
+		}
+		bool known = false;
+		for (size_t j = 0; j < sizeof valued / sizeof *valued; j++)
+			known |= strcmp(a, valued[j]) == 0;
+		if (!known) {
+			if (a[0] == '-' && a[1])
+				return usage_fail(c, "unknown option '%s' (see --help)", a);
+			return usage_fail(c, "unexpected argument '%s' (see --help)", a);
+		}
+		if (i + 1 >= argc)
+			return usage_fail(c, "%s needs a value", a);
+		int rc = set_option(c, a, argv[++i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The defaults llnc derives from the .lln file are flag/value pairs, one per
+ * line; the plot takes only the train block's --data from them. */
+static int parse_defaults(plot_cfg *c, const char *defaults, char **copy)
+{
+	*copy = NULL;
+	if (!defaults || !defaults[0])
+		return 0;
+	char *s = strdup(defaults);
+	if (!s)
+		return user_fail(c, "out of memory");
+	*copy = s;
+	char *save = NULL, *flag = strtok_r(s, "\n", &save);
+	while (flag) {
+		char *val = strtok_r(NULL, "\n", &save);
+		if (!val)
+			break;
+		if (strcmp(flag, "--data") == 0)
+			c->data = val;
+		flag = strtok_r(NULL, "\n", &save);
+	}
+	return 0;
+}
+
+/* Splits s at commas into at most cap parts (in place); -1 if more. */
+static int split(char *s, char sep, char **parts, int cap)
+{
+	int n = 0;
+	for (char *p = s;;) {
+		if (n == cap)
+			return -1;
+		parts[n++] = p;
+		char *q = strchr(p, sep);
+		if (!q)
+			break;
+		*q = 0;
+		p = q + 1;
+	}
+	return n;
+}
+
+static bool parse_double(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(s, &end);
+	while (*end == ' ')
+		end++;
+	if (end == s || *end || !isfinite(x))
+		return false;
+	*out = x;
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Data: FILE[,LABELS] as in train/eval, or a toy2d:... spec
+ * ---------------------------------------------------------------------- */
+/* The same spec as train/eval: every key optional (spirals, 400, 0.1, 0),
+ * each at most once; the same messages, exit status 1. */
+static int load_toy2d(const plot_cfg *c, const rt_model *m, const char *spec, rt_data *d)
+{
+	char kind[16] = "spirals";
+	long long n = 400;
+	double noise = 0.1;
+	unsigned long long seed = 0;
+	bool seen[4] = { false, false, false, false };
+	static const char *const keys[4] = { "kind", "n", "noise", "seed" };
+	char *s = strdup(spec + strlen("toy2d:"));
+	if (!s)
+		return user_fail(c, "out of memory");
+	int rc = 1;
+	char *save = NULL;
+	for (char *item = *s ? strtok_r(s, ",", &save) : NULL; item; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		if (!eq) {
+			user_fail(c, "'%s': expected KEY=VALUE after toy2d:, got '%s' (keys: kind, n, noise, seed)",
+			          spec, item);
+			goto done;
+		}
+		*eq = 0;
+		const char *v = eq + 1;
+		int k = 0;
+		while (k < 4 && strcmp(item, keys[k]) != 0)
+			k++;
+		if (k == 4) {
+			user_fail(c, "'%s': unknown toy2d key '%s' (keys: kind, n, noise, seed)", spec, item);
+			goto done;
+		}
+		if (seen[k]) {
+			user_fail(c, "'%s': toy2d key '%s' is given twice", spec, item);
+			goto done;
+		}
+		seen[k] = true;
+		char *end;
+		errno = 0;
+		if (k == 0) {
+			if (strcmp(v, "spirals") != 0 && strcmp(v, "moons") != 0) {
+				user_fail(c, "'%s': toy2d kind must be spirals or moons, got '%s'", spec, v);
+				goto done;
+			}
+			snprintf(kind, sizeof kind, "%s", v);
+		} else if (k == 1) {
+			n = strtoll(v, &end, 10);
+			if (!*v || *end || errno == ERANGE || n < 2 || n > (1LL << 31)) {
+				user_fail(c, "'%s': toy2d n must be an integer in [2, %lld], got '%s'", spec,
+				          1LL << 31, v);
+				goto done;
+			}
+		} else if (k == 2) {
+			noise = strtod(v, &end);
+			if (!*v || *end || !isfinite(noise) || noise < 0) {
+				user_fail(c, "'%s': toy2d noise must be a finite number >= 0, got '%s'", spec, v);
+				goto done;
+			}
+		} else {
+			seed = strtoull(v, &end, 10);
+			if (!*v || *end || errno == ERANGE || v[0] == '-' || v[0] == '+') {
+				user_fail(c, "'%s': toy2d seed must be a non-negative integer, got '%s'", spec, v);
+				goto done;
+			}
+		}
+	}
+	if (m->n_in != 2) {
+		user_fail(c, "'%s': toy2d examples have 2 values, but the model '%s' has %d inputs", spec,
+		          m->name, m->n_in);
+		goto done;
+	}
+	char err[RT_ERRLEN];
+	if (rt_toy2d(kind, n, noise, seed, d, err) != 0) {
+		fprintf(stderr, "%s\n", err);
+		goto done;
+	}
+	rc = 0;
+done:
+	free(s);
+	return rc;
+}
+
+static int load_data(const plot_cfg *c, const rt_model *m, const char *spec, rt_data *d)
+{
+	memset(d, 0, sizeof *d);
+	int rc;
+	if (strncmp(spec, "toy2d:", 6) == 0) {
+		if ((rc = load_toy2d(c, m, spec, d)))
+			return rc;
+	} else {
+		char err[RT_ERRLEN];
+		char *s = strdup(spec);
+		if (!s)
+			return user_fail(c, "out of memory");
+		char *labels = NULL;
+		/* a name that exists as given is one file, even with a comma in it */
+		if (access(s, F_OK) != 0) {
+			char *comma = strrchr(s, ',');
+			if (comma) {
+				*comma = 0;
+				labels = comma + 1;
+			}
+		}
+		rc = 1;
+		if (labels && !labels[0])
+			user_fail(c, "'%s': the labels file after the comma is missing", spec);
+		else if (rt_data_read(s, m->n_in, labels == NULL, d, err) != 0)
+			fprintf(stderr, "%s\n", err);
+		else if (labels && rt_labels_read(labels, d->n, &d->y, &(int64_t){ 0 }, err) != 0)
+			fprintf(stderr, "%s\n", err);
+		else
+			rc = 0;
+		free(s);
+		if (rc) {
+			rt_data_free(d);
+			return rc;
+		}
+	}
+	int32_t top = m->n_out == 1 ? 1 : m->n_out - 1;
+	for (int64_t i = 0; i < d->n; i++)
+		if (d->y && (d->y[i] < 0 || d->y[i] > top)) {
+			fprintf(stderr, "%s: record %lld: label %d is outside 0..%d\n", spec,
+			        (long long)(i + 1), d->y[i], top);
+			rt_data_free(d);
+			return 1;
+		}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Per-panel computations
+ * ---------------------------------------------------------------------- */
+static float *fbuf(int64_t floats)
+{
+	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
+	float *p = aligned_alloc(64, bytes);
+	if (p)
+		memset(p, 0, bytes);
+	return p;
+}
+
+typedef struct panel {
+	const char *path;
+	char title[256];         /* --titles entry, or the file name */
+	char objective[160];     /* from the weights' metadata; "" if absent */
+	float *P, *pre;
+	/* 2-D */
+	rt_regions reg;
+	float *heat;             /* gw x gh: probability of class 1, or class + confidence */
+	float *eps;              /* per selected point */
+	float *grad;             /* per selected point, n_in values */
+	double gmax;
+	/* 1-D */
+	double *t;
+	int64_t nt;
+	float *seglogits;        /* (nt + 2) x n_out */
+	int64_t count;           /* regions, or boundaries on the segment */
+} panel;
+
+static void panel_free(panel *p)
+{
+	free(p->P);
+	free(p->pre);
+	if (p->reg.p)
+		rt_regions_free(&p->reg);
+	free(p->heat);
+	free(p->eps);
+	free(p->grad);
+	free(p->t);
+	free(p->seglogits);
+}
+
+typedef struct heat_job {
+	const rt_model *m;
+	const float *P;
+	const double *win;
+	int gw, gh, row0, row1;
+	float *heat;
+	int failed;
+	pthread_t tid;
+	bool started;
+} heat_job;
+
+/* Value of one heatmap cell: binary, the probability of class 1; otherwise
+ * class + confidence (softmax probability of the argmax, in [0, 1)). */
+static float cell_value(const rt_model *m, const float *logits)
+{
+	if (m->n_out == 1)
+		return (float)(1 / (1 + exp(-(double)logits[0])));
+	int k = 0;
+	for (int j = 1; j < m->n_out; j++)
+		if (logits[j] > logits[k])
+			k = j;
+	double s = 0;
+	for (int j = 0; j < m->n_out; j++)
+		s += exp((double)logits[j] - logits[k]);
+	return (float)k + (float)fmin(1 / s, 0.999);
+}
+
+static void *heat_rows(void *arg)
+{
+	heat_job *j = arg;
+	const rt_model *m = j->m;
+	float *ws = fbuf(m->ws_floats), *z = fbuf(m->n_hidden + 1), *lg = fbuf(m->n_out);
+	if (!ws || !z || !lg) {
+		j->failed = 1;
+	} else {
+		const double *w = j->win;
+		for (int r = j->row0; r < j->row1; r++)
+			for (int i = 0; i < j->gw; i++) {
+				float x[2] = { (float)(w[0] + (i + 0.5) * (w[1] - w[0]) / j->gw),
+				               (float)(w[3] - (r + 0.5) * (w[3] - w[2]) / j->gh) };
+				m->forward(j->P, x, ws, z, lg);
+				j->heat[(size_t)r * (size_t)j->gw + (size_t)i] = cell_value(m, lg);
+			}
+	}
+	free(ws);
+	free(z);
+	free(lg);
+	return NULL;
+}
+
+static int compute_heat(const rt_model *m, panel *p, const double *win, int gw, int gh, int threads)
+{
+	p->heat = fbuf((int64_t)gw * gh);
+	if (!p->heat)
+		return -1;
+	if (threads <= 0)
+		threads = rt_ncpus();
+	if (threads > gh)
+		threads = gh;
+	heat_job jobs[64];
+	if (threads > 64)
+		threads = 64;
+	int failed = 0;
+	for (int t = 0; t < threads; t++) {
+		jobs[t] = (heat_job){ .m = m, .P = p->P, .win = win, .gw = gw, .gh = gh,
+		                      .row0 = gh * t / threads, .row1 = gh * (t + 1) / threads,
+		                      .heat = p->heat };
+		if (t < threads - 1)
+			jobs[t].started = pthread_create(&jobs[t].tid, NULL, heat_rows, &jobs[t]) == 0;
+	}
+	for (int t = threads - 1; t >= 0; t--) {
+		if (jobs[t].started)
+			pthread_join(jobs[t].tid, NULL);
+		else
+			heat_rows(&jobs[t]);
+		failed |= jobs[t].failed;
+	}
+	return failed ? -1 : 0;
+}
+
+/* eps_2 and the gradient (raw input units) of the logit (binary) or of the
+ * predicted class's logit at each selected point. */
+static int certify_points(const rt_model *m, panel *p, const rt_data *d, const int64_t *sel,
+                          int64_t ns)
+{
+	const int D = m->n_in;
+	p->eps = fbuf(ns);
+	p->grad = fbuf(ns * D);
+	float *ws = fbuf(m->ws_floats), *z = fbuf(m->n_hidden + 1), *lg = fbuf(m->n_out),
+	      *lg2 = fbuf(m->n_out), *xp = fbuf(D);
+	int rc = -1;
+	if (!p->eps || !p->grad || !ws || !z || !lg || !lg2 || !xp)
+		goto done;
+	p->gmax = 0;
+	for (int64_t s = 0; s < ns; s++) {
+		const float *x = d->x + sel[s] * D;
+		rt_cert c;
+		m->certify(p->P, p->pre, x, RT_NORM_BIT(RT_L2), ws, z, lg, &c);
+		p->eps[s] = c.eps[RT_L2];
+		int k = m->n_out == 1 ? 0 : c.label;
+		float *g = p->grad + s * D;
+		if (m->logit_jac_off >= 0) {
+			const float *J = ws + m->logit_jac_off + (int64_t)k * D;
+			for (int i = 0; i < D; i++)
+				g[i] = J[i] / (m->std != 0 ? m->std : 1);
+		} else {
+			/* no hidden layer: the model is affine, differences are exact */
+			for (int i = 0; i < D; i++) {
+				memcpy(xp, x, sizeof(float) * (size_t)D);
+				xp[i] += 1;
+				m->forward(p->P, xp, ws, z, lg2);
+				memcpy(xp, x, sizeof(float) * (size_t)D);
+				xp[i] -= 1;
+				m->forward(p->P, xp, ws, z, lg);
+				g[i] = (lg2[k] - lg[k]) / 2;
+			}
+		}
+		double nn = 0;
+		for (int i = 0; i < D; i++)
+			nn += (double)g[i] * g[i];
+		if (sqrt(nn) > p->gmax)
+			p->gmax = sqrt(nn);
+	}
+	rc = 0;
+done:
+	free(ws);
+	free(z);
+	free(lg);
+	free(lg2);
+	free(xp);
+	return rc;
+}
+
+static int segment_logits(const rt_model *m, panel *p, const float *a, const float *b)
+{
+	const int D = m->n_in, O = m->n_out;
+	p->seglogits = fbuf((p->nt + 2) * O);
+	float *ws = fbuf(m->ws_floats), *z = fbuf(m->n_hidden + 1), *x = fbuf(D);
+	int rc = -1;
+	if (!p->seglogits || !ws || !z || !x)
+		goto done;
+	for (int64_t k = 0; k < p->nt + 2; k++) {
+		double t = k == 0 ? 0 : k == p->nt + 1 ? 1 : p->t[k - 1];
+		for (int i = 0; i < D; i++)
+			x[i] = (float)(a[i] + t * ((double)b[i] - a[i]));
+		m->forward(p->P, x, ws, z, p->seglogits + k * O);
+	}
+	rc = 0;
+done:
+	free(ws);
+	free(z);
+	free(x);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Drawing
+ * ---------------------------------------------------------------------- */
+typedef struct rgb { double r, g, b; } rgb;
+
+/* Class colours: binary blue / red; more classes a ten-colour palette. */
+static rgb class_color(const rt_model *m, int k)
+{
+	static const rgb tab[10] = {
+		{ 0.122, 0.467, 0.706 }, { 1.000, 0.498, 0.055 }, { 0.173, 0.627, 0.173 },
+		{ 0.839, 0.153, 0.157 }, { 0.580, 0.404, 0.741 }, { 0.549, 0.337, 0.294 },
+		{ 0.890, 0.467, 0.761 }, { 0.498, 0.498, 0.498 }, { 0.737, 0.741, 0.133 },
+		{ 0.090, 0.745, 0.812 },
+	};
+	if (m->n_out <= 2)
+		return k ? (rgb){ 0.80, 0.15, 0.12 } : (rgb){ 0.12, 0.35, 0.75 };
+	return tab[k % 10];
+}
+
+static void set_rgb(cairo_t *cr, rgb c) { cairo_set_source_rgb(cr, c.r, c.g, c.b); }
+
+/* Region outlines use this colour and nothing else does (tests count them). */
+#define REGION_R 0.5
+#define REGION_G 0.5
+#define REGION_B 0.5
+#define REGION_LINE 0.4
+
+typedef struct layout {
+	double W, H;              /* one panel's plot area */
+	double margin, title_h, gap, legend_h;
+	double fig_w, fig_h;
+} layout;
+
+static void panel_origin(const layout *L, int i, bool vertical, double *ox, double *oy)
+{
+	if (vertical) {
+		*ox = L->margin;
+		*oy = L->margin + i * (L->title_h + L->H + L->gap) + L->title_h;
+	} else {
+		*ox = L->margin + i * (L->W + L->gap);
+		*oy = L->margin + L->title_h;
+	}
+}
+
+static void text_at(cairo_t *cr, double x, double y, double size, bool bold, const char *s)
+{
+	cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
+	                       bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+	cairo_set_font_size(cr, size);
+	cairo_move_to(cr, x, y);
+	cairo_show_text(cr, s);
+}
+
+static double text_width(cairo_t *cr, double size, bool bold, const char *s)
+{
+	cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
+	                       bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+	cairo_set_font_size(cr, size);
+	cairo_text_extents_t e;
+	cairo_text_extents(cr, s, &e);
+	return e.x_advance;
+}
+
+/* Shrinks the font down to 8 points, then shortens s with "...", until it
+ * fits in w. */
+static void text_fit(cairo_t *cr, double x, double y, double size, bool bold, double w, const char *s)
+{
+	while (size > 8 && text_width(cr, size, bold, s) > w)
+		size -= 0.5;
+	char buf[512];
+	snprintf(buf, sizeof buf, "%s", s);
+	size_t n = strlen(buf);
+	while (n > 4 && text_width(cr, size, bold, buf) > w) {
+		n--;
+		while (n > 0 && (buf[n] & 0xC0) == 0x80)  /* UTF-8 continuation */
+			n--;
+		memcpy(buf + n, "...", 4);
+	}
+	text_at(cr, x, y, size, bold, buf);
+}
+
+static void arrow(cairo_t *cr, double x0, double y0, double x1, double y1, double head)
+{
+	double dx = x1 - x0, dy = y1 - y0, len = hypot(dx, dy);
+	if (len < 0.5)
+		return;
+	cairo_move_to(cr, x0, y0);
+	cairo_line_to(cr, x1, y1);
+	cairo_stroke(cr);
+	double h = fmin(head, len * 0.6), ux = dx / len, uy = dy / len;
+	cairo_move_to(cr, x1, y1);
+	cairo_line_to(cr, x1 - h * ux + 0.45 * h * uy, y1 - h * uy - 0.45 * h * ux);
+	cairo_line_to(cr, x1 - h * ux - 0.45 * h * uy, y1 - h * uy + 0.45 * h * ux);
+	cairo_close_path(cr);
+	cairo_fill(cr);
+}
+
+static const char *obj_display(const panel *p)
+{
+	return p->objective[0] ? p->objective : NULL;
+}
+
+static void draw_panel_title(cairo_t *cr, const rt_model *m, const panel *p, double ox, double oy,
+                             double w, const char *what)
+{
+	char sub[512];
+	const char *ob = obj_display(p);
+	snprintf(sub, sizeof sub, "%s \u2014 %s%s%s", m->name, ob ? ob : "", ob ? " \u2014 " : "", what);
+	cairo_set_source_rgb(cr, 0, 0, 0);
+	text_fit(cr, ox, oy - 24, 14, true, w, p->title);
+	cairo_set_source_rgb(cr, 0.25, 0.25, 0.25);
+	text_fit(cr, ox, oy - 8, 10.5, false, w, sub);
+}
+
+static void draw_panel_2d(cairo_t *cr, const rt_model *m, const plot_cfg *c, const panel *p,
+                          const layout *L, double ox, double oy, const double *win, int gw, int gh,
+                          const rt_data *d, const int64_t *sel, int64_t ns, bool raster)
+{
+	const double s = L->W / (win[1] - win[0]);
+#define PX(x) (ox + ((x) - win[0]) * s)
+#define PY(y) (oy + (win[3] - (y)) * s)
+	char what[96];
+	snprintf(what, sizeof what, "%lld region%s in window", (long long)p->reg.n, p->reg.n == 1 ? "" : "s");
+	draw_panel_title(cr, m, p, ox, oy, L->W, what);
+
+	cairo_save(cr);
+	cairo_rectangle(cr, ox, oy, L->W, L->H);
+	cairo_clip(cr);
+
+	/* heatmap: white at the decision boundary, towards the class colour
+	 * with confidence */
+	cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, gw, gh);
+	if (cairo_surface_status(img) == CAIRO_STATUS_SUCCESS) {
+		cairo_surface_flush(img);
+		unsigned char *px = cairo_image_surface_get_data(img);
+		int stride = cairo_image_surface_get_stride(img);
+		for (int r = 0; r < gh; r++)
+			for (int i = 0; i < gw; i++) {
+				float v = p->heat[(size_t)r * (size_t)gw + (size_t)i];
+				rgb col;
+				double a;
+				if (m->n_out == 1) {
+					double t = 2 * v - 1;
+					col = class_color(m, t > 0);
+					a = 0.42 * pow(fabs(t), 0.6);
+				} else {
+					int k = (int)v;
+					double conf = v - k;
+					col = class_color(m, k);
+					a = 0.12 + 0.30 * conf;
+				}
+				uint32_t R = (uint32_t)lround(255 * (1 - a + a * col.r));
+				uint32_t G = (uint32_t)lround(255 * (1 - a + a * col.g));
+				uint32_t B = (uint32_t)lround(255 * (1 - a + a * col.b));
+				*(uint32_t *)(px + (size_t)r * (size_t)stride + 4 * (size_t)i) = (R << 16) | (G << 8) | B;
+			}
+		cairo_surface_mark_dirty(img);
+		cairo_save(cr);
+		cairo_translate(cr, ox, oy);
+		cairo_scale(cr, L->W / gw, L->H / gh);
+		cairo_set_source_surface(cr, img, 0, 0);
+		cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_BILINEAR);
+		cairo_pattern_set_extend(cairo_get_source(cr), CAIRO_EXTEND_PAD);
+		cairo_paint(cr);
+		cairo_restore(cr);
+	}
+	cairo_surface_destroy(img);
+
+	/* every region, outlined: one path each.  On a raster, crisp 1-pixel
+	 * hairlines: tens of thousands of antialiased strokes would blur into
+	 * a grey mass and make the PNG several times larger. */
+	cairo_set_source_rgb(cr, REGION_R, REGION_G, REGION_B);
+	cairo_set_line_width(cr, raster ? 1 : REGION_LINE);
+	cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+	cairo_save(cr);
+	if (raster)
+		cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
+	for (int64_t k = 0; k < p->reg.n; k++) {
+		const rt_polygon *q = &p->reg.p[k];
+		for (int v = 0; v < q->n; v++) {
+			double x = PX(q->xy[2 * v]), y = PY(q->xy[2 * v + 1]);
+			if (v == 0)
+				cairo_move_to(cr, x, y);
+			else
+				cairo_line_to(cr, x, y);
+		}
+		cairo_close_path(cr);
+		cairo_stroke(cr);
+	}
+	cairo_restore(cr);
+
+	if (d) {
+		/* circles: certified l2 margin */
+		if (c->circles && ns > 0) {
+			cairo_set_line_width(cr, 1.1);
+			for (int64_t k = 0; k < ns; k++) {
+				if (!isfinite(p->eps[k]))
+					continue;
+				const float *x = d->x + sel[k] * 2;
+				rgb col = class_color(m, d->y ? d->y[sel[k]] : 0);
+				cairo_set_source_rgba(cr, col.r * 0.7, col.g * 0.7, col.b * 0.7, 0.9);
+				cairo_new_sub_path(cr);
+				cairo_arc(cr, PX(x[0]), PY(x[1]), fmax(p->eps[k] * s, 0.35), 0, 2 * M_PI);
+				cairo_stroke(cr);
+			}
+		}
+		/* points */
+		for (int64_t i = 0; i < d->n; i++) {
+			const float *x = d->x + i * 2;
+			rgb col = class_color(m, d->y ? d->y[i] : 0);
+			cairo_new_sub_path(cr);
+			cairo_arc(cr, PX(x[0]), PY(x[1]), 2.3, 0, 2 * M_PI);
+			set_rgb(cr, col);
+			cairo_fill_preserve(cr);
+			cairo_set_source_rgb(cr, 1, 1, 1);
+			cairo_set_line_width(cr, 0.6);
+			cairo_stroke(cr);
+		}
+		/* gradient arrows, the longest ARROW_FRACTION of the window's width */
+		if (c->arrows && ns > 0 && p->gmax > 0) {
+			double scale = ARROW_FRACTION * L->W / p->gmax;
+			cairo_set_source_rgb(cr, 0.05, 0.05, 0.05);
+			cairo_set_line_width(cr, 0.8);
+			for (int64_t k = 0; k < ns; k++) {
+				const float *x = d->x + sel[k] * 2;
+				const float *g = p->grad + k * 2;
+				double x0 = PX(x[0]), y0 = PY(x[1]);
+				arrow(cr, x0, y0, x0 + g[0] * scale, y0 - g[1] * scale, 4.5);
+			}
+		}
+	}
+	cairo_restore(cr);
+
+	/* frame, window corners, arrow scale */
+	cairo_set_source_rgb(cr, 0, 0, 0);
+	cairo_set_line_width(cr, 1);
+	cairo_rectangle(cr, ox, oy, L->W, L->H);
+	cairo_stroke(cr);
+	char buf[96];
+	cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+	snprintf(buf, sizeof buf, "x \u2208 [%.3g, %.3g], y \u2208 [%.3g, %.3g]", win[0], win[1], win[2], win[3]);
+	text_at(cr, ox, oy + L->H + 12, 9, false, buf);
+	if (c->arrows && ns > 0 && p->gmax > 0) {
+		snprintf(buf, sizeof buf, "longest arrow: \u2016\u2207f\u2016 = %.3g", p->gmax);
+		text_at(cr, ox + L->W - text_width(cr, 9, false, buf), oy + L->H + 12, 9, false, buf);
+	}
+#undef PX
+#undef PY
+}
+
+static void draw_panel_1d(cairo_t *cr, const rt_model *m, const panel *p, const layout *L, double ox,
+                          double oy, const char *aname, const char *bname, double seglen)
+{
+	const int O = m->n_out;
+	char what[128];
+	snprintf(what, sizeof what, "%lld boundar%s on the segment (%lld linear pieces)", (long long)p->nt,
+	         p->nt == 1 ? "y" : "ies", (long long)p->nt + 1);
+	draw_panel_title(cr, m, p, ox, oy, L->W, what);
+	/* logit plot above, the tick line below */
+	const double tick_h = 34, ph = L->H - tick_h - 6, lpad = 44;
+	const double px0 = ox + lpad, pw = L->W - lpad - 4;
+	double lo = INFINITY, hi = -INFINITY;
+	for (int64_t k = 0; k < (p->nt + 2) * O; k++) {
+		lo = fmin(lo, p->seglogits[k]);
+		hi = fmax(hi, p->seglogits[k]);
+	}
+	if (!(hi > lo)) {
+		lo -= 1;
+		hi += 1;
+	}
+	double pad = 0.06 * (hi - lo);
+	lo -= pad;
+	hi += pad;
+#define TX(t) (px0 + (t) * pw)
+#define LY(v) (oy + (hi - (v)) / (hi - lo) * ph)
+	cairo_set_source_rgb(cr, 0.97, 0.97, 0.97);
+	cairo_rectangle(cr, px0, oy, pw, ph);
+	cairo_fill(cr);
+	/* boundaries as faint vertical lines through the plot */
+	cairo_set_source_rgba(cr, REGION_R, REGION_G, REGION_B, 0.18);
+	cairo_set_line_width(cr, 0.5);
+	for (int64_t k = 0; k < p->nt; k++) {
+		cairo_move_to(cr, TX(p->t[k]), oy);
+		cairo_line_to(cr, TX(p->t[k]), oy + ph);
+	}
+	cairo_stroke(cr);
+	if (lo < 0 && hi > 0) {
+		cairo_set_source_rgb(cr, 0.55, 0.55, 0.55);
+		cairo_set_line_width(cr, 0.8);
+		double dash = 3;
+		cairo_set_dash(cr, &dash, 1, 0);
+		cairo_move_to(cr, px0, LY(0));
+		cairo_line_to(cr, px0 + pw, LY(0));
+		cairo_stroke(cr);
+		cairo_set_dash(cr, NULL, 0, 0);
+	}
+	/* logits: exactly linear between boundaries */
+	cairo_set_line_width(cr, 1.4);
+	for (int j = 0; j < O; j++) {
+		for (int64_t k = 0; k < p->nt + 2; k++) {
+			double t = k == 0 ? 0 : k == p->nt + 1 ? 1 : p->t[k - 1];
+			double y = LY(p->seglogits[k * O + j]);
+			if (k == 0)
+				cairo_move_to(cr, TX(t), y);
+			else
+				cairo_line_to(cr, TX(t), y);
+		}
+		set_rgb(cr, O == 1 ? (rgb){ 0.1, 0.1, 0.1 } : class_color(m, j));
+		cairo_stroke(cr);
+	}
+	cairo_set_source_rgb(cr, 0, 0, 0);
+	cairo_set_line_width(cr, 1);
+	cairo_rectangle(cr, px0, oy, pw, ph);
+	cairo_stroke(cr);
+	char buf[160];
+	cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+	snprintf(buf, sizeof buf, "%.3g", hi - pad);
+	text_at(cr, ox, LY(hi - pad) + 4, 9, false, buf);
+	snprintf(buf, sizeof buf, "%.3g", lo + pad);
+	text_at(cr, ox, LY(lo + pad) + 4, 9, false, buf);
+	text_at(cr, ox, oy + ph / 2 + 4, 9, false, O == 1 ? "logit" : "logits");
+	/* the segment with a tick per boundary */
+	double ly = oy + ph + 6 + tick_h / 2 - 4;
+	cairo_set_source_rgb(cr, 0, 0, 0);
+	cairo_set_line_width(cr, 1.2);
+	cairo_move_to(cr, TX(0), ly);
+	cairo_line_to(cr, TX(1), ly);
+	cairo_stroke(cr);
+	cairo_set_source_rgb(cr, REGION_R, REGION_G, REGION_B);
+	cairo_set_line_width(cr, 0.6);
+	for (int64_t k = 0; k < p->nt; k++) {
+		cairo_move_to(cr, TX(p->t[k]), ly - 6);
+		cairo_line_to(cr, TX(p->t[k]), ly + 6);
+	}
+	cairo_stroke(cr);
+	cairo_set_source_rgb(cr, 0, 0, 0);
+	cairo_arc(cr, TX(0), ly, 3, 0, 2 * M_PI);
+	cairo_fill(cr);
+	cairo_arc(cr, TX(1), ly, 3, 0, 2 * M_PI);
+	cairo_fill(cr);
+	text_at(cr, TX(0), ly + 17, 10, false, aname);
+	snprintf(buf, sizeof buf, "\u2016B \u2212 A\u2016\u2082 = %.4g", seglen);
+	text_at(cr, TX(0.5) - text_width(cr, 10, false, buf) / 2, ly + 17, 10, false, buf);
+	text_at(cr, TX(1) - text_width(cr, 10, false, bname), ly + 17, 10, false, bname);
+#undef TX
+#undef LY
+}
+
+/* The legend: a line of symbols with labels, wrapped to the figure's width. */
+static double draw_legend(cairo_t *cr, const rt_model *m, const plot_cfg *c, bool one_d, bool has_data,
+                          double x0, double y0, double width, bool dry)
+{
+	double x = x0, y = y0 + 12;
+	const double fs = 10.5;
+	int nclass = m->n_out == 1 ? 2 : m->n_out;
+	enum { ITEMS = 40 };
+	struct { int kind, cls; char label[96]; } it[ITEMS];
+	int n = 0;
+	if (has_data && !one_d)
+		for (int k = 0; k < nclass && n < 12; k++) {
+			it[n].kind = 0;
+			it[n].cls = k;
+			snprintf(it[n++].label, 96, "class %d", k);
+		}
+	if (one_d && m->n_out > 1)
+		for (int k = 0; k < nclass && n < 12; k++) {
+			it[n].kind = 5;
+			it[n].cls = k;
+			snprintf(it[n++].label, 96, "logit %d", k);
+		}
+	it[n].kind = 1;
+	snprintf(it[n++].label, 96, one_d ? "region boundary crossed" : "region boundary");
+	if (!one_d && has_data && c->circles) {
+		it[n].kind = 2;
+		snprintf(it[n++].label, 96, "circle: certified l2 margin \u03b5\u2082");
+	}
+	if (!one_d && has_data && c->arrows) {
+		it[n].kind = 3;
+		snprintf(it[n++].label, 96, "arrow: gradient of the logit");
+	}
+	if (!one_d) {
+		it[n].kind = 4;
+		snprintf(it[n++].label, 96, m->n_out == 1 ? "background: P(class 1)" : "background: predicted class");
+	}
+	for (int i = 0; i < n; i++) {
+		double w = 16 + text_width(cr, fs, false, it[i].label) + 14;
+		if (x + w > x0 + width && x > x0) {
+			x = x0;
+			y += 17;
+		}
+		if (!dry) {
+			cairo_new_path(cr);
+			switch (it[i].kind) {
+			case 0:
+				set_rgb(cr, class_color(m, it[i].cls));
+				cairo_arc(cr, x + 5, y - 4, 3.5, 0, 2 * M_PI);
+				cairo_fill(cr);
+				break;
+			case 1: /* not the outline colour itself, which only outlines use */
+				cairo_set_source_rgb(cr, 0.52, 0.52, 0.52);
+				cairo_set_line_width(cr, 0.8);
+				cairo_move_to(cr, x, y - 1);
+				cairo_line_to(cr, x + 10, y - 8);
+				cairo_stroke(cr);
+				break;
+			case 2:
+				cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+				cairo_set_line_width(cr, 1.1);
+				cairo_arc(cr, x + 5, y - 4, 5, 0, 2 * M_PI);
+				cairo_stroke(cr);
+				break;
+			case 3:
+				cairo_set_source_rgb(cr, 0.05, 0.05, 0.05);
+				cairo_set_line_width(cr, 0.9);
+				arrow(cr, x, y - 4, x + 12, y - 4, 4.5);
+				break;
+			case 4: {
+				cairo_pattern_t *g = cairo_pattern_create_linear(x, 0, x + 12, 0);
+				rgb c0 = class_color(m, 0), c1 = class_color(m, 1);
+				cairo_pattern_add_color_stop_rgb(g, 0, 1 - 0.42 + 0.42 * c0.r, 1 - 0.42 + 0.42 * c0.g,
+				                                 1 - 0.42 + 0.42 * c0.b);
+				cairo_pattern_add_color_stop_rgb(g, 0.5, 1, 1, 1);
+				cairo_pattern_add_color_stop_rgb(g, 1, 1 - 0.42 + 0.42 * c1.r, 1 - 0.42 + 0.42 * c1.g,
+				                                 1 - 0.42 + 0.42 * c1.b);
+				cairo_set_source(cr, g);
+				cairo_rectangle(cr, x, y - 9, 12, 10);
+				cairo_fill(cr);
+				cairo_pattern_destroy(g);
+				break;
+			}
+			case 5:
+				set_rgb(cr, class_color(m, it[i].cls));
+				cairo_set_line_width(cr, 1.6);
+				cairo_move_to(cr, x, y - 4);
+				cairo_line_to(cr, x + 12, y - 4);
+				cairo_stroke(cr);
+				break;
+			}
+			cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+			text_at(cr, x + 16, y, fs, false, it[i].label);
+			cairo_new_path(cr);
+		}
+		x += w;
+	}
+	return y - y0 + 8;
+}
+
+typedef struct membuf {
+	unsigned char *p;
+	size_t n, cap;
+	bool failed;
+} membuf;
+
+static cairo_status_t mem_write(void *closure, const unsigned char *data, unsigned int len)
+{
+	membuf *b = closure;
+	if (b->n + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 65536;
+		while (cap < b->n + len)
+			cap *= 2;
+		unsigned char *q = realloc(b->p, cap);
+		if (!q) {
+			b->failed = true;
+			return CAIRO_STATUS_WRITE_ERROR;
+		}
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, data, len);
+	b->n += len;
+	return CAIRO_STATUS_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------
+ * The command
+ * ---------------------------------------------------------------------- */
+static const char *base_name(const char *path, char *buf, size_t cap)
+{
+	const char *b = strrchr(path, '/');
+	b = b ? b + 1 : path;
+	snprintf(buf, cap, "%s", b);
+	size_t n = strlen(buf);
+	static const char *ext = ".safetensors";
+	if (n > strlen(ext) && strcmp(buf + n - strlen(ext), ext) == 0)
+		buf[n - strlen(ext)] = 0;
+	return buf;
+}
+
+/* "roll(lambda=1, C=5, gamma=100)" as saved by llnc train; "none" is vanilla. */
+static void objective_of(const char *path, char *buf, size_t cap)
+{
+	char err[RT_ERRLEN], v[160];
+	buf[0] = 0;
+	if (rt_st_metadata(path, "regularizer", v, sizeof v, err) == 0)
+		snprintf(buf, cap, "%s", strcmp(v, "none") == 0 ? "vanilla" : v);
+}
+
+/* One end of --segment: "#N" (record N of the data, from 1) or n_in
+ * coordinates separated by ';'.  Returns 0, or the exit status. */
+static int segment_end(const plot_cfg *c, const rt_model *m, const rt_data *d, const char *s,
+                       float *x, char *name, size_t cap)
+{
+	const int D = m->n_in;
+	if (s[0] == '#') {
+		char *end;
+		errno = 0;
+		long long k = strtoll(s + 1, &end, 10);
+		if (end == s + 1 || *end || errno || k < 1)
+			return usage_fail(c, "--segment: '%s' is not #N with N >= 1", s);
+		if (!d)
+			return usage_fail(c, "--segment %s needs data: give --data FILE[,LABELS]", s);
+		if (k > d->n)
+			return usage_fail(c, "--segment: %s is past the data's %lld records", s, (long long)d->n);
+		memcpy(x, d->x + (k - 1) * D, sizeof(float) * (size_t)D);
+		if (d->y)
+			snprintf(name, cap, "%s (label %d)", s, d->y[k - 1]);
+		else
+			snprintf(name, cap, "%s", s);
+		return 0;
+	}
+	char *t = strdup(s);
+	if (!t)
+		return user_fail(c, "out of memory");
+	int n = 0, rc = 0;
+	for (char *save = NULL, *tok = strtok_r(t, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+		double v;
+		if (n >= D || !parse_double(tok, &v)) {
+			n = -1;
+			break;
+		}
+		x[n++] = (float)v;
+	}
+	if (n != D)
+		rc = usage_fail(c, "--segment: '%s' must be #N or %d numbers separated by ';'", s, D);
+	else
+		snprintf(name, cap, "%s", strlen(s) < 40 ? s : "(point)");
+	free(t);
+	return rc;
+}
+
+static int ends_with(const char *s, const char *ext)
+{
+	size_t n = strlen(s), e = strlen(ext);
+	return n > e && strcasecmp(s + n - e, ext) == 0;
+}
+
+int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv)
+{
+	plot_cfg c = { .prog = argc > 0 && argv[0] ? argv[0] : "plot", .points = -1,
+	               .width = DEFAULT_WIDTH, .circles = true, .arrows = true };
+	char *dcopy = NULL, *wcopy = NULL, *tcopy = NULL, *scopy = NULL;
+	panel pan[MAX_PANELS];
+	int np = 0;
+	rt_data d = { 0 };
+	bool have_data = false;
+	int64_t *sel = NULL, ns = 0;
+	float *sa = NULL, *sb = NULL;
+	membuf mb = { 0 };
+	cairo_surface_t *surf = NULL;
+	cairo_t *cr = NULL;
+	memset(pan, 0, sizeof pan);
+
+	int rc = parse_defaults(&c, defaults, &dcopy);
+	if (!rc)
+		rc = parse_args(&c, argc, argv);
+	if (rc)
+		goto done;
+	if (c.help) {
+		plot_usage(stdout, m, &c);
+		goto done;
+	}
+
+	/* usage checks, all before any work */
+	rc = 2;
+	if (!c.weights) {
+		usage_fail(&c, "--weights W.safetensors[,W2,...] is required");
+		goto done;
+	}
+	bool png = false;
+	if (!c.count) {
+		if (!c.out) {
+			usage_fail(&c, "-o OUT.svg or -o OUT.png is required");
+			goto done;
+		}
+		if (ends_with(c.out, ".png"))
+			png = true;
+		else if (!ends_with(c.out, ".svg")) {
+			usage_fail(&c, "-o '%s': the figure's name must end in .svg or .png", c.out);
+			goto done;
+		}
+	}
+	if (m->n_in != 2 && !c.segment) {
+		usage_fail(&c, "model '%s' has %d inputs; the region picture needs 2 (use --segment for a 1-D picture)",
+		           m->name, m->n_in);
+		goto done;
+	}
+	char *wparts[MAX_PANELS], *tparts[MAX_PANELS];
+	wcopy = strdup(c.weights);
+	if (!wcopy) {
+		rc = user_fail(&c, "out of memory");
+		goto done;
+	}
+	np = split(wcopy, ',', wparts, MAX_PANELS);
+	if (np < 0) {
+		np = 0;
+		usage_fail(&c, "--weights: at most %d files", MAX_PANELS);
+		goto done;
+	}
+	for (int i = 0; i < np; i++)
+		if (!wparts[i][0]) {
+			usage_fail(&c, "--weights: empty file name in '%s'", c.weights);
+			np = 0;
+			goto done;
+		}
+	if (c.titles) {
+		tcopy = strdup(c.titles);
+		int nt = tcopy ? split(tcopy, ',', tparts, MAX_PANELS) : -1;
+		if (nt != np) {
+			usage_fail(&c, "--titles has %d title%s for %d weights file%s", nt < 0 ? MAX_PANELS + 1 : nt,
+			           nt == 1 ? "" : "s", np, np == 1 ? "" : "s");
+			np = 0;
+			goto done;
+		}
+	}
+	double win[4] = { 0 };
+	bool have_win = false;
+	if (c.window) {
+		char buf[256], *wp[4];
+		snprintf(buf, sizeof buf, "%s", c.window);
+		int nw = strlen(c.window) < sizeof buf ? split(buf, ',', wp, 4) : -1;
+		bool ok = nw == 4;
+		for (int i = 0; ok && i < 4; i++)
+			ok = parse_double(wp[i], &win[i]);
+		if (!ok || !(win[0] < win[1]) || !(win[2] < win[3])) {
+			usage_fail(&c, "--window takes x0,x1,y0,y1 with x0 < x1 and y0 < y1, got '%s'", c.window);
+			np = 0;
+			goto done;
+		}
+		have_win = true;
+	}
+	char *send[2] = { NULL, NULL };
+	if (c.segment) {
+		scopy = strdup(c.segment);
+		if (!scopy || split(scopy, ',', send, 2) != 2 || !send[0][0] || !send[1][0]) {
+			usage_fail(&c, "--segment takes A,B (each #N or coordinates separated by ';'), got '%s'",
+			           c.segment);
+			np = 0;
+			goto done;
+		}
+	}
+	for (int i = 0; i < np; i++) {
+		pan[i].path = wparts[i];
+		char bn[256];
+		snprintf(pan[i].title, sizeof pan[i].title, "%s",
+		         c.titles ? tparts[i] : base_name(wparts[i], bn, sizeof bn));
+	}
+
+	/* inputs */
+	rc = 1;
+	char err[RT_ERRLEN];
+	for (int i = 0; i < np; i++) {
+		pan[i].P = fbuf(m->n_params);
+		pan[i].pre = fbuf(m->pre_floats);
+		if (!pan[i].P || !pan[i].pre) {
+			user_fail(&c, "out of memory");
+			goto done;
+		}
+		if (rt_params_load(m->tensors, m->n_tensors, pan[i].path, pan[i].P, err) != 0) {
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
+		m->prepare(pan[i].P, pan[i].pre);
+		objective_of(pan[i].path, pan[i].objective, sizeof pan[i].objective);
+	}
+	bool need_data = c.segment ? (send[0][0] == '#' || send[1][0] == '#') : true;
+	if (c.data && need_data) {
+		int r = load_data(&c, m, c.data, &d);
+		if (r) {
+			rc = r;
+			goto done;
+		}
+		have_data = true;
+	}
+
+	layout L = { .margin = 14, .title_h = 46, .gap = 22 };
+	bool one_d = c.segment != NULL;
+	int gw = 0, gh = 0;
+	char aname[96] = "A", bname[96] = "B";
+	double seglen = 0;
+	if (one_d) {
+		sa = fbuf(m->n_in);
+		sb = fbuf(m->n_in);
+		if (!sa || !sb) {
+			user_fail(&c, "out of memory");
+			goto done;
+		}
+		int r = segment_end(&c, m, have_data ? &d : NULL, send[0], sa, aname, sizeof aname);
+		if (!r)
+			r = segment_end(&c, m, have_data ? &d : NULL, send[1], sb, bname, sizeof bname);
+		if (r) {
+			rc = r;
+			goto done;
+		}
+		for (int i = 0; i < m->n_in; i++)
+			seglen += ((double)sb[i] - sa[i]) * ((double)sb[i] - sa[i]);
+		seglen = sqrt(seglen);
+		if (seglen == 0) {
+			rc = usage_fail(&c, "--segment: A and B are the same point");
+			goto done;
+		}
+		for (int i = 0; i < np; i++) {
+			if (rt_segment_boundaries(m, pan[i].P, sa, sb, &pan[i].t, &pan[i].nt, err) != 0) {
+				fprintf(stderr, "%s\n", err);
+				goto done;
+			}
+			pan[i].count = pan[i].nt;
+			if (!c.count && segment_logits(m, &pan[i], sa, sb) != 0) {
+				user_fail(&c, "out of memory");
+				goto done;
+			}
+		}
+		L.W = (double)c.width * 1.6;
+		L.H = (double)c.width * 0.55;
+		L.gap = 30;
+	} else {
+		if (!have_win) {
+			if (!have_data || d.n == 0) {
+				rc = usage_fail(&c, "no data to take the window from: give --data or --window x0,x1,y0,y1");
+				goto done;
+			}
+			double b[4] = { INFINITY, -INFINITY, INFINITY, -INFINITY };
+			for (int64_t i = 0; i < d.n; i++) {
+				b[0] = fmin(b[0], d.x[2 * i]);
+				b[1] = fmax(b[1], d.x[2 * i]);
+				b[2] = fmin(b[2], d.x[2 * i + 1]);
+				b[3] = fmax(b[3], d.x[2 * i + 1]);
+			}
+			double px = 0.1 * (b[1] - b[0]), py = 0.1 * (b[3] - b[2]);
+			if (px == 0)
+				px = py > 0 ? py : 1;
+			if (py == 0)
+				py = px;
+			win[0] = b[0] - px;
+			win[1] = b[1] + px;
+			win[2] = b[2] - py;
+			win[3] = b[3] + py;
+		}
+		double aspect = (win[3] - win[2]) / (win[1] - win[0]);
+		if (aspect < 0.05 || aspect > 20) {
+			rc = usage_fail(&c, "the window [%g, %g] x [%g, %g] is too elongated to draw with equal scales",
+			                win[0], win[1], win[2], win[3]);
+			goto done;
+		}
+		L.W = (double)c.width;
+		L.H = round(L.W * aspect);
+		/* circles and arrows for a seeded random subset of the points */
+		if (have_data) {
+			int64_t want = c.points < 0 ? DEFAULT_POINTS : c.points;
+			ns = want < d.n ? want : d.n;
+			sel = malloc(sizeof *sel * (size_t)(d.n > 0 ? d.n : 1));
+			if (!sel) {
+				user_fail(&c, "out of memory");
+				goto done;
+			}
+			for (int64_t i = 0; i < d.n; i++)
+				sel[i] = i;
+			rt_rng r;
+			rt_rng_seed(&r, 0);
+			for (int64_t i = 0; i < ns; i++) {
+				int64_t j = i + (int64_t)(rt_rng_uniform(&r) * (double)(d.n - i));
+				if (j >= d.n)
+					j = d.n - 1;
+				int64_t t = sel[i];
+				sel[i] = sel[j];
+				sel[j] = t;
+			}
+		}
+		gw = (int)ceil(L.W / HEAT_CELL);
+		gh = (int)ceil(L.H / HEAT_CELL);
+		for (int i = 0; i < np; i++) {
+			if (rt_regions_2d(m, pan[i].P, win, &pan[i].reg, err) != 0) {
+				fprintf(stderr, "%s\n", err);
+				goto done;
+			}
+			pan[i].count = pan[i].reg.n;
+			if (c.count)
+				continue;
+			if (compute_heat(m, &pan[i], win, gw, gh, c.threads) != 0 ||
+			    (have_data && (c.circles || c.arrows) && certify_points(m, &pan[i], &d, sel, ns) != 0)) {
+				user_fail(&c, "out of memory");
+				goto done;
+			}
+		}
+	}
+
+	if (c.count) {
+		for (int i = 0; i < np; i++)
+			printf("%s: %lld %s\n", pan[i].title, (long long)pan[i].count,
+			       one_d ? "boundaries on the segment" : "regions in the window");
+		rc = fflush(stdout) == 0 ? 0 : 1;
+		goto done;
+	}
+
+	/* layout: panels side by side (2-D) or stacked (1-D), the legend below */
+	double inner_w = one_d ? L.W : np * L.W + (np - 1) * L.gap;
+	{
+		cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1);
+		cairo_t *pc = cairo_create(probe);
+		L.legend_h = draw_legend(pc, m, &c, one_d, have_data, 0, 0, inner_w, true);
+		cairo_destroy(pc);
+		cairo_surface_destroy(probe);
+	}
+	double below = one_d ? 0 : 16;
+	L.fig_w = ceil(2 * L.margin + inner_w);
+	L.fig_h = one_d ? ceil(2 * L.margin + np * (L.title_h + L.H) + (np - 1) * L.gap + 8 + L.legend_h)
+	                : ceil(2 * L.margin + L.title_h + L.H + below + 8 + L.legend_h);
+	if (png)
+		surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)L.fig_w, (int)L.fig_h);
+	else
+		surf = cairo_svg_surface_create_for_stream(mem_write, &mb, L.fig_w, L.fig_h);
+	cr = cairo_create(surf);
+	if (cairo_status(cr) != CAIRO_STATUS_SUCCESS) {
+		user_fail(&c, "cannot draw: %s", cairo_status_to_string(cairo_status(cr)));
+		goto done;
+	}
+	cairo_set_source_rgb(cr, 1, 1, 1);
+	cairo_paint(cr);
+	for (int i = 0; i < np; i++) {
+		double ox, oy;
+		panel_origin(&L, i, one_d, &ox, &oy);
+		if (one_d)
+			draw_panel_1d(cr, m, &pan[i], &L, ox, oy, aname, bname, seglen);
+		else
+			draw_panel_2d(cr, m, &c, &pan[i], &L, ox, oy, win, gw, gh, have_data ? &d : NULL, sel, ns, png);
+	}
+	double ly = one_d ? L.margin + np * (L.title_h + L.H) + (np - 1) * L.gap + 8
+	                  : L.margin + L.title_h + L.H + below + 8;
+	draw_legend(cr, m, &c, one_d, have_data, L.margin, ly, inner_w, false);
+	cairo_destroy(cr);
+	cr = NULL;
+	if (png) {
+		cairo_surface_flush(surf);
+		cairo_status_t st = cairo_surface_write_to_png_stream(surf, mem_write, &mb);
+		if (st != CAIRO_STATUS_SUCCESS || mb.failed) {
+			user_fail(&c, "cannot encode the PNG: %s", cairo_status_to_string(st));
+			goto done;
+		}
+	} else {
+		cairo_surface_finish(surf);
+		if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS || mb.failed) {
+			user_fail(&c, "cannot write the SVG: %s", cairo_status_to_string(cairo_surface_status(surf)));
+			goto done;
+		}
+	}
+	if (rt_write_atomic(c.out, mb.p, mb.n, err) != 0) {
+		fprintf(stderr, "%s\n", err);
+		goto done;
+	}
+	for (int i = 0; i < np; i++)
+		printf("%s: %lld %s\n", pan[i].title, (long long)pan[i].count,
+		       one_d ? "boundaries on the segment" : "regions in the window");
+	if (!one_d)
+		printf("window: %.6g,%.6g,%.6g,%.6g\n", win[0], win[1], win[2], win[3]);
+	printf("wrote %s (%d panel%s, %.0f x %.0f)\n", c.out, np, np == 1 ? "" : "s", L.fig_w, L.fig_h);
+	rc = fflush(stdout) == 0 ? 0 : 1;
+done:
+	if (cr)
+		cairo_destroy(cr);
+	if (surf)
+		cairo_surface_destroy(surf);
+	free(mb.p);
+	for (int i = 0; i < MAX_PANELS; i++)
+		panel_free(&pan[i]);
+	rt_data_free(&d);
+	free(sel);
+	free(sa);
+	free(sb);
+	free(dcopy);
+	free(wcopy);
+	free(tcopy);
+	free(scopy);
+	return rc;
+}
