@@ -198,7 +198,9 @@ static int run_init(const options *o, const ir_module *ir, uint64_t seed)
 }
 
 /* The train and objective blocks as the runtime's default flags, one
- * argument per line (paths may hold spaces, never newlines). */
+ * argument per line (paths may hold spaces, never newlines).  Numbers are
+ * printed with 15 significant digits, which gives back the literal of the
+ * source exactly. */
 static char *train_defaults(arena *a, const sema_program *p)
 {
 	static const char *objective[] = { [REG_NONE] = "vanilla", [REG_ROLL] = "roll", [REG_DISTANCE] = "distance" };
@@ -206,9 +208,9 @@ static char *train_defaults(arena *a, const sema_program *p)
 	const sema_objective *ob = &p->objective;
 	const sema_train *t = &p->train;
 	char *s = arena_printf(a,
-		"--objective\n%s\n--lambda\n%.17g\n--C\n%.17g\n--gamma\n%.17g\n"
-		"--optimizer\n%s\n--lr\n%.17g\n--momentum\n%.17g\n--nesterov\n%s\n--beta1\n%.17g\n"
-		"--beta2\n%.17g\n--eps\n%.17g\n--weight-decay\n%.17g\n--lr-step\n%d\n--lr-gamma\n%.17g\n"
+		"--objective\n%s\n--lambda\n%.15g\n--C\n%.15g\n--gamma\n%.15g\n"
+		"--optimizer\n%s\n--lr\n%.15g\n--momentum\n%.15g\n--nesterov\n%s\n--beta1\n%.15g\n"
+		"--beta2\n%.15g\n--eps\n%.15g\n--weight-decay\n%.15g\n--lr-step\n%d\n--lr-gamma\n%.15g\n"
 		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--valid\n%d\n--p\n%s\n",
 		objective[ob->reg], ob->lambda, ob->C, ob->reg == REG_ROLL ? ob->gamma : 100.0,
 		optimizer[t->optimizer], t->lr, t->momentum, t->nesterov ? "on" : "off", t->beta1,
@@ -219,7 +221,7 @@ static char *train_defaults(arena *a, const sema_program *p)
 	for (int i = 0; i < 2; i++) {
 		const char *flag = i ? "test" : "data";
 		if (d[i]->kind == DATA_TOY2D)
-			s = arena_printf(a, "%s--%s\ntoy2d:kind=%s,n=%lld,noise=%.17g,seed=%llu\n", s, flag, d[i]->toy_kind,
+			s = arena_printf(a, "%s--%s\ntoy2d:kind=%s,n=%lld,noise=%.15g,seed=%llu\n", s, flag, d[i]->toy_kind,
 			                 (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed);
 		else if (d[i]->kind != DATA_NONE)
 			s = arena_printf(a, "%s--%s\n%s%s%s\n", s, flag, d[i]->path[0],
