@@ -3,14 +3,21 @@
  * Every kernel of rt_model is generated here, specialised to the model's
  * shapes: loop bounds and parameter offsets are constants, so the O3
  * pipeline can unroll and vectorise for the target CPU.  The kernels are
- *   prepare    norms of first-layer gradient rows (the weights themselves)
+ *   prepare    per weight vector: norms of the first layer's gradient rows
+ *              (the weights themselves) and its Gram matrix W W^T
  *   forward    pre-activations and logits, accumulated in double precision
  *   grads      every hidden neuron's input gradient, by pushing the rows of
  *              the first layer through the masked network (J^i = W^i M J^{i-1})
- *   certify    forward, gradient rows and, fused with each row while it is in
- *              cache, the dual norms that give eps_1, eps_2, eps_inf, their
- *              binding neurons and the certified-prediction radius
+ *   certify    forward, then eps_1, eps_2, eps_inf with their binding neurons
+ *              and the certified-prediction radius, from explicit gradient
+ *              rows or, for eps_2 alone when the IR chose it, from the Gram
+ *              recurrence
  *   direction  the directional margin, by one tangent pass (a JVP)
+ *   train_*    squared gradient norms by the Gram recurrence, and the exact
+ *              parameter gradient of any loss of (logits, z, sq) through its
+ *              adjoint and back-propagation
+ * The matrix products run through one register-blocked kernel (emit_gemm)
+ * that gathers active units by index lists instead of copying them.
  * Inside the kernels gradients are taken with respect to the normalized
  * input; margins are converted to raw units by the scalar std at the end.
  * Finally the module gets the global `lln_model` descriptor (rt.h) and,
@@ -33,7 +40,7 @@ typedef struct gen {
 	LLVMContextRef c;
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;
-	LLVMTypeRef f32, f64, i32, i64, i8, i1, ptr, vf;
+	LLVMTypeRef f32, f64, i32, i64, i1, ptr, vf;
 	LLVMValueRef fn;
 	LLVMBasicBlockRef entry;
 	const ir_module *m;
@@ -1316,7 +1323,6 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 	g.f64 = LLVMDoubleTypeInContext(g.c);
 	g.i32 = LLVMInt32TypeInContext(g.c);
 	g.i64 = LLVMInt64TypeInContext(g.c);
-	g.i8 = LLVMInt8TypeInContext(g.c);
 	g.i1 = LLVMInt1TypeInContext(g.c);
 	g.ptr = LLVMPointerTypeInContext(g.c, 0);
 	g.vf = LLVMVectorType(g.f32, VW);
