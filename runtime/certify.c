@@ -7,6 +7,7 @@
  * computed once per batch by the model's prepare kernel.
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,17 @@ typedef struct share {
 	pthread_t tid;
 	bool started;
 } share;
+
+int rt_fail(char *err, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, RT_ERRLEN, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
 
 float *rt_alloc_floats(int64_t floats)
 {

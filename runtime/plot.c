@@ -379,15 +379,6 @@ static int load_data(const plot_cfg *c, const rt_model *m, const char *spec, rt_
 /* ------------------------------------------------------------------------
  * Per-panel computations
  * ---------------------------------------------------------------------- */
-static float *fbuf(int64_t floats)
-{
-	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
-	float *p = aligned_alloc(64, bytes);
-	if (p)
-		memset(p, 0, bytes);
-	return p;
-}
-
 typedef struct panel {
 	const char *path;
 	char title[256];         /* --titles entry, or the file name */
@@ -450,7 +441,7 @@ static void *heat_rows(void *arg)
 {
 	heat_job *j = arg;
 	const rt_model *m = j->m;
-	float *ws = fbuf(m->ws_floats), *z = fbuf(m->n_hidden + 1), *lg = fbuf(m->n_out);
+	float *ws = rt_alloc_floats(m->ws_floats), *z = rt_alloc_floats(m->n_hidden + 1), *lg = rt_alloc_floats(m->n_out);
 	if (!ws || !z || !lg) {
 		j->failed = 1;
 	} else {
@@ -471,7 +462,7 @@ static void *heat_rows(void *arg)
 
 static int compute_heat(const rt_model *m, panel *p, const double *win, int gw, int gh, int threads)
 {
-	p->heat = fbuf((int64_t)gw * gh);
+	p->heat = rt_alloc_floats((int64_t)gw * gh);
 	if (!p->heat)
 		return -1;
 	if (threads <= 0)
@@ -505,10 +496,10 @@ static int certify_points(const rt_model *m, panel *p, const rt_data *d, const i
                           int64_t ns)
 {
 	const int D = m->n_in;
-	p->eps = fbuf(ns);
-	p->grad = fbuf(ns * D);
-	float *ws = fbuf(m->ws_floats), *z = fbuf(m->n_hidden + 1), *lg = fbuf(m->n_out),
-	      *lg2 = fbuf(m->n_out), *xp = fbuf(D);
+	p->eps = rt_alloc_floats(ns);
+	p->grad = rt_alloc_floats(ns * D);
+	float *ws = rt_alloc_floats(m->ws_floats), *z = rt_alloc_floats(m->n_hidden + 1), *lg = rt_alloc_floats(m->n_out),
+	      *lg2 = rt_alloc_floats(m->n_out), *xp = rt_alloc_floats(D);
 	int rc = -1;
 	if (!p->eps || !p->grad || !ws || !z || !lg || !lg2 || !xp)
 		goto done;
@@ -555,8 +546,8 @@ done:
 static int segment_logits(const rt_model *m, panel *p, const float *a, const float *b)
 {
 	const int D = m->n_in, O = m->n_out;
-	p->seglogits = fbuf((p->nt + 2) * O);
-	float *ws = fbuf(m->ws_floats), *z = fbuf(m->n_hidden + 1), *x = fbuf(D);
+	p->seglogits = rt_alloc_floats((p->nt + 2) * O);
+	float *ws = rt_alloc_floats(m->ws_floats), *z = rt_alloc_floats(m->n_hidden + 1), *x = rt_alloc_floats(D);
 	int rc = -1;
 	if (!p->seglogits || !ws || !z || !x)
 		goto done;
@@ -1235,8 +1226,8 @@ int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv)
 	rc = 1;
 	char err[RT_ERRLEN];
 	for (int i = 0; i < np; i++) {
-		pan[i].P = fbuf(m->n_params);
-		pan[i].pre = fbuf(m->pre_floats);
+		pan[i].P = rt_alloc_floats(m->n_params);
+		pan[i].pre = rt_alloc_floats(m->pre_floats);
 		if (!pan[i].P || !pan[i].pre) {
 			user_fail(&c, "out of memory");
 			goto done;
@@ -1264,8 +1255,8 @@ int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv)
 	char aname[96] = "A", bname[96] = "B";
 	double seglen = 0;
 	if (one_d) {
-		sa = fbuf(m->n_in);
-		sb = fbuf(m->n_in);
+		sa = rt_alloc_floats(m->n_in);
+		sb = rt_alloc_floats(m->n_in);
 		if (!sa || !sb) {
 			user_fail(&c, "out of memory");
 			goto done;

@@ -30,26 +30,6 @@
 
 #include "rt.h"
 
-static int fail(char *err, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, RT_ERRLEN, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
-static float *fbuf(int64_t floats)
-{
-	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
-	float *p = aligned_alloc(64, bytes);
-	if (p)
-		memset(p, 0, bytes);
-	return p;
-}
-
 /* ------------------------------------------------------------------------
  * Polygons under construction: vertices and the sign bits decided so far
  * ---------------------------------------------------------------------- */
@@ -376,11 +356,11 @@ int rt_regions_2d(const rt_model *m, const float *P, const double window[4], rt_
 {
 	memset(out, 0, sizeof *out);
 	if (m->n_in != 2)
-		return fail(err, "model '%s' has %d input%s; the region picture needs exactly 2", m->name,
+		return rt_fail(err, "model '%s' has %d input%s; the region picture needs exactly 2", m->name,
 		            m->n_in, m->n_in == 1 ? "" : "s");
 	const double x0 = window[0], x1 = window[1], y0 = window[2], y1 = window[3];
 	if (!(isfinite(x0) && isfinite(x1) && isfinite(y0) && isfinite(y1) && x1 > x0 && y1 > y0))
-		return fail(err, "bad window [%g, %g] x [%g, %g]: needs x0 < x1 and y0 < y1, all finite",
+		return rt_fail(err, "bad window [%g, %g] x [%g, %g]: needs x0 < x1 and y0 < y1, all finite",
 		            x0, x1, y0, y1);
 	const int64_t H = m->n_hidden;
 	const int L = m->n_layers;
@@ -398,9 +378,9 @@ int rt_regions_2d(const rt_model *m, const float *P, const double window[4], rt_
 	for (int l = 0; l < L; l++)
 		if (m->layers[l].size > max_size)
 			max_size = m->layers[l].size;
-	x.ws = fbuf(m->ws_floats);
-	x.logits = fbuf(m->n_out);
-	x.zm = fbuf(H);
+	x.ws = rt_alloc_floats(m->ws_floats);
+	x.logits = rt_alloc_floats(m->n_out);
+	x.zm = rt_alloc_floats(H);
 	x.z = calloc((size_t)L + 1, sizeof *x.z);
 	x.G = calloc((size_t)L + 1, sizeof *x.G);
 	x.work = calloc((size_t)L + 1, sizeof *x.work);
@@ -413,8 +393,8 @@ int rt_regions_2d(const rt_model *m, const float *P, const double window[4], rt_
 	    !x.s || !zero)
 		goto oom;
 	for (int l = 0; l < L; l++) {
-		x.z[l] = fbuf(H);
-		x.G[l] = fbuf(2 * H);
+		x.z[l] = rt_alloc_floats(H);
+		x.G[l] = rt_alloc_floats(2 * H);
 		if (!x.z[l] || !x.G[l])
 			goto oom;
 	}
@@ -439,7 +419,7 @@ int rt_regions_2d(const rt_model *m, const float *P, const double window[4], rt_
 	goto done;
 oom:
 	rt_regions_free(out);
-	fail(err, "out of memory while computing the activation regions of '%s'", m->name);
+	rt_fail(err, "out of memory while computing the activation regions of '%s'", m->name);
 done:
 	plist_free(&x.out);
 	for (int l = 0; l < L; l++) {
@@ -485,8 +465,8 @@ int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, con
 	const int64_t D = m->n_in, H = m->n_hidden;
 	const int64_t cap_crossings = 1000000;
 	int rc = -1;
-	float *ws = fbuf(m->ws_floats), *d = fbuf(D), *x = fbuf(D), *z = fbuf(H), *z2 = fbuf(H),
-	      *logits = fbuf(m->n_out);
+	float *ws = rt_alloc_floats(m->ws_floats), *d = rt_alloc_floats(D), *x = rt_alloc_floats(D), *z = rt_alloc_floats(H), *z2 = rt_alloc_floats(H),
+	      *logits = rt_alloc_floats(m->n_out);
 	double *t = NULL;
 	int64_t n = 0, cap = 0;
 	if (!ws || !d || !x || !z || !z2 || !logits)
@@ -494,7 +474,7 @@ int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, con
 	for (int64_t i = 0; i < D; i++) {
 		d[i] = b[i] - a[i];
 		if (!isfinite(a[i]) || !isfinite(b[i]) || !isfinite(d[i])) {
-			fail(err, "segment endpoints must be finite (coordinate %lld)", (long long)i);
+			rt_fail(err, "segment endpoints must be finite (coordinate %lld)", (long long)i);
 			goto done;
 		}
 	}
@@ -533,7 +513,7 @@ int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, con
 		if (!changed)
 			break;   /* no change of pattern before b: the margin was rounding */
 		if (n == cap_crossings) {
-			fail(err, "more than %lld region boundaries along the segment", (long long)cap_crossings);
+			rt_fail(err, "more than %lld region boundaries along the segment", (long long)cap_crossings);
 			goto done;
 		}
 		if (n == cap) {
@@ -556,7 +536,7 @@ int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, con
 	rc = 0;
 	goto done;
 oom:
-	fail(err, "out of memory while walking the segment");
+	rt_fail(err, "out of memory while walking the segment");
 done:
 	free(t);
 	free(ws);

@@ -30,17 +30,6 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-static int fail(char *err, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, RT_ERRLEN, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 int rt_toy2d(const char *kind, int64_t n, double noise, uint64_t seed, rt_data *out, char *err)
 {
 	memset(out, 0, sizeof *out);
@@ -50,20 +39,20 @@ int rt_toy2d(const char *kind, int64_t n, double noise, uint64_t seed, rt_data *
 	else if (kind && strcmp(kind, "moons") == 0)
 		k = 1;
 	else
-		return fail(err, "toy2d: unknown kind '%s': expected spirals or moons", kind ? kind : "");
+		return rt_fail(err, "toy2d: unknown kind '%s': expected spirals or moons", kind ? kind : "");
 	if (n < 2)
-		return fail(err, "toy2d: n must be an integer >= 2, got %lld", (long long)n);
+		return rt_fail(err, "toy2d: n must be an integer >= 2, got %lld", (long long)n);
 	if (n > ((int64_t)1 << 31))
-		return fail(err, "toy2d: n is too large (at most %lld), got %lld",
+		return rt_fail(err, "toy2d: n is too large (at most %lld), got %lld",
 		            (long long)1 << 31, (long long)n);
 	if (!(noise >= 0) || !isfinite(noise))
-		return fail(err, "toy2d: noise must be a finite number >= 0, got %g", noise);
+		return rt_fail(err, "toy2d: noise must be a finite number >= 0, got %g", noise);
 	float *x = malloc(sizeof(float) * 2 * (size_t)n);
 	int32_t *y = malloc(sizeof(int32_t) * (size_t)n);
 	if (!x || !y) {
 		free(x);
 		free(y);
-		return fail(err, "toy2d: out of memory for %lld examples", (long long)n);
+		return rt_fail(err, "toy2d: out of memory for %lld examples", (long long)n);
 	}
 	rt_rng r;
 	rt_rng_seed(&r, seed);
