@@ -333,6 +333,10 @@ int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, con
 int rt_toy2d(const char *kind, int64_t n, double noise, uint64_t seed, rt_data *out, char *err);
 /* `llnc data toy2d [--kind spirals|moons] [--n N] [--noise X] [--seed S] -o FILE.csv` (CSV: label,x1,x2 with a header comment; atomic write); argv[0] is the command name for messages. */
 int rt_data_main(int argc, char **argv);
+/* The --data form "toy2d:kind=spirals,n=400,noise=0.1,seed=1" (every key
+ * optional): checks it against the model (2 inputs) and generates the set;
+ * messages start with the quoted spec. */
+int rt_toy2d_spec(const char *spec, const rt_model *m, rt_data *out, char *err);
 
 /* ------------------------------------------------------------------------
  * Plots (plot.c, in llnrt_train; needs cairo).  `llnc plot FILE.lln

@@ -625,87 +625,10 @@ static void eval_usage(FILE *f, const rt_model *m, const config *c)
  * Data
  * ---------------------------------------------------------------------- */
 
-/* "toy2d:kind=spirals,n=400,noise=0.1,seed=1": a built-in 2-D data set
- * (rt_toy2d).  Every key is optional (defaults spirals, 400, 0.1, 0), keys
- * may come in any order, each at most once.  Prints the error and returns 1
- * on failure. */
 static int load_toy2d(const config *c, const rt_model *m, const char *spec, rt_data *d)
 {
-	char kind[16] = "spirals";
-	long long n = 400;
-	double noise = 0.1;
-	unsigned long long seed = 0;
-	bool seen[4] = { false, false, false, false };
-	static const char *const keys[4] = { "kind", "n", "noise", "seed" };
-	char *s = strdup(spec + strlen("toy2d:"));
-	if (!s)
-		return user_fail(c, "out of memory");
-	int rc = 1;
-	char *save = NULL;
-	for (char *item = *s ? strtok_r(s, ",", &save) : NULL; item; item = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(item, '=');
-		if (!eq) {
-			user_fail(c, "'%s': expected KEY=VALUE after toy2d:, got '%s' (keys: kind, n, noise, seed)",
-			          spec, item);
-			goto done;
-		}
-		*eq = 0;
-		const char *v = eq + 1;
-		int k = 0;
-		while (k < 4 && strcmp(item, keys[k]) != 0)
-			k++;
-		if (k == 4) {
-			user_fail(c, "'%s': unknown toy2d key '%s' (keys: kind, n, noise, seed)", spec, item);
-			goto done;
-		}
-		if (seen[k]) {
-			user_fail(c, "'%s': toy2d key '%s' is given twice", spec, item);
-			goto done;
-		}
-		seen[k] = true;
-		char *end;
-		errno = 0;
-		if (k == 0) {
-			if (strcmp(v, "spirals") != 0 && strcmp(v, "moons") != 0) {
-				user_fail(c, "'%s': toy2d kind must be spirals or moons, got '%s'", spec, v);
-				goto done;
-			}
-			snprintf(kind, sizeof kind, "%s", v);
-		} else if (k == 1) {
-			n = strtoll(v, &end, 10);
-			if (!*v || *end || errno == ERANGE || n < 2 || n > (1LL << 31)) {
-				user_fail(c, "'%s': toy2d n must be an integer in [2, %lld], got '%s'", spec,
-				          1LL << 31, v);
-				goto done;
-			}
-		} else if (k == 2) {
-			noise = strtod(v, &end);
-			if (!*v || *end || !isfinite(noise) || noise < 0) {
-				user_fail(c, "'%s': toy2d noise must be a finite number >= 0, got '%s'", spec, v);
-				goto done;
-			}
-		} else {
-			seed = strtoull(v, &end, 10);
-			if (!*v || *end || errno == ERANGE || v[0] == '-' || v[0] == '+') {
-				user_fail(c, "'%s': toy2d seed must be a non-negative integer, got '%s'", spec, v);
-				goto done;
-			}
-		}
-	}
-	if (m->n_in != 2) {
-		user_fail(c, "'%s': toy2d examples have 2 values, but the model '%s' has %d inputs", spec,
-		          m->name, m->n_in);
-		goto done;
-	}
 	char err[RT_ERRLEN];
-	if (rt_toy2d(kind, n, noise, seed, d, err) != 0) {
-		fprintf(stderr, "%s\n", err);
-		goto done;
-	}
-	rc = 0;
-done:
-	free(s);
-	return rc;
+	return rt_toy2d_spec(spec, m, d, err) != 0 ? user_fail(c, "%s", err) : 0;
 }
 
 /* Reads FILE[,LABELS] (or a toy2d: spec) and checks every label against the
