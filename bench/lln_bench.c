@@ -10,7 +10,7 @@
  * include the JIT compile.  Modes:
  *
  *   check     vanilla and ROLL loss of the first batch (and the ROLL
- *             gradient, written as raw float32 to --grad-out), and the
+ *             gradient, written as safetensors to --grad-out), and the
  *             certificates of the first --n examples with norms = all and
  *             with norms = {2} (the Gram strategy), for bench/run to compare
  *             with the PyTorch template
@@ -22,6 +22,9 @@
  *             on), train_backward (without and with dsq), certify (all, l2),
  *             grads, prepare, train_finish, the optimizer step; plus the
  *             FLOPs of the explicit gradient rows, for the GFLOP/s figure
+ *   compile   the stages of `llnc build --certifier`, timed apart: front end
+ *             (parse to IR, weights read), cg_generate (LLVM IR and its O3
+ *             pipeline), cg_emit_object (machine code), cg_link (cc)
  *
  * Every timed mode repeats its measurement --reps times and reports each
  * repetition's rate; bench/run takes the median.  ru_maxrss at exit is the
@@ -33,12 +36,15 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <llvm-c/Core.h>
 
 #include "llnc.h"
 
 typedef struct opts {
-	const char *model, *weights, *x, *y, *mode, *grad_out;
-	int threads, reps, steps, n, batch;
+	const char *model, *weights, *x, *y, *mode, *grad_out, *perf_ctl;
+	int threads, reps, steps, n, batch, perf_map;
 } opts;
 
 static double now(void)
@@ -91,8 +97,9 @@ static float *falloc(int64_t n)
 static void usage(void)
 {
 	fputs("usage: lln_bench --model FILE.lln --weights W.safetensors --x X.npy --y Y.npy\n"
-	      "                 --mode check|vanilla|roll|cert_all|cert_l2|kernels\n"
-	      "                 [--threads N] [--reps R] [--steps S] [--n N] [--batch B] [--grad-out FILE]\n",
+	      "                 --mode check|vanilla|roll|cert_all|cert_l2|kernels|compile\n"
+	      "                 [--threads N] [--reps R] [--steps S] [--n N] [--batch B] [--grad-out FILE]\n"
+	      "                 [--perf-map 1] [--perf-ctl FIFO]\n",
 	      stderr);
 	exit(2);
 }
@@ -116,6 +123,8 @@ static void parse(int argc, char **argv, opts *o)
 		else if (!strcmp(a, "--steps")) o->steps = atoi(v);
 		else if (!strcmp(a, "--n")) o->n = atoi(v);
 		else if (!strcmp(a, "--batch")) o->batch = atoi(v);
+		else if (!strcmp(a, "--perf-map")) o->perf_map = atoi(v);
+		else if (!strcmp(a, "--perf-ctl")) o->perf_ctl = v;
 		else usage();
 	}
 	if (!o->model || !o->weights || !o->x || !o->y || !o->mode || o->threads < 1 || o->reps < 1 ||
@@ -149,6 +158,19 @@ typedef struct bench {
 	double jit_s;
 } bench;
 
+/* --perf-ctl FIFO: the control fifo of `perf record --control fifo:FIFO -D -1`,
+ * so that perf samples the timed region only (not the JIT compile). */
+static void perf_ctl(const bench *b, const char *cmd)
+{
+	if (!b->o->perf_ctl)
+		return;
+	FILE *f = fopen(b->o->perf_ctl, "w");
+	if (f) {
+		fprintf(f, "%s\n", cmd);
+		fclose(f);
+	}
+}
+
 static const rt_objective OBJ_VANILLA = { .kind = RT_OBJ_VANILLA };
 static const rt_objective OBJ_ROLL = { .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 };
 static const rt_optimizer OPT = { .kind = RT_SGD, .lr = 0.01, .momentum = 0.5, .nesterov = true };
@@ -178,11 +200,10 @@ static void run_check(bench *b)
 		die("rt_batch_grad failed%s", "");
 	if (rt_batch_grad(m, &OBJ_ROLL, b->P, b->pre, b->data.x, b->data.y, NULL, nb, 1, grad, &lr, &cr))
 		die("rt_batch_grad failed%s", "");
-	if (b->o->grad_out) {
-		FILE *f = fopen(b->o->grad_out, "wb");
-		if (!f || fwrite(grad, sizeof(float), (size_t)m->n_params, f) != (size_t)m->n_params || fclose(f))
-			die("cannot write %s", b->o->grad_out);
-	}
+	char err[RT_ERRLEN];
+	if (b->o->grad_out && rt_params_save(b->ir->tensors, b->ir->n_tensors, grad, NULL, 0, NULL, NULL,
+	                                     b->o->grad_out, err))
+		die("%s", err);
 	rt_cert *ca = calloc((size_t)nc, sizeof *ca), *c2 = calloc((size_t)nc, sizeof *c2);
 	rt_batch ba = { .x = b->data.x, .n = nc, .norms = RT_ALL_NORMS, .threads = 1, .cert = ca };
 	rt_batch b2 = { .x = b->data.x, .n = nc, .norms = RT_NORM_BIT(RT_L2), .threads = 1, .cert = c2 };
@@ -254,6 +275,7 @@ static void run_train(bench *b, bool roll)
 	STEP();   /* warm-up: page in buffers */
 	double rss_before = rss_mb("VmRSS");
 	double *rate = calloc((size_t)o->reps, sizeof *rate), *secs = calloc((size_t)o->reps, sizeof *secs);
+	perf_ctl(b, "enable");
 	for (int r = 0; r < o->reps; r++) {
 		double t0 = now();
 		for (int s = 0; s < o->steps; s++)
@@ -261,6 +283,7 @@ static void run_train(bench *b, bool roll)
 		secs[r] = now() - t0;
 		rate[r] = o->steps / secs[r];
 	}
+	perf_ctl(b, "disable");
 #undef STEP
 	header(b, roll ? "roll" : "vanilla");
 	printf(",\"batch\":%lld,\"steps\":%d,\"unit\":\"steps/s\",\"last_loss\":%.6g", (long long)nb, o->steps, loss);
@@ -275,35 +298,6 @@ static void run_train(bench *b, bool roll)
 }
 
 /* ---- certification ---- */
-static void run_cert(bench *b, int32_t norms)
-{
-	const opts *o = b->o;
-	const rt_model *m = b->m;
-	int64_t n = o->n < b->data.n ? o->n : b->data.n;
-	rt_cert *c = calloc((size_t)n, sizeof *c);
-	rt_batch bt = { .x = b->data.x, .n = n, .norms = norms, .threads = o->threads, .cert = c };
-	if (rt_certify_batch(m, b->P, &bt))   /* warm-up */
-		die("rt_certify_batch failed%s", "");
-	double rss_before = rss_mb("VmRSS");
-	double *rate = calloc((size_t)o->reps, sizeof *rate), *secs = calloc((size_t)o->reps, sizeof *secs);
-	for (int r = 0; r < o->reps; r++) {
-		double t0 = now();
-		if (rt_certify_batch(m, b->P, &bt))
-			die("rt_certify_batch failed%s", "");
-		secs[r] = now() - t0;
-		rate[r] = (double)n / secs[r];
-	}
-	header(b, norms == RT_ALL_NORMS ? "cert_all" : "cert_l2");
-	printf(",\"n\":%lld,\"unit\":\"examples/s\"", (long long)n);
-	print_list("rate", rate, o->reps);
-	print_list("secs", secs, o->reps);
-	footer(rss_before);
-	free(rate);
-	free(secs);
-	free(c);
-}
-
-/* ---- kernel-level breakdown, one thread ---- */
 
 /* FLOPs of the explicit gradient rows of one example whose pre-activations
  * are z: every op fed by a hidden layer multiplies its weights over the
@@ -323,6 +317,50 @@ static double row_flops(const ir_module *ir, const float *z, bool with_logits)
 	}
 	return f;
 }
+
+static void run_cert(bench *b, int32_t norms)
+{
+	const opts *o = b->o;
+	const rt_model *m = b->m;
+	int64_t n = o->n < b->data.n ? o->n : b->data.n;
+	/* the FLOPs of the explicit gradient rows over these examples (not
+	 * timed): what certify with norms 1 or inf computes, logit rows included */
+	double flops = 0;
+	{
+		float *ws = falloc(m->ws_floats), *z = falloc(m->n_hidden + 1), *lg = falloc(m->n_out);
+		for (int64_t i = 0; i < n; i++) {
+			m->forward(b->P, b->data.x + i * m->n_in, ws, z, lg);
+			flops += row_flops(b->ir, z, true);
+		}
+		free(ws), free(z), free(lg);
+	}
+	rt_cert *c = calloc((size_t)n, sizeof *c);
+	rt_batch bt = { .x = b->data.x, .n = n, .norms = norms, .threads = o->threads, .cert = c };
+	if (rt_certify_batch(m, b->P, &bt))   /* warm-up */
+		die("rt_certify_batch failed%s", "");
+	double rss_before = rss_mb("VmRSS");
+	double *rate = calloc((size_t)o->reps, sizeof *rate), *secs = calloc((size_t)o->reps, sizeof *secs);
+	perf_ctl(b, "enable");
+	for (int r = 0; r < o->reps; r++) {
+		double t0 = now();
+		if (rt_certify_batch(m, b->P, &bt))
+			die("rt_certify_batch failed%s", "");
+		secs[r] = now() - t0;
+		rate[r] = (double)n / secs[r];
+	}
+	perf_ctl(b, "disable");
+	header(b, norms == RT_ALL_NORMS ? "cert_all" : "cert_l2");
+	printf(",\"n\":%lld,\"unit\":\"examples/s\",\"flops_rows_per_example\":%.6g", (long long)n,
+	       flops / (double)n);
+	print_list("rate", rate, o->reps);
+	print_list("secs", secs, o->reps);
+	footer(rss_before);
+	free(rate);
+	free(secs);
+	free(c);
+}
+
+/* ---- kernel-level breakdown, one thread ---- */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -454,7 +492,9 @@ static void run_kernels(bench *b)
 		cert_s = median(v, o->reps);
 		grads_s = median(w, o->reps);
 	}
-	printf("},\"flops_rows_per_example\":%.6g,\"flops_hidden_rows_per_example\":%.6g",
+	printf("},\"ws_mb\":%.2f,\"pre_mb\":%.2f,\"grad_mb\":%.2f,\"n_params\":%lld", 4e-6 * (double)m->ws_floats,
+	       4e-6 * (double)m->pre_floats, 4e-6 * (double)gf, (long long)m->n_params);
+	printf(",\"flops_rows_per_example\":%.6g,\"flops_hidden_rows_per_example\":%.6g",
 	       flops_rows / (double)n, flops_hidden / (double)n);
 	printf(",\"gflops_certify_all\":%.4f,\"gflops_grads\":%.4f", 1e-9 * flops_rows / cert_s,
 	       1e-9 * flops_hidden / grads_s);
@@ -466,10 +506,120 @@ static void run_kernels(bench *b)
 	free(scratch);
 }
 
+/* ---- compile-time breakdown: what `llnc build --certifier` does, by stage ---- */
+static void run_compile(const opts *o)
+{
+	enum { FRONT, GEN, EMIT, LINK, TOTAL, NS };
+	static const char *const names[NS] = { "front_end", "cg_generate", "cg_emit_object", "cg_link", "total" };
+	double *t[NS];
+	for (int k = 0; k < NS; k++)
+		t[k] = calloc((size_t)o->reps, sizeof(double));
+	char err[RT_ERRLEN];
+	int64_t ir_insts = 0, fcount[32];
+	char fname[32][64];
+	int nfn = 0;
+	for (int r = 0; r < o->reps; r++) {
+		double t0 = now();
+		arena *a = arena_new();
+		source *src = source_load(a, o->model);
+		ast_program *ast = src ? ast_parse(a, src) : NULL;
+		sema_program *prog = ast ? sema_check(a, ast) : NULL;
+		ir_module *ir = prog ? ir_lower(a, prog) : NULL;
+		if (!ir)
+			die("%s does not compile", o->model);
+		float *P = falloc(ir->n_params);
+		if (rt_params_load(ir->tensors, ir->n_tensors, o->weights, P, err))
+			die("%s", err);
+		double t1 = now();
+		cg_options co = { .opt_level = 3, .weights = P };
+		cg_unit *u = cg_generate(ir, &co, err);
+		if (!u)
+			die("%s", err);
+		double t2 = now();
+		ir_insts = 0;
+		nfn = 0;
+		for (LLVMValueRef f = LLVMGetFirstFunction(u->mod); f; f = LLVMGetNextFunction(f)) {
+			int64_t c = 0;
+			for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+				for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
+					c++;
+			ir_insts += c;
+			if (c && nfn < 32) {
+				size_t len;
+				const char *nm = LLVMGetValueName2(f, &len);
+				snprintf(fname[nfn], sizeof fname[nfn], "%.*s", (int)len, nm);
+				fcount[nfn++] = c;
+			}
+		}
+		char obj[] = "/tmp/lln_bench-XXXXXX.o", exe[] = "/tmp/lln_bench-XXXXXX";
+		int fd = mkstemps(obj, 2), fe = mkstemp(exe);
+		if (fd < 0 || fe < 0)
+			die("cannot create temporary files%s", "");
+		close(fd), close(fe);
+		double t3 = now();
+		if (cg_emit_object(u, obj, err))
+			die("%s", err);
+		double t4 = now();
+		if (cg_link(obj, exe, CG_CERTIFIER, err))
+			die("%s", err);
+		double t5 = now();
+		unlink(obj), unlink(exe);
+		cg_unit_free(u);
+		free(P);
+		arena_free(a);
+		t[FRONT][r] = t1 - t0, t[GEN][r] = t2 - t1, t[EMIT][r] = t4 - t3, t[LINK][r] = t5 - t4;
+		t[TOTAL][r] = t5 - t0 - (t3 - t2);
+	}
+	printf("{\"side\":\"lln\",\"mode\":\"compile\",\"threads\":1,\"optimized_ir_instructions\":%lld,\"median_s\":{",
+	       (long long)ir_insts);
+	for (int k = 0; k < NS; k++)
+		printf("%s\"%s\":%.4f", k ? "," : "", names[k], median(t[k], o->reps));
+	printf("},\"ir_instructions_by_function\":{");
+	for (int k = 0; k < nfn; k++)
+		printf("%s\"%s\":%lld", k ? "," : "", fname[k], (long long)fcount[k]);
+	printf("}");
+	footer(-1);
+	for (int k = 0; k < NS; k++)
+		free(t[k]);
+}
+
+/* --perf-map 1: /tmp/perf-PID.map names the JIT-compiled kernels for
+ * `perf report`, which otherwise shows them as bare addresses.  Each kernel
+ * is taken to reach up to the next one's start (the last: 1 MiB). */
+static void write_perf_map(const rt_model *m)
+{
+	struct { const char *name; uintptr_t at; } k[] = {
+		{ "lln_prepare", (uintptr_t)m->prepare }, { "lln_forward", (uintptr_t)m->forward },
+		{ "lln_grads", (uintptr_t)m->grads }, { "lln_certify", (uintptr_t)m->certify },
+		{ "lln_direction", (uintptr_t)m->direction }, { "lln_train_forward", (uintptr_t)m->train_forward },
+		{ "lln_train_backward", (uintptr_t)m->train_backward }, { "lln_train_finish", (uintptr_t)m->train_finish },
+	};
+	const int n = (int)(sizeof k / sizeof *k);
+	for (int i = 1; i < n; i++)   /* insertion sort by address */
+		for (int j = i; j > 0 && k[j].at < k[j - 1].at; j--) {
+			__typeof__(k[0]) t = k[j];
+			k[j] = k[j - 1];
+			k[j - 1] = t;
+		}
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/perf-%d.map", (int)getpid());
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	for (int i = 0; i < n; i++)
+		fprintf(f, "%lx %lx %s\n", (unsigned long)k[i].at,
+		        (unsigned long)(i + 1 < n ? k[i + 1].at - k[i].at : 1 << 20), k[i].name);
+	fclose(f);
+}
+
 int main(int argc, char **argv)
 {
 	opts o;
 	parse(argc, argv, &o);
+	if (!strcmp(o.mode, "compile")) {
+		run_compile(&o);
+		return 0;
+	}
 	bench b = { .o = &o };
 	char err[RT_ERRLEN];
 
@@ -487,6 +637,8 @@ int main(int argc, char **argv)
 	if (!m)
 		die("%s", err);
 	b.jit_s = now() - t0;
+	if (o.perf_map)
+		write_perf_map(m);
 	b.ir = ir;
 	b.m = m;
 
