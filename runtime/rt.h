@@ -99,7 +99,9 @@ typedef struct rt_model {
 	 * d/dP (dlogits.logits + dz.z + dsq.sq) to grad (dsq may be NULL), using the
 	 * same ws.  grad has grad_floats floats; after the per-example gradients
 	 * of a batch are summed, train_finish folds the accumulators past
-	 * n_params into grad[0..n_params).  `pre` is filled by prepare for P. */
+	 * n_params into grad[0..n_params).  `pre` is filled by prepare for P.
+	 * Without sq (need_sq 0, dsq NULL) neither pre nor the accumulators are
+	 * used, so prepare and train_finish may be skipped. */
 	void (*train_forward)(const float *P, const float *pre, const float *x, int32_t need_sq,
 	                      float *ws, float *z, float *logits, float *sq);
 	void (*train_backward)(const float *P, const float *pre, float *ws, const float *dlogits,

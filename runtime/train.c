@@ -162,15 +162,18 @@ int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, con
 		else
 			grad_share(&jobs[t]);
 	}
-	/* fixed order: thread 0's sum, plus thread 1's, ... */
-	int64_t gf = m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
+	/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
+	 * past n_params hold only the Gram terms of sq-based objectives */
+	const bool need_sq = rt_objective_needs_sq(o);
+	int64_t gf = need_sq && m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
 	float *g0 = c->t[0].grad;
 	for (int t = 1; t < threads; t++) {
 		const float *gt = c->t[t].grad;
 		for (int64_t i = 0; i < gf; i++)
 			g0[i] += gt[i];
 	}
-	m->train_finish(P, g0);
+	if (need_sq)
+		m->train_finish(P, g0);
 	const float inv = (float)nb;
 	for (int64_t i = 0; i < m->n_params; i++)
 		grad[i] = g0[i] / inv;
@@ -1116,7 +1119,8 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 	double t0 = now(), last = t0, sum_loss = 0, sum_ce = 0;
 	for (int64_t b = 0; b < nbatches; b++) {
 		int64_t begin = b * c->batch, nb = n - begin < c->batch ? n - begin : c->batch;
-		m->prepare(r->P, r->pre);
+		if (rt_objective_needs_sq(&c->obj))   /* vanilla reads nothing prepared */
+			m->prepare(r->P, r->pre);
 		double loss, ce;
 		if (rt_batch_grad_ctx(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin,
 		                      nb, r->grad, &loss, &ce) != 0)
