@@ -14,7 +14,7 @@
  *             certificates of the first --n examples with norms = all and
  *             with norms = {2} (the Gram strategy), for bench/run to compare
  *             with the PyTorch template
- *   vanilla   training steps: prepare + rt_batch_grad_ctx + SGD step
+ *   vanilla   training steps: rt_batch_grad_ctx + SGD step (prepare only for ROLL)
  *   roll      the same with ROLL (lambda 2, C 0.25, gamma 100)
  *   cert_all  rt_certify_batch over --n examples, norms = 1, 2, inf
  *   cert_l2   the same with norms = 2 only
@@ -266,7 +266,8 @@ static void run_train(bench *b, bool roll)
 	do {                                                                                         \
 		const float *X = b->data.x + (step % nbat) * nb * m->n_in;                              \
 		const int32_t *Y = b->data.y + (step % nbat) * nb;                                       \
-		m->prepare(b->P, b->pre);                                                                \
+		if (rt_objective_needs_sq(obj))                                                          \
+			m->prepare(b->P, b->pre);                                                            \
 		if (rt_batch_grad_ctx(gc, obj, b->P, b->pre, X, Y, NULL, nb, grad, &loss, NULL))         \
 			die("rt_batch_grad_ctx failed%s", "");                                               \
 		rt_opt_step(&OPT, &os, OPT.lr, b->P, grad);                                              \
