@@ -384,21 +384,34 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 		}
 }
 
+/* Column panels outermost: a panel of B (K rows x 16 columns) stays in L1
+ * while every block of rows of A passes over it, so B, which may not fit in
+ * L2 (gradient rows: 300 x 784 floats), is read from memory once. */
 static void emit_gemm(gen *g, const gemm *p)
 {
 	LLVMValueRef M4 = LLVMBuildAnd(g->b, p->M, ci(g, ~(int64_t)3), "");
 	LLVMValueRef N16 = LLVMBuildAnd(g->b, p->N, ci(g, ~(int64_t)15), "");
 	LLVMValueRef has8 = LLVMBuildICmp(g->b, LLVMIntNE, N16, p->N, "");
-	for (int R = 4; R >= 1; R -= 3) {
-		loop li, lj;
-		LLVMValueRef i0 = R == 4 ? loop_begin_step(g, &li, ci(g, 0), M4, 4) : loop_begin(g, &li, M4, p->M);
-		LLVMValueRef j0 = loop_begin_step(g, &lj, ci(g, 0), N16, 16);
-		gemm_block(g, p, i0, j0, R, 2);
-		loop_end(g, &lj);
-		LLVMBasicBlockRef done = if_begin(g, has8);
-		gemm_block(g, p, i0, N16, R, 1);
-		if_end(g, done);
+	for (int CB = 2; CB >= 1; CB--) {
+		loop lj, li;
+		LLVMBasicBlockRef done = NULL;
+		LLVMValueRef j0;
+		if (CB == 2) {
+			j0 = loop_begin_step(g, &lj, ci(g, 0), N16, 16);
+		} else {
+			done = if_begin(g, has8);
+			j0 = N16;
+		}
+		LLVMValueRef i0 = loop_begin_step(g, &li, ci(g, 0), M4, 4);
+		gemm_block(g, p, i0, j0, 4, CB);
 		loop_end(g, &li);
+		i0 = loop_begin(g, &li, M4, p->M);
+		gemm_block(g, p, i0, j0, 1, CB);
+		loop_end(g, &li);
+		if (CB == 2)
+			loop_end(g, &lj);
+		else
+			if_end(g, done);
 	}
 }
 
