@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "llnc.h"
+#include "jit.h"
 
 extern char **environ;
 
@@ -126,21 +127,9 @@ typedef struct inproc {
 static void inproc_open(inproc *ip, const char *lln, const char *weights)
 {
 	ip->a = arena_new();
-	source *src = source_load(ip->a, lln);
-	assert_non_null(src);
-	ast_program *ast = ast_parse(ip->a, src);
-	assert_non_null(ast);
-	sema_program *p = sema_check(ip->a, ast);
-	assert_non_null(p);
-	ir_module *ir = ir_lower(ip->a, p);
+	/* -O3, as llnc build: the certifier's numbers must match bit for bit */
+	ip->m = jit_source(ip->a, source_load(ip->a, lln), 3, &ip->u);
 	char err[RT_ERRLEN];
-	cg_options co = { .opt_level = 3 };
-	ip->u = cg_generate(ir, &co, err);
-	if (!ip->u)
-		fail_msg("%s", err);
-	ip->m = cg_jit(ip->u, err);
-	if (!ip->m)
-		fail_msg("%s", err);
 	ip->P = aligned_alloc(64, (sizeof(float) * (size_t)ip->m->n_params + 63) & ~(size_t)63);
 	if (rt_params_load(ip->m->tensors, ip->m->n_tensors, weights, ip->P, err) != 0)
 		fail_msg("%s", err);

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "llnc.h"
+#include "jit.h"
 
 enum { MAXL = 6, MAXN = 16, MAXD = 8 };
 
@@ -150,18 +151,8 @@ static double ref_loss(const net *nt, const double *P, const float *x, int y, co
 static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 {
 	arena *a = arena_new();
-	source *src = source_from_string(a, "test.lln", nt->src);
-	ast_program *ast = ast_parse(a, src);
-	assert_non_null(ast);
-	sema_program *sp = sema_check(a, ast);
-	assert_non_null(sp);
-	ir_module *ir = ir_lower(a, sp);
-	char err[RT_ERRLEN];
-	cg_options co = { .opt_level = 3 };
-	cg_unit *u = cg_generate(ir, &co, err);
-	assert_non_null(u);
-	const rt_model *m = cg_jit(u, err);
-	assert_non_null(m);
+	cg_unit *u;
+	const rt_model *m = jit_text(a, nt->src, 3, &u);
 
 	float *P = malloc(sizeof(float) * (size_t)m->n_params);
 	rt_init_params(m->tensors, m->n_tensors, seed, P);

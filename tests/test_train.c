@@ -32,6 +32,7 @@
 #include <jansson.h>
 
 #include "llnc.h"
+#include "jit.h"
 
 static char tmpdir[256];
 
@@ -580,21 +581,7 @@ static bool jit_open(jitted *j, const char *text)
 {
 	memset(j, 0, sizeof *j);
 	j->a = arena_new();
-	source *src = source_from_string(j->a, "test.lln", text);
-	assert_non_null(src);
-	ast_program *ast = ast_parse(j->a, src);
-	sema_program *p = ast ? sema_check(j->a, ast) : NULL;
-	assert_non_null(p);
-	ir_module *ir = ir_lower(j->a, p);
-	assert_non_null(ir);
-	char err[RT_ERRLEN];
-	cg_options co = { .opt_level = 2 };
-	j->u = cg_generate(ir, &co, err);
-	if (!j->u)
-		fail_msg("cg_generate: %s", err);
-	j->m = cg_jit(j->u, err);
-	if (!j->m)
-		fail_msg("cg_jit: %s", err);
+	j->m = jit_text(j->a, text, 2, &j->u);
 	return j->m->train_forward && j->m->train_backward && j->m->train_finish;
 }
 

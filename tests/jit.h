@@ -1,0 +1,36 @@
+/* jit.h: the compiler's pipeline in process, for the tests.
+ *
+ * Several tests need a model compiled from .lln text or a file into running
+ * kernels; this is that path once (parse, check, lower, generate, JIT), with
+ * a failed cmocka assertion, not a crash, when a stage refuses.  Include it
+ * after <cmocka.h> and "llnc.h".  The model lives until cg_unit_free(*u),
+ * and the arena holds the compile-time data.
+ */
+#ifndef LLN_TEST_JIT_H
+#define LLN_TEST_JIT_H
+
+static inline const rt_model *jit_source(arena *a, source *src, int opt_level, cg_unit **u)
+{
+	assert_non_null(src);
+	ast_program *ast = ast_parse(a, src);
+	sema_program *p = ast ? sema_check(a, ast) : NULL;
+	assert_non_null(p);
+	ir_module *ir = ir_lower(a, p);
+	assert_non_null(ir);
+	char err[RT_ERRLEN];
+	cg_options co = { .opt_level = opt_level };
+	*u = cg_generate(ir, &co, err);
+	if (!*u)
+		fail_msg("cg_generate: %s", err);
+	const rt_model *m = cg_jit(*u, err);
+	if (!m)
+		fail_msg("cg_jit: %s", err);
+	return m;
+}
+
+static inline const rt_model *jit_text(arena *a, const char *text, int opt_level, cg_unit **u)
+{
+	return jit_source(a, source_from_string(a, "test.lln", text), opt_level, u);
+}
+
+#endif
