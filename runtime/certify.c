@@ -42,6 +42,17 @@ int rt_fail(char *err, const char *fmt, ...)
 	return -1;
 }
 
+int rt_cmd_fail(const char *prog, int status, const char *fmt, ...)
+{
+	fprintf(stderr, "%s: ", prog);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
 float *rt_alloc_floats(int64_t floats)
 {
 	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;

@@ -50,27 +50,9 @@ typedef struct plot_cfg {
 	bool circles, arrows, count, help;
 } plot_cfg;
 
-static int usage_fail(const plot_cfg *c, const char *fmt, ...)
-{
-	fprintf(stderr, "%s: ", c->prog);
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 2;
-}
-
-static int user_fail(const plot_cfg *c, const char *fmt, ...)
-{
-	fprintf(stderr, "%s: ", c->prog);
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
+/* usage errors exit 2, bad input 1 */
+#define usage_fail(c, ...) rt_cmd_fail((c)->prog, 2, __VA_ARGS__)
+#define user_fail(c, ...) rt_cmd_fail((c)->prog, 1, __VA_ARGS__)
 
 static int get_ll(const plot_cfg *c, const char *flag, const char *v, long long lo, long long hi,
                   long long *out)

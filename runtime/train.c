@@ -255,16 +255,7 @@ static int usage_fail(const config *c, const char *fmt, ...)
 	return 2;
 }
 
-static int user_fail(const config *c, const char *fmt, ...)
-{
-	fprintf(stderr, "%s: ", c->prog);
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
+#define user_fail(c, ...) rt_cmd_fail((c)->prog, 1, __VA_ARGS__)
 
 typedef enum { R_ANY, R_GT0, R_GE0, R_UNIT, R_GAMMA } range;
 
