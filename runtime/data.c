@@ -1009,3 +1009,18 @@ int rt_write_atomic(const char *path, const void *data, size_t len, char *err)
 	}
 	return 0;
 }
+
+char *rt_split_labels(const char *spec, char **labels)
+{
+	char *s = strdup(spec);
+	*labels = NULL;
+	/* a name that exists as given is one file, even with a comma in it */
+	if (s && access(s, F_OK) != 0) {
+		char *comma = strrchr(s, ',');
+		if (comma) {
+			*comma = 0;
+			*labels = comma + 1;
+		}
+	}
+	return s;
+}

@@ -180,6 +180,10 @@ int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char
  * CSV (one integer per line); n_expected > 0 makes a count mismatch an error. */
 int rt_labels_read(const char *path, int64_t n_expected, int32_t **out, int64_t *n, char *err);
 void rt_data_free(rt_data *d);
+/* Splits the FILE[,LABELS] form of --data: a copy of the examples' name
+ * (free it), with *labels pointing into it after the last comma, or NULL.
+ * A name that exists as given is one file, even with a comma in it. */
+char *rt_split_labels(const char *spec, char **labels);
 
 /* Write bytes to `path` through a temporary file in the same directory and
  * a rename, so that a failure never leaves a partial file. */

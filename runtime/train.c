@@ -641,18 +641,10 @@ static int load_labeled(const config *c, const rt_model *m, bool sigmoid, const 
 		}
 		return 0;
 	}
-	char *s = strdup(spec);
+	char *labels;
+	char *s = rt_split_labels(spec, &labels);
 	if (!s)
 		return user_fail(c, "out of memory");
-	char *labels = NULL;
-	/* a name that exists as given is one file, even with a comma in it */
-	if (access(s, F_OK) != 0) {
-		char *comma = strrchr(s, ',');
-		if (comma) {
-			*comma = 0;
-			labels = comma + 1;
-		}
-	}
 	int rc = 1;
 	if (labels && !labels[0]) {
 		user_fail(c, "'%s': the labels file after the comma is missing", spec);
