@@ -5,11 +5,15 @@
  * It reads inputs, certifies them across threads and prints, per input,
  * the prediction, the l1 / l2 / linf margins of its activation region with
  * their binding neurons, the certified-prediction radius and a hash of the
- * activation pattern, or a percentile summary.  All input is read and
- * checked before anything is written, and output files are written whole
- * or not at all.
+ * activation pattern, or a percentile summary.  It streams: inputs are
+ * read, certified and written in chunks of CHUNK examples, so memory does
+ * not grow with the number of inputs (--summary keeps the radii, 32 bytes
+ * an input, for exact percentiles) and a bad record stops the run as soon
+ * as it is read.  An output file is written whole or not at all.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +27,9 @@ extern const float lln_weights[];
 static const char *norm_name[RT_NNORMS] = { "l1", "l2", "linf" };
 static const char *eps_title[RT_NNORMS] = { "eps_1", "eps_2", "eps_inf" };
 enum { FORMAT_JSONL, FORMAT_CSV, FORMAT_TABLE };
+/* Examples per chunk: enough to keep every core busy, small enough that a
+ * chunk of MNIST-sized inputs is a few megabytes. */
+#define CHUNK 4096
 
 static void usage(FILE *out, const char *prog)
 {
@@ -40,7 +47,7 @@ static void usage(FILE *out, const char *prog)
 		"  --norms LIST        norms to certify, from 1,2,inf (default 1,2,inf)\n"
 		"  --format F          per-input output: jsonl (default), csv, or table\n"
 		"                      (aligned columns for reading)\n"
-		"  --threads N         threads (default: all cores, %d here)\n"
+		"  --threads N         threads, 0: all cores (default, %d here)\n"
 		"  --direction FILE    also report the directional margin along each\n"
 		"                      direction of FILE (one row for all inputs, or one per input)\n"
 		"  --summary           print P25/P50/P75/P100 of each radius and the number of\n"
@@ -75,55 +82,58 @@ static void print_binding(FILE *out, int32_t h, bool json)
 	}
 }
 
-static void print_table(FILE *out, const rt_batch *b)
-{
-	fprintf(out, "%6s %5s", "input", "label");
-	for (int p = 0; p < RT_NNORMS; p++)
-		if (b->norms & RT_NORM_BIT(p))
-			fprintf(out, " %11s %-14s %11s", eps_title[p],
-			        "binding", "eps_pred");
-	if (b->dirs)
-		fprintf(out, " %11s", "eps_dir");
-	fprintf(out, "  %-16s\n", "pattern");
-	for (int64_t i = 0; i < b->n; i++) {
-		const rt_cert *c = &b->cert[i];
-		fprintf(out, "%6lld %5d", (long long)i, c->label);
-		for (int p = 0; p < RT_NNORMS; p++) {
-			if (!(b->norms & RT_NORM_BIT(p)))
-				continue;
-			char bind[64] = "-";
-			int32_t idx;
-			const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(&lln_model, c->bind[p], &idx) : NULL;
-			if (l)
-				snprintf(bind, sizeof bind, "%s[%d]", l->name, idx);
-			fprintf(out, " %11.4g %-14s %11.4g", c->eps[p], bind, c->eps_pred[p]);
-		}
-		if (b->dirs)
-			fprintf(out, " %11.4g", b->t[i]);
-		fprintf(out, "  %016llx\n", (unsigned long long)b->pattern[i]);
-	}
-}
-
-static void print_records(FILE *out, const rt_batch *b, int format)
+static void print_header(FILE *out, int32_t norms, bool dirs, int format)
 {
 	if (format == FORMAT_TABLE) {
-		print_table(out, b);
-		return;
-	}
-	bool json = format == FORMAT_JSONL;
-	if (!json) {
+		fprintf(out, "%6s %5s", "input", "label");
+		for (int p = 0; p < RT_NNORMS; p++)
+			if (norms & RT_NORM_BIT(p))
+				fprintf(out, " %11s %-14s %11s", eps_title[p], "binding", "eps_pred");
+		if (dirs)
+			fprintf(out, " %11s", "eps_dir");
+		fprintf(out, "  %-16s\n", "pattern");
+	} else if (format == FORMAT_CSV) {
 		fputs("index,label", out);
 		for (int p = 0; p < RT_NNORMS; p++)
-			if (b->norms & RT_NORM_BIT(p))
+			if (norms & RT_NORM_BIT(p))
 				fprintf(out, ",eps_%s,bind_%s_layer,bind_%s_index,eps_pred_%s", norm_name[p],
 				        norm_name[p], norm_name[p], norm_name[p]);
-		if (b->dirs)
+		if (dirs)
 			fputs(",eps_dir,bind_dir_layer,bind_dir_index", out);
 		fputs(",pattern\n", out);
 	}
+}
+
+static void print_table_row(FILE *out, const rt_batch *b, int64_t i, int64_t index)
+{
+	const rt_cert *c = &b->cert[i];
+	fprintf(out, "%6lld %5d", (long long)index, c->label);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		if (!(b->norms & RT_NORM_BIT(p)))
+			continue;
+		char bind[64] = "-";
+		int32_t idx;
+		const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(&lln_model, c->bind[p], &idx) : NULL;
+		if (l)
+			snprintf(bind, sizeof bind, "%s[%d]", l->name, idx);
+		fprintf(out, " %11.4g %-14s %11.4g", c->eps[p], bind, c->eps_pred[p]);
+	}
+	if (b->dirs)
+		fprintf(out, " %11.4g", b->t[i]);
+	fprintf(out, "  %016llx\n", (unsigned long long)b->pattern[i]);
+}
+
+/* The records of one chunk; `first` is the index of its first input. */
+static void print_records(FILE *out, const rt_batch *b, int64_t first, int format)
+{
+	bool json = format == FORMAT_JSONL;
 	for (int64_t i = 0; i < b->n; i++) {
+		if (format == FORMAT_TABLE) {
+			print_table_row(out, b, i, first + i);
+			continue;
+		}
 		const rt_cert *c = &b->cert[i];
-		fprintf(out, json ? "{\"index\":%lld,\"label\":%d" : "%lld,%d", (long long)i, c->label);
+		fprintf(out, json ? "{\"index\":%lld,\"label\":%d" : "%lld,%d", (long long)(first + i), c->label);
 		for (int p = 0; p < RT_NNORMS; p++) {
 			if (!(b->norms & RT_NORM_BIT(p)))
 				continue;
@@ -144,33 +154,120 @@ static void print_records(FILE *out, const rt_batch *b, int format)
 	}
 }
 
-static void print_summary(FILE *out, const rt_batch *b)
+/* What --summary needs of every input: its radii and pattern. */
+typedef struct summary {
+	int64_t n, cap;
+	float *v[2 * RT_NNORMS + 1];   /* eps_p, eps_pred_p, eps_dir */
+	uint64_t *pattern;
+} summary;
+
+static int summary_add(summary *s, const rt_batch *b)
 {
-	float *v = malloc(sizeof(float) * (size_t)(b->n ? b->n : 1));
-	fprintf(out, "%lld inputs, %lld distinct activation patterns\n", (long long)b->n,
-	        (long long)rt_count_distinct(b->pattern, b->n));
+	if (s->n + b->n > s->cap) {
+		int64_t cap = s->cap ? s->cap : CHUNK;
+		while (cap < s->n + b->n)
+			cap *= 2;
+		for (int k = 0; k < 2 * RT_NNORMS + 1; k++) {
+			float *v = rt_realloc(s->v[k], sizeof(float) * (size_t)cap);
+			if (!v)
+				return -1;
+			s->v[k] = v;
+		}
+		uint64_t *pt = rt_realloc(s->pattern, sizeof(uint64_t) * (size_t)cap);
+		if (!pt)
+			return -1;
+		s->pattern = pt;
+		s->cap = cap;
+	}
+	for (int64_t i = 0; i < b->n; i++) {
+		for (int p = 0; p < RT_NNORMS; p++) {
+			s->v[2 * p][s->n + i] = b->cert[i].eps[p];
+			s->v[2 * p + 1][s->n + i] = b->cert[i].eps_pred[p];
+		}
+		s->v[2 * RT_NNORMS][s->n + i] = b->dirs ? b->t[i] : 0;
+		s->pattern[s->n + i] = b->pattern[i];
+	}
+	s->n += b->n;
+	return 0;
+}
+
+static void summary_free(summary *s)
+{
+	for (int k = 0; k < 2 * RT_NNORMS + 1; k++)
+		free(s->v[k]);
+	free(s->pattern);
+}
+
+static void print_pct(FILE *out, const char *name, const float *v, int64_t n)
+{
+	fprintf(out, "%-12s", name);
+	for (int q = 25; q <= 100; q += 25)
+		fprintf(out, " %12.6g", rt_percentile(v, n, q));
+	fputc('\n', out);
+}
+
+static void print_summary(FILE *out, const summary *s, int32_t norms, bool dirs)
+{
+	fprintf(out, "%lld inputs, %lld distinct activation patterns\n", (long long)s->n,
+	        (long long)rt_count_distinct(s->pattern, s->n));
 	fprintf(out, "%-12s %12s %12s %12s %12s\n", "radius", "P25", "P50", "P75", "P100");
 	for (int p = 0; p < RT_NNORMS; p++) {
-		if (!(b->norms & RT_NORM_BIT(p)))
+		if (!(norms & RT_NORM_BIT(p)))
 			continue;
 		for (int which = 0; which < 2; which++) {
-			for (int64_t i = 0; i < b->n; i++)
-				v[i] = which ? b->cert[i].eps_pred[p] : b->cert[i].eps[p];
 			char name[32];
 			snprintf(name, sizeof name, "%s_%s", which ? "eps_pred" : "eps", norm_name[p]);
-			fprintf(out, "%-12s", name);
-			for (int q = 25; q <= 100; q += 25)
-				fprintf(out, " %12.6g", rt_percentile(v, b->n, q));
-			fputc('\n', out);
+			print_pct(out, name, s->v[2 * p + which], s->n);
 		}
 	}
-	if (b->dirs) {
-		fprintf(out, "%-12s", "eps_dir");
-		for (int q = 25; q <= 100; q += 25)
-			fprintf(out, " %12.6g", rt_percentile(b->t, b->n, q));
-		fputc('\n', out);
+	if (dirs)
+		print_pct(out, "eps_dir", s->v[2 * RT_NNORMS], s->n);
+}
+
+/* Directions: one row for every input, or one per input read in step with
+ * the inputs (per_input). */
+typedef struct directions {
+	rt_reader *r;
+	const char *path;
+	bool per_input;
+	float *one;        /* the single row */
+	rt_data chunk;     /* the per-input rows of the current chunk */
+} directions;
+
+static int dirs_open(directions *d, const char *path, char *err)
+{
+	d->path = path;
+	if (rt_reader_open(path, lln_model.n_in, &d->r, err) || rt_reader_next(d->r, CHUNK, &d->chunk, err))
+		return -1;
+	if (d->chunk.n == 0)
+		return rt_fail(err, "%s: holds no examples", path);
+	/* a chunk is short only at the end of the file: one row is all */
+	if (d->chunk.n > 1) {
+		d->per_input = true;
+		return 0;
 	}
-	free(v);
+	d->one = rt_alloc_floats(lln_model.n_in);
+	if (!d->one)
+		return rt_fail(err, "%s: out of memory", path);
+	memcpy(d->one, d->chunk.x, sizeof(float) * (size_t)lln_model.n_in);
+	return 0;
+}
+
+/* Counts what is left of a reader, to say how many records a file holds. */
+static int64_t count_rest(rt_reader *r, char *err)
+{
+	rt_data c;
+	while (rt_reader_next(r, CHUNK, &c, err) == 0 && c.n > 0)
+		;
+	return rt_reader_count(r);
+}
+
+static int directions_mismatch(directions *d, rt_reader *in, char *err)
+{
+	char scratch[RT_ERRLEN];
+	int64_t nd = count_rest(d->r, scratch), ni = count_rest(in, scratch);
+	return rt_fail(err, "%s: holds %lld directions; expected 1 or one per input (%lld)", d->path,
+	               (long long)nd, (long long)ni);
 }
 
 int main(int argc, char **argv)
@@ -178,7 +275,7 @@ int main(int argc, char **argv)
 	const char *prog = argv[0], *input = NULL, *dir_path = NULL, *out_path = NULL;
 	int32_t norms = RT_ALL_NORMS;
 	int format = FORMAT_JSONL;
-	bool summary = false;
+	bool summary_only = false;
 	int threads = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -187,7 +284,7 @@ int main(int argc, char **argv)
 			usage(stdout, prog);
 			return 0;
 		} else if (strcmp(a, "--summary") == 0) {
-			summary = true;
+			summary_only = true;
 		} else if (strcmp(a, "--norms") == 0 || strcmp(a, "--format") == 0 || strcmp(a, "--threads") == 0 ||
 		           strcmp(a, "--direction") == 0 || strcmp(a, "-o") == 0) {
 			if (!val) {
@@ -212,8 +309,9 @@ int main(int argc, char **argv)
 			} else if (strcmp(a, "--threads") == 0) {
 				char *end;
 				long n = strtol(val, &end, 10);
-				if (*end || n < 1 || n > 1024) {
-					fprintf(stderr, "%s: --threads takes a number from 1 to 1024; got '%s'\n", prog, val);
+				if (!*val || *end || n < 0 || n > 1024) {
+					fprintf(stderr, "%s: --threads takes a number from 0 (all cores) to 1024; got '%s'\n",
+					        prog, val);
 					return 2;
 				}
 				threads = (int)n;
@@ -238,86 +336,139 @@ int main(int argc, char **argv)
 	}
 
 	char err[RT_ERRLEN];
-	rt_data data = { 0 }, dirs = { 0 };
-	if (rt_data_read(input, lln_model.n_in, false, &data, err) != 0) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
-	if (dir_path) {
-		if (rt_data_read(dir_path, lln_model.n_in, false, &dirs, err) != 0) {
-			fprintf(stderr, "%s\n", err);
-			rt_data_free(&data);
-			return 1;
-		}
-		if (dirs.n != 1 && dirs.n != data.n) {
-			fprintf(stderr, "%s: holds %lld directions; expected 1 or one per input (%lld)\n", dir_path,
-			        (long long)dirs.n, (long long)data.n);
-			rt_data_free(&data);
-			rt_data_free(&dirs);
-			return 1;
-		}
-	}
+	const rt_file files[] = {
+		{ "INPUT", input, RT_FILE_IN, 0 },
+		{ "--direction", dir_path, RT_FILE_IN, 0 },
+		{ "-o", out_path, RT_FILE_OUT, 0 },
+	};
+	int rc = rt_files_check(files, 3, err);
+	if (rc)
+		return rt_cmd_fail(prog, rc, "%s", err);
 
-	int64_t n = data.n;
-	rt_batch b = { .x = data.x, .n = n, .dirs = dir_path ? dirs.x : NULL, .n_dirs = dirs.n,
-	               .norms = norms, .threads = threads };
-	size_t cnt = (size_t)(n ? n : 1);
-	b.cert = calloc(cnt, sizeof *b.cert);
-	b.pattern = calloc(cnt, sizeof *b.pattern);
-	b.t = calloc(cnt, sizeof *b.t);
-	b.tbind = calloc(cnt, sizeof *b.tbind);
-	int rc = 1;
+	rc = 1;
+	rt_reader *in = NULL;
+	directions dirs = { 0 };
+	summary sum = { 0 };
+	rt_atomic atom = { .fd = -1 };
+	FILE *out = stdout;
+	rt_batch b = { .norms = norms, .threads = threads };
+	b.cert = rt_calloc(CHUNK, sizeof *b.cert);
+	b.pattern = rt_calloc(CHUNK, sizeof *b.pattern);
+	b.t = rt_calloc(CHUNK, sizeof *b.t);
+	b.tbind = rt_calloc(CHUNK, sizeof *b.tbind);
 	if (!b.cert || !b.pattern || !b.t || !b.tbind) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		goto done;
 	}
-
-	/* in blocks, so that a terminal shows progress on long inputs */
-	bool progress = isatty(2) && n > 2000;
-	for (int64_t at = 0; at < n; at += 1024) {
-		rt_batch part = b;
-		part.x = b.x + at * lln_model.n_in;
-		part.n = n - at < 1024 ? n - at : 1024;
-		if (b.dirs && b.n_dirs > 1)
-			part.dirs = b.dirs + at * lln_model.n_in;
-		part.cert += at;
-		part.pattern += at;
-		part.t += at;
-		part.tbind += at;
-		if (rt_certify_batch(&lln_model, lln_weights, &part) != 0) {
-			fprintf(stderr, "%s: out of memory\n", prog);
-			goto done;
-		}
-		if (progress)
-			fprintf(stderr, "\rcertified %lld / %lld", (long long)(at + part.n), (long long)n);
+	if (rt_reader_open(input, lln_model.n_in, &in, err) || (dir_path && dirs_open(&dirs, dir_path, err))) {
+		fprintf(stderr, "%s\n", err);
+		goto done;
 	}
-	if (progress)
-		fputc('\n', stderr);
-
+	bool records = out_path || !summary_only;
 	if (out_path) {
-		char *buf = NULL;
-		size_t len = 0;
-		FILE *mem = open_memstream(&buf, &len);
-		print_records(mem, &b, format);
-		fclose(mem);
-		int wr = rt_write_atomic(out_path, buf, len, err);
-		free(buf);
-		if (wr != 0) {
+		if (rt_atomic_open(out_path, &atom, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}
-	} else if (!summary) {
-		print_records(stdout, &b, format);
+		out = fdopen(atom.fd, "w");
+		if (!out) {
+			fprintf(stderr, "%s: cannot write: %s\n", out_path, strerror(errno));
+			goto done;
+		}
+		atom.fd = -1;   /* fclose closes it */
 	}
-	if (summary)
-		print_summary(stdout, &b);
-	rc = fflush(stdout) == 0 ? 0 : 1;
+	if (records)
+		print_header(out, norms, dir_path != NULL, format);
+
+	bool progress = isatty(2);
+	int64_t done_n = 0;
+	for (;;) {
+		rt_data chunk;
+		if (rt_reader_next(in, CHUNK, &chunk, err) != 0) {
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
+		if (chunk.n == 0)
+			break;
+		b.x = chunk.x;
+		b.n = chunk.n;
+		if (dir_path && dirs.per_input) {
+			if (done_n > 0 && rt_reader_next(dirs.r, CHUNK, &dirs.chunk, err) != 0) {
+				fprintf(stderr, "%s\n", err);
+				goto done;
+			}
+			if (dirs.chunk.n != chunk.n) {
+				directions_mismatch(&dirs, in, err);
+				fprintf(stderr, "%s\n", err);
+				goto done;
+			}
+			b.dirs = dirs.chunk.x;
+			b.n_dirs = chunk.n;
+		} else if (dir_path) {
+			b.dirs = dirs.one;
+			b.n_dirs = 1;
+		}
+		if (rt_certify_batch(&lln_model, lln_weights, &b) != 0) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			goto done;
+		}
+		if (records)
+			print_records(out, &b, done_n, format);
+		if (summary_only && summary_add(&sum, &b) != 0) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			goto done;
+		}
+		done_n += chunk.n;
+		if (progress && done_n > 2000)
+			fprintf(stderr, "\rcertified %lld", (long long)done_n);
+	}
+	if (progress && done_n > 2000)
+		fputc('\n', stderr);
+	if (done_n == 0) {
+		fprintf(stderr, "%s: holds no examples\n", strcmp(input, "-") == 0 ? "stdin" : input);
+		goto done;
+	}
+	if (dir_path && dirs.per_input) {
+		rt_data rest;
+		if (rt_reader_next(dirs.r, CHUNK, &rest, err) != 0 || rest.n > 0) {
+			if (rest.n > 0)
+				directions_mismatch(&dirs, in, err);
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
+	}
+	if (out_path) {
+		int bad = ferror(out) || fflush(out) != 0;
+		int e = errno;
+		atom.fd = dup(fileno(out));
+		fclose(out);
+		out = stdout;
+		if (bad) {
+			fprintf(stderr, "%s: cannot write: %s\n", out_path, strerror(e ? e : EIO));
+			goto done;
+		}
+		if (rt_atomic_commit(&atom, err) != 0) {
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
+	}
+	if (summary_only)
+		print_summary(stdout, &sum, norms, dir_path != NULL);
+	rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+	if (rc)
+		fprintf(stderr, "%s: cannot write the output: %s\n", prog, strerror(errno ? errno : EIO));
 done:
+	if (out != stdout)
+		fclose(out);
+	if (atom.tmp)
+		rt_atomic_abort(&atom);
 	free(b.cert);
 	free(b.pattern);
 	free(b.t);
 	free(b.tbind);
-	rt_data_free(&data);
-	rt_data_free(&dirs);
+	rt_reader_close(in);
+	rt_reader_close(dirs.r);
+	free(dirs.one);
+	summary_free(&sum);
 	return rc;
 }

@@ -3,7 +3,9 @@
  * The generated kernels handle one input at a time with a private
  * workspace; this file gives each thread its own workspace and a
  * contiguous share of the batch, so the results do not depend on the
- * thread count.  The per-parameter quantities (first-layer norms) are
+ * thread count, which is capped at the cores and the inputs there are.
+ * Allocations go through the runtime's wrapper (alloc.c), so the tests can
+ * fail each one.  The per-parameter quantities (first-layer norms) are
  * computed once per batch by the model's prepare kernel.
  */
 #include <pthread.h>
@@ -51,15 +53,6 @@ int rt_cmd_fail(const char *prog, int status, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return status;
-}
-
-float *rt_alloc_floats(int64_t floats)
-{
-	size_t bytes = ((size_t)(floats > 0 ? floats : 1) * sizeof(float) + 63) & ~(size_t)63;
-	float *p = aligned_alloc(64, bytes);
-	if (p)
-		memset(p, 0, bytes);
-	return p;
 }
 
 int rt_parse_norms(const char *s, int32_t *norms)
@@ -112,11 +105,14 @@ static void *run_share(void *arg)
 
 int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b)
 {
+	/* More threads than cores or inputs only cost workspaces. */
 	int threads = b->threads > 0 ? b->threads : rt_ncpus();
+	if (threads > rt_ncpus())
+		threads = rt_ncpus();
 	if (threads > b->n)
 		threads = b->n > 0 ? (int)b->n : 1;
 	float *pre = rt_alloc_floats(m->pre_floats);
-	share *sh = calloc((size_t)threads, sizeof *sh);
+	share *sh = rt_calloc((size_t)threads, sizeof *sh);
 	if (!pre || !sh) {
 		free(pre);
 		free(sh);

@@ -9,9 +9,6 @@
  * Binary files are read whole with fread and converted in memory, CSV is
  * parsed with strtod straight from the buffer: the MNIST training set
  * (47 MB) must load in well under a second.
- *
- * rt_write_atomic lives here too because everything that writes results
- * (weights, reports) needs the same all-or-nothing guarantee.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -87,72 +84,6 @@ static const char *quote(char *buf, size_t cap, const char *s, const char *e)
 	}
 	buf[n] = 0;
 	return buf;
-}
-
-/* ------------------------------------------------------------------------
- * Whole-file input
- * ---------------------------------------------------------------------- */
-
-/* Reads the whole file (or stdin for "-") into a NUL-terminated buffer; the
- * terminator lets strtod run on the buffer without copying fields. */
-static int slurp(const char *path, char **out, size_t *out_len, char *err)
-{
-	*out = NULL;
-	*out_len = 0;
-	bool is_stdin = strcmp(path, "-") == 0;
-	FILE *f = is_stdin ? stdin : fopen(path, "rb");
-	if (!f)
-		return fail(err, path, "cannot read: %s", strerror(errno));
-	size_t cap = 1 << 16;
-	struct stat st;
-	if (fstat(fileno(f), &st) == 0) {
-		if (S_ISDIR(st.st_mode)) {
-			if (!is_stdin)
-				fclose(f);
-			return fail(err, path, "cannot read: %s", strerror(EISDIR));
-		}
-		if (S_ISREG(st.st_mode) && st.st_size >= 0 && (uint64_t)st.st_size < SIZE_MAX - 1)
-			cap = (size_t)st.st_size + 1;
-	}
-	char *buf = malloc(cap);
-	size_t len = 0;
-	int rc = 0;
-	for (;;) {
-		if (!buf) {
-			rc = fail(err, path, "out of memory reading the file");
-			break;
-		}
-		if (len + 1 >= cap) {
-			/* Only pipes, or a file growing while we read, get here. */
-			size_t ncap = cap * 2;
-			char *nb = ncap > cap ? realloc(buf, ncap) : NULL;
-			if (!nb) {
-				rc = fail(err, path, "out of memory reading the file");
-				break;
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		size_t got = fread(buf + len, 1, cap - 1 - len, f);
-		len += got;
-		if (got == 0) {
-			if (ferror(f))
-				rc = fail(err, path, "cannot read: %s", strerror(errno ? errno : EIO));
-			break;
-		}
-	}
-	if (!is_stdin)
-		fclose(f);
-	else
-		clearerr(f);
-	if (rc) {
-		free(buf);
-		return rc;
-	}
-	buf[len] = 0;
-	*out = buf;
-	*out_len = len;
-	return 0;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -233,7 +164,8 @@ typedef struct array {
 	int rank;
 	int64_t shape[8];
 	int64_t count;             /* product of shape */
-	const unsigned char *data; /* count * t.size bytes, all present */
+	size_t data_off;           /* where the count * t.size bytes start */
+	const unsigned char *data; /* buf + data_off, when buf holds the whole file */
 } array;
 
 static void shape_str(char *buf, size_t cap, const array *a, const char *sep, bool parens)
@@ -289,7 +221,23 @@ static const char *npy_key(const char *h, const char *key)
 	return NULL;
 }
 
-static int npy_parse(const char *path, const unsigned char *buf, size_t len, array *a, char *err)
+/* The header bytes numpy wrote before the data, from the first 12 bytes of
+ * a file (len of them present); 0 when they do not say. */
+static size_t npy_header_size(const unsigned char *buf, size_t len)
+{
+	if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
+		return 0;
+	if (buf[6] == 1)
+		return 10 + ((size_t)buf[8] | (size_t)buf[9] << 8);
+	if ((buf[6] == 2 || buf[6] == 3) && len >= 12)
+		return 12 + ((size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24);
+	return 0;
+}
+
+/* buf holds the first len bytes of a file of `size` bytes: at least the
+ * whole header when the file has one. */
+static int npy_parse(const char *path, const unsigned char *buf, size_t len, size_t fsize, array *a,
+                     char *err)
 {
 	memset(a, 0, sizeof *a);
 	if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
@@ -307,9 +255,11 @@ static int npy_parse(const char *path, const unsigned char *buf, size_t len, arr
 	} else {
 		return fail(err, path, ".npy format version %d.%d is not supported", major, buf[7]);
 	}
+	if (hlen > fsize - start)
+		return fail(err, path, "truncated: .npy header says %zu bytes, file holds %zu", hlen, fsize - start);
 	if (hlen > len - start)
-		return fail(err, path, "truncated: .npy header says %zu bytes, file holds %zu", hlen, len - start);
-	char *h = malloc(hlen + 1);
+		return fail(err, path, "bad .npy header: %zu bytes is too long", hlen);
+	char *h = rt_malloc(hlen + 1);
 	if (!h)
 		return fail(err, path, "out of memory");
 	memcpy(h, buf + start, hlen);
@@ -394,7 +344,7 @@ static int npy_parse(const char *path, const unsigned char *buf, size_t len, arr
 	a->count = product(a->shape, a->rank);
 	char shp[160];
 	shape_str(shp, sizeof shp, a, ", ", true);
-	size_t have = len - start - hlen;
+	size_t have = fsize - start - hlen;
 	if (a->count < 0 || (uint64_t)a->count * (uint64_t)size > have) {
 		rc = fail(err, path, "truncated: header says shape %s of %s, file holds %zu bytes of data",
 		          shp, etype_name(a->t), have);
@@ -405,7 +355,8 @@ static int npy_parse(const char *path, const unsigned char *buf, size_t len, arr
 		          have - (size_t)a->count * (size_t)size, shp);
 		goto out;
 	}
-	a->data = buf + start + hlen;
+	a->data_off = start + hlen;
+	a->data = buf + a->data_off;
 out:
 	free(h);
 	return rc;
@@ -435,7 +386,8 @@ static bool is_idx(const unsigned char *buf, size_t len)
 	return len >= 4 && buf[0] == 0 && buf[1] == 0 && idx_type(buf[2], &t) && buf[3] >= 1;
 }
 
-static int idx_parse(const char *path, const unsigned char *buf, size_t len, array *a, char *err)
+static int idx_parse(const char *path, const unsigned char *buf, size_t len, size_t fsize, array *a,
+                     char *err)
 {
 	memset(a, 0, sizeof *a);
 	idx_type(buf[2], &a->t);
@@ -443,14 +395,16 @@ static int idx_parse(const char *path, const unsigned char *buf, size_t len, arr
 	if (a->rank > 8)
 		return fail(err, path, "IDX file of rank %d is not supported", a->rank);
 	size_t start = 4 + 4 * (size_t)a->rank;
+	if (fsize < start)
+		return fail(err, path, "truncated: IDX header needs %zu bytes, file holds %zu", start, fsize);
 	if (len < start)
-		return fail(err, path, "truncated: IDX header needs %zu bytes, file holds %zu", start, len);
+		return fail(err, path, "internal error: IDX header not read");
 	for (int i = 0; i < a->rank; i++) {
 		const unsigned char *p = buf + 4 + 4 * i;
 		a->shape[i] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
 	}
 	a->count = product(a->shape, a->rank);
-	size_t have = len - start;
+	size_t have = fsize - start;
 	char what[200];
 	if (a->t.kind == 'u' && a->t.size == 1 && a->rank == 3)
 		snprintf(what, sizeof what, "%lld images of %lldx%lld", (long long)a->shape[0],
@@ -471,6 +425,7 @@ static int idx_parse(const char *path, const unsigned char *buf, size_t len, arr
 	if ((uint64_t)a->count * (uint64_t)a->t.size < have)
 		return fail(err, path, "%zu bytes after the %s the header announces",
 		            have - (size_t)a->count * (size_t)a->t.size, what);
+	a->data_off = start;
 	a->data = buf + start;
 	return 0;
 }
@@ -479,8 +434,9 @@ static int idx_parse(const char *path, const unsigned char *buf, size_t len, arr
  * Arrays to examples
  * ---------------------------------------------------------------------- */
 
-static int array_to_data(const char *path, const array *a, int64_t dim, bool scale255,
-                         rt_data *out, char *err)
+/* The examples an array holds: n of w values each, checked against dim. */
+static int array_shape(const char *path, const array *a, int64_t dim, int64_t *n_out, int64_t *w_out,
+                       char *err)
 {
 	if (a->rank == 0)
 		return fail(err, path, "holds a single number, not examples");
@@ -511,42 +467,41 @@ static int array_to_data(const char *path, const array *a, int64_t dim, bool sca
 	}
 	if ((uint64_t)a->count > SIZE_MAX / sizeof(float))
 		return fail(err, path, "too large for this machine");
-	float *x = malloc((size_t)a->count * sizeof *x);
-	if (!x)
-		return fail(err, path, "out of memory (%lld values)", (long long)a->count);
-	const unsigned char *p = a->data;
+	*n_out = n;
+	*w_out = w;
+	return 0;
+}
+
+/* Converts `rows` examples of w values, whose bytes from the file are at p,
+ * into x; row0 examples came before them (for record numbers). */
+static int convert_rows(const char *path, const array *a, const unsigned char *p, int64_t row0,
+                        int64_t rows, int64_t w, bool scale255, float *x, char *err)
+{
+	const int64_t count = rows * w;
 	if (scale255) {
 		/* x/255.0 rounded once to float: the same values torchvision's
 		 * ToTensor gives. */
 		float table[256];
 		for (int i = 0; i < 256; i++)
 			table[i] = (float)(i / 255.0);
-		for (int64_t i = 0; i < a->count; i++)
+		for (int64_t i = 0; i < count; i++)
 			x[i] = table[p[i]];
 	} else if (a->t.kind == 'f' && a->t.size == 4 && !a->t.big) {
-		memcpy(x, p, (size_t)a->count * sizeof *x);
-		for (int64_t i = 0; i < a->count; i++)
-			if (!isfinite(x[i])) {
-				free(x);
-				return fail_rec(err, path, i / w + 1, "value %lld is NaN or infinite",
+		memcpy(x, p, (size_t)count * sizeof *x);
+		for (int64_t i = 0; i < count; i++)
+			if (!isfinite(x[i]))
+				return fail_rec(err, path, row0 + i / w + 1, "value %lld is NaN or infinite",
 				                (long long)(i % w + 1));
-			}
 	} else {
-		for (int64_t i = 0; i < a->count; i++) {
+		for (int64_t i = 0; i < count; i++) {
 			double v = elem(p + (size_t)i * (size_t)a->t.size, a->t);
 			const char *bad = !isfinite(v) ? "is NaN or infinite"
 			                  : !isfinite((float)v) ? "is out of float32 range" : NULL;
-			if (bad) {
-				free(x);
-				return fail_rec(err, path, i / w + 1, "value %lld %s", (long long)(i % w + 1), bad);
-			}
+			if (bad)
+				return fail_rec(err, path, row0 + i / w + 1, "value %lld %s", (long long)(i % w + 1), bad);
 			x[i] = (float)v;
 		}
 	}
-	out->n = n;
-	out->dim = w;
-	out->x = x;
-	out->y = NULL;
 	return 0;
 }
 
@@ -656,21 +611,24 @@ typedef struct growbuf {
 	int64_t n, cap;   /* in records */
 } growbuf;
 
-static bool grow(growbuf *g, int64_t width, bool labels)
+/* Room for at least `need` records of width values. */
+static bool reserve(growbuf *g, int64_t need, int64_t width, bool labels)
 {
-	if (g->n < g->cap)
+	if (need <= g->cap)
 		return true;
-	int64_t ncap = g->cap ? g->cap * 2 : 1024;
-	if ((uint64_t)ncap * (uint64_t)width > SIZE_MAX / sizeof(float) / 2)
+	int64_t ncap = g->cap ? g->cap : 1024;
+	while (ncap < need)
+		ncap = ncap > INT64_MAX / 2 ? need : ncap * 2;
+	if ((uint64_t)ncap * (uint64_t)(width ? width : 1) > SIZE_MAX / sizeof(float) / 2)
 		return false;
 	if (width > 0) {
-		float *nx = realloc(g->x, (size_t)ncap * (size_t)width * sizeof *nx);
+		float *nx = rt_realloc(g->x, (size_t)ncap * (size_t)width * sizeof *nx);
 		if (!nx)
 			return false;
 		g->x = nx;
 	}
 	if (labels) {
-		int32_t *ny = realloc(g->y, (size_t)ncap * sizeof *ny);
+		int32_t *ny = rt_realloc(g->y, (size_t)ncap * sizeof *ny);
 		if (!ny)
 			return false;
 		g->y = ny;
@@ -679,106 +637,201 @@ static bool grow(growbuf *g, int64_t width, bool labels)
 	return true;
 }
 
-/* labels_only: the labels file form, one integer per record and no x. */
-static int parse_csv(const char *path, const char *buf, size_t len, int64_t dim, bool labeled,
-                     bool labels_only, growbuf *g, int64_t *width_out, char *err)
+/* A CSV file read line by line. */
+typedef struct csv {
+	const char *path;
+	int64_t width;      /* values per record, 0 until known */
+	bool labeled;       /* a label in the first column */
+	bool labels_only;   /* the labels file form: one integer per record, no x */
+	bool first;         /* no line of data seen yet */
+	int64_t rec;        /* records so far */
+	char *pending;      /* an all-text first line whose role the next line decides */
+	int64_t pending_fields;
+} csv;
+
+static int64_t count_fields(const char *s, const char *e)
 {
-	const char *p = buf, *end = buf + len;
-	if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
-		p += 3;   /* spreadsheets save a UTF-8 byte order mark */
-	int64_t width = labels_only ? 0 : dim;
-	bool first = true;
-	char q[64];
-	while (p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		if (!eol)
-			eol = end;
-		const char *s = p, *e = eol;
-		p = eol < end ? eol + 1 : end;
-		if (e > s && e[-1] == '\r')
-			e--;
-		trim(&s, &e);
-		if (s == e || *s == '#')
-			continue;
-		if (first) {
-			first = false;
-			double v;
-			if (!parse_number(s, field_end(s, e), &v))
-				continue;   /* a header row */
-		}
-		int64_t rec = g->n + 1;
-		int64_t fields = 1;
-		for (const char *c = s; (c = memchr(c, ',', (size_t)(e - c))) != NULL; c++)
-			fields++;
-		if (labels_only) {
-			if (fields != 1)
-				return fail_rec(err, path, rec, "expected 1 label, found %lld values", (long long)fields);
-		} else {
-			int64_t nv = fields - labeled;
-			if (width == 0) {
-				if (nv == 0)
-					return fail_rec(err, path, rec, "no values after the label");
-				width = nv;
-			} else if (nv != width) {
-				return fail_rec(err, path, rec, "expected %lld values, found %lld",
-				                (long long)width, (long long)nv);
-			}
-		}
-		if (!grow(g, width, labeled || labels_only))
-			return fail(err, path, "out of memory after %lld records", (long long)g->n);
-		const char *f = s;
-		int64_t k = 0;
-		if (labeled || labels_only) {
-			const char *fe = field_end(f, e);
-			if (!parse_label(f, fe, &g->y[g->n])) {
-				trim(&f, &fe);
-				return fail_rec(err, path, rec, "label '%s' is not a non-negative integer",
-				                quote(q, sizeof q, f, fe));
-			}
-			f = fe + 1;
-			k = 1;
-		}
-		float *x = labels_only ? NULL : g->x + g->n * width;
-		for (int64_t j = 0; j < (labels_only ? 0 : width); j++, k++) {
-			const char *fe = field_end(f, e);
-			double v;
-			if (!parse_number(f, fe, &v)) {
-				trim(&f, &fe);
-				if (f == fe)
-					return fail_rec(err, path, rec, "field %lld is empty", (long long)(k + 1));
-				return fail_rec(err, path, rec, "field %lld is not a number: '%s'",
-				                (long long)(k + 1), quote(q, sizeof q, f, fe));
-			}
-			if (!isfinite(v))
-				return fail_rec(err, path, rec, "field %lld is NaN or infinite", (long long)(k + 1));
-			x[j] = (float)v;
-			if (!isfinite(x[j])) {
-				trim(&f, &fe);
-				return fail_rec(err, path, rec, "field %lld is out of float32 range: '%s'",
-				                (long long)(k + 1), quote(q, sizeof q, f, fe));
-			}
-			f = fe + 1;
-		}
-		g->n++;
+	int64_t fields = 1;
+	for (const char *c = s; (c = memchr(c, ',', (size_t)(e - c))) != NULL; c++)
+		fields++;
+	return fields;
+}
+
+static bool any_number(const char *s, const char *e)
+{
+	for (const char *f = s;; ) {
+		const char *fe = field_end(f, e);
+		double v;
+		if (parse_number(f, fe, &v))
+			return true;
+		if (fe == e)
+			return false;
+		f = fe + 1;
 	}
-	*width_out = width;
+}
+
+/* One record [s, e), trimmed and not a comment. */
+static int csv_record(csv *c, const char *s, const char *e, growbuf *g, char *err)
+{
+	const char *path = c->path;
+	int64_t rec = c->rec + 1;
+	int64_t fields = count_fields(s, e);
+	char q[64];
+	if (c->labels_only) {
+		if (fields != 1)
+			return fail_rec(err, path, rec, "expected 1 label, found %lld values", (long long)fields);
+	} else {
+		int64_t nv = fields - c->labeled;
+		if (c->width == 0) {
+			if (nv == 0)
+				return fail_rec(err, path, rec, "no values after the label");
+			c->width = nv;
+		} else if (nv != c->width) {
+			return fail_rec(err, path, rec, "expected %lld values, found %lld",
+			                (long long)c->width, (long long)nv);
+		}
+	}
+	const bool labels = c->labeled || c->labels_only;
+	const int64_t width = c->labels_only ? 0 : c->width;
+	if (!reserve(g, g->n + 1, width, labels))
+		return fail(err, path, "out of memory after %lld records", (long long)c->rec);
+	const char *f = s;
+	int64_t k = 0;
+	if (labels) {
+		const char *fe = field_end(f, e);
+		if (!parse_label(f, fe, &g->y[g->n])) {
+			trim(&f, &fe);
+			return fail_rec(err, path, rec, "label '%s' is not a non-negative integer",
+			                quote(q, sizeof q, f, fe));
+		}
+		f = fe + 1;
+		k = 1;
+	}
+	float *x = width ? g->x + g->n * width : NULL;
+	for (int64_t j = 0; j < width; j++, k++) {
+		const char *fe = field_end(f, e);
+		double v;
+		if (!parse_number(f, fe, &v)) {
+			trim(&f, &fe);
+			if (f == fe)
+				return fail_rec(err, path, rec, "field %lld is empty", (long long)(k + 1));
+			return fail_rec(err, path, rec, "field %lld is not a number: '%s'",
+			                (long long)(k + 1), quote(q, sizeof q, f, fe));
+		}
+		if (!isfinite(v))
+			return fail_rec(err, path, rec, "field %lld is NaN or infinite", (long long)(k + 1));
+		x[j] = (float)v;
+		if (!isfinite(x[j])) {
+			trim(&f, &fe);
+			return fail_rec(err, path, rec, "field %lld is out of float32 range: '%s'",
+			                (long long)(k + 1), quote(q, sizeof q, f, fe));
+		}
+		f = fe + 1;
+	}
+	g->n++;
+	c->rec++;
 	return 0;
 }
 
+/* One line of data [s, e), trimmed and not a comment.  The first is a
+ * header only when no field of it is a number and it has the field count
+ * of a record; otherwise it is record 1, with the errors of any record, so
+ * a typo in the first example cannot silently drop it.  When the count is
+ * not known yet (any width), the next line decides. */
+static int csv_line(csv *c, const char *s, const char *e, growbuf *g, char *err)
+{
+	if (c->first) {
+		c->first = false;
+		if (!any_number(s, e)) {
+			int64_t fields = count_fields(s, e);
+			int64_t want = c->labels_only ? 1 : c->width ? c->width + c->labeled : 0;
+			if (want == fields)
+				return 0;
+			if (want == 0) {
+				c->pending = rt_malloc((size_t)(e - s) + 1);
+				if (!c->pending)
+					return fail(err, c->path, "out of memory");
+				memcpy(c->pending, s, (size_t)(e - s));
+				c->pending[e - s] = 0;
+				c->pending_fields = fields;
+				return 0;
+			}
+		}
+	} else if (c->pending) {
+		char *p = c->pending;
+		c->pending = NULL;
+		int rc = count_fields(s, e) == c->pending_fields ? 0 : csv_record(c, p, p + strlen(p), g, err);
+		free(p);
+		if (rc)
+			return rc;
+	}
+	return csv_record(c, s, e, g, err);
+}
+
 /* ------------------------------------------------------------------------
- * Public readers
+ * Readers
  * ---------------------------------------------------------------------- */
+
+/* Known formats by their first bytes, so that a file given in the wrong
+ * place is named rather than parsed as garbage. */
+rt_format rt_sniff(const unsigned char *b, size_t len, uint64_t size)
+{
+	if (len >= 4 && memcmp(b, "PK\x03\x04", 4) == 0)
+		return RT_FMT_ZIP;
+	if (len >= 6 && memcmp(b, "\x93NUMPY", 6) == 0)
+		return RT_FMT_NPY;
+	if (len >= 2 && b[0] == 0x1f && b[1] == 0x8b)
+		return RT_FMT_GZIP;
+	if (len >= 4 && memcmp(b, "\x7f" "ELF", 4) == 0)
+		return RT_FMT_ELF;
+	if (len >= 9 && b[8] == '{') {
+		uint64_t hl = 0;
+		for (int i = 0; i < 8; i++)
+			hl |= (uint64_t)b[i] << (8 * i);
+		if (hl >= 2 && hl <= size - 8)
+			return RT_FMT_SAFETENSORS;
+	}
+	if (is_idx(b, len))
+		return RT_FMT_IDX;
+	/* ONNX ModelProto: field 1 (ir_version, a small varint) first, then a
+	 * producer, domain, version, doc string, graph or opset field. */
+	if (len >= 3 && b[0] == 0x08 && b[1] >= 1 && b[1] <= 30 &&
+	    (b[2] == 0x12 || b[2] == 0x1a || b[2] == 0x22 || b[2] == 0x28 || b[2] == 0x32 ||
+	     b[2] == 0x3a || b[2] == 0x42))
+		return RT_FMT_ONNX;
+	return RT_FMT_UNKNOWN;
+}
+
+const char *rt_format_text(rt_format f)
+{
+	switch (f) {
+	case RT_FMT_ZIP: return "a zip archive (PyTorch's torch.save format)";
+	case RT_FMT_NPY: return "a NumPy .npy array";
+	case RT_FMT_GZIP: return "gzip-compressed";
+	case RT_FMT_ELF: return "an executable (ELF)";
+	case RT_FMT_SAFETENSORS: return "a safetensors weights file";
+	case RT_FMT_IDX: return "an IDX data file";
+	case RT_FMT_ONNX: return "an ONNX model (protobuf)";
+	default: return "of an unknown format";
+	}
+}
 
 /* For files with neither known extension: binary formats announce
  * themselves in their first bytes. */
-static int sniff_fail(const char *path, const unsigned char *buf, size_t len, char *err)
+static int sniff_fail(const char *path, const unsigned char *buf, size_t len, uint64_t size, char *err)
 {
-	if (len == 0)
+	if (size == 0)
 		return fail(err, path, "is empty");
-	if (len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b)
+	rt_format f = rt_sniff(buf, len, size);
+	if (f == RT_FMT_GZIP)
 		return fail(err, path, "is gzip-compressed; decompress it first (gunzip)");
-	if (len < 4 && len > 0 && buf[0] == 0)
-		return fail(err, path, "truncated: IDX header needs at least 4 bytes, file holds %zu", len);
+	if (f == RT_FMT_ZIP)
+		return fail(err, path, "is %s, not data; save arrays with numpy.save (.npy) or as CSV",
+		            rt_format_text(f));
+	if (f != RT_FMT_UNKNOWN)
+		return fail(err, path, "is %s, not data (IDX, CSV or .npy)", rt_format_text(f));
+	if (size < 4 && buf[0] == 0)
+		return fail(err, path, "truncated: IDX header needs at least 4 bytes, file holds %zu", (size_t)size);
 	return fail(err, path, "not an IDX, CSV or .npy file");
 }
 
@@ -788,65 +841,343 @@ static int no_labels_here(const char *path, char *err)
 	            "give the labels as a separate file");
 }
 
+struct rt_reader {
+	char *path;
+	FILE *f;
+	bool is_stdin;
+	char *mem;            /* a pipe's bytes, read whole (binary formats seek) */
+	bool is_csv;
+	int64_t dim;
+	growbuf g;            /* the chunk rt_reader_next returns */
+	/* arrays */
+	array a;
+	int64_t n, w, row;    /* examples, values each, examples read */
+	bool scale255;
+	unsigned char *raw;
+	/* CSV */
+	csv c;
+	char *buf;            /* buf[pos..len) is read but not parsed; buf[len] = 0 */
+	size_t cap, len, pos;
+	bool eof, started;
+};
+
+void rt_reader_close(rt_reader *r)
+{
+	if (!r)
+		return;
+	if (r->f && !r->is_stdin)
+		fclose(r->f);
+	else if (r->f)
+		clearerr(r->f);
+	free(r->mem);
+	free(r->raw);
+	free(r->buf);
+	free(r->c.pending);
+	free(r->g.x);
+	free(r->g.y);
+	free(r->path);
+	free(r);
+}
+
+/* Reads all of f into a NUL-terminated buffer. */
+static int slurp_file(const char *path, FILE *f, size_t cap, char **out, size_t *out_len, char *err)
+{
+	*out = NULL;
+	*out_len = 0;
+	char *buf = rt_malloc(cap);
+	size_t len = 0;
+	for (;;) {
+		if (!buf)
+			return fail(err, path, "out of memory reading the file");
+		if (len + 1 >= cap) {
+			/* Only pipes, or a file growing while we read, get here. */
+			size_t ncap = cap * 2;
+			char *nb = ncap > cap ? rt_realloc(buf, ncap) : NULL;
+			if (!nb) {
+				free(buf);
+				return fail(err, path, "out of memory reading the file");
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		size_t got = fread(buf + len, 1, cap - 1 - len, f);
+		len += got;
+		if (got == 0) {
+			if (ferror(f)) {
+				free(buf);
+				return fail(err, path, "cannot read: %s", strerror(errno ? errno : EIO));
+			}
+			break;
+		}
+	}
+	buf[len] = 0;
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+/* Reads exactly n bytes at the current position. */
+static int read_exact(rt_reader *r, void *dst, size_t n, char *err)
+{
+	if (fread(dst, 1, n, r->f) == n)
+		return 0;
+	return fail(err, r->path, "cannot read: %s",
+	            ferror(r->f) ? strerror(errno ? errno : EIO) : "file changed while reading");
+}
+
+/* Opens the file and, for IDX and .npy, reads and checks its header. */
+static int reader_open(const char *path, int64_t dim, bool labeled, bool labels_only, rt_reader **out,
+                       char *err)
+{
+	*out = NULL;
+	if (dim < 0)
+		return fail(err, path, "invalid example size %lld", (long long)dim);
+	rt_reader *r = rt_calloc(1, sizeof *r);
+	char *pcopy = rt_malloc(strlen(path) + 1);
+	if (!r || !pcopy) {
+		free(r);
+		free(pcopy);
+		return fail(err, path, "out of memory");
+	}
+	strcpy(pcopy, path);
+	r->path = pcopy;
+	path = pcopy;
+	r->dim = dim;
+	r->is_stdin = strcmp(r->path, "-") == 0;
+	r->is_csv = r->is_stdin || ends_with(r->path, ".csv");
+	r->c = (csv){ .path = path, .width = labels_only ? 0 : dim, .labeled = labeled,
+	              .labels_only = labels_only, .first = true };
+	r->f = r->is_stdin ? stdin : fopen(r->path, "rb");
+	int rc = 0;
+	if (!r->f) {
+		rc = fail(err, path, "cannot read: %s", strerror(errno));
+		goto out;
+	}
+	struct stat st;
+	bool regular = false;
+	uint64_t size = 0;
+	if (fstat(fileno(r->f), &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			rc = fail(err, path, "cannot read: %s", strerror(EISDIR));
+			goto out;
+		}
+		regular = S_ISREG(st.st_mode);
+		size = (uint64_t)st.st_size;
+	}
+	if (r->is_csv) {
+		r->cap = 1 << 20;
+		r->buf = rt_malloc(r->cap);
+		if (!r->buf)
+			rc = fail(err, path, "out of memory");
+		else
+			r->buf[0] = 0;
+		goto out;
+	}
+	if (!regular) {
+		size_t len;
+		if ((rc = slurp_file(path, r->f, 1 << 16, &r->mem, &len, err)))
+			goto out;
+		fclose(r->f);
+		r->f = len ? fmemopen(r->mem, len, "rb") : NULL;
+		size = len;
+		if (len && !r->f) {
+			rc = fail(err, path, "out of memory");
+			goto out;
+		}
+	}
+	/* The header: 12 bytes say how long a .npy header is; IDX needs 36 at
+	 * most. */
+	unsigned char head[40] = {0};
+	size_t got = size < 12 ? (size_t)size : 12;
+	if (got && (rc = read_exact(r, head, got, err)))
+		goto out;
+	bool npy = ends_with(path, ".npy") || (got >= 6 && memcmp(head, "\x93NUMPY", 6) == 0);
+	if (npy) {
+		size_t hs = npy_header_size(head, got);
+		unsigned char *h = head;
+		size_t have = got;
+		if (hs > got && hs <= size && hs <= (64u << 20)) {
+			h = rt_malloc(hs);
+			if (!h) {
+				rc = fail(err, path, "out of memory");
+				goto out;
+			}
+			memcpy(h, head, got);
+			rc = read_exact(r, h + got, hs - got, err);
+			have = hs;
+		}
+		if (!rc)
+			rc = npy_parse(path, h, have, (size_t)size, &r->a, err);
+		if (h != head)
+			free(h);
+		if (rc == 0 && labeled)
+			rc = no_labels_here(path, err);
+		if (rc == 0 && r->a.t.kind != 'f')
+			rc = fail(err, path, "data has integer dtype %s; convert it to float32 first "
+			          "(for 8-bit images: x.astype('float32') / 255)", etype_name(r->a.t));
+	} else if (is_idx(head, got)) {
+		size_t hs = 4 + 4 * (size_t)(head[3] <= 8 ? head[3] : 0);
+		if (hs > got && hs <= size)
+			rc = read_exact(r, head + got, hs - got, err);
+		if (!rc)
+			rc = idx_parse(path, head, hs <= size ? hs : got, (size_t)size, &r->a, err);
+		if (rc == 0 && labeled)
+			rc = no_labels_here(path, err);
+		bool u8 = r->a.t.kind == 'u' && r->a.t.size == 1;
+		if (rc == 0 && u8 && r->a.rank == 1)
+			rc = fail(err, path, "looks like an IDX label file (1-D unsigned bytes), not examples");
+		else if (rc == 0 && !u8 && r->a.t.kind != 'f')
+			rc = fail(err, path, "IDX data of type %s is not supported (use unsigned bytes or float32)",
+			          etype_name(r->a.t));
+		r->scale255 = u8;
+	} else {
+		rc = sniff_fail(path, head, got, size, err);
+	}
+	if (rc == 0)
+		rc = array_shape(path, &r->a, dim, &r->n, &r->w, err);
+	if (rc == 0 && fseeko(r->f, (off_t)r->a.data_off, SEEK_SET) != 0)
+		rc = fail(err, path, "cannot read: %s", strerror(errno));
+out:
+	if (rc) {
+		rt_reader_close(r);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
+/* Appends up to max - g->n examples of an array. */
+static int array_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
+{
+	int64_t rows = r->n - r->row;
+	if (rows > max - g->n)
+		rows = max - g->n;
+	if (rows <= 0)
+		return 0;
+	if (!reserve(g, g->n + rows, r->w, false))
+		return fail(err, r->c.path, "out of memory (%lld values)", (long long)(rows * r->w));
+	/* through a buffer of about 1 MB, so memory stays that of the floats */
+	size_t row_bytes = (size_t)r->w * (size_t)r->a.t.size;
+	int64_t piece = (int64_t)((1u << 20) / row_bytes);
+	if (piece < 1)
+		piece = 1;
+	if (piece > rows)
+		piece = rows;
+	if (!r->raw && !(r->raw = rt_malloc((size_t)piece * row_bytes)))
+		return fail(err, r->c.path, "out of memory");
+	for (int64_t left = rows; left > 0;) {
+		int64_t k = left < piece ? left : piece;
+		if (read_exact(r, r->raw, (size_t)k * row_bytes, err) ||
+		    convert_rows(r->c.path, &r->a, r->raw, r->row, k, r->w, r->scale255, g->x + g->n * r->w, err))
+			return -1;
+		g->n += k;
+		r->row += k;
+		left -= k;
+	}
+	return 0;
+}
+
+/* Appends up to max - g->n records of a CSV file. */
+static int csv_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
+{
+	while (g->n < max) {
+		char *s = r->buf + r->pos, *end = r->buf + r->len;
+		char *nl = memchr(s, '\n', (size_t)(end - s));
+		if (!nl && !r->eof) {
+			/* not a whole line: keep the rest, read more */
+			memmove(r->buf, s, (size_t)(end - s));
+			r->len -= r->pos;
+			r->pos = 0;
+			if (r->len + 1 >= r->cap) {
+				char *nb = r->cap < SIZE_MAX / 2 ? rt_realloc(r->buf, r->cap * 2) : NULL;
+				if (!nb)
+					return fail(err, r->c.path, "out of memory: a line of over %zu bytes", r->len);
+				r->buf = nb;
+				r->cap *= 2;
+			}
+			size_t got = fread(r->buf + r->len, 1, r->cap - 1 - r->len, r->f);
+			r->len += got;
+			r->buf[r->len] = 0;
+			if (got == 0) {
+				if (ferror(r->f))
+					return fail(err, r->c.path, "cannot read: %s", strerror(errno ? errno : EIO));
+				r->eof = true;
+			}
+			continue;
+		}
+		if (!nl && s == end)
+			break;
+		const char *e = nl ? nl : end;
+		r->pos = (size_t)(e - r->buf) + (nl != NULL);
+		if (!r->started) {
+			r->started = true;
+			if (e - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+				s += 3;   /* spreadsheets save a UTF-8 byte order mark */
+		}
+		const char *ls = s;
+		if (e > ls && e[-1] == '\r')
+			e--;
+		trim(&ls, &e);
+		if (ls == e || *ls == '#')
+			continue;
+		if (csv_line(&r->c, ls, e, g, err))
+			return -1;
+	}
+	if (g->n < max && r->c.pending) {
+		/* an all-text line and nothing after it: a header */
+		free(r->c.pending);
+		r->c.pending = NULL;
+	}
+	return 0;
+}
+
+static int reader_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
+{
+	return r->is_csv ? csv_fill(r, max, g, err) : array_fill(r, max, g, err);
+}
+
+int rt_reader_open(const char *path, int64_t dim, rt_reader **out, char *err)
+{
+	return reader_open(path, dim, false, false, out, err);
+}
+
+int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err)
+{
+	memset(chunk, 0, sizeof *chunk);
+	r->g.n = 0;
+	if (max < 1 || reader_fill(r, max, &r->g, err))
+		return -1;
+	chunk->n = r->g.n;
+	chunk->dim = r->is_csv ? r->c.width : r->w;
+	chunk->x = r->g.x;
+	return 0;
+}
+
+int64_t rt_reader_count(const rt_reader *r)
+{
+	return r->is_csv ? r->c.rec : r->row;
+}
+
 int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char *err)
 {
 	memset(out, 0, sizeof *out);
-	if (dim < 0)
-		return fail(err, path, "invalid example size %lld", (long long)dim);
-	char *buf;
-	size_t len;
-	if (slurp(path, &buf, &len, err))
+	rt_reader *r;
+	if (reader_open(path, dim, labeled, false, &r, err))
 		return -1;
-	const unsigned char *ub = (const unsigned char *)buf;
-	bool csv = strcmp(path, "-") == 0 || ends_with(path, ".csv");
-	bool npy = !csv && (ends_with(path, ".npy") || (len >= 6 && memcmp(buf, "\x93NUMPY", 6) == 0));
-	int rc;
-	if (csv) {
-		growbuf g = {0};
-		int64_t width = 0;
-		rc = parse_csv(path, buf, len, dim, labeled, false, &g, &width, err);
-		if (rc == 0 && g.n == 0)
-			rc = fail(err, path, "holds no examples");
-		if (rc) {
-			free(g.x);
-			free(g.y);
-		} else {
-			/* Give back the doubling slack; failure to shrink is harmless. */
-			float *sx = realloc(g.x, (size_t)g.n * (size_t)width * sizeof *sx);
-			out->x = sx ? sx : g.x;
-			out->y = g.y;
-			out->n = g.n;
-			out->dim = width;
-		}
-	} else if (npy) {
-		array a;
-		rc = npy_parse(path, ub, len, &a, err);
-		if (rc == 0 && labeled)
-			rc = no_labels_here(path, err);
-		if (rc == 0 && a.t.kind != 'f')
-			rc = fail(err, path, "data has integer dtype %s; convert it to float32 first "
-			          "(for 8-bit images: x.astype('float32') / 255)", etype_name(a.t));
-		if (rc == 0)
-			rc = array_to_data(path, &a, dim, false, out, err);
-	} else if (is_idx(ub, len)) {
-		array a;
-		rc = idx_parse(path, ub, len, &a, err);
-		if (rc == 0 && labeled)
-			rc = no_labels_here(path, err);
-		bool u8 = a.t.kind == 'u' && a.t.size == 1;
-		if (rc == 0 && u8 && a.rank == 1)
-			rc = fail(err, path, "looks like an IDX label file (1-D unsigned bytes), not examples");
-		else if (rc == 0 && !u8 && a.t.kind != 'f')
-			rc = fail(err, path, "IDX data of type %s is not supported (use unsigned bytes or float32)",
-			          etype_name(a.t));
-		if (rc == 0)
-			rc = array_to_data(path, &a, dim, u8, out, err);
-	} else {
-		rc = sniff_fail(path, ub, len, err);
+	int rc = reader_fill(r, INT64_MAX, &r->g, err);
+	if (rc == 0 && r->g.n == 0)
+		rc = fail(err, r->c.path, "holds no examples");
+	if (rc == 0) {
+		int64_t width = r->is_csv ? r->c.width : r->w;
+		/* Give back the doubling slack; failure to shrink is harmless. */
+		float *sx = realloc(r->g.x, (size_t)r->g.n * (size_t)width * sizeof *sx);
+		out->x = sx ? sx : r->g.x;
+		out->y = r->g.y;
+		out->n = r->g.n;
+		out->dim = width;
+		r->g = (growbuf){ 0 };
 	}
-	free(buf);
-	if (rc)
-		memset(out, 0, sizeof *out);
+	rt_reader_close(r);
 	return rc;
 }
 
@@ -858,7 +1189,7 @@ static int array_to_labels(const char *path, const array *a, int32_t **out, int6
 		return fail(err, path, "labels must be a vector, not shape %s", shp);
 	}
 	int64_t m = a->shape[0];
-	int32_t *y = malloc((size_t)(m ? m : 1) * sizeof *y);
+	int32_t *y = rt_malloc((size_t)(m ? m : 1) * sizeof *y);
 	if (!y)
 		return fail(err, path, "out of memory");
 	for (int64_t i = 0; i < m; i++) {
@@ -878,37 +1209,50 @@ int rt_labels_read(const char *path, int64_t n_expected, int32_t **out, int64_t 
 {
 	*out = NULL;
 	*n = 0;
-	char *buf;
-	size_t len;
-	if (slurp(path, &buf, &len, err))
-		return -1;
-	const unsigned char *ub = (const unsigned char *)buf;
 	int32_t *y = NULL;
 	int64_t m = 0;
 	int rc;
 	if (strcmp(path, "-") == 0 || ends_with(path, ".csv")) {
-		growbuf g = {0};
-		int64_t width;
-		rc = parse_csv(path, buf, len, 0, false, true, &g, &width, err);
-		free(g.x);
-		y = g.y;
-		m = g.n;
-	} else if (ends_with(path, ".npy") || (len >= 6 && memcmp(buf, "\x93NUMPY", 6) == 0)) {
-		array a;
-		rc = npy_parse(path, ub, len, &a, err);
-		if (rc == 0)
-			rc = array_to_labels(path, &a, &y, &m, err);
-	} else if (is_idx(ub, len)) {
-		array a;
-		rc = idx_parse(path, ub, len, &a, err);
-		if (rc == 0 && a.rank >= 2)
-			rc = fail(err, path, "looks like an IDX image file, not labels");
-		if (rc == 0)
-			rc = array_to_labels(path, &a, &y, &m, err);
+		rt_reader *r;
+		if (reader_open(path, 0, false, true, &r, err))
+			return -1;
+		rc = csv_fill(r, INT64_MAX, &r->g, err);
+		y = r->g.y;
+		m = r->g.n;
+		r->g.y = NULL;
+		rt_reader_close(r);
 	} else {
-		rc = sniff_fail(path, ub, len, err);
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			return fail(err, path, "cannot read: %s", strerror(errno));
+		struct stat st;
+		if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+			fclose(f);
+			return fail(err, path, "cannot read: %s", strerror(EISDIR));
+		}
+		char *buf;
+		size_t len;
+		rc = slurp_file(path, f, S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 1 << 16, &buf, &len, err);
+		fclose(f);
+		if (rc)
+			return -1;
+		const unsigned char *ub = (const unsigned char *)buf;
+		array a;
+		if (ends_with(path, ".npy") || (len >= 6 && memcmp(buf, "\x93NUMPY", 6) == 0)) {
+			rc = npy_parse(path, ub, len, len, &a, err);
+			if (rc == 0)
+				rc = array_to_labels(path, &a, &y, &m, err);
+		} else if (is_idx(ub, len)) {
+			rc = idx_parse(path, ub, len, len, &a, err);
+			if (rc == 0 && a.rank >= 2)
+				rc = fail(err, path, "looks like an IDX image file, not labels");
+			if (rc == 0)
+				rc = array_to_labels(path, &a, &y, &m, err);
+		} else {
+			rc = sniff_fail(path, ub, len, len, err);
+		}
+		free(buf);
 	}
-	free(buf);
 	if (rc == 0 && m == 0)
 		rc = fail(err, path, "holds no labels");
 	if (rc == 0 && n_expected > 0 && m != n_expected)
@@ -930,84 +1274,6 @@ void rt_data_free(rt_data *d)
 	free(d->x);
 	free(d->y);
 	memset(d, 0, sizeof *d);
-}
-
-/* ------------------------------------------------------------------------
- * Atomic writes
- * ---------------------------------------------------------------------- */
-
-int rt_write_atomic(const char *path, const void *data, size_t len, char *err)
-{
-	/* The temporary must be in the target's directory: rename is atomic
-	 * only within one file system. */
-	size_t pl = strlen(path);
-	char *tmp = malloc(pl + 32);
-	if (!tmp)
-		return fail(err, path, "out of memory");
-	int fd = -1;
-	/* Unique across threads (counter) and processes (pid, time). */
-	static atomic_uint counter;
-	unsigned salt = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
-	for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-		unsigned k = atomic_fetch_add(&counter, 1);
-		snprintf(tmp, pl + 32, "%s.tmp%08x", path, salt + k * 0x9E3779B9u);
-		/* Mode 0666 through open lets the umask decide, as for any new
-		 * file; mkstemp would force 0600. */
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-		if (fd < 0 && errno != EEXIST)
-			break;
-	}
-	if (fd < 0) {
-		int e = errno;
-		free(tmp);
-		return fail(err, path, "cannot write: %s", strerror(e));
-	}
-	/* Replacing a file keeps its permissions. */
-	struct stat st;
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-		(void)fchmod(fd, st.st_mode & 07777);
-	const char *p = data;
-	size_t left = len;
-	int e = 0;
-	while (left > 0) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			e = errno;
-			break;
-		}
-		p += w;
-		left -= (size_t)w;
-	}
-	/* fsync before rename: otherwise a crash can leave the new name
-	 * pointing at an empty file. */
-	if (!e && fsync(fd) != 0)
-		e = errno;
-	if (close(fd) != 0 && !e)
-		e = errno;
-	if (!e && rename(tmp, path) != 0)
-		e = errno;
-	if (e) {
-		unlink(tmp);
-		free(tmp);
-		return fail(err, path, "cannot write: %s", strerror(e));
-	}
-	free(tmp);
-	/* Make the rename itself durable; failure here cannot be undone and
-	 * the data is already in place, so it is not reported. */
-	char *dir = strdup(path);
-	if (dir) {
-		char *slash = strrchr(dir, '/');
-		const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-		int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			(void)fsync(dfd);
-			close(dfd);
-		}
-		free(dir);
-	}
-	return 0;
 }
 
 char *rt_split_labels(const char *spec, char **labels)

@@ -114,8 +114,9 @@ const rt_layer *rt_layer_of(const rt_model *m, int32_t h, int32_t *index);
 
 /* ------------------------------------------------------------------------
  * Batch certification (certify.c): runs model->certify over n inputs on
- * `threads` threads (0: all cores).  z_hash receives the 64-bit hash of each
- * input's activation pattern (may be NULL).  dirs, when not NULL, holds
+ * `threads` threads (0: all cores; never more than the cores or n).
+ * z_hash receives the 64-bit hash of each input's activation pattern (may
+ * be NULL).  dirs, when not NULL, holds
  * n_dirs directions (1 or n) and t/tbind receive directional margins.
  * ---------------------------------------------------------------------- */
 typedef struct rt_batch {
@@ -180,14 +181,83 @@ int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char
  * CSV (one integer per line); n_expected > 0 makes a count mismatch an error. */
 int rt_labels_read(const char *path, int64_t n_expected, int32_t **out, int64_t *n, char *err);
 void rt_data_free(rt_data *d);
+/* The same files read in chunks, for inputs of any length in bounded
+ * memory: each rt_reader_next gives the next (up to) max examples, with
+ * record numbers in messages counted from the start of the file; chunk->n
+ * is 0 at the end.  chunk->x belongs to the reader and stays valid until
+ * the next call.  A CSV file with no examples gives an empty first chunk. */
+typedef struct rt_reader rt_reader;
+int rt_reader_open(const char *path, int64_t dim, rt_reader **out, char *err);
+int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err);
+int64_t rt_reader_count(const rt_reader *r);   /* examples read so far */
+void rt_reader_close(rt_reader *r);
+/* Formats recognised by their first bytes (len of them, of a file of `size`
+ * bytes), so that a file given in the wrong place is named; the text reads
+ * after "is": "a zip archive (PyTorch's torch.save format)". */
+typedef enum {
+	RT_FMT_UNKNOWN, RT_FMT_ZIP, RT_FMT_NPY, RT_FMT_GZIP, RT_FMT_ELF, RT_FMT_SAFETENSORS,
+	RT_FMT_IDX, RT_FMT_ONNX,
+} rt_format;
+rt_format rt_sniff(const unsigned char *b, size_t len, uint64_t size);
+const char *rt_format_text(rt_format f);
 /* Splits the FILE[,LABELS] form of --data: a copy of the examples' name
  * (free it), with *labels pointing into it after the last comma, or NULL.
  * A name that exists as given is one file, even with a comma in it. */
 char *rt_split_labels(const char *spec, char **labels);
 
+/* ------------------------------------------------------------------------
+ * Outputs (outputs.c).  Promises and names: docs/reliability.md.
+ * ---------------------------------------------------------------------- */
 /* Write bytes to `path` through a temporary file in the same directory and
- * a rename, so that a failure never leaves a partial file. */
+ * a rename, so that a failure never leaves a partial file.  A symbolic link
+ * is kept and its target replaced; anything that exists and is not a
+ * regular file is refused. */
 int rt_write_atomic(const char *path, const void *data, size_t len, char *err);
+/* The same in steps, for outputs written piece by piece: open creates the
+ * temporary ".NAME.lln-tmp.PID.XXXXXX" next to the target (removing those
+ * of earlier, killed processes) and leaves it open as fd; commit syncs,
+ * closes (unless fd was closed and set to -1 by the caller) and renames;
+ * abort removes the temporary.  Both free what open allocated. */
+typedef struct rt_atomic {
+	const char *path;   /* as given, for messages */
+	char *target;       /* path with symbolic links followed */
+	char *tmp;
+	int fd;
+} rt_atomic;
+int rt_atomic_open(const char *path, rt_atomic *a, char *err);
+int rt_atomic_commit(rt_atomic *a, char *err);
+void rt_atomic_abort(rt_atomic *a);
+/* write(2) until done; 0 or the errno of the failure. */
+int rt_write_fd(int fd, const void *data, size_t len);
+
+/* The files of one command, checked together before any work: every pair
+ * that involves an output must be different files (by device and inode, or
+ * resolved directory and name for files still to be made), except pairs
+ * with the same non-zero `share` (e.g. --resume and --checkpoint); every
+ * output must be writable: a regular file or a new name in a writable
+ * directory (streams: also a character device).  Returns 0; 2 with
+ * "FLAG 'A' and FLAG 'B' are the same file; ..." in err; 1 with "cannot
+ * write PATH: reason".  NULL paths and "-" are skipped. */
+typedef enum { RT_FILE_IN, RT_FILE_OUT, RT_FILE_STREAM } rt_file_use;
+typedef struct rt_file {
+	const char *flag;   /* how the user named it: "-o", "--data", "" */
+	const char *path;
+	rt_file_use use;
+	int share;
+} rt_file;
+int rt_files_check(const rt_file *files, int n, char *err);
+
+/* ------------------------------------------------------------------------
+ * Allocation (alloc.c).  Readers, safetensors and batch certification
+ * allocate through these; free with free().  rt_alloc_fail_after(N) (N > 0)
+ * makes the N-th allocation from now fail, once; 0 disarms.  For tests.
+ * ---------------------------------------------------------------------- */
+void *rt_malloc(size_t n);
+void *rt_calloc(size_t n, size_t size);
+void *rt_realloc(void *p, size_t n);
+void rt_alloc_fail_after(long n);
+bool rt_alloc_fired(void);      /* whether the armed failure happened */
+long rt_alloc_count(void);      /* allocations since arming */
 
 /* ------------------------------------------------------------------------
  * Weights as safetensors (safetensors.c; needs jansson, so not linked into
