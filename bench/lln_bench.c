@@ -308,9 +308,9 @@ static double row_flops(const ir_module *ir, const float *z, bool with_logits)
 	double f = 0;
 	for (int k = 0; k < ir->n_ops; k++) {
 		const ir_op *op = &ir->ops[k];
-		if (op->in == 0 || (!op->relu && !with_logits))
+		if (op->in[0] == 0 || (!op->relu && !with_logits))
 			continue;
-		const ir_op *ip = &ir->ops[op->in - 1];
+		const ir_op *ip = &ir->ops[op->in[0] - 1];
 		int act = 0;
 		for (int j = 0; j < ip->out_size; j++)
 			act += z[ip->z_off + j] > 0;

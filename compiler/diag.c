@@ -6,12 +6,21 @@
  * a stage: src->errors counts the messages and the stage decides at its end
  * whether the result is usable.  Compiler bugs are a different kind of
  * failure and exit through internal_error with their own status.
+ *
+ * Output stays bounded whatever the input: the first DIAG_SHOWN errors are
+ * printed and the rest counted (diag_finish prints the count), a long line
+ * is shown as a window around the caret, and a file that is not text (NUL
+ * bytes, invalid UTF-8) is refused before parsing, with the format named
+ * when its first bytes tell it.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "llnc.h"
+
+#define DIAG_SHOWN 20   /* errors printed; the rest are counted */
+#define DIAG_WIDTH 100  /* columns of a source line shown around the caret */
 
 source *source_from_string(arena *a, const char *name, const char *text)
 {
@@ -21,6 +30,69 @@ source *source_from_string(arena *a, const char *name, const char *text)
 	s->text = arena_strndup(a, text, s->len);
 	s->out = stderr;
 	return s;
+}
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid:
+ * no overlong forms, surrogates or code points past U+10FFFF. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+	if (!len || len > n || (len == 2 && c < 0xc2) || (len == 4 && c > 0xf4))
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if (len == 3 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0)))
+		return 0;
+	if (len == 4 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90)))
+		return 0;
+	return len;
+}
+
+/* Refuses a file that is not text, naming known formats and the command
+ * that takes them; true after printing why. */
+static bool binary(const char *path, const unsigned char *b, size_t len)
+{
+	size_t at = 0;
+	while (at < len) {
+		size_t k = b[at] ? utf8_len(b + at, len - at) : 0;
+		if (!k)
+			break;
+		at += k;
+	}
+	if (at == len)
+		return false;
+	const char *hint;
+	rt_format f = rt_sniff(b, len, len);
+	switch (f) {
+	case RT_FMT_ZIP:
+		hint = "; lln takes weights as safetensors (safetensors.torch.save_file(model.state_dict(), "
+		       "'w.safetensors')) and the network as a .lln source";
+		break;
+	case RT_FMT_SAFETENSORS:
+		hint = "; give it as --weights to llnc build, eval or plot, or --init to llnc train";
+		break;
+	case RT_FMT_NPY: case RT_FMT_IDX:
+		hint = "; give data as --data to llnc train or eval, or as INPUT to a certifier";
+		break;
+	case RT_FMT_ONNX:
+		hint = "; convert it with 'llnc import FILE.onnx -o NET.lln'";
+		break;
+	case RT_FMT_ELF:
+		hint = "; run a built certifier or trainer directly";
+		break;
+	case RT_FMT_GZIP:
+		hint = "; decompress it first";
+		break;
+	default:
+		hint = "";
+	}
+	if (f != RT_FMT_UNKNOWN)
+		fprintf(stderr, "%s: error: not a .lln source: it is %s%s\n", path, rt_format_text(f), hint);
+	else
+		fprintf(stderr, "%s: error: not a .lln source: binary data at byte %zu\n", path, at);
+	return true;
 }
 
 source *source_load(arena *a, const char *path)
@@ -56,6 +128,10 @@ source *source_load(arena *a, const char *path)
 		free(buf);
 		return NULL;
 	}
+	if (binary(path, (const unsigned char *)buf, len)) {
+		free(buf);
+		return NULL;
+	}
 	source *s = arena_alloc(a, sizeof *s);
 	s->path = arena_strdup(a, path);
 	s->text = arena_strndup(a, buf, len);
@@ -85,7 +161,8 @@ static const char *line_text(const source *src, int line, size_t *n)
 void diag_verror(source *src, loc at, const char *fmt, va_list ap)
 {
 	FILE *out = src->out ? src->out : stderr;
-	src->errors++;
+	if (++src->errors > DIAG_SHOWN)
+		return;
 	if (at.line < 1) {
 		/* No position: a whole-file problem. */
 		fprintf(out, "%s: error: ", src->path);
@@ -98,13 +175,35 @@ void diag_verror(source *src, loc at, const char *fmt, va_list ap)
 	fputc('\n', out);
 	size_t n;
 	const char *text = line_text(src, at.line, &n);
-	fwrite(text, 1, n, out);
+	/* a long line: DIAG_WIDTH columns around the caret, "..." for the rest */
+	size_t col = at.col > 0 ? (size_t)at.col - 1 : 0, start = 0, shown = n;
+	if (n > DIAG_WIDTH) {
+		start = col > DIAG_WIDTH / 2 ? col - DIAG_WIDTH / 2 : 0;
+		if (start > n - DIAG_WIDTH)
+			start = n - DIAG_WIDTH;
+		shown = DIAG_WIDTH;
+	}
+	int pad = 0;
+	if (start > 0)
+		pad = fputs("...", out) >= 0 ? 3 : 0;
+	fwrite(text + start, 1, shown, out);
+	if (start + shown < n)
+		fputs("...", out);
 	fputc('\n', out);
 	/* Columns count bytes, so plain spaces line the caret up exactly for
 	 * ASCII lines; a tab counts 1, as in the column number. */
-	for (int i = 1; i < at.col; i++)
+	for (size_t i = 0; i < col - start + (size_t)pad && i < DIAG_WIDTH + 3; i++)
 		fputc(' ', out);
 	fputs("^\n", out);
+}
+
+void diag_finish(source *src)
+{
+	if (src && src->errors > DIAG_SHOWN) {
+		int more = src->errors - DIAG_SHOWN;
+		fprintf(src->out ? src->out : stderr, "%s: ... and %d more error%s\n", src->path, more,
+		        more == 1 ? "" : "s");
+	}
 }
 
 void diag_error(source *src, loc at, const char *fmt, ...)

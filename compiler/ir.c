@@ -1,18 +1,19 @@
 /* ir.c: lowering the checked program to the IR.
  *
- * The IR is what the code generator specialises on: a list of linear ops,
- * each with its input value, sizes, parameter offsets and whether a ReLU
- * follows (which makes its outputs hidden neurons with margins).  ReLU nodes
- * of the checked program disappear into the flag of the op they follow, and
- * the parameter vector P is laid out here, tensor by tensor in definition
- * order, with the PyTorch names and shapes the safetensors files use.
+ * The IR is what the code generator specialises on: a list of linear ops
+ * over numbered values, each with its operands, shapes (as C x H x W),
+ * attributes, parameter offsets and whether a ReLU follows (which makes its
+ * outputs hidden neurons with margins).  ReLU nodes of the checked program
+ * disappear into the flag of the op they follow, and the parameter vector P
+ * is laid out here, tensor by tensor in definition order, with the PyTorch
+ * names and shapes the safetensors files use.  Finally a cost model picks
+ * how eps_2 alone is computed.
  */
 #include <string.h>
 
 #include "llnc.h"
 
-static void add_tensor(arena *a, ir_module *m, const char *name, int rank,
-                       const int *shape, int fan_in, bool bias)
+static void add_tensor(ir_module *m, const char *name, int rank, const int *shape, int fan_in, bool bias)
 {
 	rt_tensor *t = &m->tensors[m->n_tensors++];
 	t->name = name;
@@ -26,23 +27,52 @@ static void add_tensor(arena *a, ir_module *m, const char *name, int rank,
 	t->fan_in = fan_in;
 	t->is_bias = bias;
 	m->n_params += t->count;
-	(void)a;
 }
 
-/* Multiply-adds per input for the gradient information of eps_2, assuming
- * half the units of each layer active: explicit rows cost n a D per layer,
- * the Gram recurrence n a^2 plus a^3 for the next layer's active block. */
+/* NAME.weight [out, in] (dense) or [out, C, K, K] (conv2d), then NAME.bias
+ * [out]; fan_in is what PyTorch's default initialisation divides by. */
+static void add_params(arena *a, ir_module *m, ir_op *op)
+{
+	int shape[4] = { op->oc, op->in_size }, rank = 2, fan_in = op->in_size;
+	if (op->kind == OP_CONV2D) {
+		shape[1] = op->ic;
+		shape[2] = shape[3] = op->kernel;
+		rank = 4;
+		fan_in = op->ic * op->kernel * op->kernel;
+	}
+	op->w_off = m->n_params;
+	add_tensor(m, arena_printf(a, "%s.weight", op->name), rank, shape, fan_in, false);
+	op->b_off = m->n_params;
+	add_tensor(m, arena_printf(a, "%s.bias", op->name), 1, &op->oc, fan_in, true);
+}
+
+/* A value as C x H x W: vectors are n x 1 x 1. */
+static void chw(const sema_node *n, int *c, int *h, int *w)
+{
+	*c = n->ndims == 3 ? n->dims[0] : n->size;
+	*h = n->ndims == 3 ? n->dims[1] : 1;
+	*w = n->ndims == 3 ? n->dims[2] : 1;
+}
+
+/* Multiply-adds per input for the gradient information of eps_2 in a chain
+ * of dense layers, assuming half the units of each layer active: explicit
+ * rows cost n a D per layer, the Gram recurrence n a^2 plus a^3 for the
+ * next layer's active block.  Any other graph takes explicit rows (tangents),
+ * since the Gram matrices of a convolution are as wide as its output. */
 static void choose_strategy(ir_module *m)
 {
+	m->dense_chain = m->n_ops > 0;
+	for (int k = 0; k < m->n_ops; k++)
+		m->dense_chain &= m->ops[k].kind == OP_DENSE && m->ops[k].in[0] == k;
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
-		if (op->in == 0)
+		if (op->in[0] == 0)
 			continue;
 		double n = op->out_size, a = op->in_size / 2.0;
 		m->cost_rows += n * a * m->n_in;
 		m->cost_gram += n * a * a + (op->relu ? (n / 2) * (n / 2) * a : 0);
 	}
-	m->l2_by_gram = m->n_ops > 1 && m->ops[m->n_ops - 1].in > 0 && m->cost_gram < m->cost_rows;
+	m->l2_by_gram = m->dense_chain && m->n_ops > 1 && m->cost_gram < m->cost_rows;
 }
 
 ir_module *ir_lower(arena *a, const sema_program *p)
@@ -51,6 +81,7 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 	ir_module *m = arena_alloc(a, sizeof *m);
 	m->name = sm->name;
 	m->n_in = sm->nodes[0].size;
+	chw(&sm->nodes[0], &m->in_c, &m->in_h, &m->in_w);
 	m->mean = (float)(sm->normalize ? sm->mean : 0.0);
 	m->std = (float)(sm->normalize ? sm->std : 1.0);
 	m->ops = arena_alloc(a, sizeof *m->ops * sm->n_nodes);
@@ -61,30 +92,11 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 	int *value = arena_alloc(a, sizeof *value * sm->n_nodes);
 	for (int i = 0; i < sm->n_nodes; i++) {
 		const sema_node *n = &sm->nodes[i];
-		switch (n->op) {
-		case SEMA_INPUT:
-			value[i] = 0;
-			break;
-		case SEMA_DENSE: {
-			ir_op *op = &m->ops[m->n_ops];
-			op->kind = IR_DENSE;
-			op->at = n->at;
-			op->name = n->name;
-			op->in = value[n->arg];
-			op->in_size = sm->nodes[n->arg].size;
-			op->out_size = n->size;
-			op->z_off = -1;
-			int wshape[2] = { op->out_size, op->in_size };
-			op->w_off = m->n_params;
-			add_tensor(a, m, arena_printf(a, "%s.weight", n->name), 2, wshape, op->in_size, false);
-			op->b_off = m->n_params;
-			add_tensor(a, m, arena_printf(a, "%s.bias", n->name), 1, &op->out_size, op->in_size, true);
-			value[i] = ++m->n_ops;
-			break;
-		}
-		case SEMA_RELU: {
-			/* sema guarantees every ReLU follows a linear op used only here */
-			int v = value[n->arg];
+		if (n->op == OP_INPUT)
+			continue;   /* value 0 */
+		if (n->op == OP_RELU) {
+			/* sema guarantees every ReLU follows a linear op used only through it */
+			int v = value[n->in[0]];
 			if (v == 0)
 				internal_error("relu of the input reached the IR");
 			ir_op *op = &m->ops[v - 1];
@@ -94,11 +106,35 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 			l->name = op->name;
 			l->size = op->out_size;
 			l->offset = m->n_hidden;
+			if (n->ndims == 3) {
+				l->c = op->oc;
+				l->h = op->oh;
+				l->w = op->ow;
+			}
 			m->n_hidden += op->out_size;
 			value[i] = v;
-			break;
+			continue;
 		}
-		}
+		ir_op *op = &m->ops[m->n_ops];
+		const sema_node *x = &sm->nodes[n->in[0]];
+		op->kind = n->op;
+		op->at = n->at;
+		op->name = n->name;
+		op->n_in = op_catalogue[n->op].operands;
+		for (int k = 0; k < op->n_in; k++)
+			op->in[k] = value[n->in[k]];
+		op->in_size = x->size;
+		op->out_size = n->size;
+		chw(x, &op->ic, &op->ih, &op->iw);
+		chw(n, &op->oc, &op->oh, &op->ow);
+		op->kernel = n->kernel;
+		op->stride = n->stride;
+		op->padding = n->padding;
+		op->z_off = -1;
+		op->w_off = op->b_off = -1;
+		if (op_catalogue[n->op].parameterized)
+			add_params(a, m, op);
+		value[i] = ++m->n_ops;
 	}
 	int out = value[sm->output];
 	if (out == 0 || m->ops[out - 1].relu)
@@ -110,6 +146,15 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 	return m;
 }
 
+/* "300" for a vector, "4 x 12 x 12" for an image */
+static void print_shape(FILE *out, int c, int h, int w)
+{
+	if (h == 1 && w == 1)
+		fprintf(out, "%d", c);
+	else
+		fprintf(out, "%d x %d x %d", c, h, w);
+}
+
 void ir_dump(FILE *out, const ir_module *m)
 {
 	fprintf(out, "ir module %s: input %d, output %d, %d hidden neurons in %d layers, %lld parameters\n",
@@ -117,15 +162,32 @@ void ir_dump(FILE *out, const ir_module *m)
 	fprintf(out, "  v0 = normalize(x, mean=%g, std=%g)  [%d]\n", m->mean, m->std, m->n_in);
 	for (int i = 0; i < m->n_ops; i++) {
 		const ir_op *op = &m->ops[i];
-		fprintf(out, "  v%d = dense(v%d) %s [%d <- %d] W@%lld b@%lld", i + 1, op->in,
-		        op->name, op->out_size, op->in_size, (long long)op->w_off, (long long)op->b_off);
+		fprintf(out, "  v%d = %s(v%d", i + 1, op_catalogue[op->kind].name, op->in[0]);
+		for (int k = 1; k < op->n_in; k++)
+			fprintf(out, ", v%d", op->in[k]);
+		if (op->kernel)
+			fprintf(out, ", kernel=%d, stride=%d", op->kernel, op->stride);
+		if (op->kind == OP_CONV2D)
+			fprintf(out, ", padding=%d", op->padding);
+		fprintf(out, ") %s [", op->name);
+		print_shape(out, op->oc, op->oh, op->ow);
+		fputs(" <- ", out);
+		print_shape(out, op->ic, op->ih, op->iw);
+		fputc(']', out);
+		if (op->w_off >= 0)
+			fprintf(out, " W@%lld b@%lld", (long long)op->w_off, (long long)op->b_off);
 		if (op->relu)
 			fprintf(out, " relu z[%d..%d)", op->z_off, op->z_off + op->out_size);
 		fprintf(out, "  ; %d:%d\n", op->at.line, op->at.col);
 	}
-	fprintf(out, "  strategy: eps_2 alone by %s (estimated %.3g multiply-adds per input by rows, %.3g by Gram);"
-	        " other norms by explicit rows; training by the Gram recurrence\n",
-	        m->l2_by_gram ? "the Gram recurrence" : "explicit rows", m->cost_rows, m->cost_gram);
+	if (m->dense_chain)
+		fprintf(out, "  strategy: eps_2 alone by %s (estimated %.3g multiply-adds per input by rows, %.3g by Gram);"
+		        " other norms by explicit rows; training by the Gram recurrence\n",
+		        m->l2_by_gram ? "the Gram recurrence" : "explicit rows", m->cost_rows, m->cost_gram);
+	else
+		fprintf(out, "  strategy: every norm by tangents (the %d input axes pushed through the masked network"
+		        " as a batch); training by tangents and their adjoint (a graph that is not a dense chain"
+		        " has no Gram form)\n", m->n_in);
 	fprintf(out, "  tensors:\n");
 	for (int i = 0; i < m->n_tensors; i++) {
 		const rt_tensor *t = &m->tensors[i];

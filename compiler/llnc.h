@@ -161,20 +161,36 @@ ast_program *ast_program_new(arena *a, source *src, ast_block *blocks);
  * Semantic analysis (sema.c): names resolved, nested calls flattened into
  * nodes in definition order, shapes inferred, hyperparameters range-checked.
  * ---------------------------------------------------------------------- */
-typedef enum sema_op {
-	SEMA_INPUT,   /* the model input */
-	SEMA_DENSE,   /* dense(x, n): parameters NAME.weight [n, in], NAME.bias [n] */
-	SEMA_RELU,    /* relu(x) */
-} sema_op;
+/* The operation catalogue (ops.def), shared by every stage. */
+typedef enum op_kind {
+	OP_INPUT,     /* the model input */
+#define OP(id, name, operands, parameterized, linear, signature) OP_##id,
+#include "ops.def"
+#undef OP
+	OP_COUNT
+} op_kind;
 
+typedef struct op_info {
+	const char *name;
+	int operands;
+	bool parameterized, linear;
+	const char *signature;
+} op_info;
+extern const op_info op_catalogue[OP_COUNT];   /* indexed by op_kind (sema.c) */
+
+/* A value's shape.  Images are C x H x W, stored C-major like PyTorch's
+ * NCHW; vectors have ndims 1.  Every operation sees its operand as C x H x W
+ * (a vector of n as n x 1 x 1). */
 typedef struct sema_node {
-	sema_op op;
+	op_kind op;
 	loc at;
-	const char *name;   /* the statement's name; a dense node's parameter prefix */
-	int arg;            /* operand node index, -1 for the input */
+	const char *name;   /* the statement's name; a parameterized op's prefix */
+	int in[2];          /* operand node indices, -1 when absent */
 	int size;           /* elements of the output (product of dims) */
 	int ndims;
 	int dims[4];
+	int units;          /* dense: n; conv2d: output channels */
+	int kernel, stride, padding;   /* conv2d, avgpool */
 } sema_node;
 
 typedef struct sema_model {
@@ -220,6 +236,7 @@ typedef struct sema_train {
 	int batch, epochs;
 	uint64_t seed;
 	int valid;                 /* examples held out for validation */
+	rt_init_scheme init;       /* init = pytorch (the default, 0) or he */
 	sema_data data, test;
 } sema_train;
 
@@ -240,24 +257,24 @@ sema_program *sema_check(arena *a, const ast_program *p);
  * and may be followed by a ReLU; the pre-activations of ReLU ops are the
  * hidden neurons, numbered in op order.
  * ---------------------------------------------------------------------- */
-typedef enum ir_kind {
-	IR_DENSE,     /* y = W x + b */
-} ir_kind;
-
 typedef struct ir_op {
-	ir_kind kind;
+	op_kind kind;
 	loc at;
 	const char *name;
-	int in;              /* operand value: 0 is the normalized input, op k makes value k+1 */
+	int in[2], n_in;     /* operand values: 0 is the normalized input, op k makes value k+1 */
 	int in_size, out_size;
+	int ic, ih, iw;      /* operand 0 as C x H x W */
+	int oc, oh, ow;      /* the output as C x H x W */
+	int kernel, stride, padding;
 	bool relu;           /* output is a hidden layer */
-	int64_t w_off, b_off;/* offsets into P */
+	int64_t w_off, b_off;/* offsets into P; -1 without parameters */
 	int z_off;           /* first hidden neuron, when relu */
 } ir_op;
 
 typedef struct ir_module {
 	const char *name;
 	int n_in, n_out, n_hidden, n_layers;
+	int in_c, in_h, in_w;  /* the input as C x H x W */
 	int64_t n_params;
 	float mean, std;
 	ir_op *ops;
@@ -265,6 +282,8 @@ typedef struct ir_module {
 	rt_tensor *tensors;
 	int n_tensors;
 	rt_layer *layers;
+	/* a chain of dense layers: the Gram recurrence is available */
+	bool dense_chain;
 	/* strategy for eps_2 alone, chosen by a cost model of the shapes: the Gram
 	 * recurrence (independent of the input size) or explicit gradient rows */
 	bool l2_by_gram;

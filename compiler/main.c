@@ -17,15 +17,18 @@
 #include <unistd.h>
 
 #include "llnc.h"
+#include "onnx/onnx_import.h"
 
 typedef struct options {
 	const char *command, *file, *out, *weights, *cpu, *dump;
 	uint64_t seed;
-	bool seed_set, certifier, trainer;
+	rt_init_scheme init;
+	bool seed_set, init_set, certifier, trainer;
 	const char *command_name;  /* "llnc train": how the runtime names itself */
 	int rest_argc;        /* train, eval: the flags after FILE, for the runtime */
 	char **rest_argv;
 	int opt_level;
+	rt_names names;       /* build: --rename, --strip-prefix for --weights */
 } options;
 
 static const char usage_text[] =
@@ -33,12 +36,14 @@ static const char usage_text[] =
 	      "\n"
 	      "commands:\n"
 	      "  check   parse and check FILE, report every error\n"
-	      "  init    write He-initialised weights for FILE's model\n"
+	      "  init    write initial weights for FILE's model\n"
 	      "  build   compile FILE to a standalone certifier or trainer\n"
 	      "  train   compile FILE in process and train its model\n"
 	      "  eval    evaluate weights on a data set: accuracy, radii, regions\n"
 	      "  plot    draw a model's linear regions, margins and gradients\n"
 	      "  data    generate a data set: 'llnc data toy2d --help'\n"
+	      "  weights list the tensors of a safetensors file\n"
+	      "  import  convert an ONNX network: 'llnc import NET.onnx -o OUT'\n"
 	      "\n"
 	      "Run 'llnc COMMAND --help' for a command's options.\n"
 	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n";
@@ -50,11 +55,13 @@ static const struct command_help {
 	           "\n"
 	           "Parses and checks FILE; prints every error as file:line:col and exits 1\n"
 	           "if there were any.\n" },
-	{ "init", "usage: llnc init FILE.lln [--seed N] -o WEIGHTS.safetensors\n"
+	{ "init", "usage: llnc init FILE.lln [--seed N] [--init pytorch|he] -o WEIGHTS.safetensors\n"
 	          "\n"
-	          "Writes deterministic He-initialised weights for FILE's model (weights\n"
-	          "N(0, 2/fan_in), biases U(+-1/sqrt(fan_in))) under PyTorch's state_dict\n"
-	          "names.  --seed defaults to the train block's seed, else 0.\n" },
+	          "Writes deterministic initial weights for FILE's model under PyTorch's\n"
+	          "state_dict names.  --init pytorch: weights and biases U(+-1/sqrt(fan_in)),\n"
+	          "PyTorch's default; he: weights N(0, 2/fan_in), biases as pytorch.\n"
+	          "--seed and --init default to the train block's seed (else 0) and init\n"
+	          "(else pytorch).\n" },
 	{ "build", "usage: llnc build FILE.lln --certifier --weights WEIGHTS.safetensors -o BIN\n"
 	           "       llnc build FILE.lln --trainer -o BIN\n"
 	           "                  [--cpu NAME] [-O0|-O1|-O2|-O3] [--dump=ast|ir|llvm]\n"
@@ -64,7 +71,9 @@ static const struct command_help {
 	           "FILE's train and objective blocks as defaults.  Run 'BIN --help' for its\n"
 	           "use.  Code is tuned for this machine's CPU; --cpu x86-64 (or x86-64-v2,\n"
 	           "-v3, -v4) targets a generic level for binaries that ship elsewhere.\n"
-	           "-O3 is the default.\n" },
+	           "-O3 is the default.  --rename OLD=NEW (repeatable) and --strip-prefix P\n"
+	           "map the names of a state_dict saved under other module names\n"
+	           "(docs/formats.md).\n" },
 	{ "train", "usage: llnc train FILE.lln [flags] -o WEIGHTS.safetensors\n"
 	           "\n"
 	           "Compiles FILE in process and trains its model; FILE's objective and\n"
@@ -132,11 +141,16 @@ static int parse_args(int argc, char **argv, options *o)
 			o->trainer = true;
 		} else if (strncmp(a, "-O", 2) == 0 && a[2] >= '0' && a[2] <= '3' && !a[3]) {
 			o->opt_level = a[2] - '0';
-		} else if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--seed") || !strcmp(a, "--cpu")) {
+		} else if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--seed") || !strcmp(a, "--cpu") ||
+		           !strcmp(a, "--init")) {
 			if (!val)
 				return usage_error("%s needs a value", a);
 			i++;
-			if (!strcmp(a, "-o"))
+			if (!strcmp(a, "--init")) {
+				if (rt_init_parse(val, &o->init) != 0)
+					return usage_error("--init takes pytorch or he, not '%s'", val);
+				o->init_set = true;
+			} else if (!strcmp(a, "-o"))
 				o->out = val;
 			else if (!strcmp(a, "--weights"))
 				o->weights = val;
@@ -149,6 +163,12 @@ static int parse_args(int argc, char **argv, options *o)
 				if (*end || *val == '-' || !*val)
 					return usage_error("--seed takes a non-negative integer, not '%s'", val);
 			}
+		} else if (!strcmp(a, "--rename") || !strcmp(a, "--strip-prefix")) {
+			char err[RT_ERRLEN];
+			if (!val)
+				return usage_error("%s needs a value", a);
+			if (rt_names_flag(&o->names, a, argv[++i], err))
+				return usage_error("%s", err);
 		} else if (a[0] == '-' && a[1]) {
 			return usage_error("unknown option '%s'", a);
 		} else if (!o->command) {
@@ -183,15 +203,17 @@ static int fail(const char *msg)
 }
 
 /* init: the IR's tensor table, filled by the runtime's initialiser. */
-static int run_init(const options *o, const ir_module *ir, uint64_t seed)
+static int run_init(const options *o, const ir_module *ir, uint64_t seed, rt_init_scheme scheme)
 {
 	if (!o->out)
 		return usage_error("init needs -o WEIGHTS.safetensors%s", "");
-	float *P = malloc(sizeof(float) * (size_t)ir->n_params);
-	rt_init_params(ir->tensors, ir->n_tensors, seed, P);
+	float *P = rt_alloc_floats(ir->n_params);
+	if (!P)
+		return fail("llnc init: out of memory for the parameters");
+	rt_init_params(ir->tensors, ir->n_tensors, seed, scheme, P);
 	char seedstr[32], err[RT_ERRLEN];
 	snprintf(seedstr, sizeof seedstr, "%llu", (unsigned long long)seed);
-	const char *meta[] = { "model", ir->name, "init", "he-normal", "seed", seedstr, NULL };
+	const char *meta[] = { "model", ir->name, "init", rt_init_name(scheme), "seed", seedstr, NULL };
 	int rc = rt_params_save(ir->tensors, ir->n_tensors, P, NULL, 0, NULL, meta, o->out, err);
 	free(P);
 	return rc ? fail(err) : 0;
@@ -211,11 +233,11 @@ static char *train_defaults(arena *a, const sema_program *p)
 		"--objective\n%s\n--lambda\n%.15g\n--C\n%.15g\n--gamma\n%.15g\n"
 		"--optimizer\n%s\n--lr\n%.15g\n--momentum\n%.15g\n--nesterov\n%s\n--beta1\n%.15g\n"
 		"--beta2\n%.15g\n--eps\n%.15g\n--weight-decay\n%.15g\n--lr-step\n%d\n--lr-gamma\n%.15g\n"
-		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--valid\n%d\n--p\n%s\n",
+		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--init-scheme\n%s\n--valid\n%d\n--p\n%s\n",
 		objective[ob->reg], ob->lambda, ob->C, ob->reg == REG_ROLL ? ob->gamma : 100.0,
 		optimizer[t->optimizer], t->lr, t->momentum, t->nesterov ? "on" : "off", t->beta1,
 		t->beta2, t->adam_eps, t->weight_decay, t->lr_step, t->lr_gamma,
-		t->batch, t->epochs, (unsigned long long)t->seed, t->valid,
+		t->batch, t->epochs, (unsigned long long)t->seed, rt_init_name(t->init), t->valid,
 		ob->p == 1 ? "1" : ob->p == 2 ? "2" : "inf");
 	const sema_data *d[2] = { &t->data, &t->test };
 	for (int i = 0; i < 2; i++) {
@@ -244,8 +266,10 @@ static int run_build(const options *o, arena *a, const sema_program *p, const ir
 	char err[RT_ERRLEN];
 	float *P = NULL;
 	if (o->certifier) {
-		P = malloc(sizeof(float) * (size_t)ir->n_params);
-		if (rt_params_load(ir->tensors, ir->n_tensors, o->weights, P, err) != 0) {
+		P = rt_alloc_floats(ir->n_params);
+		if (!P)
+			return fail("llnc build: out of memory for the parameters");
+		if (rt_params_load_named(ir->tensors, ir->n_tensors, &o->names, o->weights, P, err) != 0) {
 			free(P);
 			return fail(err);
 		}
@@ -261,10 +285,39 @@ static int run_build(const options *o, arena *a, const sema_program *p, const ir
 	if (fd < 0)
 		internal_error("cannot create a temporary object file");
 	close(fd);
-	int rc = cg_emit_object(u, obj, err) || cg_link(obj, o->out, o->trainer ? CG_TRAINER : CG_CERTIFIER, err);
+	/* linked into the temporary of an atomic write, so that -o keeps a
+	 * symbolic link and a failed link leaves the old BIN */
+	rt_atomic out;
+	int rc = cg_emit_object(u, obj, err) || rt_atomic_open(o->out, &out, err);
+	if (!rc) {
+		close(out.fd);
+		out.fd = -1;
+		if (cg_link(obj, out.tmp, o->trainer ? CG_TRAINER : CG_CERTIFIER, err))
+			rc = 1, rt_atomic_abort(&out);
+		else
+			rc = rt_atomic_commit(&out, err) != 0;
+	}
 	unlink(obj);
 	cg_unit_free(u);
 	return rc ? fail(err) : 0;
+}
+
+/* init and build: the outputs checked against the inputs and for being
+ * writable before anything is compiled (rt_files_check). */
+static int check_files(const options *o)
+{
+	if (!o->out || (strcmp(o->command, "init") && strcmp(o->command, "build")))
+		return 0;
+	const rt_file f[] = {
+		{ "the model", o->file, RT_FILE_IN, 0 },
+		{ "--weights", o->weights, RT_FILE_IN, 0 },
+		{ "-o", o->out, RT_FILE_OUT, 0 },
+	};
+	char err[RT_ERRLEN];
+	int rc = rt_files_check(f, 3, err);
+	if (rc)
+		fprintf(stderr, "llnc %s: %s\n", o->command, err);
+	return rc;
 }
 
 /* train, eval, plot: JIT-compile for this CPU and hand over to the runtime. */
@@ -275,16 +328,53 @@ static int run_runtime(const options *o, arena *a, const sema_program *p, const 
 	cg_unit *u = cg_generate(ir, &co, err);
 	const rt_model *m = u ? cg_jit(u, err) : NULL;
 	int rc;
+	/* the source goes along so that no output can overwrite it */
+	char *defaults = arena_printf(a, "%s--source\n%s\n", train_defaults(a, p), o->file);
 	if (!m)
 		rc = fail(err);
 	else if (!strcmp(o->command, "train"))
-		rc = rt_train_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
+		rc = rt_train_main(m, defaults, o->rest_argc, o->rest_argv);
 	else if (!strcmp(o->command, "eval"))
-		rc = rt_eval_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
+		rc = rt_eval_main(m, defaults, o->rest_argc, o->rest_argv);
 	else
-		rc = rt_plot_main(m, train_defaults(a, p), o->rest_argc, o->rest_argv);
+		rc = rt_plot_main(m, defaults, o->rest_argc, o->rest_argv);
 	cg_unit_free(u);
 	return rc;
+}
+
+/* weights: what a safetensors file holds, under the names a --rename and
+ * --strip-prefix would give, so the mapping can be tried before a build. */
+static int run_weights(int argc, char **argv)
+{
+	const char *path = NULL;
+	rt_names names = { 0 };
+	char err[RT_ERRLEN];
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			fputs("usage: llnc weights W.safetensors [--strip-prefix P] [--rename OLD=NEW ...]\n"
+			      "\n"
+			      "Lists the tensors of W in file order: name, dtype and shape, then the\n"
+			      "metadata.  With --strip-prefix and --rename, names are shown as a build,\n"
+			      "eval, train --init or plot with the same flags would see them.\n", stdout);
+			return 0;
+		}
+		if (!strcmp(a, "--rename") || !strcmp(a, "--strip-prefix")) {
+			if (i + 1 >= argc)
+				return usage_error("%s needs a value", a);
+			if (rt_names_flag(&names, a, argv[++i], err))
+				return usage_error("%s", err);
+		} else if (a[0] == '-' && a[1]) {
+			return usage_error("unknown option '%s'", a);
+		} else if (!path) {
+			path = a;
+		} else {
+			return usage_error("unexpected argument '%s'", a);
+		}
+	}
+	if (!path)
+		return usage_error("weights needs a W.safetensors FILE%s", "");
+	return rt_st_list(path, &names, stdout, err) ? fail(err) : 0;
 }
 
 int main(int argc, char **argv)
@@ -294,8 +384,16 @@ int main(int argc, char **argv)
 		argv[1] = "llnc data";
 		return rt_data_main(argc - 1, argv + 1);
 	}
+	if (argc > 1 && !strcmp(argv[1], "weights"))
+		return run_weights(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "import")) {
+		argv[1] = "llnc import";
+		return onnx_import_main(argc - 1, argv + 1);
+	}
 	options o = { 0 };
 	int rc = parse_args(argc, argv, &o);
+	if (!rc)
+		rc = check_files(&o);
 	if (rc)
 		return rc;
 
@@ -322,7 +420,8 @@ int main(int argc, char **argv)
 			cg_unit_free(u);
 		}
 		if (!strcmp(o.command, "init"))
-			rc = rc ? rc : run_init(&o, ir, o.seed_set ? o.seed : prog->train.seed);
+			rc = rc ? rc : run_init(&o, ir, o.seed_set ? o.seed : prog->train.seed,
+			                        o.init_set ? o.init : prog->train.init);
 		else if (!strcmp(o.command, "build"))
 			rc = rc ? rc : run_build(&o, a, prog, ir);
 		else if (runtime_command(o.command))

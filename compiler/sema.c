@@ -7,12 +7,12 @@
  * range-checked.  Every mistake is reported at the token that causes it and
  * checking goes on, so one run lists all of them.
  *
- * Everything the language knows is in tables: an operation is an op_spec
- * (parameters + shape rule), a setting is a `setting` (a plain number or a
- * family of calls such as sgd/adam/amsgrad), and a call's arguments are
- * matched to a pspec list by one binder.  Adding conv or avgpool is a new
- * table entry and a shape function; the binder, name resolution and the
- * relu/usage rules apply to it unchanged.
+ * Everything the language knows is in tables: an operation is a line of
+ * ops.def with its parameters (params_ID) and shape rule (shape_ID) here, a
+ * setting is a `setting` (a plain number or a family of calls such as
+ * sgd/adam/amsgrad), and a call's arguments are matched to a pspec list by
+ * one binder; name resolution and the relu/usage rules apply to every
+ * operation unchanged.
  */
 #include <errno.h>
 #include <limits.h>
@@ -66,6 +66,9 @@ typedef struct checker {
 	/* model block */
 	symbol *syms;          /* names defined by model statements */
 	int n_syms;
+	int *sym_slot;         /* hash table of indices into syms, -1 free */
+	size_t sym_mask;
+	int64_t n_params, n_hidden;   /* running totals, for the limits */
 	sema_node *nodes;
 	loc *use_at;           /* per node: where its operand is written */
 	loc *def_at;           /* per node: its statement's name */
@@ -640,7 +643,7 @@ static void apply_toy2d(checker *ck, const fspec *f, const ast_expr *call,
 		d->toy_seed = seed;
 	/* the examples are points in the plane */
 	const sema_model *m = &ck->prog->model;
-	if (m->n_nodes > 0 && m->nodes[0].op == SEMA_INPUT && m->nodes[0].size > 0 &&
+	if (m->n_nodes > 0 && m->nodes[0].op == OP_INPUT && m->nodes[0].size > 0 &&
 	    m->nodes[0].size != 2)
 		err(ck, call->at, "toy2d examples have 2 values, but the model's input '%s' has %d",
 		    m->nodes[0].name, m->nodes[0].size);
@@ -653,6 +656,25 @@ static const fspec data_fns[] = {
 	{ "toy2d", toy2d_params, NELEM(toy2d_params), apply_toy2d },
 };
 static const family data_family = { "data format", data_fns, NELEM(data_fns) };
+
+/* init = pytorch | he: how llnc train draws fresh weights (runtime/rng.c) */
+static void apply_init_pytorch(checker *ck, const fspec *f, const ast_expr *call,
+                               const ast_expr **args, void *dst)
+{
+	*(rt_init_scheme *)dst = RT_INIT_PYTORCH;
+}
+
+static void apply_init_he(checker *ck, const fspec *f, const ast_expr *call,
+                          const ast_expr **args, void *dst)
+{
+	*(rt_init_scheme *)dst = RT_INIT_HE;
+}
+
+static const fspec init_fns[] = {
+	{ "pytorch", NULL, 0, apply_init_pytorch },
+	{ "he", NULL, 0, apply_init_he },
+};
+static const family init_family = { "initialisation", init_fns, NELEM(init_fns) };
 
 #define AT(field) offsetof(sema_program, field)
 #define NOSPEC { NULL, P_NUM, false, ANY, NULL }
@@ -670,6 +692,7 @@ static const setting train_settings[] = {
 	{ "epochs", { "epochs", P_INT, true, GE(1), NULL }, NULL, AT(train.epochs) },
 	{ "seed", { "seed", P_SEED, true, GE(0), NULL }, NULL, AT(train.seed) },
 	{ "valid", { "valid", P_INT, true, GE(0), NULL }, NULL, AT(train.valid) },
+	{ "init", NOSPEC, &init_family, AT(train.init) },
 	{ "data", NOSPEC, &data_family, AT(train.data) },
 	{ "test", NOSPEC, &data_family, AT(train.test) },
 };
@@ -776,70 +799,200 @@ typedef bool shape_fn(checker *ck, const ast_expr **args, const int *in, sema_no
 
 typedef struct op_spec {
 	const char *name;
-	sema_op op;
-	const pspec *params;   /* P_VALUE parameters are operands */
+	op_kind op;
+	const pspec *params;   /* P_VALUE parameters are operands, first */
 	int n_params;
-	bool parameterized;    /* owns tensors named after its statement */
-	bool layer;            /* affine: may, and unless it is the output must,
-	                          pass through relu, whose input are its neurons */
-	shape_fn *shape;       /* fills size/ndims/dims, or reports and fails */
+	shape_fn *shape;       /* fills size/ndims/dims and attributes, or reports and fails */
 } op_spec;
 
-static bool shape_dense(checker *ck, const ast_expr **args, const int *in, sema_node *out);
-static bool shape_relu(checker *ck, const ast_expr **args, const int *in, sema_node *out);
+/* Limits that keep every size computation of the later stages in range
+ * (docs/language.md): element counts fit an int with room to spare, and
+ * the parameter vector and the hidden neurons fit the runtime's indices. */
+#define MAX_VALUE_SIZE (1 << 26)
+#define MAX_PARAMS ((int64_t)1 << 31)
+#define MAX_HIDDEN (1 << 30)
 
-static const pspec dense_params[] = {
+static const pspec params_DENSE[] = {
 	{ "x", P_VALUE, true, ANY, NULL },
 	{ "n", P_INT, true, GE(1), "dense size" },
 };
-static const pspec relu_params[] = {
+static const pspec params_CONV2D[] = {
+	{ "x", P_VALUE, true, ANY, NULL },
+	{ "out", P_INT, true, GE(1), "conv2d output channels" },
+	{ "kernel", P_INT, true, GE(1), "conv2d kernel size" },
+	{ "stride", P_INT, false, GE(1), "conv2d stride" },
+	{ "padding", P_INT, false, GE(0), "conv2d padding" },
+};
+static const pspec params_AVGPOOL[] = {
+	{ "x", P_VALUE, true, ANY, NULL },
+	{ "kernel", P_INT, true, GE(1), "avgpool kernel size" },
+	{ "stride", P_INT, false, GE(1), "avgpool stride" },
+};
+static const pspec params_ADD[] = {
+	{ "a", P_VALUE, true, ANY, NULL },
+	{ "b", P_VALUE, true, ANY, NULL },
+};
+static const pspec params_RELU[] = {
 	{ "x", P_VALUE, true, ANY, NULL },
 };
 
-static const op_spec ops[] = {
-	{ "dense", SEMA_DENSE, dense_params, NELEM(dense_params), true, true, shape_dense },
-	{ "relu", SEMA_RELU, relu_params, NELEM(relu_params), false, false, shape_relu },
+static shape_fn shape_DENSE, shape_CONV2D, shape_AVGPOOL, shape_ADD, shape_RELU;
+
+const op_info op_catalogue[OP_COUNT] = {
+	[OP_INPUT] = { "input", 0, false, false, "input x[dims]" },
+#define OP(id, name, operands, parameterized, linear, signature) \
+	[OP_##id] = { name, operands, parameterized, linear, signature },
+#include "ops.def"
+#undef OP
 };
 
-static const op_spec *op_of(sema_op op)
+static const op_spec ops[] = {
+#define OP(id, name, operands, parameterized, linear, signature) \
+	{ name, OP_##id, params_##id, NELEM(params_##id), shape_##id },
+#include "ops.def"
+#undef OP
+};
+
+static const char *op_name(op_kind op) { return op_catalogue[op].name; }
+static bool is_layer(op_kind op) { return op_catalogue[op].linear; }
+
+/* "[1, 12, 12]" */
+static const char *shape_text(checker *ck, const sema_node *n)
 {
-	for (int i = 0; i < NELEM(ops); i++)
-		if (ops[i].op == op)
-			return &ops[i];
-	return NULL;   /* SEMA_INPUT */
+	char *s = arena_printf(ck->a, "[");
+	for (int i = 0; i < n->ndims; i++)
+		s = arena_printf(ck->a, "%s%s%d", s, i ? ", " : "", n->dims[i]);
+	return arena_printf(ck->a, "%s]", s);
 }
 
-static const char *op_name(sema_op op)
+static void set_dims(sema_node *out, int ndims, const int *dims)
 {
-	const op_spec *o = op_of(op);
-	return o ? o->name : "input";
+	out->ndims = ndims;
+	out->size = 1;
+	for (int i = 0; i < ndims; i++) {
+		out->dims[i] = dims[i];
+		out->size *= dims[i];
+	}
 }
 
-static bool is_layer(sema_op op)
+/* Sizes are computed in 64 bits and refused past MAX_VALUE_SIZE, so no
+ * product below overflows. */
+static bool size_ok(checker *ck, loc at, const char *what, int64_t size)
 {
-	const op_spec *o = op_of(op);
-	return o && o->layer;
+	if (size <= MAX_VALUE_SIZE)
+		return true;
+	err(ck, at, "%s has %lld elements; lln supports at most %d per value", what, (long long)size,
+	    MAX_VALUE_SIZE);
+	return false;
 }
 
-/* dense flattens its input: only the element count matters. */
-static bool shape_dense(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+/* dense flattens its input in C-major order: only the element count matters. */
+static bool shape_DENSE(checker *ck, const ast_expr **args, const int *in, sema_node *out)
 {
 	int n;
-	if (!get_int(ck, args[1], &dense_params[1], &n))
+	if (!get_int(ck, args[1], &params_DENSE[1], &n) || !size_ok(ck, args[1]->at, "dense", n))
 		return false;
-	out->size = n;
-	out->ndims = 1;
-	out->dims[0] = n;
+	out->units = n;
+	set_dims(out, 1, &n);
+	return true;
+}
+
+/* The operand of an image operation must have C x H x W dims. */
+static const sema_node *image_operand(checker *ck, const ast_expr *arg, int in, const char *op)
+{
+	const sema_node *x = &ck->nodes[in];
+	if (x->ndims == 3)
+		return x;
+	err(ck, arg->at, "%s needs an image [C, H, W], but '%s' has shape %s", op, x->name, shape_text(ck, x));
+	return NULL;
+}
+
+/* Output size of a window sliding over n positions; reports when empty. */
+static bool window(checker *ck, loc at, const char *op, const char *axis, int n, int k, int s, int p, int *out)
+{
+	int64_t span = (int64_t)n + 2 * (int64_t)p;
+	if (k > span) {
+		err(ck, at, "%s kernel %d is larger than the %s of its input (%d%s)", op, k, axis, n,
+		    p ? arena_printf(ck->a, " plus padding 2 x %d", p) : "");
+		return false;
+	}
+	*out = (int)((span - k) / s + 1);
+	return true;
+}
+
+static bool shape_CONV2D(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+{
+	const sema_node *x = image_operand(ck, args[0], in[0], "conv2d");
+	int oc = 0, k = 0, stride = 1, pad = 0;
+	bool ok = get_int(ck, args[1], &params_CONV2D[1], &oc) & get_int(ck, args[2], &params_CONV2D[2], &k);
+	if (args[3])
+		ok &= get_int(ck, args[3], &params_CONV2D[3], &stride);
+	if (args[4])
+		ok &= get_int(ck, args[4], &params_CONV2D[4], &pad);
+	if (!ok || !x)
+		return false;
+	if (pad >= k) {
+		err(ck, args[4]->at, "conv2d padding %d must be smaller than its kernel %d: a wider border adds outputs that see only zeros", pad, k);
+		return false;
+	}
+	int dims[3] = { oc, 0, 0 };
+	if (!window(ck, args[2]->at, "conv2d", "height", x->dims[1], k, stride, pad, &dims[1]) ||
+	    !window(ck, args[2]->at, "conv2d", "width", x->dims[2], k, stride, pad, &dims[2]) ||
+	    !size_ok(ck, out->at, "conv2d output", (int64_t)oc * dims[1] * dims[2]) ||
+	    !size_ok(ck, args[1]->at, "conv2d weight", (int64_t)oc * x->dims[0] * k * k))
+		return false;
+	out->units = oc;
+	out->kernel = k;
+	out->stride = stride;
+	out->padding = pad;
+	set_dims(out, 3, dims);
+	return true;
+}
+
+static bool shape_AVGPOOL(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+{
+	const sema_node *x = image_operand(ck, args[0], in[0], "avgpool");
+	int k = 0, stride = 0;
+	bool ok = get_int(ck, args[1], &params_AVGPOOL[1], &k);
+	if (args[2])
+		ok &= get_int(ck, args[2], &params_AVGPOOL[2], &stride);
+	if (!ok || !x)
+		return false;
+	if (!args[2])
+		stride = k;
+	int dims[3] = { x->dims[0], 0, 0 };
+	if (!window(ck, args[1]->at, "avgpool", "height", x->dims[1], k, stride, 0, &dims[1]) ||
+	    !window(ck, args[1]->at, "avgpool", "width", x->dims[2], k, stride, 0, &dims[2]))
+		return false;
+	out->kernel = k;
+	out->stride = stride;
+	set_dims(out, 3, dims);
+	return true;
+}
+
+static bool shape_ADD(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+{
+	const sema_node *a = &ck->nodes[in[0]], *b = &ck->nodes[in[1]];
+	bool same = a->ndims == b->ndims;
+	for (int i = 0; same && i < a->ndims; i++)
+		same = a->dims[i] == b->dims[i];
+	if (!same) {
+		err(ck, args[1]->at, "add needs operands of one shape, but '%s' has shape %s and '%s' has shape %s",
+		    a->name, shape_text(ck, a), b->name, shape_text(ck, b));
+		return false;
+	}
+	set_dims(out, a->ndims, a->dims);
 	return true;
 }
 
 /* A ReLU's neurons are the pre-activations of the layer before it, so it
- * must follow a layer: relu of the input or of a relu has no neurons. */
-static bool shape_relu(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+ * must follow a linear operation: relu of the input or of a relu has no
+ * neurons of its own. */
+static bool shape_RELU(checker *ck, const ast_expr **args, const int *in, sema_node *out)
 {
 	const sema_node *x = &ck->nodes[in[0]];
 	if (!is_layer(x->op)) {
-		if (x->op == SEMA_INPUT)
+		if (x->op == OP_INPUT)
 			err(ck, args[0]->at, "relu cannot be applied to the input '%s': it must follow a layer such as dense",
 			    x->name);
 		else
@@ -847,24 +1000,68 @@ static bool shape_relu(checker *ck, const ast_expr **args, const int *in, sema_n
 			    x->name, op_name(x->op));
 		return false;
 	}
-	out->size = x->size;
-	out->ndims = x->ndims;
-	memcpy(out->dims, x->dims, sizeof out->dims);
+	set_dims(out, x->ndims, x->dims);
 	return true;
+}
+
+/* Symbols: an open-addressing table keyed by name, so that checking is
+ * linear in the number of statements. */
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
 }
 
 static symbol *find_sym(checker *ck, const char *name)
 {
-	for (int i = 0; i < ck->n_syms; i++)
-		if (!strcmp(ck->syms[i].name, name))
-			return &ck->syms[i];
-	return NULL;
+	for (size_t i = name_hash(name) & ck->sym_mask;; i = (i + 1) & ck->sym_mask) {
+		int k = ck->sym_slot[i];
+		if (k < 0)
+			return NULL;
+		if (!strcmp(ck->syms[k].name, name))
+			return &ck->syms[k];
+	}
 }
 
+static void add_sym(checker *ck, symbol s)
+{
+	size_t i = name_hash(s.name) & ck->sym_mask;
+	while (ck->sym_slot[i] >= 0)
+		i = (i + 1) & ck->sym_mask;
+	ck->sym_slot[i] = ck->n_syms;
+	ck->syms[ck->n_syms++] = s;
+}
+
+/* Parameters a node owns: weight and bias. */
+static int64_t node_params(const checker *ck, const sema_node *n)
+{
+	switch (n->op) {
+	case OP_DENSE: return (int64_t)n->units * (ck->nodes[n->in[0]].size + 1);
+	case OP_CONV2D: return (int64_t)n->units * ((int64_t)ck->nodes[n->in[0]].dims[0] * n->kernel * n->kernel + 1);
+	default: return 0;
+	}
+}
+
+/* Adds a node, or reports a model past the limits and returns -1. */
 static int add_node(checker *ck, const sema_node *n, loc use_at, loc def_at)
 {
 	if (ck->n_nodes == ck->cap_nodes)
 		internal_error("sema: more nodes than calls in the model");
+	ck->n_params += node_params(ck, n);
+	if (n->op == OP_RELU)
+		ck->n_hidden += n->size;
+	if (ck->n_params > MAX_PARAMS) {
+		err(ck, n->at, "the model has more than %lld parameters up to here; lln supports at most that many",
+		    (long long)MAX_PARAMS);
+		return -1;
+	}
+	if (ck->n_hidden > MAX_HIDDEN) {
+		err(ck, n->at, "the model has more than %d hidden neurons up to here; lln supports at most that many",
+		    MAX_HIDDEN);
+		return -1;
+	}
 	int i = ck->n_nodes++;
 	ck->nodes[i] = *n;
 	ck->use_at[i] = use_at;
@@ -934,7 +1131,7 @@ static int apply_op(checker *ck, const ast_expr *call, stmt_ctx *sc)
 	bool ok = true;
 	/* Checked before the operands so that "the second" is the second in
 	 * reading order: in dense(dense(x, 3), 4) it is the inner one. */
-	if (op->parameterized) {
+	if (op_catalogue[op->op].parameterized) {
 		if (sc->param_call) {
 			err(ck, call->at,
 			    "a statement may contain only one %s (the first is at %d:%d): its parameters are named after the statement '%s'; give this one a statement of its own",
@@ -945,7 +1142,7 @@ static int apply_op(checker *ck, const ast_expr *call, stmt_ctx *sc)
 		}
 	}
 	const ast_expr *args[8];
-	int in[8];
+	int in[8] = { -1, -1, -1, -1, -1, -1, -1, -1 };
 	if (op->n_params > NELEM(args))
 		internal_error("sema: operation %s has too many parameters", op->name);
 	if (!bind(ck, call, op->name, op->params, op->n_params, args))
@@ -963,7 +1160,7 @@ static int apply_op(checker *ck, const ast_expr *call, stmt_ctx *sc)
 	}
 	if (!ok)
 		return -1;
-	sema_node n = { .op = op->op, .at = call->at, .name = sc->name, .arg = in[0] };
+	sema_node n = { .op = op->op, .at = call->at, .name = sc->name, .in = { in[0], in[1] } };
 	if (!op->shape(ck, args, in, &n))
 		return -1;
 	return add_node(ck, &n, use_at, sc->name_at);
@@ -988,7 +1185,7 @@ static void check_input(checker *ck, const ast_stmt *s, symbol *sym)
 {
 	static const pspec dim = { "dim", P_INT, true, GE(1), "input dimension" };
 	sema_model *m = &ck->prog->model;
-	sema_node n = { .op = SEMA_INPUT, .at = s->name_at, .name = s->name, .arg = -1 };
+	sema_node n = { .op = OP_INPUT, .at = s->name_at, .name = s->name, .in = { -1, -1 } };
 	bool ok = true;
 	long long size = 1;
 	int k = 0;
@@ -1006,8 +1203,8 @@ static void check_input(checker *ck, const ast_stmt *s, symbol *sym)
 		}
 		n.dims[k] = d;
 		size *= d;
-		if (size > INT_MAX) {
-			err(ck, s->name_at, "input '%s' is too large: more than %d elements", s->name, INT_MAX);
+		if (size > MAX_VALUE_SIZE) {
+			err(ck, s->name_at, "input '%s' is too large: more than %d elements", s->name, MAX_VALUE_SIZE);
 			ok = false;
 			break;
 		}
@@ -1030,51 +1227,59 @@ static void check_input(checker *ck, const ast_stmt *s, symbol *sym)
 	sym->node = add_node(ck, &n, s->name_at, s->name_at);
 }
 
-#define RELU_RULE "output of %s layer '%s' must pass through relu: its neurons need a ReLU for their margins"
-
-/* Every hidden layer's value must go through exactly one relu (its neurons
- * are what the margins are made of), and every value must reach the output. */
+/* A linear value goes through relu at most once, and when it does, every
+ * other use must take the relu's value: its hidden neurons are the
+ * pre-activations, and later operations see them only after the ReLU.
+ * Every value must reach the output. */
 static void check_usage(checker *ck)
 {
 	const sema_model *m = &ck->prog->model;
 	int nn = ck->n_nodes;
-	int *users = arena_alloc(ck->a, sizeof *users * (size_t)(nn + 1));
 	int *relu_of = arena_alloc(ck->a, sizeof *relu_of * (size_t)(nn + 1));
-	for (int i = 0; i < nn; i++) {
+	int *raw_use = arena_alloc(ck->a, sizeof *raw_use * (size_t)(nn + 1));   /* a non-relu user, +1 */
+	for (int i = 0; i < nn; i++)
 		relu_of[i] = -1;
-		if (ck->nodes[i].arg >= 0)
-			users[ck->nodes[i].arg]++;
-	}
 	for (int j = 0; j < nn; j++) {
-		int a = ck->nodes[j].arg;
-		if (a < 0 || !is_layer(ck->nodes[a].op) || a == m->output)
-			continue;
-		if (ck->nodes[j].op != SEMA_RELU) {
-			err(ck, ck->use_at[j], RELU_RULE, op_name(ck->nodes[a].op), ck->nodes[a].name);
-		} else if (relu_of[a] >= 0) {
-			loc first = ck->nodes[relu_of[a]].at;
-			err(ck, ck->use_at[j], "'%s' already passes through relu at %d:%d; use that value instead",
-			    ck->nodes[a].name, first.line, first.col);
-		} else {
-			relu_of[a] = j;
+		for (int k = 0; k < 2; k++) {
+			int a = ck->nodes[j].in[k];
+			if (a < 0)
+				continue;
+			if (ck->nodes[j].op != OP_RELU) {
+				if (!raw_use[a])
+					raw_use[a] = j + 1;
+			} else if (relu_of[a] >= 0) {
+				loc first = ck->nodes[relu_of[a]].at;
+				err(ck, ck->use_at[j], "'%s' already passes through relu at %d:%d; use that value instead",
+				    ck->nodes[a].name, first.line, first.col);
+			} else {
+				relu_of[a] = j;
+			}
 		}
+	}
+	for (int a = 0; a < nn; a++) {
+		if (relu_of[a] < 0 || (!raw_use[a] && a != m->output))
+			continue;
+		loc r = ck->nodes[relu_of[a]].at;
+		err(ck, raw_use[a] ? ck->use_at[raw_use[a] - 1] : ck->output_at,
+		    "'%s' is used here without the relu it passes through at %d:%d; its neurons are hidden, so use the relu's value",
+		    ck->nodes[a].name, r.line, r.col);
 	}
 	if (m->output < 0)
 		return;   /* without an output everything would look unused */
 	bool *reach = arena_alloc(ck->a, sizeof *reach * (size_t)(nn + 1));
+	bool *used = arena_alloc(ck->a, sizeof *used * (size_t)(nn + 1));
 	reach[m->output] = true;
 	for (int i = m->output; i >= 0; i--)   /* operands precede users */
-		if (reach[i] && ck->nodes[i].arg >= 0)
-			reach[ck->nodes[i].arg] = true;
-	for (int i = 0; i < nn; i++) {
-		if (reach[i] || users[i] > 0)
-			continue;   /* unreachable chains are reported at their end */
-		if (is_layer(ck->nodes[i].op))
-			err(ck, ck->def_at[i], RELU_RULE, op_name(ck->nodes[i].op), ck->nodes[i].name);
-		else
+		for (int k = 0; k < 2; k++)
+			if (ck->nodes[i].in[k] >= 0) {
+				used[ck->nodes[i].in[k]] = true;
+				if (reach[i])
+					reach[ck->nodes[i].in[k]] = true;
+			}
+	for (int i = 0; i < nn; i++)
+		if (!reach[i] && !used[i])   /* unreachable chains are reported at their end */
 			err(ck, ck->def_at[i], "'%s' is never used: its value does not reach the output '%s'",
 			    ck->nodes[i].name, ck->nodes[m->output].name);
-	}
 }
 
 static void check_model(checker *ck, const ast_block *b)
@@ -1089,6 +1294,12 @@ static void check_model(checker *ck, const ast_block *b)
 		n_calls += count_calls(s->value);
 	}
 	ck->syms = arena_alloc(ck->a, sizeof *ck->syms * (size_t)(n_stmts + 1));
+	size_t slots = 16;
+	while (slots < 2 * (size_t)n_stmts)
+		slots *= 2;
+	ck->sym_slot = arena_alloc(ck->a, sizeof *ck->sym_slot * slots);
+	memset(ck->sym_slot, 0xff, sizeof *ck->sym_slot * slots);
+	ck->sym_mask = slots - 1;
 	bool *skip = arena_alloc(ck->a, sizeof *skip * (size_t)(n_stmts + 1));
 
 	/* Pass 1: every name with its statement, so a use can tell "unknown"
@@ -1121,7 +1332,7 @@ static void check_model(checker *ck, const ast_block *b)
 		}
 		if (s->kind == AST_INPUT)
 			input = s;
-		ck->syms[ck->n_syms++] = (symbol){ s->name, s->name_at, i, -1 };
+		add_sym(ck, (symbol){ s->name, s->name_at, i, -1 });
 	}
 	if (!input)
 		err(ck, b->name_at, "model '%s' has no input: declare one, e.g. 'input x[784];'", b->name);
@@ -1162,7 +1373,7 @@ static void check_model(checker *ck, const ast_block *b)
 			if (!is_layer(x->op))
 				err(ck, output->name_at,
 				    "the output must be a layer such as dense (its values are the logits), but '%s' is %s",
-				    output->name, x->op == SEMA_INPUT ? "the input" : "a relu");
+				    output->name, x->op == OP_INPUT ? "the input" : "a relu");
 			else
 				m->output = o;
 		}

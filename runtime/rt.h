@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define RT_ERRLEN 512
 
@@ -29,7 +30,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 2
+#define RT_ABI_VERSION 3
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -49,6 +50,7 @@ typedef struct rt_layer {  /* one hidden layer: a block of neurons followed by R
 	const char *name;
 	int32_t size;
 	int32_t offset;        /* index of its first neuron in the z vector */
+	int32_t c, h, w;       /* an image layer's channels, rows, columns (C-major); 0 for vectors */
 } rt_layer;
 
 typedef struct rt_cert {
@@ -264,7 +266,7 @@ long rt_alloc_count(void);      /* allocations since arming */
  * certifiers).  Little-endian float32, PyTorch names and layout.
  * ---------------------------------------------------------------------- */
 /* Fill P (n_params floats) from the file; a missing, extra, wrongly shaped
- * or non-float32 tensor is an error naming the tensor. */
+ * or non-float tensor is an error naming the tensor. */
 int rt_params_load(const rt_tensor *t, int n_tensors, const char *path, float *P, char *err);
 /* Write P as the tensors of the table (atomically).  `extra`, if not NULL,
  * adds further tensors (e.g. optimizer state) given as a second table over
@@ -279,6 +281,29 @@ int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
  * ignored.  On failure P and E may have been partly overwritten. */
 int rt_params_load_ex(const rt_tensor *t, int n, const rt_tensor *extra, int n_extra,
                       const char *path, float *P, float *E, bool *has_extra, char *err);
+/* How a file's tensor names map to the model's, for state_dicts saved
+ * under other module names (--strip-prefix P, --rename OLD=NEW, repeatable):
+ * a name starting with P loses it, then the first rename whose OLD is the
+ * whole name or its leading module ("0" for "0.weight", not "01.weight")
+ * replaces that part with NEW.  A rename matching nothing, or two tensors
+ * mapped to one name, is an error.  Strings are not copied. */
+#define RT_MAX_RENAMES 64
+typedef struct rt_names {
+	const char *strip;                     /* NULL: none */
+	int n;
+	const char *rename[RT_MAX_RENAMES];    /* "OLD=NEW" */
+} rt_names;
+/* Takes --rename or --strip-prefix with its value into nm: 0 when taken,
+ * 1 when flag is neither, -1 with a message in err for a bad value. */
+int rt_names_flag(rt_names *nm, const char *flag, const char *value, char *err);
+/* rt_params_load with names mapped by nm (NULL: as they are).  Tensors of
+ * dtype F64, F16 and BF16 are converted to float32, with a note on stderr;
+ * a missing tensor's message lists the file's names, the closest first. */
+int rt_params_load_named(const rt_tensor *t, int n_tensors, const rt_names *nm, const char *path,
+                         float *P, char *err);
+/* Lists the file's tensors (names mapped by nm, may be NULL), dtypes,
+ * shapes and metadata to out, in file order. */
+int rt_st_list(const char *path, const rt_names *nm, FILE *out, char *err);
 /* The string stored under `key` in the file's __metadata__: 0 and the value
  * when present, 1 and "" when absent, -1 on error (unreadable file, value
  * not a string or not fitting in len bytes with its NUL). */
@@ -292,9 +317,14 @@ void rt_rng_seed(rt_rng *r, uint64_t seed);
 uint64_t rt_rng_next(rt_rng *r);
 double rt_rng_uniform(rt_rng *r);       /* [0, 1) */
 double rt_rng_normal(rt_rng *r);        /* standard normal */
-/* He-normal weights N(0, 2/fan_in); biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))
- * like PyTorch's default, so biases are non-zero. */
-void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, float *P);
+/* Initialisation schemes.  Biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in
+ * both; weights are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with RT_INIT_PYTORCH
+ * (PyTorch's nn.Linear / nn.Conv2d default, the default here) and He-normal
+ * N(0, 2/fan_in) with RT_INIT_HE. */
+typedef enum { RT_INIT_PYTORCH, RT_INIT_HE } rt_init_scheme;
+const char *rt_init_name(rt_init_scheme s);        /* "pytorch", "he" */
+int rt_init_parse(const char *name, rt_init_scheme *s);  /* 0, or -1 if unknown */
+void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, rt_init_scheme scheme, float *P);
 
 /* ------------------------------------------------------------------------
  * Training (objective.c, optim.c, train.c, eval.c; library llnrt_train,

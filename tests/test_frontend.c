@@ -169,27 +169,27 @@ static void test_mnist_fc_means_the_papers_network(void **state)
 
 	/* input, then dense + relu for fc1..fc4, then the fc5 logits */
 	assert_int_equal(m->n_nodes, 10);
-	assert_int_equal(m->nodes[0].op, SEMA_INPUT);
+	assert_int_equal(m->nodes[0].op, OP_INPUT);
 	assert_string_equal(m->nodes[0].name, "x");
 	assert_int_equal(m->nodes[0].size, 784);
-	assert_int_equal(m->nodes[0].arg, -1);
+	assert_int_equal(m->nodes[0].in[0], -1);
 	static const char *names[] = { "fc1", "fc2", "fc3", "fc4" };
 	for (int i = 0; i < 4; i++) {
 		const sema_node *d = &m->nodes[1 + 2 * i], *h = &m->nodes[2 + 2 * i];
-		assert_int_equal(d->op, SEMA_DENSE);
+		assert_int_equal(d->op, OP_DENSE);
 		assert_string_equal(d->name, names[i]);
-		assert_int_equal(d->arg, 2 * i);
+		assert_int_equal(d->in[0], 2 * i);
 		assert_int_equal(d->size, 300);
 		assert_int_equal(d->ndims, 1);
 		assert_int_equal(d->dims[0], 300);
-		assert_int_equal(h->op, SEMA_RELU);
+		assert_int_equal(h->op, OP_RELU);
 		assert_string_equal(h->name, names[i]);
-		assert_int_equal(h->arg, 1 + 2 * i);
+		assert_int_equal(h->in[0], 1 + 2 * i);
 		assert_int_equal(h->size, 300);
 	}
-	assert_int_equal(m->nodes[9].op, SEMA_DENSE);
+	assert_int_equal(m->nodes[9].op, OP_DENSE);
 	assert_string_equal(m->nodes[9].name, "fc5");
-	assert_int_equal(m->nodes[9].arg, 8);
+	assert_int_equal(m->nodes[9].in[0], 8);
 	assert_int_equal(m->nodes[9].size, 10);
 	assert_int_equal(m->output, 9);
 
@@ -203,7 +203,8 @@ static void test_mnist_fc_means_the_papers_network(void **state)
 	assert_true(t->lr == 0.01 && t->momentum == 0.5 && t->nesterov);
 	assert_int_equal(t->batch, 64);
 	assert_int_equal(t->epochs, 20);
-	assert_int_equal(t->valid, 1000);
+	assert_int_equal(t->valid, 5000);
+	assert_int_equal(t->init, RT_INIT_PYTORCH);
 	assert_int_equal(t->lr_step, 0);
 	assert_int_equal(t->data.kind, DATA_IDX);
 	assert_string_equal(t->data.path[0], "data/train-images-idx3-ubyte");
@@ -254,6 +255,7 @@ static void test_settings_reach_the_program(void **state)
 	         "  optimizer = amsgrad(beta1 = 0.8, beta2 = 0.99, eps = 1e-6, weight_decay = 0.001);\n"
 	         "  lr_schedule = step(every = 5, factor = 0.5);\n"
 	         "  seed = 18446744073709551615;\n"
+	         "  init = he;\n"
 	         "  data = npy(\"x.npy\", \"y.npy\");\n"
 	         "  test = csv(\"t.csv\");\n"
 	         "}\n"
@@ -266,6 +268,7 @@ static void test_settings_reach_the_program(void **state)
 	assert_int_equal(t->lr_step, 5);
 	assert_true(t->lr_gamma == 0.5);
 	assert_true(t->seed == UINT64_MAX);
+	assert_int_equal(t->init, RT_INIT_HE);
 	assert_int_equal(t->data.kind, DATA_NPY);
 	assert_string_equal(t->data.path[1], "y.npy");
 	assert_int_equal(t->test.kind, DATA_CSV);

@@ -1,0 +1,369 @@
+/* cg.h: the code generator's internal map, shared by cg.c (the kernels)
+ * and one file per operation (cg_dense.c, cg_conv2d.c, cg_avgpool.c,
+ * cg_add.c).
+ *
+ * The kernels of rt_model are written once, in cg.c, over the small
+ * interface `cg_op` below: how an operation maps its operands forward (in
+ * double), how it maps gradient rows (tangents, in float), and the adjoints
+ * of both for training.  An operation's file implements that interface and
+ * nothing else; the Gram recurrence, which only pays for chains of dense
+ * layers, lives with dense.  The IR-building helpers are static inline so
+ * that every file gets them without exporting them.
+ */
+#ifndef LLNC_CG_H
+#define LLNC_CG_H
+
+#include <string.h>
+
+#include <llvm-c/Core.h>
+
+#include "llnc.h"
+
+/* ---- the builder's state and the workspace layout ---- */
+
+typedef struct gen {
+	LLVMContextRef c;
+	LLVMModuleRef mod;
+	LLVMBuilderRef b;
+	LLVMTypeRef f32, f64, i32, i64, i1, ptr, vf;
+	LLVMValueRef fn;
+	LLVMBasicBlockRef entry;
+	const ir_module *m;
+	/* workspace offsets, in floats; doubles take two */
+	int64_t *val_off;     /* value v: n(v) doubles (pre-activations for hidden ops) */
+	int64_t *tan_off;     /* value v: tangent doubles (direction), or adjoints (backprop) */
+	int64_t *act_off;     /* op k: its active list (int32) when relu */
+	int64_t *jac_off;     /* op k: its gradient rows, out x n_in floats (-1: rows are W) */
+	int64_t *rbar_off;    /* op k: adjoint of its rows, out x n_in floats (tangent training) */
+	int64_t *pre_off;     /* op k: 3 x out floats of first-layer q-norms (-1: none) */
+	int64_t id_off;       /* the identity, n_in x n_in floats: rows of the input (-1: none) */
+	/* training, by the Gram recurrence (cg_dense.c) */
+	int64_t *cnt_off;     /* op k: its number of active units (int32) */
+	int64_t *gc_off;      /* hidden op k: Gram matrix of its active rows, out x out */
+	int64_t *gbar_off;    /* hidden op k: adjoint of that matrix, out x out */
+	int64_t *vc_off;      /* hidden op k with a hidden input: W over active inputs, out x in */
+	int64_t *t_off;       /* ... and that times the input's Gram, out x in */
+	int64_t *kpre_off;    /* first-layer hidden op k: W W^T in pre */
+	int64_t *acc_off;     /* first-layer hidden op k: batch accumulator in grad */
+	int64_t row_off, row2_off;  /* two scratch rows of the widest layer */
+	int64_t sq_off;             /* squared gradient norms, for certify's Gram strategy */
+	int64_t scratch_off[3];     /* matrices that live within one layer's step */
+	int64_t ws_floats, pre_floats, grad_floats;
+} gen;
+
+static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+/* Compact matrices over active units have rows padded to a multiple of the
+ * vector width, with zeros, so inner loops need no scalar tails. */
+static inline int64_t pad8(int64_t n) { return (n + 7) & ~(int64_t)7; }
+
+/* ---- small IR-building helpers ---- */
+
+static inline LLVMValueRef ci(gen *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
+static inline LLVMValueRef ci32(gen *g, int32_t v) { return LLVMConstInt(g->i32, (unsigned long long)(int64_t)v, 1); }
+static inline LLVMValueRef cd(gen *g, double v) { return LLVMConstReal(g->f64, v); }
+
+static inline LLVMValueRef at(gen *g, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef i)
+{
+	return LLVMBuildInBoundsGEP2(g->b, t, base, &i, 1, "");
+}
+static inline LLVMValueRef load(gen *g, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef i)
+{
+	return LLVMBuildLoad2(g->b, t, at(g, t, base, i), "");
+}
+static inline void store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i)
+{
+	LLVMBuildStore(g->b, v, at(g, LLVMTypeOf(v), base, i));
+}
+static inline LLVMValueRef add(gen *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(g->b, a, b, ""); }
+static inline LLVMValueRef mul(gen *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(g->b, a, b, ""); }
+static inline LLVMValueRef ext(gen *g, LLVMValueRef f) { return LLVMBuildFPExt(g->b, f, g->f64, ""); }
+static inline LLVMValueRef trunc32(gen *g, LLVMValueRef d) { return LLVMBuildFPTrunc(g->b, d, g->f32, ""); }
+
+/* Reductions may be reassociated so that they vectorise; the result is
+ * still deterministic for a given binary. */
+static inline LLVMValueRef fast(LLVMValueRef v)
+{
+	LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
+	return v;
+}
+static inline LLVMValueRef fadd(gen *g, LLVMValueRef a, LLVMValueRef b) { return fast(LLVMBuildFAdd(g->b, a, b, "")); }
+static inline LLVMValueRef fmul(gen *g, LLVMValueRef a, LLVMValueRef b) { return fast(LLVMBuildFMul(g->b, a, b, "")); }
+
+static inline LLVMValueRef intrinsic(gen *g, const char *name, LLVMValueRef x, LLVMValueRef y)
+{
+	unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+	LLVMTypeRef t = LLVMTypeOf(x);
+	LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->mod, id, &t, 1);
+	LLVMTypeRef ft = LLVMIntrinsicGetType(g->c, id, &t, 1);
+	LLVMValueRef args[2] = { x, y };
+	return LLVMBuildCall2(g->b, ft, f, args, y ? 2 : 1, "");
+}
+static inline LLVMValueRef intrinsic_n(gen *g, const char *name, LLVMTypeRef overload, LLVMValueRef *args, unsigned n)
+{
+	unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+	LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->mod, id, &overload, 1);
+	return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, &overload, 1), f, args, n, "");
+}
+static inline LLVMValueRef fabsv(gen *g, LLVMValueRef x) { return intrinsic(g, "llvm.fabs", x, NULL); }
+static inline LLVMValueRef fmaxv(gen *g, LLVMValueRef x, LLVMValueRef y) { return intrinsic(g, "llvm.maxnum", x, y); }
+
+/* Mutable scalars live in entry-block allocas; mem2reg turns them into SSA. */
+static inline LLVMValueRef var(gen *g, LLVMTypeRef t, LLVMValueRef init)
+{
+	LLVMBasicBlockRef cur = LLVMGetInsertBlock(g->b);
+	LLVMValueRef first = LLVMGetFirstInstruction(g->entry);
+	if (first)
+		LLVMPositionBuilderBefore(g->b, first);
+	else
+		LLVMPositionBuilderAtEnd(g->b, g->entry);
+	LLVMValueRef slot = LLVMBuildAlloca(g->b, t, "");
+	LLVMPositionBuilderAtEnd(g->b, cur);
+	LLVMBuildStore(g->b, init, slot);
+	return slot;
+}
+static inline LLVMValueRef get(gen *g, LLVMTypeRef t, LLVMValueRef slot) { return LLVMBuildLoad2(g->b, t, slot, ""); }
+static inline void set(gen *g, LLVMValueRef slot, LLVMValueRef v) { LLVMBuildStore(g->b, v, slot); }
+
+static inline LLVMBasicBlockRef block(gen *g, const char *name) { return LLVMAppendBasicBlockInContext(g->c, g->fn, name); }
+
+/* for (i = start; i < end; i++) as a guarded do-while, the shape LLVM's
+ * loop passes like best. */
+typedef struct loop { LLVMBasicBlockRef body, exit; LLVMValueRef i, end; int64_t step; } loop;
+
+static inline LLVMValueRef loop_begin_step(gen *g, loop *l, LLVMValueRef start, LLVMValueRef end, int64_t step)
+{
+	l->step = step;
+	LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+	l->body = block(g, "loop");
+	l->exit = block(g, "next");
+	l->end = end;
+	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, start, end, ""), l->body, l->exit);
+	LLVMPositionBuilderAtEnd(g->b, l->body);
+	l->i = LLVMBuildPhi(g->b, g->i64, "i");
+	LLVMAddIncoming(l->i, &start, &pre, 1);
+	return l->i;
+}
+static inline LLVMValueRef loop_begin(gen *g, loop *l, LLVMValueRef start, LLVMValueRef end)
+{
+	return loop_begin_step(g, l, start, end, 1);
+}
+static inline void loop_end(gen *g, loop *l)
+{
+	LLVMValueRef next = add(g, l->i, ci(g, l->step));
+	LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+	LLVMAddIncoming(l->i, &next, &latch, 1);
+	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, next, l->end, ""), l->body, l->exit);
+	LLVMPositionBuilderAtEnd(g->b, l->exit);
+}
+
+/* if (cond) { ... } */
+static inline LLVMBasicBlockRef if_begin(gen *g, LLVMValueRef cond)
+{
+	LLVMBasicBlockRef then = block(g, "then"), done = block(g, "endif");
+	LLVMBuildCondBr(g->b, cond, then, done);
+	LLVMPositionBuilderAtEnd(g->b, then);
+	return done;
+}
+static inline void if_end(gen *g, LLVMBasicBlockRef done)
+{
+	LLVMBuildBr(g->b, done);
+	LLVMPositionBuilderAtEnd(g->b, done);
+}
+
+/* ---- explicit vectors for the inner loops ----
+ * Written as 8-wide vector operations with a scalar tail, so that they
+ * vectorise whether or not LLVM can prove the buffers disjoint (they often
+ * share the workspace) and without run-time overlap checks on short rows. */
+enum { VW = 8 };
+
+static inline LLVMValueRef vload(gen *g, LLVMValueRef base, LLVMValueRef i)
+{
+	LLVMValueRef v = LLVMBuildLoad2(g->b, g->vf, at(g, g->f32, base, i), "");
+	LLVMSetAlignment(v, 4);
+	return v;
+}
+static inline void vstore(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i)
+{
+	LLVMSetAlignment(LLVMBuildStore(g->b, v, at(g, g->f32, base, i)), 4);
+}
+static inline LLVMValueRef vfma(gen *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+	LLVMValueRef args[3] = { a, b, c };
+	return intrinsic_n(g, "llvm.fmuladd", g->vf, args, 3);
+}
+static inline LLVMValueRef vsplat(gen *g, LLVMValueRef x)
+{
+	LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(g->vf), x, ci32(g, 0), "");
+	return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vf), LLVMConstNull(LLVMVectorType(g->i32, VW)), "");
+}
+static inline LLVMValueRef vround(gen *g, LLVMValueRef n) { return LLVMBuildAnd(g->b, n, ci(g, ~(int64_t)(VW - 1)), ""); }
+
+/* dst[0..n) += c * src[0..n), in float */
+static inline void emit_axpy(gen *g, LLVMValueRef dst, LLVMValueRef c, LLVMValueRef src, LLVMValueRef n)
+{
+	loop l;
+	LLVMValueRef nv = vround(g, n), cv = vsplat(g, c);
+	LLVMValueRef i = loop_begin_step(g, &l, ci(g, 0), nv, VW);
+	vstore(g, vfma(g, cv, vload(g, src, i), vload(g, dst, i)), dst, i);
+	loop_end(g, &l);
+	i = loop_begin(g, &l, nv, n);
+	LLVMValueRef args[3] = { c, load(g, g->f32, src, i), load(g, g->f32, dst, i) };
+	store(g, intrinsic_n(g, "llvm.fmuladd", g->f32, args, 3), dst, i);
+	loop_end(g, &l);
+}
+
+/* a[0..n) . b[0..n), in float */
+static inline LLVMValueRef emit_dot(gen *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef n)
+{
+	loop l;
+	LLVMValueRef nv = vround(g, n);
+	LLVMValueRef acc = var(g, g->vf, LLVMConstNull(g->vf));
+	LLVMValueRef i = loop_begin_step(g, &l, ci(g, 0), nv, VW);
+	set(g, acc, vfma(g, vload(g, a, i), vload(g, b, i), get(g, g->vf, acc)));
+	loop_end(g, &l);
+	LLVMValueRef args[2] = { LLVMConstReal(g->f32, 0), get(g, g->vf, acc) };
+	LLVMValueRef sum = var(g, g->f32, fast(intrinsic_n(g, "llvm.vector.reduce.fadd", g->vf, args, 2)));
+	i = loop_begin(g, &l, nv, n);
+	LLVMValueRef t[3] = { load(g, g->f32, a, i), load(g, g->f32, b, i), get(g, g->f32, sum) };
+	set(g, sum, intrinsic_n(g, "llvm.fmuladd", g->f32, t, 3));
+	loop_end(g, &l);
+	return get(g, g->f32, sum);
+}
+
+/* ---- a register-blocked matrix product ----
+ * C (+)= alpha A B, where
+ *   A(i, k) = A[row(i) lda + col(k)], or with atrans A[col(k) lda + row(i)]
+ *   B(k, j) = B[brow(k) ldb + j]
+ * and row, col, brow are the identity or lookups in i32 index lists, which
+ * is how active units are gathered without copying.  N must be a multiple
+ * of 8 (compact buffers are zero-padded to one).  Each 4 x 16 block of C
+ * stays in eight vector registers over the whole k loop, so every element of
+ * B loaded feeds four multiply-adds. */
+typedef struct gemm {
+	LLVMValueRef C, ldc, A, lda, B, ldb;
+	LLVMValueRef arows, acols, brows;   /* i32 index lists, or NULL */
+	bool atrans, accumulate;
+	float alpha;
+	LLVMValueRef M, N, K;
+} gemm;
+
+static inline LLVMValueRef lookup(gen *g, LLVMValueRef list, LLVMValueRef i)
+{
+	return list ? LLVMBuildSExt(g->b, load(g, g->i32, list, i), g->i64, "") : i;
+}
+
+
+void cg_gemm(gen *g, const gemm *p);
+
+static inline LLVMValueRef pad8v(gen *g, LLVMValueRef n) { return LLVMBuildAnd(g->b, add(g, n, ci(g, VW - 1)), ci(g, ~(int64_t)(VW - 1)), ""); }
+
+/* ---- values, activity and the operation interface ---- */
+
+/* Pointer to value v's doubles (or its tangents) inside the workspace. */
+static inline LLVMValueRef val_ptr(gen *g, LLVMValueRef ws, int v) { return at(g, g->f32, ws, ci(g, g->val_off[v])); }
+static inline LLVMValueRef tan_ptr(gen *g, LLVMValueRef ws, int v) { return at(g, g->f32, ws, ci(g, g->tan_off[v])); }
+
+/* Whether value v passes through a ReLU (its units are hidden neurons). */
+static inline bool has_relu(const gen *g, int v) { return v > 0 && g->m->ops[v - 1].relu; }
+
+/* Whether unit t of value v is on: always, unless v passes through a ReLU. */
+static inline LLVMValueRef unit_on(gen *g, LLVMValueRef ws, int v, LLVMValueRef t)
+{
+	return LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, val_ptr(g, ws, v), t), cd(g, 0), "");
+}
+
+/* Value `v` element t as the next op sees it: after the ReLU when v is a
+ * hidden layer. */
+static inline LLVMValueRef activation(gen *g, LLVMValueRef ws, int v, LLVMValueRef t)
+{
+	LLVMValueRef x = load(g, g->f64, val_ptr(g, ws, v), t);
+	if (has_relu(g, v))
+		x = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, x, cd(g, 0), ""), x, cd(g, 0), "");
+	return x;
+}
+
+/* What an operation reads of its operands in double: their activations, or
+ * their tangents masked by the same ReLUs (a Jacobian-vector product). */
+typedef enum { READ_VALUE, READ_TANGENT } read_mode;
+
+static inline LLVMValueRef operand(gen *g, LLVMValueRef ws, read_mode mode, int v, LLVMValueRef t)
+{
+	if (mode == READ_VALUE)
+		return activation(g, ws, v, t);
+	LLVMValueRef u = load(g, g->f64, tan_ptr(g, ws, v), t);
+	if (has_relu(g, v))
+		u = LLVMBuildSelect(g->b, unit_on(g, ws, v, t), u, cd(g, 0), "");
+	return u;
+}
+
+static inline LLVMValueRef active_count(gen *g, LLVMValueRef ws, int k)
+{
+	return LLVMBuildSExt(g->b, load(g, g->i32, ws, ci(g, g->cnt_off[k])), g->i64, "");
+}
+static inline LLVMValueRef active_at(gen *g, LLVMValueRef ws, int k, LLVMValueRef p)
+{
+	return LLVMBuildSExt(g->b, load(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), p), g->i64, "");
+}
+
+static inline void emit_zero(gen *g, LLVMValueRef p, int64_t n)
+{
+	loop l;
+	LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, n));
+	store(g, LLVMConstReal(g->f32, 0), p, i);
+	loop_end(g, &l);
+}
+
+/* An operation's code generation.  Rows are gradient rows (tangents): a
+ * value of n units has n rows of n_in floats, row-major.  src[k] and
+ * sbar[k] belong to operand k (op->in[k]); the operation applies its
+ * operands' ReLU masks itself (unit_on, or the active lists of cg_dense.c).
+ * Operand 0 (the model input) has the identity as rows and no adjoint:
+ * sbar[k] is NULL there. */
+typedef struct cg_op {
+	/* dst[j] = (A x)[j], plus the bias when `bias`, for every output unit j,
+	 * in double; x is read through `operand` in the given mode */
+	void (*apply)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, read_mode mode, bool bias,
+	              LLVMValueRef dst);
+	/* dst = A diag(m) src: the output's rows from the operands' */
+	void (*rows)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst);
+	/* the adjoint of apply: delta holds the output's adjoint (doubles);
+	 * adds d/dW and d/db of delta . (A x + b) to grad, and A^T delta, masked,
+	 * to the operands' adjoints (their tangent areas; not for the input) */
+	void (*backprop)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad);
+	/* the adjoint of rows: dbar holds the output rows' adjoint; adds
+	 * d/dW of <dbar, A diag(m) src> to grad and diag(m) A^T dbar to sbar[k] */
+	void (*rows_adjoint)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],
+	                     LLVMValueRef dbar, LLVMValueRef sbar[2], LLVMValueRef grad);
+} cg_op;
+
+extern const cg_op cg_op_dense, cg_op_conv2d, cg_op_avgpool, cg_op_add;
+
+/* The active list of every hidden op, from z (float) or the workspace
+ * (cg.c): what dense gathers with. */
+void cg_active_lists(gen *g, LLVMValueRef ws, LLVMValueRef z);
+
+/* Sliding windows (cg_conv2d.c, for conv2d and avgpool): for each output
+ * unit j = (o, y, x) in order, begin(j), then tap(j, t, wi) for every input
+ * unit t = (c, y stride + ky - padding, x stride + kx - padding) inside the
+ * image, where c runs over all input channels (conv2d) or is o (avgpool)
+ * and wi = ((o C + c) K + ky) K + kx indexes the tap's weight (conv2d),
+ * then end(j).  Callbacks may be NULL. */
+typedef struct window {
+	void (*begin)(gen *g, const ir_op *op, LLVMValueRef j, void *ctx);
+	void (*tap)(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx);
+	void (*end)(gen *g, const ir_op *op, LLVMValueRef j, void *ctx);
+} window;
+void cg_window(gen *g, const ir_op *op, const window *w, void *ctx);
+
+/* ---- the Gram recurrence for chains of dense layers (cg_dense.c) ---- */
+
+/* G^1 = W W^T of a first hidden layer, once per weight vector, into pre. */
+void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre);
+/* sq for every hidden neuron (and, for_logits, V and T of the logits). */
+void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits);
+/* The adjoint of cg_gram_forward for the adjoint dsq of sq, into grad. */
+void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad);
+/* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */
+void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad);
+
+#endif

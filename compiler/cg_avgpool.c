@@ -1,0 +1,106 @@
+/* cg_avgpool.c: code generation for avgpool(x, kernel, stride).
+ *
+ * y[c, i, j] = (1 / K^2) sum_{ky, kx} x[c, i s + ky, j s + kx], PyTorch's
+ * nn.AvgPool2d without padding: the sum divided by the window's size.  No
+ * parameters; the sliding window is cg_conv2d.c's, with one channel per
+ * output channel.
+ */
+#include "cg.h"
+
+typedef struct pool_ctx {
+	LLVMValueRef ws, dst, acc, src, d, sbar;
+	read_mode mode;
+} pool_ctx;
+
+static double area(const ir_op *op) { return (double)op->kernel * op->kernel; }
+static LLVMValueRef row_at(gen *g, LLVMValueRef rows, LLVMValueRef i)
+{
+	return at(g, g->f32, rows, mul(g, i, ci(g, g->m->n_in)));
+}
+static LLVMBasicBlockRef if_on(gen *g, const ir_op *op, pool_ctx *c, LLVMValueRef t)
+{
+	return has_relu(g, op->in[0]) ? if_begin(g, unit_on(g, c->ws, op->in[0], t)) : NULL;
+}
+static void end_on(gen *g, LLVMBasicBlockRef done)
+{
+	if (done)
+		if_end(g, done);
+}
+
+static void apply_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
+{
+	set(g, ((pool_ctx *)ctx)->acc, cd(g, 0));
+}
+static void apply_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
+{
+	pool_ctx *c = ctx;
+	set(g, c->acc, fadd(g, get(g, g->f64, c->acc), operand(g, c->ws, c->mode, op->in[0], t)));
+}
+static void apply_end(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
+{
+	pool_ctx *c = ctx;
+	store(g, LLVMBuildFDiv(g->b, get(g, g->f64, c->acc), cd(g, area(op)), ""), c->dst, j);
+}
+
+static void pool_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, read_mode mode, bool bias, LLVMValueRef dst)
+{
+	pool_ctx c = { .ws = ws, .dst = dst, .mode = mode, .acc = var(g, g->f64, cd(g, 0)) };
+	cg_window(g, op, &(window){ apply_begin, apply_tap, apply_end }, &c);
+}
+
+static void rows_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
+{
+	loop l;
+	LLVMValueRef row = row_at(g, ((pool_ctx *)ctx)->dst, j);
+	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, g->m->n_in));
+	store(g, LLVMConstReal(g->f32, 0), row, d);
+	loop_end(g, &l);
+}
+static void rows_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
+{
+	pool_ctx *c = ctx;
+	LLVMBasicBlockRef done = if_on(g, op, c, t);
+	emit_axpy(g, row_at(g, c->dst, j), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->src, t), ci(g, g->m->n_in));
+	end_on(g, done);
+}
+
+static void pool_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst)
+{
+	pool_ctx c = { .ws = ws, .dst = dst, .src = src[0] };
+	cg_window(g, op, &(window){ rows_begin, rows_tap, NULL }, &c);
+}
+
+static void back_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
+{
+	pool_ctx *c = ctx;
+	LLVMValueRef din = tan_ptr(g, c->ws, op->in[0]);
+	LLVMValueRef d = LLVMBuildFDiv(g->b, load(g, g->f64, c->d, j), cd(g, area(op)), "");
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, t), d, ""), din, t);
+}
+
+static void pool_backprop(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+{
+	if (op->in[0] == 0)
+		return;   /* no parameters, and the input needs no adjoint */
+	pool_ctx c = { .ws = ws, .d = delta };
+	cg_window(g, op, &(window){ NULL, back_tap, NULL }, &c);
+}
+
+static void radj_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
+{
+	pool_ctx *c = ctx;
+	LLVMBasicBlockRef done = if_on(g, op, c, t);
+	emit_axpy(g, row_at(g, c->sbar, t), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->d, j), ci(g, g->m->n_in));
+	end_on(g, done);
+}
+
+static void pool_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],
+                              LLVMValueRef dbar, LLVMValueRef sbar[2], LLVMValueRef grad)
+{
+	if (!sbar[0])
+		return;
+	pool_ctx c = { .ws = ws, .d = dbar, .sbar = sbar[0] };
+	cg_window(g, op, &(window){ NULL, radj_tap, NULL }, &c);
+}
+
+const cg_op cg_op_avgpool = { pool_apply, pool_rows, pool_backprop, pool_rows_adjoint };

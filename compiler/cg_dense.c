@@ -1,0 +1,337 @@
+/* cg_dense.c: code generation for dense(x, n), and the Gram recurrence.
+ *
+ * y = W x + b with W [n, in] over the flattened operand.  Gradient rows go
+ * through the register-blocked matrix kernel, gathering only the active
+ * units of a hidden operand through its active list (diag(m) zeroes the
+ * others); a dense layer reading the model input has its weights as rows,
+ * which the kernels use in place (cg.c).
+ *
+ * Chains of dense layers also have a Gram form, used for eps_2 alone when
+ * the IR's cost model picks it and for training:
+ * training needs sq_h = ||g_h||^2 for every hidden neuron, and the gradient
+ * of any function of them.  Rather than forming gradient rows (n x D per
+ * layer), the kernels carry each layer's Gram matrix G^i = J^i J^i^T:
+ *   G^1 = W^1 W^1^T                      (once per weight vector, in prepare)
+ *   G^i = V G^{i-1}_AA V^T,  V = W^i[:, A] with A the active units of layer i-1
+ * so sq = diag(G^i), at a cost independent of the input dimension.  Only the
+ * block of G^{i-1} on active units is ever needed; it is kept compact (the
+ * Gc buffers), as are V and T = V G^{i-1}_AA.  The adjoint Gbar^i of G^i is
+ * diag(dsq) plus, on the active block, what layer i+1 sends back:
+ *   dV = 2 Gbar^i T,   Gbar^{i-1}_AA += V^T Gbar^i V
+ * and for the first layer dW^1 = 2 Gbar^1 W^1, which is linear in Gbar^1, so
+ * the per-example Gbar^1 are summed over the batch (an accumulator past
+ * n_params in grad) and multiplied once, in train_finish. */
+#include "cg.h"
+
+/* ---- the operation ---- */
+
+static void dense_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, read_mode mode, bool bias,
+                        LLVMValueRef dst)
+{
+	loop lj, lt;
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+	LLVMValueRef acc = var(g, g->f64, bias ? ext(g, load(g, g->f32, P, add(g, ci(g, op->b_off), j))) : cd(g, 0));
+	LLVMValueRef row = add(g, ci(g, op->w_off), mul(g, j, ci(g, op->in_size)));
+	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
+	LLVMValueRef w = ext(g, load(g, g->f32, P, add(g, row, t)));
+	set(g, acc, fadd(g, get(g, g->f64, acc), fmul(g, w, operand(g, ws, mode, op->in[0], t))));
+	loop_end(g, &lt);
+	store(g, get(g, g->f64, acc), dst, j);
+	loop_end(g, &lj);
+}
+
+/* J = W diag(m) J_in over the units of the operand that are on: all of
+ * them, or a hidden operand's active list. */
+static void dense_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst)
+{
+	LLVMValueRef D = ci(g, g->m->n_in);
+	int v = op->in[0];
+	LLVMValueRef act = has_relu(g, v) ? at(g, g->f32, ws, ci(g, g->act_off[v - 1])) : NULL;
+	LLVMValueRef na = act ? active_count(g, ws, v - 1) : ci(g, op->in_size);
+	loop lj, lt, lz;
+	if (g->m->n_in % VW == 0) {
+		cg_gemm(g, &(gemm){ .C = dst, .ldc = D, .A = at(g, g->f32, P, ci(g, op->w_off)), .lda = ci(g, op->in_size),
+		                    .acols = act, .B = src[0], .ldb = D, .brows = act, .alpha = 1,
+		                    .M = ci(g, op->out_size), .N = D, .K = na });
+		return;
+	}
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+	LLVMValueRef row = at(g, g->f32, dst, mul(g, j, D));
+	LLVMValueRef d = loop_begin(g, &lz, ci(g, 0), D);
+	store(g, LLVMConstReal(g->f32, 0), row, d);
+	loop_end(g, &lz);
+	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), na);
+	LLVMValueRef ai = act ? active_at(g, ws, v - 1, t) : t;
+	LLVMValueRef w = load(g, g->f32, P, add(g, ci(g, op->w_off), add(g, mul(g, j, ci(g, op->in_size)), ai)));
+	emit_axpy(g, row, w, at(g, g->f32, src[0], mul(g, ai, D)), D);
+	loop_end(g, &lt);
+	loop_end(g, &lj);
+}
+
+static void dense_backprop(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+{
+	int v = op->in[0];
+	loop lr, lt;
+	LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, op->out_size));
+	LLVMValueRef d = load(g, g->f64, delta, r);
+	LLVMValueRef bi = add(g, ci(g, op->b_off), r);
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, bi), trunc32(g, d), ""), grad, bi);
+	LLVMValueRef row = add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)));
+	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
+	LLVMValueRef wi = add(g, row, t);
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, wi), trunc32(g, LLVMBuildFMul(g->b, d, activation(g, ws, v, t), "")), ""), grad, wi);
+	if (v > 0) {
+		LLVMValueRef din = tan_ptr(g, ws, v);
+		LLVMValueRef w = ext(g, load(g, g->f32, P, wi));
+		store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, t), LLVMBuildFMul(g->b, w, d, ""), ""), din, t);
+	}
+	loop_end(g, &lt);
+	loop_end(g, &lr);
+}
+
+/* dW[r, t] += dbar_r . (m_t src_t);  sbar_t += m_t sum_r W[r, t] dbar_r.
+ * Rows of the input are the identity, so there dW += dbar. */
+static void dense_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],
+                               LLVMValueRef dbar, LLVMValueRef sbar[2], LLVMValueRef grad)
+{
+	LLVMValueRef D = ci(g, g->m->n_in);
+	int v = op->in[0];
+	loop lr, lt;
+	LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, op->out_size));
+	LLVMValueRef drow = at(g, g->f32, dbar, mul(g, r, D));
+	LLVMValueRef wrow = add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)));
+	if (v == 0) {
+		emit_axpy(g, at(g, g->f32, grad, wrow), LLVMConstReal(g->f32, 1), drow, D);
+		loop_end(g, &lr);
+		return;
+	}
+	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
+	LLVMBasicBlockRef done = has_relu(g, v) ? if_begin(g, unit_on(g, ws, v, t)) : NULL;
+	LLVMValueRef wi = add(g, wrow, t);
+	LLVMValueRef dw = emit_dot(g, drow, at(g, g->f32, src[0], mul(g, t, D)), D);
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, wi), dw, ""), grad, wi);
+	if (sbar[0])
+		emit_axpy(g, at(g, g->f32, sbar[0], mul(g, t, D)), load(g, g->f32, P, wi), drow, D);
+	if (done)
+		if_end(g, done);
+	loop_end(g, &lt);
+	loop_end(g, &lr);
+}
+
+const cg_op cg_op_dense = { dense_apply, dense_rows, dense_backprop, dense_rows_adjoint };
+
+/* ---- the Gram recurrence ---- */
+
+/* K = W W^T for the first-layer hidden ops, symmetric, accumulated in double. */
+void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre)
+{
+	const ir_module *m = g->m;
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (g->kpre_off[k] < 0)
+			continue;
+		int64_t n = op->out_size;
+		LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
+		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
+		loop lr, lq, ld;
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
+		LLVMValueRef q = loop_begin(g, &lq, r, ci(g, n));
+		LLVMValueRef acc = var(g, g->f64, cd(g, 0));
+		LLVMValueRef d = loop_begin(g, &ld, ci(g, 0), ci(g, op->in_size));
+		LLVMValueRef a = ext(g, load(g, g->f32, W, add(g, mul(g, r, ci(g, op->in_size)), d)));
+		LLVMValueRef b = ext(g, load(g, g->f32, W, add(g, mul(g, q, ci(g, op->in_size)), d)));
+		set(g, acc, fadd(g, get(g, g->f64, acc), fmul(g, a, b)));
+		loop_end(g, &ld);
+		LLVMValueRef v = trunc32(g, get(g, g->f64, acc));
+		store(g, v, K, add(g, mul(g, r, ci(g, n)), q));
+		store(g, v, K, add(g, mul(g, q, ci(g, n)), r));
+		loop_end(g, &lq);
+		loop_end(g, &lr);
+	}
+}
+
+
+/* Whether op k's Gram block on its active units is needed: by a hidden
+ * consumer, or by the logits when their Gram matrix is wanted. */
+static bool need_gc(const ir_module *m, int k, bool for_logits)
+{
+	for (int j = k + 1; j < m->n_ops; j++)
+		if (m->ops[j].in[0] == k + 1 && (m->ops[j].relu || for_logits))
+			return true;
+	return false;
+}
+
+/* sq for every hidden neuron (and, for_logits, V and T of the logits). */
+void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits)
+{
+	const ir_module *m = g->m;
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (!op->relu && (!for_logits || op->in[0] == 0))
+			continue;
+		int64_t n = op->out_size;
+		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
+		loop lr, lt, lp, lq;
+		if (op->in[0] == 0) {
+			/* G^1 = W W^T from prepare: sq is its diagonal */
+			LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
+			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+			store(g, load(g, g->f32, K, add(g, mul(g, r, N), r)), sq, add(g, ci(g, op->z_off), r));
+			loop_end(g, &lr);
+			if (!need_gc(m, k, for_logits))
+				continue;
+			LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
+			LLVMValueRef a = active_count(g, ws, k);
+			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
+			LLVMValueRef rowp = mul(g, active_at(g, ws, k, p), N);
+			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), pad8v(g, a));
+			LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, q, a, "");
+			LLVMValueRef col = active_at(g, ws, k, LLVMBuildSelect(g->b, in, q, ci(g, 0), ""));
+			LLVMValueRef v = load(g, g->f32, K, add(g, rowp, col));
+			store(g, LLVMBuildSelect(g->b, in, v, LLVMConstReal(g->f32, 0), ""), Gc, add(g, mul(g, p, GLD), q));
+			loop_end(g, &lq);
+			loop_end(g, &lp);
+			continue;
+		}
+		int i = op->in[0] - 1;
+		LLVMValueRef ai = active_count(g, ws, i), ai8 = pad8v(g, ai);
+		LLVMValueRef Vc = at(g, g->f32, ws, ci(g, g->vc_off[k])), T = at(g, g->f32, ws, ci(g, g->t_off[k]));
+		LLVMValueRef VLD = ci(g, pad8(op->in_size));
+		/* V = W[:, A_i], zero-padded */
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai8);
+		LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, t, ai, "");
+		LLVMValueRef col = active_at(g, ws, i, LLVMBuildSelect(g->b, in, t, ci(g, 0), ""));
+		LLVMValueRef w = load(g, g->f32, P, add(g, ci(g, op->w_off), add(g, mul(g, r, ci(g, op->in_size)), col)));
+		store(g, LLVMBuildSelect(g->b, in, w, LLVMConstReal(g->f32, 0), ""), Vc, add(g, mul(g, r, VLD), t));
+		loop_end(g, &lt);
+		loop_end(g, &lr);
+		/* T = V Gc_i;  sq = rowwise V . T */
+		cg_gemm(g, &(gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
+		                      .ldb = ci(g, pad8(m->ops[i].out_size)), .alpha = 1, .M = N, .N = ai8, .K = ai });
+		if (op->relu) {
+			r = loop_begin(g, &lr, ci(g, 0), N);
+			store(g, emit_dot(g, at(g, g->f32, T, mul(g, r, VLD)), at(g, g->f32, Vc, mul(g, r, VLD)), ai8), sq,
+			      add(g, ci(g, op->z_off), r));
+			loop_end(g, &lr);
+		}
+		if (!op->relu || !need_gc(m, k, for_logits))
+			continue;
+		/* Gc_k = T[A_k] V[A_k]^T, through the transposed gather VA[t, q] = V[A_k[q], t] */
+		LLVMValueRef a = active_count(g, ws, k), a8 = pad8v(g, a);
+		LLVMValueRef VA = at(g, g->f32, ws, ci(g, g->scratch_off[0]));
+		t = loop_begin(g, &lt, ci(g, 0), ai);
+		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a8);
+		LLVMValueRef qin = LLVMBuildICmp(g->b, LLVMIntSLT, q, a, "");
+		LLVMValueRef rq = active_at(g, ws, k, LLVMBuildSelect(g->b, qin, q, ci(g, 0), ""));
+		LLVMValueRef v = load(g, g->f32, Vc, add(g, mul(g, rq, VLD), t));
+		store(g, LLVMBuildSelect(g->b, qin, v, LLVMConstReal(g->f32, 0), ""), VA, add(g, mul(g, t, GLD), q));
+		loop_end(g, &lq);
+		loop_end(g, &lt);
+		cg_gemm(g, &(gemm){ .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
+		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,
+		                      .M = a, .N = a8, .K = ai });
+	}
+}
+
+void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad)
+{
+	const ir_module *m = g->m;
+	for (int k = 0; k < m->n_ops; k++)
+		if (m->ops[k].relu)
+			emit_zero(g, at(g, g->f32, ws, ci(g, g->gbar_off[k])), (int64_t)m->ops[k].out_size * pad8(m->ops[k].out_size));
+	for (int k = m->n_ops - 1; k >= 0; k--) {
+		const ir_op *op = &m->ops[k];
+		if (!op->relu)
+			continue;
+		int64_t n = op->out_size;
+		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
+		LLVMValueRef a = active_count(g, ws, k), act = at(g, g->f32, ws, ci(g, g->act_off[k]));
+		LLVMValueRef E = at(g, g->f32, ws, ci(g, g->gbar_off[k]));
+		loop lr, lp, lq, lt;
+		if (op->in[0] == 0) {
+			/* the batch accumulator of Gbar^1: diag(dsq) plus the active block */
+			LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
+			LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+			LLVMValueRef ii = add(g, mul(g, r, N), r);
+			store(g, fadd(g, load(g, g->f32, acc, ii), load(g, g->f32, dsq, add(g, ci(g, op->z_off), r))), acc, ii);
+			loop_end(g, &lr);
+			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
+			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
+			LLVMValueRef jj = add(g, mul(g, active_at(g, ws, k, p), N), active_at(g, ws, k, q));
+			store(g, fadd(g, load(g, g->f32, acc, jj), load(g, g->f32, E, add(g, mul(g, p, GLD), q))), acc, jj);
+			loop_end(g, &lq);
+			loop_end(g, &lp);
+			continue;
+		}
+		int i = op->in[0] - 1;
+		LLVMValueRef ai = active_count(g, ws, i), ai8 = pad8v(g, ai);
+		LLVMValueRef VLD = ci(g, pad8(op->in_size));
+		LLVMValueRef Vc = at(g, g->f32, ws, ci(g, g->vc_off[k])), T = at(g, g->f32, ws, ci(g, g->t_off[k]));
+		LLVMValueRef EV = at(g, g->f32, ws, ci(g, g->scratch_off[0]));
+		LLVMValueRef ET = at(g, g->f32, ws, ci(g, g->scratch_off[1]));
+		LLVMValueRef Y = at(g, g->f32, ws, ci(g, g->scratch_off[2]));
+		/* the active block of Gbar times V and T */
+		cg_gemm(g, &(gemm){ .C = EV, .ldc = VLD, .A = E, .lda = GLD, .B = Vc, .ldb = VLD, .brows = act,
+		                      .alpha = 1, .M = a, .N = ai8, .K = a });
+		cg_gemm(g, &(gemm){ .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD, .brows = act,
+		                      .alpha = 1, .M = a, .N = ai8, .K = a });
+		/* row r: Y = Gbar V = dsq_r V[r] + EV[pos(r)];  dW[r, A_i] += 2 Gbar T */
+		LLVMValueRef pos = var(g, g->i64, ci(g, 0));
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+		LLVMValueRef cr = load(g, g->f32, dsq, add(g, ci(g, op->z_off), r));
+		LLVMValueRef on = var(g, g->i1, LLVMConstInt(g->i1, 0, 0));
+		LLVMBasicBlockRef d0 = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSLT, get(g, g->i64, pos), a, ""));
+		set(g, on, LLVMBuildICmp(g->b, LLVMIntEQ, active_at(g, ws, k, get(g, g->i64, pos)), r, ""));
+		if_end(g, d0);
+		LLVMValueRef onv = get(g, g->i1, on), p = get(g, g->i64, pos);
+		LLVMValueRef prow = mul(g, LLVMBuildSelect(g->b, onv, p, ci(g, 0), ""), VLD), rrow = mul(g, r, VLD);
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai8);
+		/* (a select, not a product with 0: scratch rows of inactive units are stale) */
+		LLVMValueRef ev = LLVMBuildSelect(g->b, onv, load(g, g->f32, EV, add(g, prow, t)), LLVMConstReal(g->f32, 0), "");
+		LLVMValueRef y = fadd(g, fmul(g, cr, load(g, g->f32, Vc, add(g, rrow, t))), ev);
+		store(g, y, Y, add(g, rrow, t));
+		loop_end(g, &lt);
+		t = loop_begin(g, &lt, ci(g, 0), ai);
+		LLVMValueRef et = LLVMBuildSelect(g->b, onv, load(g, g->f32, ET, add(g, prow, t)), LLVMConstReal(g->f32, 0), "");
+		LLVMValueRef d = fadd(g, fmul(g, cr, load(g, g->f32, T, add(g, rrow, t))), et);
+		LLVMValueRef gi = add(g, ci(g, op->w_off), add(g, mul(g, r, ci(g, op->in_size)), active_at(g, ws, i, t)));
+		store(g, fadd(g, load(g, g->f32, grad, gi), fmul(g, LLVMConstReal(g->f32, 2), d)), grad, gi);
+		loop_end(g, &lt);
+		set(g, pos, add(g, p, LLVMBuildZExt(g->b, onv, g->i64, "")));
+		loop_end(g, &lr);
+		/* Gbar_i += V^T Y */
+		cg_gemm(g, &(gemm){ .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])), .ldc = ci(g, pad8(m->ops[i].out_size)),
+		                      .A = Vc, .lda = VLD, .atrans = true, .B = Y, .ldb = VLD, .accumulate = true,
+		                      .alpha = 1, .M = ai, .N = ai8, .K = N });
+	}
+}
+
+/* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */
+void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad)
+{
+	const ir_module *m = g->m;
+	for (int k = 0; k < m->n_ops; k++) {
+		const ir_op *op = &m->ops[k];
+		if (g->acc_off[k] < 0)
+			continue;
+		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size);
+		LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
+		if (op->in_size % VW == 0) {
+			cg_gemm(g, &(gemm){ .C = at(g, g->f32, grad, ci(g, op->w_off)), .ldc = D, .A = acc, .lda = N,
+			                      .B = at(g, g->f32, P, ci(g, op->w_off)), .ldb = D, .accumulate = true,
+			                      .alpha = 2, .M = N, .N = D, .K = N });
+			continue;
+		}
+		loop lr, lq;
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), N);
+		LLVMValueRef c = load(g, g->f32, acc, add(g, mul(g, r, N), q));
+		LLVMBasicBlockRef done = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealONE, c, LLVMConstReal(g->f32, 0), ""));
+		emit_axpy(g, at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, r, D))),
+		          LLVMBuildFMul(g->b, c, LLVMConstReal(g->f32, 2), ""), at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, q, D))), D);
+		if_end(g, done);
+		loop_end(g, &lq);
+		loop_end(g, &lr);
+	}
+}
