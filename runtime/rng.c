@@ -8,8 +8,11 @@
  * bit of a float32 weight, no more.  Each tensor draws from its own
  * stream derived from (seed, tensor index), so adding a layer at the end of
  * a model leaves the initial values of the earlier layers unchanged.
+ * Two schemes (docs/training.md): PyTorch's default, so a .lln model starts
+ * like the same PyTorch model (the paper's authors used it), and He-normal.
  */
 #include <math.h>
+#include <string.h>
 
 #include "rt.h"
 
@@ -69,7 +72,23 @@ double rt_rng_normal(rt_rng *r)
 	return sqrt(-2.0 * log(u1)) * cos(two_pi * u2);
 }
 
-void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, float *P)
+const char *rt_init_name(rt_init_scheme s)
+{
+	return s == RT_INIT_HE ? "he" : "pytorch";
+}
+
+int rt_init_parse(const char *name, rt_init_scheme *s)
+{
+	if (!strcmp(name, "pytorch"))
+		*s = RT_INIT_PYTORCH;
+	else if (!strcmp(name, "he"))
+		*s = RT_INIT_HE;
+	else
+		return -1;
+	return 0;
+}
+
+void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, rt_init_scheme scheme, float *P)
 {
 	for (int k = 0; k < n_tensors; k++) {
 		const rt_tensor *T = &t[k];
@@ -82,7 +101,10 @@ void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, float *P)
 		rt_rng_seed(&r, splitmix64(&y));
 		double fan = T->fan_in > 0 ? (double)T->fan_in : 1.0;
 		float *p = P + T->offset;
-		if (T->is_bias) {
+		if (T->is_bias || scheme == RT_INIT_PYTORCH) {
+			/* PyTorch's kaiming_uniform_(a = sqrt(5)) for weights has the
+			 * bound gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
+			 * which is 1/sqrt(fan_in): the biases' bound. */
 			double b = 1.0 / sqrt(fan);
 			for (int64_t i = 0; i < T->count; i++)
 				p[i] = (float)((2.0 * rt_rng_uniform(&r) - 1.0) * b);

@@ -222,6 +222,7 @@ typedef struct config {
 	int loss;               /* -1: from the model (one logit: sigmoid), 0 softmax, 1 sigmoid */
 	rt_optimizer opt;
 	rt_objective obj;
+	rt_init_scheme init_scheme;   /* fresh weights (not --init, not --resume) */
 	bool json, help;
 	bool in_defaults;       /* parsing the .lln defaults (for messages) */
 } config;
@@ -327,6 +328,7 @@ static const flag flags[] = {
 	{ "--gamma", MODE_TRAIN | MODE_EVAL, true }, { "--p", MODE_TRAIN | MODE_EVAL, true },
 	{ "--valid", MODE_TRAIN, true }, { "--seed", MODE_TRAIN, true },
 	{ "--threads", MODE_TRAIN | MODE_EVAL, true }, { "--init", MODE_TRAIN, true },
+	{ "--init-scheme", MODE_TRAIN, true },
 	{ "--resume", MODE_TRAIN, true }, { "--checkpoint", MODE_TRAIN, true },
 	{ "--log", MODE_TRAIN, true }, { "--eval-norms", MODE_TRAIN, true },
 	{ "--norms", MODE_EVAL, true }, { "-o", MODE_TRAIN, true },
@@ -428,6 +430,9 @@ static int set_option(config *c, const char *a, const char *v)
 		c->test = v;
 	} else if (strcmp(a, "--init") == 0) {
 		c->init = v;
+	} else if (strcmp(a, "--init-scheme") == 0) {
+		if (rt_init_parse(v, &c->init_scheme) != 0)
+			return usage_fail(c, "--init-scheme takes pytorch or he, got '%s'", v);
 	} else if (strcmp(a, "--resume") == 0) {
 		c->resume = v;
 	} else if (strcmp(a, "--checkpoint") == 0) {
@@ -570,6 +575,8 @@ static void train_usage(FILE *f, const rt_model *m, const config *c)
 		"  --epochs N            total epochs, including those of a resumed run [%d]\n"
 		"  --batch N             examples per step [%d]\n"
 		"  --seed N              initialisation, split and shuffling [%llu]\n"
+		"  --init-scheme S       fresh weights: pytorch (U(+-1/sqrt(fan_in))) or he\n"
+		"                        (N(0, 2/fan_in)); biases U(+-1/sqrt(fan_in)) in both [%s]\n"
 		"  --threads N           threads, 0: all cores (%d here); results depend on N [%d]\n"
 		"files:\n"
 		"  -o OUT.safetensors    the trained weights (required) [%s]\n"
@@ -587,7 +594,8 @@ static void train_usage(FILE *f, const rt_model *m, const config *c)
 		c->distance_p == 0 ? "inf" : c->distance_p == 1 ? "1" : "2",
 		opt_name(c->opt.kind), c->opt.lr, c->opt.momentum, c->opt.nesterov ? "on" : "off",
 		c->opt.beta1, c->opt.beta2, c->opt.eps, c->opt.weight_decay, c->opt.lr_step,
-		c->opt.lr_gamma, c->epochs, c->batch, (unsigned long long)c->seed, rt_ncpus(), c->threads,
+		c->opt.lr_gamma, c->epochs, c->batch, (unsigned long long)c->seed,
+		rt_init_name(c->init_scheme), rt_ncpus(), c->threads,
 		c->out ? c->out : none, c->init ? c->init : none, c->resume ? c->resume : none,
 		c->checkpoint ? c->checkpoint : none, c->log ? c->log : none,
 		norms_text(c->norms, nb, sizeof nb));
@@ -1257,7 +1265,7 @@ static int train_run(const rt_model *m, config *c)
 			goto done;
 		}
 	} else {
-		rt_init_params(m->tensors, m->n_tensors, c->seed, r->P);
+		rt_init_params(m->tensors, m->n_tensors, c->seed, c->init_scheme, r->P);
 	}
 	if (c->log) {
 		r->log = fopen(c->log, c->resume ? "a" : "w");

@@ -529,7 +529,7 @@ static int rmone(const char *p, const struct stat *st, int flag, struct FTW *ftw
 
 static void build_certifier(const char *lln, const char *w, const char *bin, const char *seed)
 {
-	const char *init[] = { LLNC, "init", lln, "--seed", seed, "-o", w, NULL };
+	const char *init[] = { LLNC, "init", lln, "--seed", seed, "--init", "he", "-o", w, NULL };
 	run_ok(init, false, NULL);
 	const char *build[] = { LLNC, "build", lln, "--certifier", "--weights", w, "-o", bin, NULL };
 	run_ok(build, false, NULL);
@@ -571,8 +571,20 @@ static void test_custom_model(void **state)
 	const rt_model *m = ip.m;
 	assert_int_equal(m->n_in, 5);
 	float *P2 = malloc(sizeof(float) * (size_t)m->n_params);
-	rt_init_params(m->tensors, m->n_tensors, 7, P2);
+	rt_init_params(m->tensors, m->n_tensors, 7, RT_INIT_HE, P2);
 	assert_memory_equal(P2, ip.P, sizeof(float) * (size_t)m->n_params);
+	/* without --init: PyTorch's scheme, and the metadata names it */
+	char wp[512], meta[32], err[RT_ERRLEN];
+	snprintf(wp, sizeof wp, "%s", path_in("t-pytorch.safetensors"));
+	const char *initp[] = { LLNC, "init", lln, "--seed", "7", "-o", wp, NULL };
+	run_ok(initp, false, NULL);
+	float *P3 = malloc(sizeof(float) * (size_t)m->n_params);
+	assert_int_equal(rt_params_load(m->tensors, m->n_tensors, wp, P3, err), 0);
+	rt_init_params(m->tensors, m->n_tensors, 7, RT_INIT_PYTORCH, P2);
+	assert_memory_equal(P2, P3, sizeof(float) * (size_t)m->n_params);
+	assert_int_equal(rt_st_metadata(wp, "init", meta, sizeof meta, err), 0);
+	assert_string_equal(meta, "pytorch");
+	free(P3);
 	free(P2);
 
 	const int n = 60, D = 5;

@@ -895,14 +895,14 @@ static void test_init_params(void **state)
 	};
 	const int64_t n = 63310;
 	float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-	rt_init_params(t, 4, 1234, a);
-	rt_init_params(t, 4, 1234, b);
+	rt_init_params(t, 4, 1234, RT_INIT_HE, a);
+	rt_init_params(t, 4, 1234, RT_INIT_HE, b);
 	assert_memory_equal(a, b, n * sizeof *a);
 	/* a shorter model with the same seed starts the same way */
 	memset(b, 0, n * sizeof *b);
-	rt_init_params(t, 2, 1234, b);
+	rt_init_params(t, 2, 1234, RT_INIT_HE, b);
 	assert_memory_equal(a, b, 60300 * sizeof *a);
-	rt_init_params(t, 4, 1235, b);
+	rt_init_params(t, 4, 1235, RT_INIT_HE, b);
 	assert_memory_not_equal(a, b, 100 * sizeof *a);
 
 	double s = 0, s2 = 0;
@@ -933,6 +933,46 @@ static void test_init_params(void **state)
 	free(b);
 }
 
+/* The default scheme is PyTorch's: weights U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+ * (variance 1/(3 fan_in)), the biases as under He (same stream, same values). */
+static void test_init_pytorch(void **state)
+{
+	(void)state;
+	const rt_tensor t[] = {
+		{"conv.weight", 4, {50, 3, 5, 5}, 0, 3750, 75, 0},
+		{"conv.bias", 1, {50}, 3750, 50, 75, 1},
+		{"fc.weight", 2, {400, 100}, 3800, 40000, 100, 0},
+	};
+	const int64_t n = 43800;
+	float *a = malloc(n * sizeof *a), *h = malloc(n * sizeof *h);
+	rt_init_params(t, 3, 9, RT_INIT_PYTORCH, a);
+	rt_init_params(t, 3, 9, RT_INIT_HE, h);
+	assert_memory_equal(a + 3750, h + 3750, 50 * sizeof *a);
+	const struct { int64_t lo, hi; double fan; } w[] = { { 0, 3750, 75 }, { 3800, 43800, 100 } };
+	for (int k = 0; k < 2; k++) {
+		float bound = (float)(1 / sqrt(w[k].fan));
+		double s = 0, s2 = 0, mx = 0;
+		for (int64_t i = w[k].lo; i < w[k].hi; i++) {
+			assert_true(fabsf(a[i]) <= bound);
+			s += a[i];
+			s2 += (double)a[i] * a[i];
+			mx = fmax(mx, fabs(a[i]));
+		}
+		double m = (double)(w[k].hi - w[k].lo), mean = s / m, var = s2 / m - mean * mean;
+		assert_true(fabs(var * 3 * w[k].fan - 1) < 0.06);
+		assert_true(mx > 0.99 * bound);
+	}
+	rt_init_scheme sc;
+	assert_int_equal(rt_init_parse("he", &sc), 0);
+	assert_int_equal(sc, RT_INIT_HE);
+	assert_int_equal(rt_init_parse("pytorch", &sc), 0);
+	assert_int_equal(sc, RT_INIT_PYTORCH);
+	assert_int_equal(rt_init_parse("xavier", &sc), -1);
+	assert_string_equal(rt_init_name(RT_INIT_HE), "he");
+	free(a);
+	free(h);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "%s/lln-test-io-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -959,6 +999,7 @@ int main(void)
 		cmocka_unit_test(test_st_write_fail),
 		cmocka_unit_test(test_rng),
 		cmocka_unit_test(test_init_params),
+		cmocka_unit_test(test_init_pytorch),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	clean_tmpdir();

@@ -194,7 +194,7 @@ static void tmodel_open(tmodel *t, const spec *s)
 	assert_int_equal(m->n_params, off);
 
 	t->P = falloc(m->n_params);
-	rt_init_params(m->tensors, m->n_tensors, s->seed, t->P);
+	rt_init_params(m->tensors, m->n_tensors, s->seed, RT_INIT_HE, t->P);
 	/* extra random biases of magnitude ~0.1 so that biases matter */
 	trng r = { s->seed * 7919 + 1 };
 	for (int i = 0; i < m->n_tensors; i++)
@@ -1100,7 +1100,7 @@ static void test_no_hidden(void **state)
 	assert_int_equal(m->n_layers, 0);
 	assert_int_equal(m->n_out, 3);
 	float *P = falloc(m->n_params), *pre = falloc(m->pre_floats), *ws = falloc(m->ws_floats);
-	rt_init_params(m->tensors, m->n_tensors, 5, P);
+	rt_init_params(m->tensors, m->n_tensors, 5, RT_INIT_HE, P);
 	m->prepare(P, pre);
 	ref_net r;
 	int sizes[1] = { 3 };

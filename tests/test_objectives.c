@@ -155,7 +155,7 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 	const rt_model *m = jit_text(a, nt->src, 3, &u);
 
 	float *P = malloc(sizeof(float) * (size_t)m->n_params);
-	rt_init_params(m->tensors, m->n_tensors, seed, P);
+	rt_init_params(m->tensors, m->n_tensors, seed, RT_INIT_HE, P);
 	rt_rng r;
 	rt_rng_seed(&r, seed * 7919 + 1);
 	for (int i = 0; i < m->n_tensors; i++)

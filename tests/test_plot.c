@@ -107,7 +107,7 @@ static float *save_weights(const rt_model *m, uint64_t seed, const char *name)
 {
 	float *P = calloc((size_t)m->n_params, sizeof(float));
 	assert_non_null(P);
-	rt_init_params(m->tensors, m->n_tensors, seed, P);
+	rt_init_params(m->tensors, m->n_tensors, seed, RT_INIT_HE, P);
 	const char *md[] = { "model", m->name, "regularizer", "roll(lambda=1, C=5, gamma=100)", NULL };
 	char err[RT_ERRLEN];
 	if (rt_params_save(m->tensors, m->n_tensors, P, NULL, 0, NULL, md, P_(name), err) != 0)

@@ -348,7 +348,7 @@ static void check_random_regions(int which, uint64_t seed, const double win[4])
 {
 	jitted j = *random_model(which);
 	const rt_model *m = j.m;
-	rt_init_params(m->tensors, m->n_tensors, seed, j.P);
+	rt_init_params(m->tensors, m->n_tensors, seed, RT_INIT_HE, j.P);
 	float *ws = falloc(m->ws_floats), *z = falloc(m->n_hidden), *lg = falloc(m->n_out);
 	rt_regions r;
 	char err[RT_ERRLEN];
@@ -497,7 +497,7 @@ static void test_toy_size_timing(void **state)
 		"  y = dense(h4, 1);\n"
 		"  output y;\n"
 		"}\n" SIG);
-	rt_init_params(j.m->tensors, j.m->n_tensors, 7, j.P);
+	rt_init_params(j.m->tensors, j.m->n_tensors, 7, RT_INIT_HE, j.P);
 	rt_regions r;
 	char err[RT_ERRLEN];
 	/* under valgrind a small window (a few hundred regions) keeps it quick */
@@ -595,7 +595,7 @@ static void test_segment_5d(void **state)
 	jitted j;
 	jit_open(&j, seg5_src);
 	for (uint64_t s = 1; s <= 3; s++) {
-		rt_init_params(j.m->tensors, j.m->n_tensors, s, j.P);
+		rt_init_params(j.m->tensors, j.m->n_tensors, s, RT_INIT_HE, j.P);
 		xorshift rng = { 12345 + s };
 		float a[5], b[5];
 		for (int i = 0; i < 5; i++) {
@@ -650,7 +650,7 @@ static void test_segment_2d(void **state)
 	const double win[4] = { -2, 2, -2, 2 };
 	for (int which = 0; which < 2; which++) {
 		jitted j = *random_model(which);
-		rt_init_params(j.m->tensors, j.m->n_tensors, 5 + (uint64_t)which, j.P);
+		rt_init_params(j.m->tensors, j.m->n_tensors, 5 + (uint64_t)which, RT_INIT_HE, j.P);
 		const float a[2] = { -1.7f, -1.3f }, b[2] = { 1.9f, 1.45f };
 		double *t;
 		int64_t n;

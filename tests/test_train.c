@@ -687,7 +687,7 @@ static void test_batch_grad(void **state)
 	char err[RT_ERRLEN];
 	assert_int_equal(rt_data_read(make_data("bg.csv", 23, 3, 5), 4, true, &d, err), 0);
 	float *P = calloc((size_t)m.n_params, sizeof *P), pre[1];
-	rt_init_params(m.tensors, m.n_tensors, 3, P);
+	rt_init_params(m.tensors, m.n_tensors, 3, RT_INIT_HE, P);
 	m.prepare(P, pre);
 	rt_objective objs[] = {
 		{ .kind = RT_OBJ_VANILLA },
@@ -750,7 +750,7 @@ static void test_evaluate_threads(void **state)
 	char err[RT_ERRLEN];
 	assert_int_equal(rt_data_read(make_data("ev.csv", 57, 3, 8), 4, true, &d, err), 0);
 	float P[64];
-	rt_init_params(m.tensors, m.n_tensors, 11, P);
+	rt_init_params(m.tensors, m.n_tensors, 11, RT_INIT_HE, P);
 	rt_objective o = { .kind = RT_OBJ_ROLL, .lambda = 1, .C = 1, .gamma = 100 };
 	rt_eval a, b;
 	assert_int_equal(rt_evaluate(&m, &o, P, &d, 1, RT_ALL_NORMS, &a), 0);
