@@ -50,21 +50,25 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
-/* Refuses a file that is not text, naming known formats and the command
- * that takes them; true after printing why. */
+/* Refuses a file that is not text (NUL or other control bytes, invalid
+ * UTF-8) or starts like a known binary format, naming the format and the
+ * command that takes it; true after printing why. */
 static bool binary(const char *path, const unsigned char *b, size_t len)
 {
+	/* control bytes other than white space never occur in a source */
 	size_t at = 0;
 	while (at < len) {
-		size_t k = b[at] ? utf8_len(b + at, len - at) : 0;
+		unsigned c = b[at];
+		bool space = c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+		size_t k = (c < 0x20 && !space) || c == 0x7f ? 0 : utf8_len(b + at, len - at);
 		if (!k)
 			break;
 		at += k;
 	}
-	if (at == len)
+	rt_format f = rt_sniff(b, len, len);
+	if (at == len && f == RT_FMT_UNKNOWN)
 		return false;
 	const char *hint;
-	rt_format f = rt_sniff(b, len, len);
 	switch (f) {
 	case RT_FMT_ZIP:
 		hint = "; lln takes weights as safetensors (safetensors.torch.save_file(model.state_dict(), "

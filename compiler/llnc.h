@@ -58,6 +58,8 @@ source *source_load(arena *a, const char *path);  /* NULL after printing why */
 source *source_from_string(arena *a, const char *name, const char *text);
 void diag_error(source *src, loc at, const char *fmt, ...);
 void diag_verror(source *src, loc at, const char *fmt, va_list ap);
+/* After the last stage: "... and N more errors" past the 20 shown. */
+void diag_finish(source *src);
 _Noreturn void internal_error(const char *fmt, ...);
 
 /* ------------------------------------------------------------------------

@@ -404,6 +404,7 @@ int main(int argc, char **argv)
 		ast_dump(stdout, ast);
 	sema_program *prog = ast ? sema_check(a, ast) : NULL;
 	ir_module *ir = prog ? ir_lower(a, prog) : NULL;
+	diag_finish(src);
 	if (!ir) {
 		rc = LLNC_EXIT_USER;
 	} else {

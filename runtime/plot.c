@@ -44,6 +44,7 @@
 typedef struct plot_cfg {
 	const char *prog;
 	const char *weights, *titles, *data, *window, *segment, *out;
+	const char *source;     /* the .lln file, from the defaults: never an output */
 	long long points;       /* -1: default */
 	long long width;
 	int threads;
@@ -192,9 +193,29 @@ static int parse_defaults(plot_cfg *c, const char *defaults, char **copy)
 			break;
 		if (strcmp(flag, "--data") == 0)
 			c->data = val;
+		else if (strcmp(flag, "--source") == 0)
+			c->source = val;
 		flag = strtok_r(NULL, "\n", &save);
 	}
 	return 0;
+}
+
+/* The figure against every input, and writable, before any work
+ * (rt_files_check). */
+static int check_files(const plot_cfg *c, char **weights, int nw)
+{
+	char *dl = NULL;
+	char *d = c->data && strncmp(c->data, "toy2d:", 6) ? rt_split_labels(c->data, &dl) : NULL;
+	rt_file f[MAX_PANELS + 4] = {
+		{ "-o", c->out, RT_FILE_OUT, 0 }, { "the model", c->source, RT_FILE_IN, 0 },
+		{ "--data", d, RT_FILE_IN, 0 }, { "--data", dl, RT_FILE_IN, 0 },
+	};
+	for (int i = 0; i < nw; i++)
+		f[4 + i] = (rt_file){ "--weights", weights[i], RT_FILE_IN, 0 };
+	char err[RT_ERRLEN];
+	int rc = rt_files_check(f, 4 + nw, err);
+	free(d);
+	return rc ? rt_cmd_fail(c->prog, rc, "%s", err) : 0;
 }
 
 /* Splits s at commas into at most cap parts (in place); -1 if more. */
@@ -1078,6 +1099,9 @@ int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv)
 			np = 0;
 			goto done;
 		}
+	if ((rc = check_files(&c, wparts, np)))
+		goto done;
+	rc = 2;
 	if (c.titles) {
 		tcopy = strdup(c.titles);
 		int nt = tcopy ? split(tcopy, ',', tparts, MAX_PANELS) : -1;

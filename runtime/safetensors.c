@@ -273,8 +273,17 @@ static int st_open(const char *path, stfile *s, char *err)
 	for (int i = 0; i < 8; i++)
 		hl |= (uint64_t)lb[i] << (8 * i);
 	if (hl > s->size - 8 || hl > MAX_HEADER) {
-		fail(err, path, "not a safetensors file (header length %llu, file size %llu)",
-		     (unsigned long long)hl, (unsigned long long)s->size);
+		/* name what it is when its first bytes say (a torch.save zip
+		 * is the usual mistake) rather than quote an absurd length */
+		rt_format f = rt_sniff(lb, 8, s->size);
+		if (f == RT_FMT_ZIP)
+			fail(err, path, "is %s, not safetensors; save the weights with "
+			     "safetensors.torch.save_file(model.state_dict(), 'w.safetensors')", rt_format_text(f));
+		else if (f != RT_FMT_UNKNOWN)
+			fail(err, path, "is %s, not a safetensors weights file", rt_format_text(f));
+		else
+			fail(err, path, "not a safetensors file (header length %llu, file size %llu)",
+			     (unsigned long long)hl, (unsigned long long)s->size);
 		st_close(s);
 		return -1;
 	}

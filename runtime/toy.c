@@ -253,6 +253,10 @@ int rt_data_main(int argc, char **argv)
 		return usage_err(prog, "missing -o FILE.csv");
 
 	char err[RT_ERRLEN];
+	const rt_file out = { "-o", outp, RT_FILE_OUT, 0 };
+	int ok = rt_files_check(&out, 1, err);
+	if (ok)
+		return rt_cmd_fail(prog, ok, "%s", err);
 	rt_data d;
 	if (rt_toy2d(kind, n, noise, seed, &d, err) != 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -214,6 +215,7 @@ typedef struct config {
 	const char *prog;
 	int mode;
 	const char *data, *test, *out, *init, *resume, *checkpoint, *log, *weights;
+	const char *source;     /* the .lln file (from the defaults only), never an output */
 	bool data_cli;          /* --data came from the command line */
 	int epochs, batch, threads, distance_p;
 	int64_t valid;
@@ -331,6 +333,7 @@ static const flag flags[] = {
 	{ "--init-scheme", MODE_TRAIN, true },
 	{ "--resume", MODE_TRAIN, true }, { "--checkpoint", MODE_TRAIN, true },
 	{ "--log", MODE_TRAIN, true }, { "--eval-norms", MODE_TRAIN, true },
+	{ "--source", 0, true },
 	{ "--norms", MODE_EVAL, true }, { "-o", MODE_TRAIN, true },
 	{ "--weights", MODE_EVAL, true }, { "--json", MODE_EVAL, false },
 	{ "--help", MODE_TRAIN | MODE_EVAL, false }, { "-h", MODE_TRAIN | MODE_EVAL, false },
@@ -439,6 +442,8 @@ static int set_option(config *c, const char *a, const char *v)
 		c->checkpoint = v;
 	} else if (strcmp(a, "--log") == 0) {
 		c->log = v;
+	} else if (strcmp(a, "--source") == 0) {
+		c->source = v;
 	} else if (strcmp(a, "-o") == 0) {
 		c->out = v;
 	} else if (strcmp(a, "--weights") == 0) {
@@ -963,15 +968,16 @@ static int ckpt_meta(run *r, const char *key, char *val, size_t cap)
 	return 0;
 }
 
-static int ckpt_int(run *r, const char *key, long long lo, long long *out)
+static int ckpt_int(run *r, const char *key, long long lo, long long hi, long long *out)
 {
 	char v[64], *end;
 	if (ckpt_meta(r, key, v, sizeof v))
 		return 1;
 	errno = 0;
 	*out = strtoll(v, &end, 10);
-	if (end == v || *end || errno || *out < lo) {
-		fprintf(stderr, "%s: metadata '%s' is not a valid count: '%s'\n", r->c->resume, key, v);
+	if (end == v || *end || errno || *out < lo || *out > hi) {
+		fprintf(stderr, "%s: metadata '%s' is not a count from %lld to %lld: '%s'\n", r->c->resume,
+		        key, lo, hi, v);
 		return 1;
 	}
 	return 0;
@@ -1023,9 +1029,13 @@ static int resume(run *r)
 		        path, v, want);
 		return 1;
 	}
-	if (ckpt_int(r, "epoch", 0, &epoch) || ckpt_int(r, "step", 0, &step) ||
-	    ckpt_int(r, "best_epoch", 0, &best_epoch) || ckpt_int(r, "valid", 0, &valid) ||
-	    ckpt_int(r, "examples", 1, &examples))
+	/* Every number is checked against what a run can have written: a
+	 * checkpoint is written after an epoch (epoch >= 1, at most --epochs'
+	 * limit), every epoch takes at least one step, and the best epoch is
+	 * one of those done. */
+	if (ckpt_int(r, "epoch", 1, 1000000000, &epoch) || ckpt_int(r, "step", epoch, LLONG_MAX, &step) ||
+	    ckpt_int(r, "best_epoch", 0, epoch, &best_epoch) || ckpt_int(r, "valid", 0, LLONG_MAX, &valid) ||
+	    ckpt_int(r, "examples", 1, LLONG_MAX, &examples))
 		return 1;
 	if (valid != c->valid) {
 		fprintf(stderr, "%s: was trained with --valid %lld; resuming needs the same split, not %lld\n",
@@ -1043,6 +1053,17 @@ static int resume(run *r)
 	r->best_loss = strtod(v, &end);
 	if (end == v || *end) {
 		fprintf(stderr, "%s: metadata 'best_valid_loss' is not a number: '%s'\n", path, v);
+		return 1;
+	}
+	/* inf until a validation loss was finite (best_epoch 0), then that loss */
+	bool finite = isfinite(r->best_loss) && r->best_loss >= 0;
+	if (best_epoch > 0 ? !finite : r->best_loss != INFINITY) {
+		fprintf(stderr, "%s: metadata 'best_valid_loss' %s does not fit best_epoch %lld\n", path, v,
+		        best_epoch);
+		return 1;
+	}
+	if (valid == 0 && best_epoch > 0) {
+		fprintf(stderr, "%s: metadata 'best_epoch' is %lld without a validation set\n", path, best_epoch);
 		return 1;
 	}
 	bool has_extra = false;
@@ -1065,8 +1086,9 @@ static int resume(run *r)
 	return 0;
 }
 
-static void log_epoch(run *r, int epoch, double lr, double loss, double ce, const rt_eval *ve,
-                      bool improved, double secs, double rate)
+/* One line per epoch, flushed and checked: a full disk stops the run. */
+static int log_epoch(run *r, int epoch, double lr, double loss, double ce, const rt_eval *ve,
+                     bool improved, double secs, double rate)
 {
 	FILE *f = r->log;
 	fprintf(f, "{\"epoch\":%d,\"lr\":%.9g,\"train_loss\":", epoch, lr);
@@ -1079,23 +1101,83 @@ static void log_epoch(run *r, int epoch, double lr, double loss, double ce, cons
 		fprintf(f, ",\"best\":%s", improved ? "true" : "false");
 	}
 	fprintf(f, ",\"seconds\":%.3f,\"samples_per_s\":%.1f}\n", secs, rate);
-	fflush(f);
+	if (fflush(f) != 0 || ferror(f))
+		return user_fail(r->c, "cannot write %s: %s", r->c->log, strerror(errno ? errno : EIO));
+	return 0;
 }
 
-/* Checks that a file can be created in the directory of path. */
-static int check_writable(const config *c, const char *path, const char *what)
+/* The epoch number of a log line, or -1. */
+static long long log_line_epoch(const char *s, const char *e)
 {
-	char *dir = strdup(path);
-	if (!dir)
-		return user_fail(c, "out of memory");
-	char *slash = strrchr(dir, '/');
-	const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-	int ok = access(d, W_OK | X_OK) == 0;
-	int e = errno;
-	free(dir);
-	if (!ok)
-		return fprintf(stderr, "%s: cannot write %s: %s\n", path, what, strerror(e)), 1;
+	static const char key[] = "{\"epoch\":";
+	if ((size_t)(e - s) <= sizeof key - 1 || memcmp(s, key, sizeof key - 1) != 0)
+		return -1;
+	return strtoll(s + sizeof key - 1, NULL, 10);
+}
+
+/* Opens the log.  A resumed run keeps the lines of the epochs its
+ * checkpoint holds and drops later ones, which a run killed between its
+ * log line and its checkpoint left (docs/training.md), so every epoch is
+ * in the log exactly once. */
+static int log_open(run *r)
+{
+	config *c = r->c;
+	struct stat st;
+	if (c->resume && stat(c->log, &st) == 0 && S_ISREG(st.st_mode)) {
+		char err[RT_ERRLEN];
+		FILE *f = fopen(c->log, "rb");
+		char *buf = f && st.st_size >= 0 ? malloc((size_t)st.st_size + 1) : NULL;
+		size_t len = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+		bool ok = buf && !ferror(f);
+		int e = errno;
+		if (f)
+			fclose(f);
+		if (!ok) {
+			free(buf);
+			return user_fail(c, "cannot read %s: %s", c->log, strerror(f ? e : errno));
+		}
+		size_t keep = 0;
+		for (size_t at = 0; at < len;) {
+			char *nl = memchr(buf + at, '\n', len - at);
+			size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+			if (log_line_epoch(buf + at, buf + end) <= r->start_epoch) {
+				memmove(buf + keep, buf + at, end - at);
+				keep += end - at;
+			}
+			at = end;
+		}
+		int rc = keep < len ? rt_write_atomic(c->log, buf, keep, err) : 0;
+		free(buf);
+		if (rc)
+			return user_fail(c, "%s", err);
+	}
+	r->log = fopen(c->log, c->resume ? "a" : "w");
+	if (!r->log)
+		return user_fail(c, "cannot write %s: %s", c->log, strerror(errno));
 	return 0;
+}
+
+/* The run's files, all checked before any work (rt_files_check): inputs
+ * are never outputs, outputs are distinct and writable.  --resume may be
+ * the checkpoint it continues. */
+static int check_files(const config *c, const char *ckpt)
+{
+	char *dl = NULL, *tl = NULL;
+	char *d = c->data && strncmp(c->data, "toy2d:", 6) ? rt_split_labels(c->data, &dl) : NULL;
+	char *t = c->test && strncmp(c->test, "toy2d:", 6) ? rt_split_labels(c->test, &tl) : NULL;
+	const rt_file f[] = {
+		{ "the model", c->source, RT_FILE_IN, 0 },
+		{ "--data", d, RT_FILE_IN, 0 }, { "--data", dl, RT_FILE_IN, 0 },
+		{ "--test", t, RT_FILE_IN, 0 }, { "--test", tl, RT_FILE_IN, 0 },
+		{ "--init", c->init, RT_FILE_IN, 0 }, { "--resume", c->resume, RT_FILE_IN, 1 },
+		{ "-o", c->out, RT_FILE_OUT, 0 }, { "--checkpoint", ckpt, RT_FILE_OUT, 1 },
+		{ "--log", c->log, RT_FILE_STREAM, 0 },
+	};
+	char err[RT_ERRLEN];
+	int rc = rt_files_check(f, (int)(sizeof f / sizeof *f), err);
+	free(d);
+	free(t);
+	return rc ? rt_cmd_fail(c->prog, rc, "%s", err) : 0;
 }
 
 static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *ce_out, double *secs)
@@ -1197,11 +1279,8 @@ static int train_run(const rt_model *m, config *c)
 		snprintf(r->ckpt_path, ol + 32, "%.*s.ckpt.safetensors", (int)(ol - 12), c->out);
 	else
 		snprintf(r->ckpt_path, ol + 32, "%s.ckpt", c->out);
-	if (strcmp(r->ckpt_path, c->out) == 0 || (c->log && (strcmp(c->log, c->out) == 0 ||
-	                                                     strcmp(c->log, r->ckpt_path) == 0))) {
-		rc = usage_fail(c, "-o, --checkpoint and --log must name different files");
+	if ((rc = check_files(c, r->ckpt_path)))
 		goto done;
-	}
 	rc = 1;
 	if (!m->train_forward || !m->train_backward || !m->train_finish || !m->prepare) {
 		user_fail(c, "model '%s' was compiled without training kernels", m->name);
@@ -1218,8 +1297,6 @@ static int train_run(const rt_model *m, config *c)
 		          c->data, (long long)r->data.n);
 		goto done;
 	}
-	if (check_writable(c, c->out, "the weights") || check_writable(c, r->ckpt_path, "the checkpoint"))
-		goto done;
 
 	const int64_t N = r->data.n, D = m->n_in;
 	r->n_train = N - c->valid;
@@ -1267,13 +1344,8 @@ static int train_run(const rt_model *m, config *c)
 	} else {
 		rt_init_params(m->tensors, m->n_tensors, c->seed, c->init_scheme, r->P);
 	}
-	if (c->log) {
-		r->log = fopen(c->log, c->resume ? "a" : "w");
-		if (!r->log) {
-			fprintf(stderr, "%s: cannot write: %s\n", c->log, strerror(errno));
-			goto done;
-		}
-	}
+	if (c->log && log_open(r))
+		goto done;
 
 	/* -- epochs -- */
 	bool tty = isatty(2);
@@ -1297,14 +1369,16 @@ static int train_run(const rt_model *m, config *c)
 				r->best_loss = ve.loss;
 				r->best_epoch = epoch + 1;
 				memcpy(r->best, r->P, sizeof(float) * (size_t)m->n_params);
-				if (save_weights(r, r->best, r->best_epoch, r->best_loss))
-					goto done;
 			}
 		}
+		/* log line, weights, checkpoint: a kill between them leaves the
+		 * log ahead of the checkpoint, which log_open trims on resume */
+		if (r->log && log_epoch(r, epoch + 1, lr, loss, ce, is_valid(r) ? &ve : NULL, improved, secs, rate))
+			goto done;
+		if (improved && save_weights(r, r->best, r->best_epoch, r->best_loss))
+			goto done;
 		if (save_checkpoint(r, epoch + 1))
 			goto done;
-		if (r->log)
-			log_epoch(r, epoch + 1, lr, loss, ce, is_valid(r) ? &ve : NULL, improved, secs, rate);
 		if (tty)
 			fputs("\r\033[K", stderr);
 		fprintf(stderr, "epoch %d/%d  lr %.4g  loss %.4f (ce %.4f)", epoch + 1, c->epochs, lr, loss, ce);
@@ -1431,6 +1505,13 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 	rt_eval e;
 	if (rt_evaluate(m, &c.obj, P, &d, c.threads, c.norms, &e) != 0) {
 		user_fail(&c, "out of memory");
+		goto done;
+	}
+	/* Finite weights can still overflow float32 on the way to the logits;
+	 * a NaN loss is no result to report. */
+	if (!isfinite(e.loss) || !isfinite(e.ce)) {
+		user_fail(&c, "the loss on %s is not finite: the weights %s overflow float32 arithmetic "
+		          "on these inputs", spec, c.weights);
 		goto done;
 	}
 	if (c.json) {
