@@ -49,6 +49,7 @@ typedef struct plot_cfg {
 	long long width;
 	int threads;
 	bool circles, arrows, count, help;
+	rt_names names;         /* --rename, --strip-prefix for every weights file */
 } plot_cfg;
 
 /* usage errors exit 2, bad input 1 */
@@ -96,6 +97,8 @@ static void plot_usage(FILE *f, const rt_model *m, const plot_cfg *c)
 		"                        end is #N (the data's record N, from 1) or the\n"
 		"                        coordinates separated by ';' (e.g. 0.5;-1)\n"
 		"  --width PX            width of one panel in pixels [%d]\n"
+		"  --rename OLD=NEW, --strip-prefix P\n"
+		"                        map the weights' tensor names (docs/formats.md)\n"
 		"  --threads N           threads, 0: all cores (%d here) [%d]\n"
 		"  -o OUT.svg|OUT.png    the figure (format from the extension)\n"
 		"  --count               print the number of regions (or boundaries) per panel\n"
@@ -131,6 +134,10 @@ static int set_option(plot_cfg *c, const char *a, const char *v)
 		if ((rc = get_ll(c, a, v, 0, 1024, &k)))
 			return rc;
 		c->threads = (int)k;
+	} else if (strcmp(a, "--rename") == 0 || strcmp(a, "--strip-prefix") == 0) {
+		char err[RT_ERRLEN];
+		if (rt_names_flag(&c->names, a, v, err))
+			return usage_fail(c, "%s", err);
 	} else
 		return usage_fail(c, "internal error: option %s has no handler", a);
 	return 0;
@@ -139,7 +146,8 @@ static int set_option(plot_cfg *c, const char *a, const char *v)
 static int parse_args(plot_cfg *c, int argc, char **argv)
 {
 	static const char *valued[] = { "--weights", "--titles", "--data", "--window", "--segment",
-	                                "-o", "--points", "--width", "--threads" };
+	                                "-o", "--points", "--width", "--threads", "--rename",
+	                                "--strip-prefix" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -1155,7 +1163,7 @@ int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv)
 			user_fail(&c, "out of memory");
 			goto done;
 		}
-		if (rt_params_load(m->tensors, m->n_tensors, pan[i].path, pan[i].P, err) != 0) {
+		if (rt_params_load_named(m->tensors, m->n_tensors, &c.names, pan[i].path, pan[i].P, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}

@@ -8,7 +8,9 @@
  *
  * Loading is strict because a wrong weight file does not fail loudly later:
  * it silently certifies a different network.  Every tensor of the model must
- * be present with the exact shape and dtype F32, every byte range must lie
+ * be present with the exact shape (F32, or F64/F16/BF16 converted with a
+ * note on stderr; names mapped by rt_names for state_dicts saved under other
+ * module names), every byte range must lie
  * inside the file without overlapping another, every value must be finite,
  * and a tensor the model does not know is an error too (it usually means the
  * file belongs to another architecture).  Writing goes through
@@ -159,6 +161,7 @@ int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
 
 typedef struct entry {
 	const char *name;     /* owned by the JSON tree */
+	char *as;             /* the model's name for it after rt_names, or NULL: name */
 	const char *dtype;
 	int rank;
 	int64_t shape[8];
@@ -180,6 +183,8 @@ static void st_close(stfile *s)
 	if (s->f)
 		fclose(s->f);
 	json_decref(s->root);
+	for (int i = 0; i < s->n; i++)
+		free(s->e[i].as);
 	free(s->e);
 	memset(s, 0, sizeof *s);
 }
@@ -287,7 +292,7 @@ static int st_open(const char *path, stfile *s, char *err)
 		st_close(s);
 		return -1;
 	}
-	char *h = malloc(hl + 1);
+	char *h = rt_malloc(hl + 1);
 	if (!h) {
 		st_close(s);
 		return fail(err, path, "out of memory");
@@ -361,10 +366,100 @@ static int st_open(const char *path, stfile *s, char *err)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Names: PyTorch state_dicts as they are
+ * ---------------------------------------------------------------------- */
+
+int rt_names_flag(rt_names *nm, const char *flag, const char *value, char *err)
+{
+	if (strcmp(flag, "--strip-prefix") == 0) {
+		if (!value[0])
+			return rt_fail(err, "--strip-prefix needs a non-empty prefix");
+		nm->strip = value;
+		return 0;
+	}
+	if (strcmp(flag, "--rename") != 0)
+		return 1;
+	const char *eq = strchr(value, '=');
+	if (!eq || eq == value || !eq[1])
+		return rt_fail(err, "--rename takes OLD=NEW with both names non-empty, got '%s'", value);
+	if (nm->n == RT_MAX_RENAMES)
+		return rt_fail(err, "--rename: at most %d renames", RT_MAX_RENAMES);
+	nm->rename[nm->n++] = value;
+	return 0;
+}
+
+/* The name a file tensor gets under nm (malloc'ed), or NULL when it keeps
+ * its own.  *rule gets the rename used, -1 for none. */
+static char *map_name(const rt_names *nm, const char *name, int *rule, bool *fail_mem)
+{
+	*rule = -1;
+	if (nm->strip && strncmp(name, nm->strip, strlen(nm->strip)) == 0 && name[strlen(nm->strip)])
+		name += strlen(nm->strip);
+	for (int r = 0; r < nm->n; r++) {
+		const char *old = nm->rename[r], *eq = strchr(old, '=');
+		size_t ol = (size_t)(eq - old);
+		/* OLD names a whole tensor or a module: "0" maps "0.weight", not "01.weight" */
+		if (strncmp(name, old, ol) != 0 || (name[ol] && name[ol] != '.'))
+			continue;
+		*rule = r;
+		size_t nl = strlen(eq + 1), rest = strlen(name + ol);
+		char *out = malloc(nl + rest + 1);
+		if (!out) {
+			*fail_mem = true;
+			return NULL;
+		}
+		memcpy(out, eq + 1, nl);
+		memcpy(out + nl, name + ol, rest + 1);
+		return out;
+	}
+	char *out = strdup(name);
+	*fail_mem = !out;
+	return out;
+}
+
+static const char *name_of(const entry *e)
+{
+	return e->as ? e->as : e->name;
+}
+
+/* Applies nm to every entry; a rename that matches nothing and two file
+ * tensors landing on one name are errors, since either means the mapping
+ * is not the one the user meant. */
+static int apply_names(const char *path, stfile *s, const rt_names *nm, char *err)
+{
+	if (!nm || (!nm->strip && nm->n == 0))
+		return 0;
+	bool used[RT_MAX_RENAMES] = { false };
+	for (int i = 0; i < s->n; i++) {
+		int rule;
+		bool nomem = false;
+		char *as = map_name(nm, s->e[i].name, &rule, &nomem);
+		if (nomem)
+			return fail(err, path, "out of memory");
+		if (as && strcmp(as, s->e[i].name) == 0) {
+			free(as);
+			as = NULL;
+		}
+		s->e[i].as = as;
+		if (rule >= 0)
+			used[rule] = true;
+	}
+	for (int r = 0; r < nm->n; r++)
+		if (!used[r])
+			return fail(err, path, "--rename %s matches no tensor in the file", nm->rename[r]);
+	for (int i = 0; i < s->n; i++)
+		for (int j = 0; j < i; j++)
+			if (strcmp(name_of(&s->e[i]), name_of(&s->e[j])) == 0)
+				return fail(err, path, "tensors '%s' and '%s' are both renamed to '%s'", s->e[j].name,
+				            s->e[i].name, name_of(&s->e[i]));
+	return 0;
+}
+
 static entry *find(stfile *s, const char *name)
 {
 	for (int i = 0; i < s->n; i++)
-		if (strcmp(s->e[i].name, name) == 0)
+		if (strcmp(name_of(&s->e[i]), name) == 0)
 			return &s->e[i];
 	return NULL;
 }
@@ -378,38 +473,175 @@ static void shape_str(char *buf, size_t cap, const int64_t *shape, int rank)
 		snprintf(buf + k, cap - k, "]");
 }
 
-/* Checks e against T and reads its values into dst. */
+/* Edit distance, for suggesting the file's name closest to a missing one. */
+static size_t distance(const char *a, const char *b)
+{
+	size_t lb = strlen(b), *row = malloc((lb + 1) * sizeof *row);
+	if (!row)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; a[i - 1]; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	size_t d = row[lb];
+	free(row);
+	return d;
+}
+
+/* "missing tensor 'x'" with what the file does hold: the closest unused
+ * name first, then as many names as fit the message. */
+static int missing(const char *path, stfile *s, const char *want, char *err)
+{
+	if (!err)
+		return -1;
+	const entry *best = NULL;
+	size_t bd = SIZE_MAX;
+	for (int i = 0; i < s->n; i++) {
+		size_t d = s->e[i].used ? SIZE_MAX : distance(want, name_of(&s->e[i]));
+		if (d < bd) {
+			bd = d;
+			best = &s->e[i];
+		}
+	}
+	char m[RT_ERRLEN], sh[128];
+	size_t k = (size_t)snprintf(m, sizeof m, "missing tensor '%s'", want);
+	if (best) {
+		shape_str(sh, sizeof sh, best->shape, best->rank);
+		k += (size_t)snprintf(m + k, sizeof m - k, "; closest in the file: '%s' %s", name_of(best), sh);
+	}
+	k += (size_t)snprintf(m + k, sizeof m - k, "; the file has %d tensor%s", s->n, s->n == 1 ? "" : "s");
+	/* Leave room for the path and the hint at the end. */
+	size_t room = sizeof m > strlen(path) + 120 ? sizeof m - strlen(path) - 120 : 0;
+	for (int i = 0; i < s->n && k < sizeof m; i++) {
+		const char *nm = name_of(&s->e[i]);
+		if (k + strlen(nm) + 8 > room) {
+			k += (size_t)snprintf(m + k, sizeof m - k, ", ...");
+			break;
+		}
+		k += (size_t)snprintf(m + k, sizeof m - k, "%s%s", i ? ", " : ": ", nm);
+	}
+	if (k < sizeof m)
+		snprintf(m + k, sizeof m - k, " (map names with --rename OLD=NEW or --strip-prefix P)");
+	return fail(err, path, "%s", m);
+}
+
+/* ------------------------------------------------------------------------
+ * Values: float32 as stored, other float dtypes converted
+ * ---------------------------------------------------------------------- */
+
+static float half_to_float(uint16_t h)
+{
+	int sign = h >> 15, ex = (h >> 10) & 31, man = h & 1023;
+	float v = ex == 0 ? ldexpf((float)man, -24)
+	        : ex == 31 ? (man ? NAN : INFINITY)
+	        : ldexpf((float)(man | 1024), ex - 25);
+	return sign ? -v : v;
+}
+
+static float bf16_to_float(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float v;
+	memcpy(&v, &u, sizeof v);
+	return v;
+}
+
+/* Reads the n values of e into dst as float32, converting F64, F16 and
+ * BF16; anything else is refused. */
+static int read_values(const char *path, stfile *s, const entry *e, const char *want, float *dst,
+                       int64_t n, char *err)
+{
+	int size = strcmp(e->dtype, "F32") == 0 ? 4 : strcmp(e->dtype, "F64") == 0 ? 8
+	         : strcmp(e->dtype, "F16") == 0 || strcmp(e->dtype, "BF16") == 0 ? 2 : 0;
+	if (!size)
+		return fail(err, path, "tensor %s has dtype %s, expected F32 (or F64, F16, BF16)", want,
+		            e->dtype);
+	void *raw = size == 4 ? (void *)dst : malloc((size_t)n * (size_t)size + 1);
+	if (!raw)
+		return fail(err, path, "out of memory");
+	int rc = 0;
+	if (fseeko(s->f, (off_t)(s->data_start + (uint64_t)e->begin), SEEK_SET) != 0 ||
+	    fread(raw, (size_t)size, (size_t)n, s->f) != (size_t)n)
+		rc = fail(err, path, "cannot read tensor %s: %s", want,
+		          ferror(s->f) ? strerror(errno) : "file changed while reading");
+	for (int64_t i = 0; i < n && !rc && size != 4; i++) {
+		const unsigned char *b = (const unsigned char *)raw + i * size;
+		if (size == 8) {
+			double d;
+			memcpy(&d, b, sizeof d);
+			if (isfinite(d) && !isfinite((float)d))
+				rc = fail(err, path, "tensor %s value %lld is out of float32 range", want,
+				          (long long)(i + 1));
+			dst[i] = (float)d;
+		} else {
+			uint16_t h = (uint16_t)(b[0] | b[1] << 8);
+			dst[i] = e->dtype[0] == 'F' ? half_to_float(h) : bf16_to_float(h);
+		}
+	}
+	if (size != 4)
+		free(raw);
+	for (int64_t i = 0; i < n && !rc; i++)
+		if (!isfinite(dst[i]))
+			rc = fail(err, path, "tensor %s value %lld is NaN or infinite", want, (long long)(i + 1));
+	return rc;
+}
+
+/* Checks e against T and reads its values into base + T->offset. */
 static int load_one(const char *path, stfile *s, const rt_tensor *T, entry *e, float *base, char *err)
 {
-	float *dst = base + T->offset;
-	if (strcmp(e->dtype, "F32") != 0)
-		return fail(err, path, "tensor '%s' has dtype %s, expected F32", T->name, e->dtype);
+	char want[256];
+	if (e->as)
+		snprintf(want, sizeof want, "'%s' (file: '%s')", T->name, e->name);
+	else
+		snprintf(want, sizeof want, "'%s'", T->name);
 	bool same = e->rank == T->rank;
 	for (int i = 0; same && i < T->rank; i++)
 		same = e->shape[i] == T->shape[i];
 	if (!same) {
-		char have[128], want[128];
+		char have[128], exp[128];
 		int64_t ws[4];
 		for (int i = 0; i < T->rank && i < 4; i++)
 			ws[i] = T->shape[i];
 		shape_str(have, sizeof have, e->shape, e->rank);
-		shape_str(want, sizeof want, ws, T->rank < 4 ? T->rank : 4);
-		return fail(err, path, "tensor '%s' has shape %s, expected %s", T->name, have, want);
+		shape_str(exp, sizeof exp, ws, T->rank < 4 ? T->rank : 4);
+		return fail(err, path, "tensor %s has shape %s, expected %s", want, have, exp);
 	}
-	if (fseeko(s->f, (off_t)(s->data_start + (uint64_t)e->begin), SEEK_SET) != 0 ||
-	    fread(dst, 4, (size_t)T->count, s->f) != (size_t)T->count)
-		return fail(err, path, "cannot read tensor '%s': %s", T->name,
-		            ferror(s->f) ? strerror(errno) : "file changed while reading");
-	for (int64_t i = 0; i < T->count; i++)
-		if (!isfinite(dst[i]))
-			return fail(err, path, "tensor '%s' value %lld is NaN or infinite", T->name,
-			            (long long)(i + 1));
+	if (read_values(path, s, e, want, base + T->offset, T->count, err))
+		return -1;
 	e->used = true;
 	return 0;
 }
 
-int rt_params_load_ex(const rt_tensor *t, int n, const rt_tensor *extra, int n_extra,
-                      const char *path, float *P, float *E, bool *has_extra, char *err)
+/* Tells once per file which dtypes were converted: the numbers certified
+ * are float32 roundings of the file's, which the user should know. */
+static void note_conversions(const char *path, const stfile *s)
+{
+	static const char *const conv[] = { "F64", "F16", "BF16" };
+	for (size_t c = 0; c < sizeof conv / sizeof *conv; c++) {
+		int k = 0;
+		for (int i = 0; i < s->n; i++)
+			k += s->e[i].used && strcmp(s->e[i].dtype, conv[c]) == 0;
+		if (k)
+			fprintf(stderr, "%s: note: %d tensor%s of dtype %s converted to float32\n", path, k,
+			        k == 1 ? "" : "s", conv[c]);
+	}
+}
+
+static int load_tables(const rt_tensor *t, int n, const rt_tensor *extra, int n_extra,
+                       const rt_names *names, const char *path, float *P, float *E,
+                       bool *has_extra, char *err)
 {
 	if (has_extra)
 		*has_extra = false;
@@ -418,11 +650,10 @@ int rt_params_load_ex(const rt_tensor *t, int n, const rt_tensor *extra, int n_e
 	stfile s;
 	if (st_open(path, &s, err))
 		return -1;
-	int rc = 0;
+	int rc = apply_names(path, &s, names, err);
 	for (int i = 0; i < n && !rc; i++) {
 		entry *e = find(&s, t[i].name);
-		rc = e ? load_one(path, &s, &t[i], e, P, err)
-		       : fail(err, path, "missing tensor '%s'", t[i].name);
+		rc = e ? load_one(path, &s, &t[i], e, P, err) : missing(path, &s, t[i].name, err);
 	}
 	/* Extras are all or nothing: half an optimizer state cannot resume. */
 	int present = 0;
@@ -436,19 +667,76 @@ int rt_params_load_ex(const rt_tensor *t, int n, const rt_tensor *extra, int n_e
 	for (int i = 0; i < s.n && !rc; i++) {
 		if (s.e[i].used)
 			continue;
-		if (n_extra == 0 && strncmp(s.e[i].name, "optim.", 6) == 0)
+		if (n_extra == 0 && strncmp(name_of(&s.e[i]), "optim.", 6) == 0)
 			continue;   /* optimizer state, not wanted by this caller */
-		rc = fail(err, path, "unexpected tensor '%s'", s.e[i].name);
+		if (s.e[i].as)
+			rc = fail(err, path, "unexpected tensor '%s' (file: '%s')", s.e[i].as, s.e[i].name);
+		else
+			rc = fail(err, path, "unexpected tensor '%s'", s.e[i].name);
 	}
+	if (rc == 0)
+		note_conversions(path, &s);
 	if (rc == 0 && has_extra)
 		*has_extra = present > 0;
 	st_close(&s);
 	return rc;
 }
 
+int rt_params_load_ex(const rt_tensor *t, int n, const rt_tensor *extra, int n_extra,
+                      const char *path, float *P, float *E, bool *has_extra, char *err)
+{
+	return load_tables(t, n, extra, n_extra, NULL, path, P, E, has_extra, err);
+}
+
 int rt_params_load(const rt_tensor *t, int n_tensors, const char *path, float *P, char *err)
 {
-	return rt_params_load_ex(t, n_tensors, NULL, 0, path, P, NULL, NULL, err);
+	return load_tables(t, n_tensors, NULL, 0, NULL, path, P, NULL, NULL, err);
+}
+
+int rt_params_load_named(const rt_tensor *t, int n_tensors, const rt_names *names, const char *path,
+                         float *P, char *err)
+{
+	return load_tables(t, n_tensors, NULL, 0, names, path, P, NULL, NULL, err);
+}
+
+int rt_st_list(const char *path, const rt_names *names, FILE *out, char *err)
+{
+	stfile s;
+	if (st_open(path, &s, err))
+		return -1;
+	int rc = apply_names(path, &s, names, err);
+	entry *sorted = rc ? NULL : malloc((size_t)(s.n ? s.n : 1) * sizeof *sorted);
+	if (!rc && !sorted)
+		rc = fail(err, path, "out of memory");
+	if (!rc) {
+		/* file order, which is the order the data lies in */
+		memcpy(sorted, s.e, (size_t)s.n * sizeof *sorted);
+		qsort(sorted, (size_t)s.n, sizeof *sorted, cmp_begin);
+		int64_t total = 0;
+		for (int i = 0; i < s.n; i++) {
+			char sh[160];
+			shape_str(sh, sizeof sh, sorted[i].shape, sorted[i].rank);
+			int64_t c = 1;
+			for (int d = 0; d < sorted[i].rank; d++)
+				c *= sorted[i].shape[d];
+			total += c;
+			fprintf(out, "%-32s %-5s %s", name_of(&sorted[i]), sorted[i].dtype, sh);
+			if (sorted[i].as)
+				fprintf(out, "  (file: %s)", sorted[i].name);
+			fputc('\n', out);
+		}
+		json_t *md = json_object_get(s.root, "__metadata__");
+		const char *key;
+		json_t *v;
+		json_object_foreach(md, key, v)
+			fprintf(out, "metadata %s = %s\n", key, json_is_string(v) ? json_string_value(v) : "(not a string)");
+		fprintf(out, "%d tensor%s, %lld values\n", s.n, s.n == 1 ? "" : "s", (long long)total);
+		if (fflush(out) != 0)
+			rc = fail(err, path, "cannot write the listing: %s", strerror(errno));
+	}
+	free(sorted);
+	st_close(&s);
+	return rc;
 }
 
 int rt_st_metadata(const char *path, const char *key, char *value, size_t len, char *err)

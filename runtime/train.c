@@ -227,6 +227,7 @@ typedef struct config {
 	rt_init_scheme init_scheme;   /* fresh weights (not --init, not --resume) */
 	bool json, help;
 	bool in_defaults;       /* parsing the .lln defaults (for messages) */
+	rt_names names;         /* --rename, --strip-prefix: for --init and --weights */
 } config;
 
 static void config_init(config *c, const char *prog, int mode)
@@ -336,6 +337,7 @@ static const flag flags[] = {
 	{ "--source", 0, true },
 	{ "--norms", MODE_EVAL, true }, { "-o", MODE_TRAIN, true },
 	{ "--weights", MODE_EVAL, true }, { "--json", MODE_EVAL, false },
+	{ "--rename", MODE_TRAIN | MODE_EVAL, true }, { "--strip-prefix", MODE_TRAIN | MODE_EVAL, true },
 	{ "--help", MODE_TRAIN | MODE_EVAL, false }, { "-h", MODE_TRAIN | MODE_EVAL, false },
 };
 
@@ -448,6 +450,10 @@ static int set_option(config *c, const char *a, const char *v)
 		c->out = v;
 	} else if (strcmp(a, "--weights") == 0) {
 		c->weights = v;
+	} else if (strcmp(a, "--rename") == 0 || strcmp(a, "--strip-prefix") == 0) {
+		char err[RT_ERRLEN];
+		if (rt_names_flag(&c->names, a, v, err))
+			return usage_fail(c, "%s", err);
 	} else {
 		return usage_fail(c, "internal error: option %s has no handler", a);
 	}
@@ -586,6 +592,8 @@ static void train_usage(FILE *f, const rt_model *m, const config *c)
 		"files:\n"
 		"  -o OUT.safetensors    the trained weights (required) [%s]\n"
 		"  --init W.safetensors  start from these weights, fresh optimizer [%s]\n"
+		"  --rename OLD=NEW, --strip-prefix P\n"
+		"                        map --init's tensor names (docs/formats.md)\n"
 		"  --resume CKPT         continue the run saved in checkpoint CKPT [%s]\n"
 		"  --checkpoint FILE     checkpoint written after every epoch\n"
 		"                        [%s; default OUT with .ckpt.safetensors]\n"
@@ -617,6 +625,8 @@ static void eval_usage(FILE *f, const rt_model *m, const config *c)
 		"distinct logit Jacobians.\n"
 		"\n"
 		"  --weights FILE        weights (a checkpoint works too)\n"
+		"  --rename OLD=NEW, --strip-prefix P\n"
+		"                        map the weights' tensor names (docs/formats.md)\n"
 		"  --data FILE[,LABELS]  labeled CSV, or examples and labels files [%s]\n"
 		"  --norms LIST          margins to report, from 1,2,inf [%s]\n"
 		"  --json                print one JSON object instead of a table\n"
@@ -1337,7 +1347,7 @@ static int train_run(const rt_model *m, config *c)
 		if (resume(r))
 			goto done;
 	} else if (c->init) {
-		if (rt_params_load(m->tensors, m->n_tensors, c->init, r->P, err) != 0) {
+		if (rt_params_load_named(m->tensors, m->n_tensors, &c->names, c->init, r->P, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}
@@ -1496,7 +1506,7 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 		user_fail(&c, "out of memory");
 		goto done;
 	}
-	if (rt_params_load(m->tensors, m->n_tensors, c.weights, P, err) != 0) {
+	if (rt_params_load_named(m->tensors, m->n_tensors, &c.names, c.weights, P, err) != 0) {
 		fprintf(stderr, "%s\n", err);
 		goto done;
 	}

@@ -715,7 +715,9 @@ static void test_st_errors(void **state)
 	const char *p = P_("e.safetensors");
 
 	assert_int_equal(rt_params_save(T, 3, P, NULL, 0, NULL, NULL, p, err), 0);
-	assert_err(rt_params_load(T, 4, p, Q, err), msg("%s: missing tensor 'fc2.bias'", p));
+	assert_err(rt_params_load(T, 4, p, Q, err),
+	           msg("%s: missing tensor 'fc2.bias'; the file has 3 tensors: fc1.weight, fc1.bias, fc2.weight "
+	               "(map names with --rename OLD=NEW or --strip-prefix P)", p));
 
 	rt_tensor more[5];
 	memcpy(more, T, sizeof T);
@@ -780,11 +782,12 @@ static void test_st_handmade(void **state)
 	assert_int_equal(rt_st_metadata(p, "format", v, sizeof v, err), 0);
 	assert_string_equal(v, "pt");
 
-	/* wrong dtype */
-	double d8[6] = {0};
-	const char *h64 = "{\"fc1.weight\":{\"dtype\":\"F64\",\"shape\":[3,2],\"data_offsets\":[0,48]}}";
-	p = put_st("f64.safetensors", h64, d8, sizeof d8);
-	assert_err(rt_params_load(T, 4, p, Q, err), msg("%s: tensor 'fc1.weight' has dtype F64, expected F32", p));
+	/* wrong dtype (float64 and halves are converted: tests/test_interop.c) */
+	int32_t i4[6] = {0};
+	const char *hi = "{\"fc1.weight\":{\"dtype\":\"I32\",\"shape\":[3,2],\"data_offsets\":[0,24]}}";
+	p = put_st("i32.safetensors", hi, i4, sizeof i4);
+	assert_err(rt_params_load(T, 4, p, Q, err),
+	           msg("%s: tensor 'fc1.weight' has dtype I32, expected F32 (or F64, F16, BF16)", p));
 
 	/* corrupt header: jansson's own message is passed on */
 	const char *bad = "{\"fc1.weight\": {\"dtype\": \"F32\",";
