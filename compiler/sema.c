@@ -931,10 +931,6 @@ static bool shape_CONV2D(checker *ck, const ast_expr **args, const int *in, sema
 		ok &= get_int(ck, args[4], &params_CONV2D[4], &pad);
 	if (!ok || !x)
 		return false;
-	if (pad >= k) {
-		err(ck, args[4]->at, "conv2d padding %d must be smaller than its kernel %d: a wider border adds outputs that see only zeros", pad, k);
-		return false;
-	}
 	int dims[3] = { oc, 0, 0 };
 	if (!window(ck, args[2]->at, "conv2d", "height", x->dims[1], k, stride, pad, &dims[1]) ||
 	    !window(ck, args[2]->at, "conv2d", "width", x->dims[2], k, stride, pad, &dims[2]) ||

@@ -444,11 +444,10 @@ static void test_ast_dump_matches_golden_file(void **state)
 
 /* The IR of mnist_fc fixes the parameter layout: PyTorch's names and shapes,
  * in definition order, with ReLU folded into the op it follows. */
-static void test_ir_dump_lays_out_mnist_fc_like_pytorch(void **state)
+static void check_ir_golden(const char *lln, const char *golden)
 {
-	(void)state;
 	arena *a = arena_new();
-	source *src = source_load(a, LLN_SOURCE_DIR "/examples/mnist_fc.lln");
+	source *src = source_load(a, lln);
 	assert_non_null(src);
 	ast_program *p = ast_parse(a, src);
 	sema_program *sp = p ? sema_check(a, p) : NULL;
@@ -459,9 +458,39 @@ static void test_ir_dump_lays_out_mnist_fc_like_pytorch(void **state)
 	FILE *out = open_memstream(&dump, &len);
 	ir_dump(out, ir);
 	fclose(out);
-	check_golden(LLN_SOURCE_DIR "/tests/golden/ir_mnist_fc.txt", dump, len);
+	check_golden(golden, dump, len);
 	free(dump);
 	arena_free(a);
+}
+
+static void test_ir_dump_lays_out_mnist_fc_like_pytorch(void **state)
+{
+	(void)state;
+	check_ir_golden(LLN_SOURCE_DIR "/examples/mnist_fc.lln", LLN_SOURCE_DIR "/tests/golden/ir_mnist_fc.txt");
+}
+
+/* The IR of the convolutional acceptance example: two-operand add reading a
+ * value two ops back, image shapes through stride, padding and pooling,
+ * conv2d tensors in nn.Conv2d's layout, and the tangent strategy. */
+static void test_ir_dump_of_a_residual_cnn_shapes_and_strategy(void **state)
+{
+	(void)state;
+	check_ir_golden(LLN_SOURCE_DIR "/tests/data/cnn.lln", LLN_SOURCE_DIR "/tests/golden/ir_cnn.txt");
+}
+
+/* ops.def is the one list of operations: docs/language.md documents every
+ * signature in it, and sema knows each by name. */
+static void test_every_operation_is_documented(void **state)
+{
+	(void)state;
+	char *doc = slurp(LLN_SOURCE_DIR "/docs/language.md");
+	assert_non_null(doc);
+	for (int k = 1; k < OP_COUNT; k++) {
+		if (!strstr(doc, op_catalogue[k].signature))
+			fail_msg("docs/language.md does not document `%s`", op_catalogue[k].signature);
+		assert_non_null(op_catalogue[k].name);
+	}
+	free(doc);
 }
 
 int main(void)
@@ -476,6 +505,8 @@ int main(void)
 		cmocka_unit_test(test_missing_file_is_reported),
 		cmocka_unit_test(test_ast_dump_matches_golden_file),
 		cmocka_unit_test(test_ir_dump_lays_out_mnist_fc_like_pytorch),
+		cmocka_unit_test(test_ir_dump_of_a_residual_cnn_shapes_and_strategy),
+		cmocka_unit_test(test_every_operation_is_documented),
 	};
 	int failed = cmocka_run_group_tests_name("frontend", tests, NULL, NULL);
 	failed += run_catalogue();
