@@ -905,6 +905,8 @@ static int check_names(imp *im, const Onnx__NodeProto *n, size_t i)
 	for (size_t k = 0; k < n->n_input; k++)
 		if (!n->input[k])
 			return node_fail(im, n, i, "has an unnamed input");
+	if (n->n_output < 1)
+		return node_fail(im, n, i, "has no output");
 	for (size_t k = 0; k < n->n_output; k++)
 		if (!n->output[k] || !n->output[k][0])
 			return node_fail(im, n, i, "has an unnamed output");
