@@ -2,29 +2,42 @@
 """independent_check.py: an independent double-precision check of a certifier.
 
 Reads the weights (a safetensors file, parsed here from its header), the
-model layout (dense layers in order, each followed by a ReLU except the
-last; normalize mean and std), the inputs (.npy or .csv) and a certifier's
-jsonl output, recomputes in float64 with numpy only
+model (either a chain of dense layers, each followed by a ReLU except the
+last, with normalize mean and std; or, with --lln, the model block of an
+.lln file with dense, conv2d, avgpool, add and relu, parsed here), the
+inputs (.npy, .csv or IDX) and a certifier's jsonl output, recomputes in
+float64 with numpy only
 
-  forward      z^i = W^i a^{i-1} + b^i, a^i = relu(z^i), logits = W a + b
-  Jacobians    J^1 = W^1 / std, J^i = W^i diag(z^{i-1} > 0) J^{i-1}
+  forward      each statement on C x H x W arrays: conv2d as nn.Conv2d
+               (cross-correlation, zero padding), avgpool as nn.AvgPool2d,
+               add, dense on the C-major flattening; relu'd statements are
+               the hidden neurons, in definition order
+  Jacobians    the D tangents e_d / std pushed through the same statements
+               without biases, masked by (z > 0) after each relu
   margins      eps_p = min_h |z_h| / ||g_h||_q  (q dual to p; g = 0 never binds)
   prediction   min(eps_p, min_{k != y} (f_y - f_k) / ||grad (f_y - f_k)||_q)
                (one logit: |f| / ||grad f||_q, label = f > 0)
 
 and compares label, eps_l1 / eps_l2 / eps_linf, their binding neurons and
-eps_pred_* with the jsonl records to a relative tolerance.  Prints the
-maximum relative error per quantity; exits 1 on a mismatch, 2 on bad usage.
+eps_pred_* with the jsonl records.  The tolerance is rtol relative; with
+--zmag-tol T also T times the magnitudes summed into the binding value
+(|weights| times |values| through every statement) over its gradient's
+dual norm, for float32 rounding when |z| is a small difference of large
+terms (T = 1e-6 is about 16 roundings).  Prints the maximum relative error
+per quantity; exits 1 on a mismatch, 2 on bad usage.
 
   python3 tests/independent_check.py --weights W.safetensors \\
       --layers fc1,fc2,fc3,fc4,fc5 --mean 0.1307 --std 0.3081 \\
       --input X.npy --certified out.jsonl [--rtol 1e-4]
+  python3 tests/independent_check.py --weights W.safetensors \\
+      --lln tests/data/cnn.lln --input X.npy --certified out.jsonl
 
 --layout FILE.json may give {"layers": [...], "mean": m, "std": s} instead.
 """
 import argparse
 import json
 import math
+import re
 import struct
 import sys
 
@@ -56,10 +69,28 @@ def read_safetensors(path):
     return tensors
 
 
+def read_idx(path):
+    """IDX (MNIST format): unsigned bytes scaled to [0, 1], or float32."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in (0x08, 0x0D):
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes or float32")
+    nd = data[3]
+    dims = struct.unpack(">" + "I" * nd, data[4:4 + 4 * nd])
+    body = data[4 + 4 * nd:]
+    if data[2] == 0x08:
+        x = (np.frombuffer(body, dtype=np.uint8) / 255.0).astype(np.float32)  # x / 255.0 rounded once
+    else:
+        x = np.frombuffer(body, dtype=">f4").astype(np.float32)
+    return x.reshape(dims[0], -1)
+
+
 def read_inputs(path, dim):
     if path.endswith(".npy"):
         x = np.load(path, allow_pickle=False)
         x = np.asarray(x, dtype=np.float32).reshape(x.shape[0], -1)
+    elif not path.endswith(".csv"):
+        x = read_idx(path)
     else:
         rows = []
         with open(path) as f:
@@ -84,55 +115,183 @@ def dual(v, p):
     return a.sum(axis=-1)
 
 
-def certify(Ws, bs, names, mean, std, x):
-    """Reference certificate of one raw input x (float64 vector)."""
-    a = (x - mean) / std
-    J = None
-    zs, Gs, where = [], [], []
-    for i, (W, b) in enumerate(zip(Ws, bs)):
-        z = W @ a + b
-        if i == 0:
-            Jn = W / std
+# ---- models: a list of statements over C x H x W values ----
+
+def tokens(text):
+    text = re.sub(r"(#|//)[^\n]*", "", text)
+    return re.findall(r"[A-Za-z_][A-Za-z0-9_]*|-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|[{}()\[\],;=]", text)
+
+
+def parse_call(tk, i):
+    """IDENT "(" args ")" or IDENT or NUMBER at tk[i]; returns (expr, next i)."""
+    head = tk[i]
+    if i + 1 < len(tk) and tk[i + 1] == "(":
+        i += 2
+        pos, kw = [], {}
+        while tk[i] != ")":
+            if tk[i + 1] == "=":
+                key = tk[i]
+                val, i = parse_call(tk, i + 2)
+                kw[key] = val
+            else:
+                val, i = parse_call(tk, i)
+                pos.append(val)
+            if tk[i] == ",":
+                i += 1
+        return (head, pos, kw), i + 1
+    return head, i + 1
+
+
+def parse_lln(path):
+    """The model block of an .lln file: input shape, normalize, statements."""
+    with open(path) as f:
+        tk = tokens(f.read())
+    i = tk.index("model") + 3
+    model = {"stmts": [], "mean": 0.0, "std": 1.0}
+    while tk[i] != "}":
+        if tk[i] == "input":
+            j = tk.index("]", i)
+            model["input"] = tk[i + 1]
+            model["shape"] = [int(v) for v in tk[i + 3:j] if v != ","]
+            i = j + 1
+            if tk[i] == "normalize":
+                model["mean"], model["std"] = float(tk[i + 2]), float(tk[i + 4])
+                i += 6
+        elif tk[i] == "output":
+            model["output"] = tk[i + 1]
+            i += 2
         else:
-            Jn = W @ (mask[:, None] * J)
-        J = Jn
-        if i < len(Ws) - 1:
+            name = tk[i]
+            expr, i = parse_call(tk, i + 2)
+            relu = expr[0] == "relu"
+            if relu:
+                expr = expr[1][0]
+            model["stmts"].append((name, relu, expr))
+        assert tk[i] == ";", f"{path}: unexpected {tk[i]!r}"
+        i += 1
+    return model
+
+
+def dense_model(names, mean, std, dim):
+    stmts, prev = [], "x"
+    for k, n in enumerate(names):
+        stmts.append((n, k + 1 < len(names), ("dense", [prev], {})))
+        prev = n
+    return {"input": "x", "shape": [dim], "mean": mean, "std": std, "stmts": stmts, "output": prev}
+
+
+def conv(v, W, b, stride, pad):
+    """nn.Conv2d on a batch v (B, C, H, W) with weight (O, C, K, K)."""
+    B, C, H, Wd = v.shape
+    O, _, K, _ = W.shape
+    vp = np.zeros((B, C, H + 2 * pad, Wd + 2 * pad))
+    vp[:, :, pad:pad + H, pad:pad + Wd] = v
+    Ho, Wo = (H + 2 * pad - K) // stride + 1, (Wd + 2 * pad - K) // stride + 1
+    out = np.zeros((B, O, Ho, Wo))
+    for ky in range(K):
+        for kx in range(K):
+            win = vp[:, :, ky:ky + stride * (Ho - 1) + 1:stride, kx:kx + stride * (Wo - 1) + 1:stride]
+            out += np.einsum("oc,bchw->bohw", W[:, :, ky, kx], win)
+    if b is not None:
+        out += b[None, :, None, None]
+    return out
+
+
+def avgpool(v, K, stride):
+    B, C, H, W = v.shape
+    Ho, Wo = (H - K) // stride + 1, (W - K) // stride + 1
+    out = np.zeros((B, C, Ho, Wo))
+    for ky in range(K):
+        for kx in range(K):
+            out += v[:, :, ky:ky + stride * (Ho - 1) + 1:stride, kx:kx + stride * (Wo - 1) + 1:stride]
+    return out / (K * K)
+
+
+def apply(model, t, x, mean, std, absolute=False):
+    """Values and tangents of every statement for one raw input x.  Returns
+    the hidden pre-activations z, their gradient rows G (raw units), their
+    names, the logits f and Jacobian J, and zmag / fmag (magnitudes summed)."""
+    shape = model["shape"]
+    D = int(np.prod(shape))
+    val = {model["input"]: ((x - mean) / std).reshape([1] + shape)}
+    tan = {model["input"]: (np.eye(D) / std).reshape([D] + shape)}
+    mag = {model["input"]: np.abs(val[model["input"]])}
+    zs, Gs, mags, where = [], [], [], []
+    for name, relu, (op, pos, kw) in model["stmts"]:
+        args = [a for a in pos if isinstance(a, str) and a in val]
+        nums = [int(a) for a in pos if isinstance(a, str) and a not in val]
+        a = args[0]
+        if op == "dense":
+            W, b = t[name + ".weight"], t[name + ".bias"]
+            v = val[a].reshape(1, -1) @ W.T + b
+            g = tan[a].reshape(D, -1) @ W.T
+            m = mag[a].reshape(1, -1) @ np.abs(W).T + np.abs(b)
+        elif op == "conv2d":
+            W, b = t[name + ".weight"], t[name + ".bias"]
+            stride, pad = int(kw.get("stride", 1)), int(kw.get("padding", 0))
+            v = conv(val[a], W, b, stride, pad)
+            g = conv(tan[a], W, None, stride, pad)
+            m = conv(mag[a], np.abs(W), np.abs(b), stride, pad)
+        elif op == "avgpool":
+            K = int(kw.get("kernel", nums[0] if nums else 0))
+            stride = int(kw.get("stride", K))
+            v, g, m = avgpool(val[a], K, stride), avgpool(tan[a], K, stride), avgpool(mag[a], K, stride)
+        elif op == "add":
+            v, g, m = val[a] + val[args[1]], tan[a] + tan[args[1]], mag[a] + mag[args[1]]
+        else:
+            raise ValueError(f"unknown operation {op}")
+        if relu:
+            z = v.reshape(-1)
             zs.append(z)
-            Gs.append(J)
-            where += [(names[i], j) for j in range(len(z))]
-            mask = (z > 0).astype(np.float64)
-            a = np.maximum(z, 0)
-        else:
-            f = z
-    out = {}
+            Gs.append(g.reshape(D, -1).T)
+            mags.append(m.reshape(-1))
+            where += [(name, j) for j in range(z.size)]
+            mask = (v > 0).astype(np.float64)
+            v, g = v * mask, g * mask
+        val[name], tan[name], mag[name] = v, g, m
+    out = model["output"]
+    f = val[out].reshape(-1)
+    J = tan[out].reshape(D, -1).T
+    fmag = mag[out].reshape(-1)
     if zs:
-        zall = np.concatenate(zs)
-        Gall = np.concatenate(Gs, axis=0)
+        return np.concatenate(zs), np.concatenate(Gs, axis=0), np.concatenate(mags), where, f, J, fmag
+    return np.zeros(0), np.zeros((0, D)), np.zeros(0), where, f, J, fmag
+
+
+def certify(model, t, mean, std, x):
+    """Reference certificate of one raw input x (float64 vector); tol_* are
+    the magnitudes summed into the binding values, over their dual norms."""
+    zall, Gall, zmag, where, f, J, fmag = apply(model, t, x, mean, std)
+    out = {}
     for p in NORMS:
-        if not zs:
+        if not len(zall):
             out["eps_" + p], out["bind_" + p], out["second_" + p] = math.inf, None, math.inf
+            out["tol_" + p] = 0.0
             continue
         q = dual(Gall, p)
         with np.errstate(divide="ignore", invalid="ignore"):
             e = np.where(q > 0, np.abs(zall) / q, np.inf)
         order = np.argsort(e, kind="stable")
-        out["eps_" + p] = float(e[order[0]])
-        out["bind_" + p] = where[order[0]] if np.isfinite(e[order[0]]) else None
+        b = order[0]
+        out["eps_" + p] = float(e[b])
+        out["bind_" + p] = where[b] if np.isfinite(e[b]) else None
         out["second_" + p] = float(e[order[1]]) if len(order) > 1 else math.inf
+        out["tol_" + p] = zmag[b] / q[b] if q[b] > 0 else 0.0
     if len(f) == 1:
         y = int(f[0] > 0)
-        gaps = [(abs(f[0]), J[0])]
+        gaps = [(abs(f[0]), J[0], fmag[0])]
     else:
         y = int(np.argmax(f))
-        gaps = [(f[y] - f[k], J[y] - J[k]) for k in range(len(f)) if k != y]
+        gaps = [(f[y] - f[k], J[y] - J[k], fmag[y] + fmag[k]) for k in range(len(f)) if k != y]
     out["label"] = y
     for p in NORMS:
-        r = out["eps_" + p]
-        for gap, g in gaps:
+        r, tol = out["eps_" + p], out["tol_" + p]
+        for gap, g, gm in gaps:
             d = dual(g, p)
-            if d > 0:
-                r = min(r, gap / d)
+            if d > 0 and gap / d < r:
+                r, tol = gap / d, gm / d
         out["eps_pred_" + p] = r
+        out["tol_pred_" + p] = tol
     out["logits"] = f
     return out
 
@@ -156,9 +315,12 @@ def main():
     ap.add_argument("--mean", type=float, default=0.0)
     ap.add_argument("--std", type=float, default=1.0)
     ap.add_argument("--layout", help='JSON file {"layers": [...], "mean": m, "std": s}')
+    ap.add_argument("--lln", help="an .lln file whose model block is the model (any graph of its operations)")
     ap.add_argument("--input", required=True)
     ap.add_argument("--certified", required=True, help="the certifier's jsonl output")
     ap.add_argument("--rtol", type=float, default=1e-4)
+    ap.add_argument("--zmag-tol", type=float, default=0.0,
+                    help="allowance for rounding, a fraction of the magnitudes summed into the binding value")
     args = ap.parse_args()
 
     names, mean, std = None, args.mean, args.std
@@ -170,23 +332,28 @@ def main():
         std = float(lay.get("std", 1.0))
     if args.layers:
         names = args.layers.split(",")
-    if not names:
-        ap.error("give --layers or --layout")
+    if not names and not args.lln:
+        ap.error("give --layers, --layout or --lln")
+
+    t = read_safetensors(args.weights)
+    if args.lln:
+        model = parse_lln(args.lln)
+        mean, std = model["mean"], model["std"]
+        names = [n for n, _, (op, _, _) in model["stmts"] if op in ("dense", "conv2d")]
+    else:
+        model = dense_model(names, mean, std, t[names[0] + ".weight"].shape[1])
+        for i in range(1, len(names)):
+            w, prev = t[names[i] + ".weight"], t[names[i - 1] + ".weight"]
+            if w.shape[1] != prev.shape[0]:
+                sys.exit(f"{names[i]}.weight has {w.shape[1]} inputs, {names[i-1]} gives {prev.shape[0]}")
     # the certifier keeps mean and std as float32
     mean = float(np.float32(mean))
     std = float(np.float32(std))
-
-    t = read_safetensors(args.weights)
-    Ws = [t[n + ".weight"] for n in names]
-    bs = [t[n + ".bias"] for n in names]
     expected = {n + s for n in names for s in (".weight", ".bias")}
     extra = set(t) - expected
     if extra:
         print(f"warning: tensors not in the layout: {sorted(extra)}", file=sys.stderr)
-    for i in range(1, len(Ws)):
-        if Ws[i].shape[1] != Ws[i - 1].shape[0]:
-            sys.exit(f"{names[i]}.weight has {Ws[i].shape[1]} inputs, {names[i-1]} gives {Ws[i-1].shape[0]}")
-    x = read_inputs(args.input, Ws[0].shape[1])
+    x = read_inputs(args.input, int(np.prod(model["shape"])))
 
     with open(args.certified) as f:
         recs = [json.loads(line) for line in f if line.strip()]
@@ -201,7 +368,7 @@ def main():
     for i, (xi, rec) in enumerate(zip(x, recs)):
         if rec.get("index") != i:
             failures.append(f"record {i}: index {rec.get('index')}")
-        ref = certify(Ws, bs, names, mean, std, xi)
+        ref = certify(model, t, mean, std, xi)
         f = ref["logits"]
         srt = np.sort(f)[::-1]
         tie = len(f) > 1 and (srt[0] - srt[1]) < 1e-6 * max(1.0, abs(srt[0]))
@@ -214,11 +381,14 @@ def main():
                 e = rel(rec[key], ref[key])
                 checked[key] += 1
                 maxerr[key] = max(maxerr[key], e)
-                if not e <= args.rtol:
+                tol = args.zmag_tol * (ref["tol_" + key[4:]] if key.startswith("eps_pred_") else ref["tol_" + p])
+                close = rec[key] is not None and math.isfinite(ref[key]) and \
+                    abs(rec[key] - ref[key]) <= args.rtol * abs(ref[key]) + tol
+                if not (e <= args.rtol or close):
                     failures.append(f"record {i}: {key} = {rec[key]}, reference {ref[key]!r} (rel err {e:.3g})")
             bkey = "bind_" + p
             if bkey in rec:
-                near_tie = ref["second_" + p] - ref["eps_" + p] <= 1e-6 * ref["eps_" + p]
+                near_tie = ref["second_" + p] - ref["eps_" + p] <= 1e-6 * ref["eps_" + p] + 2 * args.zmag_tol * ref["tol_" + p]
                 if not near_tie:
                     bind_checked += 1
                     got = rec[bkey]
