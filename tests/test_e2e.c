@@ -6,8 +6,11 @@
  * parses what it prints and compares every number with the same model
  * compiled in process (JIT, same weights file, rt_certify_batch).  It also
  * checks the certifier's dependencies (ldd), its error handling, llnc's
- * error exits, and, for examples/mnist_fc.lln, an independent numpy
- * computation (tests/independent_check.py) when numpy is available.
+ * error exits, and, for examples/mnist_fc.lln and the convolutional
+ * acceptance example tests/data/cnn.lln, an independent numpy computation
+ * (tests/independent_check.py) when numpy is available.  The conv model
+ * also runs through `llnc eval` and the certifier on .npy images of shape
+ * [N, 1, 12, 12] and on IDX image files.
  */
 #define _XOPEN_SOURCE 700   /* nftw */
 #include <dirent.h>
@@ -811,7 +814,7 @@ static void test_certifier_errors(void **state)
 	expect_error(a5b, 2, NULL, "--norms", NULL);
 	const char *a5c[] = { bin, "--format", "xml", X, NULL };
 	expect_error(a5c, 2, NULL, "--format", NULL);
-	const char *a5d[] = { bin, "--threads", "0", X, NULL };
+	const char *a5d[] = { bin, "--threads", "1025", X, NULL };
 	expect_error(a5d, 2, NULL, "--threads", NULL);
 	const char *a5e[] = { bin, NULL };
 	expect_error(a5e, 2, NULL, NULL, NULL);
@@ -991,6 +994,240 @@ static void test_mnist(void **state)
 	inproc_close(&ip);
 }
 
+/* IDX files written by hand: unsigned-byte images N x H x W, labels N. */
+static void write_idx(const char *path, const unsigned char *b, int n, int h, int w)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	int nd = h ? 3 : 1;
+	unsigned char magic[4] = { 0, 0, 0x08, (unsigned char)nd };
+	fwrite(magic, 1, 4, f);
+	int dims[3] = { n, h, w };
+	for (int i = 0; i < nd; i++) {
+		unsigned char be[4] = { (unsigned char)(dims[i] >> 24), (unsigned char)(dims[i] >> 16),
+			                (unsigned char)(dims[i] >> 8), (unsigned char)dims[i] };
+		fwrite(be, 1, 4, f);
+	}
+	fwrite(b, 1, (size_t)n * (h ? (size_t)h * w : 1), f);
+	fclose(f);
+}
+
+/* A number after "key": in a one-line JSON object. */
+static double json_at(const char *text, const char *key, int k)
+{
+	const char *p = json_find(text, key);
+	if (!p)
+		fail_msg("no \"%s\" in %s", key, text);
+	if (*p == '[')
+		for (p++; k > 0; k--)
+			p = strchr(p, ',') + 1;
+	if (!strncmp(p, "null", 4))
+		return INFINITY;
+	return strtod(p, NULL);
+}
+
+/* `llnc eval --json` against the same quantities computed here from the
+ * in-process kernels: accuracy from the certified labels, percentiles of
+ * the margins, distinct patterns, the mean cross-entropy of the logits,
+ * and rt_evaluate for the Jacobian count. */
+static void check_eval(const char *json, const inproc *ip, const float *x, const int32_t *y, int n)
+{
+	const rt_model *m = ip->m;
+	results r;
+	certify_inproc(ip, x, n, NULL, 0, RT_ALL_NORMS, &r);
+	int correct = 0;
+	for (int i = 0; i < n; i++)
+		correct += r.cert[i].label == y[i];
+	assert_int_equal((int)json_at(json, "n", 0), n);
+	double acc = json_at(json, "accuracy", 0);
+	if (fabs(acc - (double)correct / n) > 1e-9)
+		fail_msg("eval accuracy %.9g, in process %d of %d", acc, correct, n);
+	float *z = malloc(sizeof(float) * (size_t)m->n_hidden), *lg = malloc(sizeof(float) * (size_t)m->n_out);
+	float *ws = aligned_alloc(64, (sizeof(float) * (size_t)m->ws_floats + 63) & ~(size_t)63);
+	double ce = 0;
+	for (int i = 0; i < n; i++) {
+		m->forward(ip->P, x + (size_t)i * m->n_in, ws, z, lg);
+		double mx = -INFINITY, s = 0;
+		for (int k = 0; k < m->n_out; k++)
+			mx = fmax(mx, lg[k]);
+		for (int k = 0; k < m->n_out; k++)
+			s += exp((double)lg[k] - mx);
+		ce += (mx + log(s) - lg[y[i]]) / n;
+	}
+	double got_ce = json_at(json, "ce", 0), got_loss = json_at(json, "loss", 0);
+	if (fabs(got_ce - ce) > 1e-6 * fabs(ce) || fabs(got_loss - ce) > 1e-6 * fabs(ce))
+		fail_msg("eval loss %.9g, ce %.9g; in process %.9g", got_loss, got_ce, ce);
+	float *v = malloc(sizeof(float) * (size_t)n);
+	for (int p = 0; p < 3; p++) {
+		char key[16];
+		snprintf(key, sizeof key, "eps_%s", norm_names[p]);
+		for (int i = 0; i < n; i++)
+			v[i] = r.cert[i].eps[p];
+		for (int q = 0; q < 4; q++) {
+			double want = percentile(v, n, 25.0 * (q + 1)), got = json_at(json, key, q);
+			if (!(got == want || fabs(got - want) <= 1e-7 * fabs(want)))
+				fail_msg("eval %s P%d = %.9g, in process %.9g", key, 25 * (q + 1), got, want);
+		}
+	}
+	long long distinct = 0;
+	for (int i = 0; i < n; i++) {
+		bool seen = false;
+		for (int j = 0; j < i && !seen; j++)
+			seen = r.pattern[j] == r.pattern[i];
+		distinct += !seen;
+	}
+	assert_int_equal((long long)json_at(json, "patterns", 0), distinct);
+	rt_data d = { .n = n, .dim = m->n_in, .x = (float *)x, .y = (int32_t *)y };
+	rt_objective o = { .kind = RT_OBJ_VANILLA };
+	rt_eval e;
+	assert_int_equal(rt_evaluate(m, &o, ip->P, &d, 2, RT_ALL_NORMS, &e), 0);
+	assert_int_equal((long long)json_at(json, "jacobians", 0), e.jacobians);
+	assert_int_equal(e.patterns, distinct);
+	free(v);
+	free(z);
+	free(lg);
+	free(ws);
+	results_free(&r);
+}
+
+/* Runs independent_check.py --lln on a certifier's output; corrupting one
+ * eps must make it fail. */
+static void independent_lln(const char *py, const char *lln, const char *w, const char *X, const char *out)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "%s %s/tests/independent_check.py --weights %s --lln %s --input %s --certified %s",
+	         py, LLN_SOURCE_DIR, w, lln, X, out);
+	fflush(stdout);
+	assert_int_equal(system(cmd), 0);
+	char *t = slurp(out);
+	char *p = strstr(t, "\"eps_linf\":");
+	assert_non_null(p);
+	p += 11;
+	char *end;
+	double v = strtod(p, &end);
+	char buf[64];
+	int k = snprintf(buf, sizeof buf, "%.9g", v * 1.001);
+	char *u = malloc(strlen(t) + 64);
+	snprintf(u, strlen(t) + 64, "%.*s%.*s%s", (int)(p - t), t, k, buf, end);
+	spit(path_in("cnn-bad.jsonl"), u);
+	snprintf(cmd, sizeof cmd,
+	         "%s %s/tests/independent_check.py --weights %s --lln %s --input %s --certified %s > /dev/null", py,
+	         LLN_SOURCE_DIR, w, lln, X, path_in("cnn-bad.jsonl"));
+	int rc = system(cmd);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+	free(t);
+	free(u);
+}
+
+/* tests/data/cnn.lln, the convolutional acceptance example: the certifier
+ * and `llnc eval` on .npy images [N, 1, 12, 12] and IDX image files. */
+static void test_cnn(void **state)
+{
+	(void)state;
+	char lln[512], w[512], bin[512], XN[512], XI[512], YN[512], YI[512], out[512], outi[512];
+	snprintf(lln, sizeof lln, "%s", LLN_SOURCE_DIR "/tests/data/cnn.lln");
+	snprintf(w, sizeof w, "%s", path_in("cnn.safetensors"));
+	snprintf(bin, sizeof bin, "%s", path_in("cnn-cert"));
+	snprintf(XN, sizeof XN, "%s", path_in("cnn-x.npy"));
+	snprintf(XI, sizeof XI, "%s", path_in("cnn-images-idx3-ubyte"));
+	snprintf(YN, sizeof YN, "%s", path_in("cnn-y.csv"));
+	snprintf(YI, sizeof YI, "%s", path_in("cnn-labels-idx1-ubyte"));
+	snprintf(out, sizeof out, "%s", path_in("cnn.jsonl"));
+	snprintf(outi, sizeof outi, "%s", path_in("cnn-idx.jsonl"));
+	build_certifier(lln, w, bin, "11");
+	inproc ip;
+	inproc_open(&ip, lln, w);
+	const rt_model *m = ip.m;
+	assert_int_equal(m->n_in, 144);
+	assert_int_equal(m->n_out, 3);
+	assert_int_equal(m->n_hidden, 4 * 144 + 4 * 144 + 6 * 3 * 3 + 16);
+
+	const int n = 30, D = 144;
+	float *x = malloc(sizeof(float) * D * n), *xi = malloc(sizeof(float) * D * n);
+	unsigned char *bytes = malloc((size_t)D * n), labels[30];
+	int32_t y[30];
+	for (int i = 0; i < D * n; i++) {
+		x[i] = (float)urand();
+		bytes[i] = (unsigned char)(urand() * 256);
+		xi[i] = (float)(bytes[i] / 255.0);   /* IDX bytes: x / 255.0 rounded once */
+	}
+	x[3] = 0;
+	x[4] = 1;
+	for (int i = 0; i < n; i++) {
+		y[i] = (int32_t)(urand() * 3);
+		labels[i] = (unsigned char)y[i];
+	}
+	write_npy(XN, x, "(30, 1, 12, 12)", (size_t)D * n);
+	write_idx(XI, bytes, n, 12, 12);
+	write_idx(YI, labels, n, 0, 0);
+	FILE *f = fopen(YN, "w");
+	assert_non_null(f);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "%d\n", y[i]);
+	fclose(f);
+
+	/* the certifier on .npy and on IDX: the in-process numbers, bit for bit */
+	long before = n_compared, exact_before = n_exact;
+	results r, ri;
+	certify_inproc(&ip, x, n, NULL, 0, RT_ALL_NORMS, &r);
+	certify_inproc(&ip, xi, n, NULL, 0, RT_ALL_NORMS, &ri);
+	const char *a1[] = { bin, "-o", out, XN, NULL };
+	run_ok(a1, true, NULL);
+	char *s = slurp(out);
+	check_jsonl(s, m, &r, RT_ALL_NORMS, false);
+	free(s);
+	const char *a2[] = { bin, "-o", outi, XI, NULL };
+	run_ok(a2, true, NULL);
+	s = slurp(outi);
+	check_jsonl(s, m, &ri, RT_ALL_NORMS, false);
+	free(s);
+	/* directions and csv, on the .npy */
+	results rd;
+	float dir[144];
+	for (int d = 0; d < D; d++)
+		dir[d] = (float)(2 * urand() - 1);
+	write_csv(path_in("cnn-dir.csv"), dir, 1, D);
+	certify_inproc(&ip, x, n, dir, 1, RT_ALL_NORMS, &rd);
+	const char *a3[] = { bin, "--format", "csv", "--direction", path_in("cnn-dir.csv"), XN, NULL };
+	run_ok(a3, true, NULL);
+	s = out_text();
+	check_csv(s, m, &rd, RT_ALL_NORMS, true);
+	free(s);
+	printf("[ cnn ] certifier: %ld numbers compared, %ld bit-identical\n", n_compared - before, n_exact - exact_before);
+	assert_int_equal(n_exact - exact_before, n_compared - before);
+
+	/* llnc eval --json on .npy with CSV labels and on IDX images and labels */
+	char data[1100];
+	snprintf(data, sizeof data, "%s,%s", XN, YN);
+	const char *e1[] = { LLNC, "eval", lln, "--weights", w, "--data", data, "--json", NULL };
+	run_ok(e1, false, NULL);
+	s = out_text();
+	check_eval(s, &ip, x, y, n);
+	free(s);
+	snprintf(data, sizeof data, "%s,%s", XI, YI);
+	const char *e2[] = { LLNC, "eval", lln, "--weights", w, "--data", data, "--json", "--threads", "1", NULL };
+	run_ok(e2, false, NULL);
+	s = out_text();
+	check_eval(s, &ip, xi, y, n);
+	printf("[ cnn ] eval: %s", s);
+	free(s);
+
+	const char *py = find_python();
+	if (!py) {
+		printf("[ cnn ] SKIPPED the independent numpy check: no python3 with numpy\n");
+	} else {
+		independent_lln(py, lln, w, XN, out);
+		independent_lln(py, lln, w, XI, outi);
+	}
+	results_free(&r);
+	results_free(&ri);
+	results_free(&rd);
+	free(x);
+	free(xi);
+	free(bytes);
+	inproc_close(&ip);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1000,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(test_llnc_errors),
 		cmocka_unit_test(test_toy2d),
 		cmocka_unit_test(test_mnist),
+		cmocka_unit_test(test_cnn),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
