@@ -32,24 +32,6 @@ source *source_from_string(arena *a, const char *name, const char *text)
 	return s;
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid:
- * no overlong forms, surrogates or code points past U+10FFFF. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned c = p[0];
-	size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-	if (!len || len > n || (len == 2 && c < 0xc2) || (len == 4 && c > 0xf4))
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if (len == 3 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0)))
-		return 0;
-	if (len == 4 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90)))
-		return 0;
-	return len;
-}
-
 /* Refuses a file that is not text (NUL or other control bytes, invalid
  * UTF-8) or starts like a known binary format, naming the format and the
  * command that takes it; true after printing why. */
@@ -60,7 +42,7 @@ static bool binary(const char *path, const unsigned char *b, size_t len)
 	while (at < len) {
 		unsigned c = b[at];
 		bool space = c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-		size_t k = (c < 0x20 && !space) || c == 0x7f ? 0 : utf8_len(b + at, len - at);
+		size_t k = (c < 0x20 && !space) || c == 0x7f ? 0 : rt_utf8_len(b + at, len - at);
 		if (!k)
 			break;
 		at += k;

@@ -816,6 +816,33 @@ const char *rt_format_text(rt_format f)
 	}
 }
 
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid:
+ * no overlong forms, surrogates or code points past U+10FFFF. */
+size_t rt_utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+	if (!len || len > n || (len == 2 && c < 0xc2) || (len == 4 && c > 0xf4))
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if (len == 3 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0)))
+		return 0;
+	if (len == 4 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90)))
+		return 0;
+	return len;
+}
+
+size_t rt_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t at = 0, k;
+	while (at < n && (k = rt_utf8_len(p + at, n - at)) > 0)
+		at += k;
+	return at;
+}
+
 /* For files with neither known extension: binary formats announce
  * themselves in their first bytes. */
 static int sniff_fail(const char *path, const unsigned char *buf, size_t len, uint64_t size, char *err)
@@ -853,7 +880,8 @@ struct rt_reader {
 	array a;
 	int64_t n, w, row;    /* examples, values each, examples read */
 	bool scale255;
-	unsigned char *raw;
+	unsigned char *raw;   /* raw_rows examples' bytes */
+	int64_t raw_rows;
 	/* CSV */
 	csv c;
 	char *buf;            /* buf[pos..len) is read but not parsed; buf[len] = 0 */
@@ -1063,8 +1091,13 @@ static int array_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
 		piece = 1;
 	if (piece > rows)
 		piece = rows;
-	if (!r->raw && !(r->raw = rt_malloc((size_t)piece * row_bytes)))
-		return fail(err, r->c.path, "out of memory");
+	if (piece > r->raw_rows) {
+		unsigned char *nr = rt_realloc(r->raw, (size_t)piece * row_bytes);
+		if (!nr)
+			return fail(err, r->c.path, "out of memory");
+		r->raw = nr;
+		r->raw_rows = piece;
+	}
 	for (int64_t left = rows; left > 0;) {
 		int64_t k = left < piece ? left : piece;
 		if (read_exact(r, r->raw, (size_t)k * row_bytes, err) ||

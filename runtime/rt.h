@@ -202,6 +202,11 @@ typedef enum {
 } rt_format;
 rt_format rt_sniff(const unsigned char *b, size_t len, uint64_t size);
 const char *rt_format_text(rt_format f);
+/* Length of the UTF-8 sequence at p (n bytes left), 0 if it is not valid
+ * UTF-8 (overlong forms, surrogates and code points past U+10FFFF are
+ * not); and the length of the valid prefix of s. */
+size_t rt_utf8_len(const unsigned char *p, size_t n);
+size_t rt_utf8_valid(const char *s, size_t n);
 /* Splits the FILE[,LABELS] form of --data: a copy of the examples' name
  * (free it), with *labels pointing into it after the last comma, or NULL.
  * A name that exists as given is one file, even with a comma in it. */

@@ -58,18 +58,31 @@ static int fail(char *err, const char *path, const char *fmt, ...)
  * Writing
  * ---------------------------------------------------------------------- */
 
+/* jansson allocates through the runtime's wrapper, so the allocation
+ * failure tests reach its allocations too (alloc.c). */
+static void use_wrapper(void)
+{
+	json_set_alloc_funcs(rt_malloc, free);
+}
+
+/* One tensor's header entry; NULL when out of memory (every step is
+ * checked: a silently missing field would be a corrupt file). */
 static json_t *tensor_json(const rt_tensor *T, int64_t begin)
 {
-	json_t *shape = json_array();
-	for (int i = 0; i < T->rank; i++)
-		json_array_append_new(shape, json_integer(T->shape[i]));
-	json_t *offs = json_array();
-	json_array_append_new(offs, json_integer(begin));
-	json_array_append_new(offs, json_integer(begin + T->count * 4));
-	json_t *o = json_object();
-	json_object_set_new(o, "dtype", json_string("F32"));
-	json_object_set_new(o, "shape", shape);
-	json_object_set_new(o, "data_offsets", offs);
+	json_t *shape = json_array(), *offs = json_array(), *o = json_object();
+	bool ok = shape && offs && o;
+	for (int i = 0; ok && i < T->rank; i++)
+		ok = json_array_append_new(shape, json_integer(T->shape[i])) == 0;
+	ok = ok && json_array_append_new(offs, json_integer(begin)) == 0 &&
+	     json_array_append_new(offs, json_integer(begin + T->count * 4)) == 0 &&
+	     json_object_set_new(o, "dtype", json_string("F32")) == 0 &&
+	     json_object_set(o, "shape", shape) == 0 && json_object_set(o, "data_offsets", offs) == 0;
+	json_decref(shape);
+	json_decref(offs);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -84,7 +97,8 @@ static int check_table(const char *path, json_t *root, const rt_tensor *t, int n
 		if (strcmp(t[i].name, "__metadata__") == 0 || json_object_get(root, t[i].name))
 			return fail(err, path, "tensor name '%s' is used twice", t[i].name);
 		/* Placeholder so that a later duplicate is seen; replaced below. */
-		json_object_set_new(root, t[i].name, json_null());
+		if (json_object_set_new(root, t[i].name, json_null()) != 0)
+			return fail(err, path, "out of memory");
 	}
 	return 0;
 }
@@ -95,43 +109,64 @@ int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
 {
 	if (!extra)
 		n_extra = 0;
+	use_wrapper();
 	json_t *root = json_object();
 	if (!root)
 		return fail(err, path, "out of memory");
 	if (metadata && metadata[0]) {
 		json_t *md = json_object();
-		json_object_set_new(root, "__metadata__", md);
-		for (int i = 0; metadata[i] && metadata[i + 1]; i += 2)
-			if (json_object_set_new(md, metadata[i], json_string(metadata[i + 1])) != 0) {
+		if (json_object_set_new(root, "__metadata__", md) != 0) {
+			json_decref(root);
+			return fail(err, path, "out of memory");
+		}
+		for (int i = 0; metadata[i] && metadata[i + 1]; i += 2) {
+			const char *v = metadata[i + 1];
+			const char *k = metadata[i];
+			if (rt_utf8_valid(k, strlen(k)) != strlen(k) || rt_utf8_valid(v, strlen(v)) != strlen(v)) {
 				json_decref(root);
-				return fail(err, path, "metadata '%s' is not valid UTF-8", metadata[i]);
+				return fail(err, path, "metadata '%s' is not valid UTF-8", k);
 			}
+			if (json_object_set_new(md, k, json_string(v)) != 0) {
+				json_decref(root);
+				return fail(err, path, "out of memory");
+			}
+		}
 	}
 	if (check_table(path, root, t, n_tensors, err) || check_table(path, root, extra, n_extra, err)) {
 		json_decref(root);
 		return -1;
 	}
 	int64_t pos = 0;
-	for (int i = 0; i < n_tensors; i++) {
-		json_object_set_new(root, t[i].name, tensor_json(&t[i], pos));
-		pos += t[i].count * 4;
-	}
-	for (int i = 0; i < n_extra; i++) {
-		json_object_set_new(root, extra[i].name, tensor_json(&extra[i], pos));
-		pos += extra[i].count * 4;
+	for (int k = 0; k < n_tensors + n_extra; k++) {
+		const rt_tensor *T = k < n_tensors ? &t[k] : &extra[k - n_tensors];
+		json_t *e = tensor_json(T, pos);
+		if (!e || json_object_set_new(root, T->name, e) != 0) {
+			json_decref(root);
+			return fail(err, path, "out of memory");
+		}
+		pos += T->count * 4;
 	}
 	/* Insertion order is kept, so the header lists tensors in table order,
 	 * which makes files of one model byte-identical across runs. */
 	char *js = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	/* jansson's dump can drop a byte when an allocation inside it fails
+	 * and still return the text (the allocation-failure tests found a
+	 * header missing a quote), so the header is read back and compared
+	 * before a byte of it is written. */
+	json_t *back = js ? json_loads(js, 0, NULL) : NULL;
+	bool same = back && json_equal(root, back);
+	json_decref(back);
 	json_decref(root);
-	if (!js)
+	if (!same) {
+		free(js);
 		return fail(err, path, "out of memory");
+	}
 	size_t jl = strlen(js);
 	/* Padding to 8 bytes keeps the data section aligned for readers that
 	 * map the file and cast; the format allows trailing spaces. */
 	size_t hl = (jl + 7) / 8 * 8;
 	size_t total = 8 + hl + (size_t)pos;
-	unsigned char *buf = malloc(total);
+	unsigned char *buf = rt_malloc(total);
 	if (!buf) {
 		free(js);
 		return fail(err, path, "out of memory");
@@ -257,6 +292,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
 static int st_open(const char *path, stfile *s, char *err)
 {
 	memset(s, 0, sizeof *s);
+	use_wrapper();
 	s->f = fopen(path, "rb");
 	if (!s->f)
 		return fail(err, path, "cannot read: %s", strerror(errno));
@@ -309,7 +345,8 @@ static int st_open(const char *path, stfile *s, char *err)
 	free(h);
 	if (!s->root) {
 		st_close(s);
-		return fail(err, path, "bad safetensors header: %s", je.text);
+		/* jansson leaves the text empty when it could not allocate */
+		return fail(err, path, je.text[0] ? "bad safetensors header: %s" : "out of memory", je.text);
 	}
 	if (!json_is_object(s->root)) {
 		st_close(s);
@@ -321,7 +358,7 @@ static int st_open(const char *path, stfile *s, char *err)
 		return fail(err, path, "bad safetensors header: __metadata__ is not an object");
 	}
 	size_t n = json_object_size(s->root);
-	s->e = calloc(n ? n : 1, sizeof *s->e);
+	s->e = rt_calloc(n ? n : 1, sizeof *s->e);
 	if (!s->e) {
 		st_close(s);
 		return fail(err, path, "out of memory");
@@ -339,7 +376,7 @@ static int st_open(const char *path, stfile *s, char *err)
 		s->n++;
 	}
 	/* Overlapping ranges would let one tensor's bytes pass for another's. */
-	entry *sorted = malloc((size_t)(s->n ? s->n : 1) * sizeof *sorted);
+	entry *sorted = rt_malloc((size_t)(s->n ? s->n : 1) * sizeof *sorted);
 	if (!sorted) {
 		st_close(s);
 		return fail(err, path, "out of memory");

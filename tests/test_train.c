@@ -935,7 +935,7 @@ static void error_tests(const rt_model *m)
 	             "llnc train: --valid 40 leaves no training examples");
 	expect_error(TRAIN(m, NULL, "--data", data, "--loss", "sigmoid_cross_entropy", "-o", out), 2,
 	             "sigmoid_cross_entropy needs one output logit, the model has 3");
-	snprintf(want, sizeof want, "%s: cannot write the weights", P_("no/such/dir/w.safetensors"));
+	snprintf(want, sizeof want, "cannot write %s: No such file or directory", P_("no/such/dir/w.safetensors"));
 	expect_error(TRAIN(m, NULL, "--data", data, "-o", P_("no/such/dir/w.safetensors")), 1, want);
 	assert_false(exists(out));
 	/* --resume: a file that is not a checkpoint, a different seed */
