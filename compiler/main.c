@@ -5,10 +5,10 @@
  *     -> cg_jit -> rt_train_main / rt_eval_main / rt_plot_main
  *
  * Each command runs the pipeline as far as it needs: `check` stops after
- * the checks, `init` after the IR (which fixes the parameter layout),
- * `build` goes all the way to an executable; `train`, `eval` and `plot`
- * compile in process and hand the model to the runtime, which parses their
- * flags.  `data` compiles nothing: it writes a built-in data set.
+ * the checks, `init` and `export` after the IR (which fixes the parameter
+ * layout), `build` goes all the way to an executable; `train`, `eval` and
+ * `plot` compile in process and hand the model to the runtime, which parses
+ * their flags.  `data` compiles nothing: it writes a built-in data set.
  * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
  * 1, usage errors 2, internal errors 70.
  */
@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "llnc.h"
+#include "onnx/onnx_export.h"
 #include "onnx/onnx_import.h"
 
 typedef struct options {
@@ -44,6 +45,7 @@ static const char usage_text[] =
 	      "  data    generate a data set: 'llnc data toy2d --help'\n"
 	      "  weights list the tensors of a safetensors file\n"
 	      "  import  convert an ONNX network: 'llnc import NET.onnx -o OUT'\n"
+	      "  export  write FILE's model and weights as an ONNX network\n"
 	      "\n"
 	      "Run 'llnc COMMAND --help' for a command's options.\n"
 	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n";
@@ -85,6 +87,12 @@ static const struct command_help {
 	          "the prediction, the data with a circle of radius eps_2 and the gradient at\n"
 	          "each point; for any model, with --segment A,B, the region boundaries along\n"
 	          "a segment.  'llnc plot FILE --help' lists every flag (docs/plots.md).\n" },
+	{ "export", "usage: llnc export FILE.lln --weights WEIGHTS.safetensors -o NET.onnx\n"
+	            "\n"
+	            "Writes FILE's model with the weights as an ONNX graph (opset 13) that\n"
+	            "takes the raw input: normalize is part of it, so radii and VNN-LIB\n"
+	            "properties of FILE's certifier apply to it as they are.  --rename and\n"
+	            "--strip-prefix as for build (docs/formats.md).\n" },
 	{ "eval", "usage: llnc eval FILE.lln --weights W.safetensors --data FILE[,LABELS] [--json]\n"
 	          "\n"
 	          "Evaluates weights on a labelled data set: accuracy, loss, P25/P50/P75/P100\n"
@@ -184,7 +192,7 @@ static int parse_args(int argc, char **argv, options *o)
 	if (!o->command)
 		return print_help(NULL), 2;
 	if (strcmp(o->command, "check") && strcmp(o->command, "init") && strcmp(o->command, "build") &&
-	    !runtime_command(o->command))
+	    strcmp(o->command, "export") && !runtime_command(o->command))
 		return usage_error("unknown command '%s'", o->command);
 	if (!o->file)
 		return usage_error("%s needs a .lln FILE", o->command);
@@ -302,11 +310,26 @@ static int run_build(const options *o, arena *a, const sema_program *p, const ir
 	return rc ? fail(err) : 0;
 }
 
-/* init and build: the outputs checked against the inputs and for being
+/* export: the model and its weights as an ONNX graph (onnx_export.c). */
+static int run_export(const options *o, const ir_module *ir)
+{
+	if (!o->weights || !o->out)
+		return usage_error("export needs --weights WEIGHTS.safetensors and -o NET.onnx%s", "");
+	char err[RT_ERRLEN];
+	float *P = rt_alloc_floats(ir->n_params);
+	if (!P)
+		return fail("llnc export: out of memory for the parameters");
+	int rc = rt_params_load_named(ir->tensors, ir->n_tensors, &o->names, o->weights, P, err) ||
+	         onnx_export(ir, P, o->out, err);
+	free(P);
+	return rc ? fail(err) : 0;
+}
+
+/* init, build and export: the outputs checked against the inputs and for being
  * writable before anything is compiled (rt_files_check). */
 static int check_files(const options *o)
 {
-	if (!o->out || (strcmp(o->command, "init") && strcmp(o->command, "build")))
+	if (!o->out || (strcmp(o->command, "init") && strcmp(o->command, "build") && strcmp(o->command, "export")))
 		return 0;
 	const rt_file f[] = {
 		{ "the model", o->file, RT_FILE_IN, 0 },
@@ -425,6 +448,8 @@ int main(int argc, char **argv)
 			                        o.init_set ? o.init : prog->train.init);
 		else if (!strcmp(o.command, "build"))
 			rc = rc ? rc : run_build(&o, a, prog, ir);
+		else if (!strcmp(o.command, "export"))
+			rc = rc ? rc : run_export(&o, ir);
 		else if (runtime_command(o.command))
 			rc = rc ? rc : run_runtime(&o, a, prog, ir);
 	}

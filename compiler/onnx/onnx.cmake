@@ -1,7 +1,7 @@
-# onnx.cmake: the ONNX importer (llnc import).  The C code for ONNX's schema
-# is generated at build time by protoc-c from compiler/onnx/onnx.proto (a
-# copy of the schema Debian's libonnx-dev installs; its licence is in
-# compiler/onnx/README.md), into the build tree.
+# onnx.cmake: the ONNX importer and exporter (llnc import, llnc export).
+# The C code for ONNX's schema is generated at build time by protoc-c from
+# compiler/onnx/onnx.proto (a copy of the schema Debian's libonnx-dev
+# installs; its licence is in compiler/onnx/README.md), into the build tree.
 pkg_check_modules(PROTOBUF_C REQUIRED libprotobuf-c)
 find_program(PROTOC_C NAMES protoc-c REQUIRED)
 set(ONNX_GEN_DIR ${CMAKE_CURRENT_BINARY_DIR}/gen/onnx)
@@ -15,9 +15,12 @@ add_custom_command(
 add_library(llnonnx STATIC compiler/onnx_import.c ${ONNX_GEN_DIR}/onnx.pb-c.c)
 target_include_directories(llnonnx PUBLIC compiler runtime ${ONNX_GEN_DIR} ${PROTOBUF_C_INCLUDE_DIRS})
 target_link_libraries(llnonnx PUBLIC llnrt_st ${PROTOBUF_C_LINK_LIBRARIES})
-target_link_libraries(llnc PRIVATE llnonnx)
+# The exporter (llnc export) walks the IR, so it needs the compiler's core.
+add_library(llnonnx_export STATIC compiler/onnx_export.c)
+target_link_libraries(llnonnx_export PUBLIC llnonnx llncore)
+target_link_libraries(llnc PRIVATE llnonnx_export)
 if(TARGET test_interop)
-  target_link_libraries(test_interop PRIVATE llnonnx)
+  target_link_libraries(test_interop PRIVATE llnonnx_export)
 endif()
 # The importer's libFuzzer harness, with the others of tests/fuzz.
 if(LLN_FUZZ)
