@@ -38,22 +38,6 @@
 /* Keeps ".NAME.lln-tmp.PID.XXXXXX" within NAME_MAX (255). */
 #define MAX_BASE 200
 
-static int fail(char *err, const char *path, const char *fmt, ...)
-{
-	if (!err)
-		return -1;
-	int k = snprintf(err, RT_ERRLEN, "%s: ", path);
-	if (k < 0)
-		k = 0;
-	if (k < RT_ERRLEN) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err + k, RT_ERRLEN - (size_t)k, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 /* Splits path into a directory (malloc'ed; "." for a bare name) and the
  * name after the last slash. */
 static char *dir_of(const char *path, const char **base)
@@ -164,13 +148,13 @@ int rt_atomic_open(const char *path, rt_atomic *a, char *err)
 	a->path = path;
 	a->target = resolve_links(path);
 	if (!a->target)
-		return fail(err, path, "cannot write: %s", strerror(errno));
+		return rt_fail_file(err, path, "cannot write: %s", strerror(errno));
 	struct stat st;
 	bool replacing = stat(a->target, &st) == 0;
 	if (replacing && !S_ISREG(st.st_mode)) {
 		int e = S_ISDIR(st.st_mode);
 		rt_atomic_abort(a);
-		return fail(err, path, "cannot write: %s", e ? strerror(EISDIR) : "not a regular file");
+		return rt_fail_file(err, path, "cannot write: %s", e ? strerror(EISDIR) : "not a regular file");
 	}
 	/* The temporary must be in the target's directory: rename is atomic
 	 * only within one file system. */
@@ -181,7 +165,7 @@ int rt_atomic_open(const char *path, rt_atomic *a, char *err)
 	if (!a->tmp) {
 		free(dir);
 		rt_atomic_abort(a);
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	}
 	remove_stale(dir, base);
 	/* Unique across threads (counter) and processes (pid). */
@@ -203,7 +187,7 @@ int rt_atomic_open(const char *path, rt_atomic *a, char *err)
 		free(a->tmp);
 		a->tmp = NULL;
 		rt_atomic_abort(a);
-		return fail(err, path, "cannot write: %s", strerror(e));
+		return rt_fail_file(err, path, "cannot write: %s", strerror(e));
 	}
 	/* Replacing a file keeps its permissions. */
 	if (replacing)
@@ -228,7 +212,7 @@ int rt_atomic_commit(rt_atomic *a, char *err)
 		e = errno;
 	if (e) {
 		rt_atomic_abort(a);
-		return fail(err, path, "cannot write: %s", strerror(e));
+		return rt_fail_file(err, path, "cannot write: %s", strerror(e));
 	}
 	/* Make the rename itself durable; failure here cannot be undone and
 	 * the data is already in place, so it is not reported. */
@@ -272,7 +256,7 @@ int rt_write_atomic(const char *path, const void *data, size_t len, char *err)
 	int e = rt_write_fd(a.fd, data, len);
 	if (e) {
 		rt_atomic_abort(&a);
-		return fail(err, path, "cannot write: %s", strerror(e));
+		return rt_fail_file(err, path, "cannot write: %s", strerror(e));
 	}
 	return rt_atomic_commit(&a, err);
 }

@@ -139,6 +139,8 @@ int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b);
 int rt_ncpus(void);
 /* Formats a message into err (RT_ERRLEN bytes, may be NULL); returns -1. */
 int rt_fail(char *err, const char *fmt, ...);
+/* The same as "PATH: message"; returns -1. */
+int rt_fail_file(char *err, const char *path, const char *fmt, ...);
 /* Prints "PROG: message" on stderr, for the commands; returns status. */
 int rt_cmd_fail(const char *prog, int status, const char *fmt, ...);
 /* A zeroed, 64-byte aligned buffer of n floats (free with free), for

@@ -38,22 +38,6 @@
  * length beyond it means the file is something else. */
 #define MAX_HEADER (100u << 20)
 
-static int fail(char *err, const char *path, const char *fmt, ...)
-{
-	if (!err)
-		return -1;
-	int k = snprintf(err, RT_ERRLEN, "%s: ", path);
-	if (k < 0)
-		k = 0;
-	if (k < RT_ERRLEN) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err + k, RT_ERRLEN - (size_t)k, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 /* ------------------------------------------------------------------------
  * Writing
  * ---------------------------------------------------------------------- */
@@ -93,12 +77,12 @@ static int check_table(const char *path, json_t *root, const rt_tensor *t, int n
 		for (int d = 0; d < t[i].rank; d++)
 			c *= t[i].shape[d];
 		if (!t[i].name || t[i].rank < 0 || t[i].rank > 4 || c != t[i].count)
-			return fail(err, path, "internal error: tensor table entry %d is inconsistent", i);
+			return rt_fail_file(err, path, "internal error: tensor table entry %d is inconsistent", i);
 		if (strcmp(t[i].name, "__metadata__") == 0 || json_object_get(root, t[i].name))
-			return fail(err, path, "tensor name '%s' is used twice", t[i].name);
+			return rt_fail_file(err, path, "tensor name '%s' is used twice", t[i].name);
 		/* Placeholder so that a later duplicate is seen; replaced below. */
 		if (json_object_set_new(root, t[i].name, json_null()) != 0)
-			return fail(err, path, "out of memory");
+			return rt_fail_file(err, path, "out of memory");
 	}
 	return 0;
 }
@@ -112,23 +96,23 @@ int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
 	use_wrapper();
 	json_t *root = json_object();
 	if (!root)
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	if (metadata && metadata[0]) {
 		json_t *md = json_object();
 		if (json_object_set_new(root, "__metadata__", md) != 0) {
 			json_decref(root);
-			return fail(err, path, "out of memory");
+			return rt_fail_file(err, path, "out of memory");
 		}
 		for (int i = 0; metadata[i] && metadata[i + 1]; i += 2) {
 			const char *v = metadata[i + 1];
 			const char *k = metadata[i];
 			if (rt_utf8_valid(k, strlen(k)) != strlen(k) || rt_utf8_valid(v, strlen(v)) != strlen(v)) {
 				json_decref(root);
-				return fail(err, path, "metadata '%s' is not valid UTF-8", k);
+				return rt_fail_file(err, path, "metadata '%s' is not valid UTF-8", k);
 			}
 			if (json_object_set_new(md, k, json_string(v)) != 0) {
 				json_decref(root);
-				return fail(err, path, "out of memory");
+				return rt_fail_file(err, path, "out of memory");
 			}
 		}
 	}
@@ -142,7 +126,7 @@ int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
 		json_t *e = tensor_json(T, pos);
 		if (!e || json_object_set_new(root, T->name, e) != 0) {
 			json_decref(root);
-			return fail(err, path, "out of memory");
+			return rt_fail_file(err, path, "out of memory");
 		}
 		pos += T->count * 4;
 	}
@@ -159,7 +143,7 @@ int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
 	json_decref(root);
 	if (!same) {
 		free(js);
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	}
 	size_t jl = strlen(js);
 	/* Padding to 8 bytes keeps the data section aligned for readers that
@@ -169,7 +153,7 @@ int rt_params_save(const rt_tensor *t, int n_tensors, const float *P,
 	unsigned char *buf = rt_malloc(total);
 	if (!buf) {
 		free(js);
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	}
 	for (int i = 0; i < 8; i++)
 		buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
@@ -251,14 +235,14 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
 	json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
 	       *of = json_object_get(v, "data_offsets");
 	if (!json_is_object(v) || !json_is_string(dt) || !json_is_array(sh) || !json_is_array(of))
-		return fail(err, path, "bad safetensors header: tensor '%s' needs dtype, shape and data_offsets",
+		return rt_fail_file(err, path, "bad safetensors header: tensor '%s' needs dtype, shape and data_offsets",
 		            name);
 	e->dtype = json_string_value(dt);
 	int size = dtype_size(e->dtype);
 	if (!size)
-		return fail(err, path, "tensor '%s' has unknown dtype %s", name, e->dtype);
+		return rt_fail_file(err, path, "tensor '%s' has unknown dtype %s", name, e->dtype);
 	if (json_array_size(sh) > 8)
-		return fail(err, path, "tensor '%s' has rank %zu, at most 8 is supported", name,
+		return rt_fail_file(err, path, "tensor '%s' has rank %zu, at most 8 is supported", name,
 		            json_array_size(sh));
 	e->rank = (int)json_array_size(sh);
 	uint64_t count = 1;
@@ -266,7 +250,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
 	for (int i = 0; i < e->rank; i++) {
 		json_t *d = json_array_get(sh, (size_t)i);
 		if (!json_is_integer(d) || json_integer_value(d) < 0)
-			return fail(err, path, "bad safetensors header: tensor '%s' has an invalid shape", name);
+			return rt_fail_file(err, path, "bad safetensors header: tensor '%s' has an invalid shape", name);
 		e->shape[i] = json_integer_value(d);
 		if (e->shape[i] && count > UINT64_MAX / 16 / (uint64_t)e->shape[i])
 			overflow = true;
@@ -275,14 +259,14 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
 	}
 	json_t *b = json_array_get(of, 0), *en = json_array_get(of, 1);
 	if (json_array_size(of) != 2 || !json_is_integer(b) || !json_is_integer(en))
-		return fail(err, path, "bad safetensors header: tensor '%s' has invalid data_offsets", name);
+		return rt_fail_file(err, path, "bad safetensors header: tensor '%s' has invalid data_offsets", name);
 	e->begin = json_integer_value(b);
 	e->end = json_integer_value(en);
 	if (e->begin < 0 || e->end < e->begin || (uint64_t)e->end > data_len)
-		return fail(err, path, "tensor '%s' has data_offsets [%lld, %lld] outside the %llu bytes of data",
+		return rt_fail_file(err, path, "tensor '%s' has data_offsets [%lld, %lld] outside the %llu bytes of data",
 		            name, (long long)e->begin, (long long)e->end, (unsigned long long)data_len);
 	if (overflow || (uint64_t)(e->end - e->begin) != count * (uint64_t)size)
-		return fail(err, path, "tensor '%s' has %lld bytes of data, its shape and dtype need %llu",
+		return rt_fail_file(err, path, "tensor '%s' has %lld bytes of data, its shape and dtype need %llu",
 		            name, (long long)(e->end - e->begin),
 		            overflow ? 0ULL : (unsigned long long)(count * (uint64_t)size));
 	return 0;
@@ -295,18 +279,18 @@ static int st_open(const char *path, stfile *s, char *err)
 	use_wrapper();
 	s->f = fopen(path, "rb");
 	if (!s->f)
-		return fail(err, path, "cannot read: %s", strerror(errno));
+		return rt_fail_file(err, path, "cannot read: %s", strerror(errno));
 	struct stat st = {0};
 	if (fstat(fileno(s->f), &st) != 0 || !S_ISREG(st.st_mode)) {
 		/* Tensors are read by seeking, which pipes cannot do. */
 		bool dir = S_ISDIR(st.st_mode);
 		st_close(s);
-		return fail(err, path, "cannot read: %s", dir ? strerror(EISDIR) : "not a regular file");
+		return rt_fail_file(err, path, "cannot read: %s", dir ? strerror(EISDIR) : "not a regular file");
 	}
 	s->size = (uint64_t)st.st_size;
 	unsigned char lb[8];
 	if (s->size < 8 || fread(lb, 1, 8, s->f) != 8) {
-		fail(err, path, "not a safetensors file (only %llu bytes)", (unsigned long long)s->size);
+		rt_fail_file(err, path, "not a safetensors file (only %llu bytes)", (unsigned long long)s->size);
 		st_close(s);
 		return -1;
 	}
@@ -318,12 +302,12 @@ static int st_open(const char *path, stfile *s, char *err)
 		 * is the usual mistake) rather than quote an absurd length */
 		rt_format f = rt_sniff(lb, 8, s->size);
 		if (f == RT_FMT_ZIP)
-			fail(err, path, "is %s, not safetensors; save the weights with "
+			rt_fail_file(err, path, "is %s, not safetensors; save the weights with "
 			     "safetensors.torch.save_file(model.state_dict(), 'w.safetensors')", rt_format_text(f));
 		else if (f != RT_FMT_UNKNOWN)
-			fail(err, path, "is %s, not a safetensors weights file", rt_format_text(f));
+			rt_fail_file(err, path, "is %s, not a safetensors weights file", rt_format_text(f));
 		else
-			fail(err, path, "not a safetensors file (header length %llu, file size %llu)",
+			rt_fail_file(err, path, "not a safetensors file (header length %llu, file size %llu)",
 			     (unsigned long long)hl, (unsigned long long)s->size);
 		st_close(s);
 		return -1;
@@ -331,13 +315,13 @@ static int st_open(const char *path, stfile *s, char *err)
 	char *h = rt_malloc(hl + 1);
 	if (!h) {
 		st_close(s);
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	}
 	if (fread(h, 1, hl, s->f) != hl) {
 		int e = ferror(s->f) ? errno : 0;
 		free(h);
 		st_close(s);
-		return fail(err, path, "cannot read: %s", e ? strerror(e) : "file changed while reading");
+		return rt_fail_file(err, path, "cannot read: %s", e ? strerror(e) : "file changed while reading");
 	}
 	s->data_start = 8 + hl;
 	json_error_t je;
@@ -346,22 +330,22 @@ static int st_open(const char *path, stfile *s, char *err)
 	if (!s->root) {
 		st_close(s);
 		/* jansson leaves the text empty when it could not allocate */
-		return fail(err, path, je.text[0] ? "bad safetensors header: %s" : "out of memory", je.text);
+		return rt_fail_file(err, path, je.text[0] ? "bad safetensors header: %s" : "out of memory", je.text);
 	}
 	if (!json_is_object(s->root)) {
 		st_close(s);
-		return fail(err, path, "bad safetensors header: not a JSON object");
+		return rt_fail_file(err, path, "bad safetensors header: not a JSON object");
 	}
 	json_t *md = json_object_get(s->root, "__metadata__");
 	if (md && !json_is_object(md)) {
 		st_close(s);
-		return fail(err, path, "bad safetensors header: __metadata__ is not an object");
+		return rt_fail_file(err, path, "bad safetensors header: __metadata__ is not an object");
 	}
 	size_t n = json_object_size(s->root);
 	s->e = rt_calloc(n ? n : 1, sizeof *s->e);
 	if (!s->e) {
 		st_close(s);
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	}
 	const char *key;
 	json_t *v;
@@ -379,7 +363,7 @@ static int st_open(const char *path, stfile *s, char *err)
 	entry *sorted = rt_malloc((size_t)(s->n ? s->n : 1) * sizeof *sorted);
 	if (!sorted) {
 		st_close(s);
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	}
 	memcpy(sorted, s->e, (size_t)s->n * sizeof *sorted);
 	qsort(sorted, (size_t)s->n, sizeof *sorted, cmp_begin);
@@ -390,7 +374,7 @@ static int st_open(const char *path, stfile *s, char *err)
 		if (sorted[i].begin == sorted[i].end)
 			continue;
 		if (far >= 0 && sorted[i].begin < sorted[far].end) {
-			fail(err, path, "tensors '%s' and '%s' overlap in the file", sorted[far].name,
+			rt_fail_file(err, path, "tensors '%s' and '%s' overlap in the file", sorted[far].name,
 			     sorted[i].name);
 			free(sorted);
 			st_close(s);
@@ -473,7 +457,7 @@ static int apply_names(const char *path, stfile *s, const rt_names *nm, char *er
 		bool nomem = false;
 		char *as = map_name(nm, s->e[i].name, &rule, &nomem);
 		if (nomem)
-			return fail(err, path, "out of memory");
+			return rt_fail_file(err, path, "out of memory");
 		if (as && strcmp(as, s->e[i].name) == 0) {
 			free(as);
 			as = NULL;
@@ -484,11 +468,11 @@ static int apply_names(const char *path, stfile *s, const rt_names *nm, char *er
 	}
 	for (int r = 0; r < nm->n; r++)
 		if (!used[r])
-			return fail(err, path, "--rename %s matches no tensor in the file", nm->rename[r]);
+			return rt_fail_file(err, path, "--rename %s matches no tensor in the file", nm->rename[r]);
 	for (int i = 0; i < s->n; i++)
 		for (int j = 0; j < i; j++)
 			if (strcmp(name_of(&s->e[i]), name_of(&s->e[j])) == 0)
-				return fail(err, path, "tensors '%s' and '%s' are both renamed to '%s'", s->e[j].name,
+				return rt_fail_file(err, path, "tensors '%s' and '%s' are both renamed to '%s'", s->e[j].name,
 				            s->e[i].name, name_of(&s->e[i]));
 	return 0;
 }
@@ -571,7 +555,7 @@ static int missing(const char *path, stfile *s, const char *want, char *err)
 	}
 	if (k < sizeof m)
 		snprintf(m + k, sizeof m - k, " (map names with --rename OLD=NEW or --strip-prefix P)");
-	return fail(err, path, "%s", m);
+	return rt_fail_file(err, path, "%s", m);
 }
 
 /* ------------------------------------------------------------------------
@@ -603,15 +587,15 @@ static int read_values(const char *path, stfile *s, const entry *e, const char *
 	int size = strcmp(e->dtype, "F32") == 0 ? 4 : strcmp(e->dtype, "F64") == 0 ? 8
 	         : strcmp(e->dtype, "F16") == 0 || strcmp(e->dtype, "BF16") == 0 ? 2 : 0;
 	if (!size)
-		return fail(err, path, "tensor %s has dtype %s, expected F32 (or F64, F16, BF16)", want,
+		return rt_fail_file(err, path, "tensor %s has dtype %s, expected F32 (or F64, F16, BF16)", want,
 		            e->dtype);
 	void *raw = size == 4 ? (void *)dst : malloc((size_t)n * (size_t)size + 1);
 	if (!raw)
-		return fail(err, path, "out of memory");
+		return rt_fail_file(err, path, "out of memory");
 	int rc = 0;
 	if (fseeko(s->f, (off_t)(s->data_start + (uint64_t)e->begin), SEEK_SET) != 0 ||
 	    fread(raw, (size_t)size, (size_t)n, s->f) != (size_t)n)
-		rc = fail(err, path, "cannot read tensor %s: %s", want,
+		rc = rt_fail_file(err, path, "cannot read tensor %s: %s", want,
 		          ferror(s->f) ? strerror(errno) : "file changed while reading");
 	for (int64_t i = 0; i < n && !rc && size != 4; i++) {
 		const unsigned char *b = (const unsigned char *)raw + i * size;
@@ -619,7 +603,7 @@ static int read_values(const char *path, stfile *s, const entry *e, const char *
 			double d;
 			memcpy(&d, b, sizeof d);
 			if (isfinite(d) && !isfinite((float)d))
-				rc = fail(err, path, "tensor %s value %lld is out of float32 range", want,
+				rc = rt_fail_file(err, path, "tensor %s value %lld is out of float32 range", want,
 				          (long long)(i + 1));
 			dst[i] = (float)d;
 		} else {
@@ -631,7 +615,7 @@ static int read_values(const char *path, stfile *s, const entry *e, const char *
 		free(raw);
 	for (int64_t i = 0; i < n && !rc; i++)
 		if (!isfinite(dst[i]))
-			rc = fail(err, path, "tensor %s value %lld is NaN or infinite", want, (long long)(i + 1));
+			rc = rt_fail_file(err, path, "tensor %s value %lld is NaN or infinite", want, (long long)(i + 1));
 	return rc;
 }
 
@@ -653,7 +637,7 @@ static int load_one(const char *path, stfile *s, const rt_tensor *T, entry *e, f
 			ws[i] = T->shape[i];
 		shape_str(have, sizeof have, e->shape, e->rank);
 		shape_str(exp, sizeof exp, ws, T->rank < 4 ? T->rank : 4);
-		return fail(err, path, "tensor %s has shape %s, expected %s", want, have, exp);
+		return rt_fail_file(err, path, "tensor %s has shape %s, expected %s", want, have, exp);
 	}
 	if (read_values(path, s, e, want, base + T->offset, T->count, err))
 		return -1;
@@ -699,7 +683,7 @@ static int load_tables(const rt_tensor *t, int n, const rt_tensor *extra, int n_
 	for (int i = 0; i < n_extra && !rc && present; i++) {
 		entry *e = find(&s, extra[i].name);
 		rc = e ? load_one(path, &s, &extra[i], e, E, err)
-		       : fail(err, path, "missing tensor '%s'", extra[i].name);
+		       : rt_fail_file(err, path, "missing tensor '%s'", extra[i].name);
 	}
 	for (int i = 0; i < s.n && !rc; i++) {
 		if (s.e[i].used)
@@ -707,9 +691,9 @@ static int load_tables(const rt_tensor *t, int n, const rt_tensor *extra, int n_
 		if (n_extra == 0 && strncmp(name_of(&s.e[i]), "optim.", 6) == 0)
 			continue;   /* optimizer state, not wanted by this caller */
 		if (s.e[i].as)
-			rc = fail(err, path, "unexpected tensor '%s' (file: '%s')", s.e[i].as, s.e[i].name);
+			rc = rt_fail_file(err, path, "unexpected tensor '%s' (file: '%s')", s.e[i].as, s.e[i].name);
 		else
-			rc = fail(err, path, "unexpected tensor '%s'", s.e[i].name);
+			rc = rt_fail_file(err, path, "unexpected tensor '%s'", s.e[i].name);
 	}
 	if (rc == 0)
 		note_conversions(path, &s);
@@ -744,7 +728,7 @@ int rt_st_list(const char *path, const rt_names *names, FILE *out, char *err)
 	int rc = apply_names(path, &s, names, err);
 	entry *sorted = rc ? NULL : malloc((size_t)(s.n ? s.n : 1) * sizeof *sorted);
 	if (!rc && !sorted)
-		rc = fail(err, path, "out of memory");
+		rc = rt_fail_file(err, path, "out of memory");
 	if (!rc) {
 		/* file order, which is the order the data lies in */
 		memcpy(sorted, s.e, (size_t)s.n * sizeof *sorted);
@@ -769,7 +753,7 @@ int rt_st_list(const char *path, const rt_names *names, FILE *out, char *err)
 			fprintf(out, "metadata %s = %s\n", key, json_is_string(v) ? json_string_value(v) : "(not a string)");
 		fprintf(out, "%d tensor%s, %lld values\n", s.n, s.n == 1 ? "" : "s", (long long)total);
 		if (fflush(out) != 0)
-			rc = fail(err, path, "cannot write the listing: %s", strerror(errno));
+			rc = rt_fail_file(err, path, "cannot write the listing: %s", strerror(errno));
 	}
 	free(sorted);
 	st_close(&s);
@@ -787,12 +771,12 @@ int rt_st_metadata(const char *path, const char *key, char *value, size_t len, c
 	json_t *v = md ? json_object_get(md, key) : NULL;
 	int rc = 1;
 	if (v && !json_is_string(v)) {
-		rc = fail(err, path, "metadata '%s' is not a string", key);
+		rc = rt_fail_file(err, path, "metadata '%s' is not a string", key);
 	} else if (v) {
 		const char *str = json_string_value(v);
 		size_t sl = strlen(str);
 		if (!value || sl >= len)
-			rc = fail(err, path, "metadata '%s' is longer than %zu bytes", key, len ? len - 1 : 0);
+			rc = rt_fail_file(err, path, "metadata '%s' is longer than %zu bytes", key, len ? len - 1 : 0);
 		else {
 			memcpy(value, str, sl + 1);
 			rc = 0;

@@ -234,6 +234,25 @@ static const char *make_data(const char *name, int n)
 	return P_(name);
 }
 
+/* Opens a float32 .npy of shape (n, w) and writes its header (format 1.0,
+ * padded to 64 bytes as numpy does); the caller writes the data. */
+static FILE *npy_open(const char *path, int64_t n, int64_t w)
+{
+	char hdr[128];
+	int k = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
+	                 (long long)n, (long long)w);
+	while ((10 + k + 1) % 64)
+		hdr[k++] = ' ';
+	hdr[k++] = '\n';
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
+	fwrite(len, 1, 2, f);
+	fwrite(hdr, 1, (size_t)k, f);
+	return f;
+}
+
 /* ========================================================================
  * Outputs
  * ====================================================================== */
@@ -577,17 +596,7 @@ static void test_reader_chunks(void **state)
 	for (int64_t i = 0; i < n * w; i++)
 		x[i] = (float)i;
 	x[(n - 3) * w + 5] = NAN;
-	char hdr[128];
-	int k = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
-	                 (long long)n, (long long)w);
-	while ((10 + k + 1) % 64)
-		hdr[k++] = ' ';
-	hdr[k++] = '\n';
-	f = fopen(P_("big.npy"), "wb");
-	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
-	fwrite(len, 1, 2, f);
-	fwrite(hdr, 1, (size_t)k, f);
+	f = npy_open(P_("big.npy"), n, w);
 	fwrite(x, sizeof(float), (size_t)(n * w), f);
 	fclose(f);
 	assert_int_equal(rt_reader_open(P_("big.npy"), w, &r, err), 0);
@@ -750,10 +759,14 @@ static void test_binary_sources(void **state)
 		{ "nul.lln", "model m {\0}", 11, "nul.lln: error: not a .lln source: binary data at byte 9\n" },
 		{ "utf.lln", "# caf\xc3\xa9 \xff\n", 10, "utf.lln: error: not a .lln source: binary data at byte 8\n" },
 		{ "ctl.lln", "model\x01", 6, "ctl.lln: error: not a .lln source: binary data at byte 5\n" },
-		{ "net.pt", "PK\x03\x04\x14\0\0\0", 8, "net.pt: error: not a .lln source: it is a zip archive (PyTorch's torch.save format); lln takes weights as safetensors" },
-		{ "w.st", "\x02\0\0\0\0\0\0\0{}", 10, "w.st: error: not a .lln source: it is a safetensors weights file; give it as --weights to llnc build, eval or plot" },
-		{ "a.npy", "\x93NUMPY\x01\0", 8, "a.npy: error: not a .lln source: it is a NumPy .npy array; give data as --data" },
-		{ "m.onnx", "\x08\x07\x12\x07pytorch", 11, "m.onnx: error: not a .lln source: it is an ONNX model (protobuf); convert it with 'llnc import" },
+		{ "net.pt", "PK\x03\x04\x14\0\0\0", 8, "net.pt: error: not a .lln source: it is a zip archive "
+		  "(PyTorch's torch.save format); lln takes weights as safetensors" },
+		{ "w.st", "\x02\0\0\0\0\0\0\0{}", 10, "w.st: error: not a .lln source: it is a safetensors weights "
+		  "file; give it as --weights to llnc build, eval or plot" },
+		{ "a.npy", "\x93NUMPY\x01\0", 8, "a.npy: error: not a .lln source: it is a NumPy .npy array; give "
+		  "data as --data" },
+		{ "m.onnx", "\x08\x07\x12\x07pytorch", 11, "m.onnx: error: not a .lln source: it is an ONNX model "
+		  "(protobuf); convert it with 'llnc import" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		const char *p = put(cases[i].name, cases[i].bytes, cases[i].len);
@@ -789,17 +802,7 @@ static void test_certifier_streams(void **state)
 	 * .npy) certified with the certifier's data limited to 24 MB */
 	{
 		int64_t n = 200000;
-		FILE *f = fopen(P_("many.npy"), "wb");
-		char hdr[128];
-		int hk = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, 64), }",
-		                  (long long)n);
-		while ((10 + hk + 1) % 64)
-			hdr[hk++] = ' ';
-		hdr[hk++] = '\n';
-		fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-		unsigned char len[2] = { (unsigned char)(hk & 255), (unsigned char)(hk >> 8) };
-		fwrite(len, 1, 2, f);
-		fwrite(hdr, 1, (size_t)hk, f);
+		FILE *f = npy_open(P_("many.npy"), n, 64);
 		float row[64];
 		for (int64_t i = 0; i < n; i++) {
 			for (int j = 0; j < 64; j++)
