@@ -365,28 +365,14 @@ static bool close_to(double got, double want, double rel)
 	return fabs(got - want) <= rel * fabs(want) + 1e-6;
 }
 
-/* Imports NAME.onnx, compiles the .lln in process and compares, on random
- * inputs in [0, 1], the logits and the six radii with tests/onnx_check.py's
- * float64 evaluation of the ONNX graph itself. */
-static void check_import(const char *name)
+/* Compares, on random inputs in [0, 1], the logits and the six radii of
+ * model m with parameters P against tests/onnx_check.py's float64
+ * evaluation of the ONNX graph `onnx`, within relative tolerances. */
+static void compare_onnx(const char *what, const rt_model *m, const float *P, const char *onnx, double rel_logit,
+                         double rel_radius)
 {
-	char out[400], csv[512], lln[512], st[512];
-	snprintf(out, sizeof out, "%s/%s", tmpdir, name);
-	snprintf(lln, sizeof lln, "%s.lln", out);
-	snprintf(st, sizeof st, "%s.safetensors", out);
-	snprintf(csv, sizeof csv, "%s/%s_x.csv", tmpdir, name);
-	if (sh("%s import %s%s.onnx -o %s", LLNC, ONNX_DIR, name, out) != 0) {
-		char *e = slurp(P_("err"));
-		fail_msg("llnc import %s: %s", name, e);
-	}
-	arena *a = arena_new();
-	cg_unit *u;
-	const rt_model *m = jit_source(a, source_load(a, lln), 3, &u);
-	float *P = rt_alloc_floats(m->n_params);
-	char err[RT_ERRLEN];
-	if (rt_params_load(m->tensors, m->n_tensors, st, P, err))
-		fail_msg("%s", err);
 	enum { N = 6 };
+	const char *csv = P_("onnx_x.csv");
 	float *X = rt_alloc_floats(N * m->n_in);
 	uint64_t r = 0x9E3779B97F4A7C15ULL;
 	FILE *f = fopen(csv, "w");
@@ -396,7 +382,7 @@ static void check_import(const char *name)
 		fprintf(f, "%.9g%s", X[i], (i + 1) % m->n_in ? "," : "\n");
 	}
 	fclose(f);
-	assert_int_equal(sh("%s %s/tests/onnx_check.py %s%s.onnx %s", PYTHON, LLN_SOURCE_DIR, ONNX_DIR, name, csv), 0);
+	assert_int_equal(sh("%s %s/tests/onnx_check.py %s %s", PYTHON, LLN_SOURCE_DIR, onnx, csv), 0);
 	char *ref = slurp(P_("out"));
 	rt_cert cert[N];
 	rt_batch b = { .x = X, .n = N, .norms = RT_ALL_NORMS, .threads = 1, .cert = cert };
@@ -411,16 +397,16 @@ static void check_import(const char *name)
 			double want = strtod(line, &end);
 			assert_true(end != line);
 			line = end;
-			if (!close_to(logits[k], want, 1e-4))
-				fail_msg("%s input %d logit %d: lln %.9g, ONNX float64 %.9g", name, i, k, logits[k], want);
+			if (!close_to(logits[k], want, rel_logit))
+				fail_msg("%s input %d logit %d: lln %.9g, ONNX float64 %.9g", what, i, k, logits[k], want);
 		}
 		for (int k = 0; k < 6; k++) {
 			double want = strtod(line, &end);
 			assert_true(end != line);
 			line = end;
 			float got = k < 3 ? cert[i].eps[k] : cert[i].eps_pred[k - 3];
-			if (!close_to(got, want, 1e-3))
-				fail_msg("%s input %d radius %d: lln %.9g, ONNX float64 %.9g", name, i, k, got, want);
+			if (!close_to(got, want, rel_radius))
+				fail_msg("%s input %d radius %d: lln %.9g, ONNX float64 %.9g", what, i, k, got, want);
 		}
 	}
 	free(ref);
@@ -428,6 +414,29 @@ static void check_import(const char *name)
 	free(z);
 	free(logits);
 	free(X);
+}
+
+/* Imports NAME.onnx, compiles the .lln in process and compares it with
+ * the ONNX graph itself. */
+static void check_import(const char *name)
+{
+	char out[400], onnx[512], lln[512], st[512];
+	snprintf(out, sizeof out, "%s/%s", tmpdir, name);
+	snprintf(lln, sizeof lln, "%s.lln", out);
+	snprintf(st, sizeof st, "%s.safetensors", out);
+	snprintf(onnx, sizeof onnx, "%s%s.onnx", ONNX_DIR, name);
+	if (sh("%s import %s -o %s", LLNC, onnx, out) != 0) {
+		char *e = slurp(P_("err"));
+		fail_msg("llnc import %s: %s", name, e);
+	}
+	arena *a = arena_new();
+	cg_unit *u;
+	const rt_model *m = jit_source(a, source_load(a, lln), 3, &u);
+	float *P = rt_alloc_floats(m->n_params);
+	char err[RT_ERRLEN];
+	if (rt_params_load(m->tensors, m->n_tensors, st, P, err))
+		fail_msg("%s", err);
+	compare_onnx(name, m, P, onnx, 1e-4, 1e-3);
 	free(P);
 	cg_unit_free(u);
 	arena_free(a);
@@ -505,6 +514,173 @@ static void test_onnx_refusals(void **state)
 	assert_int_equal(sh("%s import %sdense.onnx", LLNC, ONNX_DIR), 2);
 }
 
+/* ------------------------------------------------------------------------
+ * ONNX export
+ * ---------------------------------------------------------------------- */
+
+static ir_module *lower_file(arena *a, const char *path)
+{
+	source *src = source_load(a, path);
+	assert_non_null(src);
+	ast_program *ast = ast_parse(a, src);
+	sema_program *p = ast ? sema_check(a, ast) : NULL;
+	assert_non_null(p);
+	ir_module *m = ir_lower(a, p);
+	assert_non_null(m);
+	return m;
+}
+
+/* The same model up to statement names: ops, operands, shapes, attributes,
+ * ReLUs, normalisation and parameter layout. */
+static void assert_same_ir(const ir_module *x, const ir_module *y)
+{
+	assert_int_equal(x->n_ops, y->n_ops);
+	assert_int_equal(x->n_params, y->n_params);
+	assert_true(x->in_c == y->in_c && x->in_h == y->in_h && x->in_w == y->in_w && x->n_out == y->n_out);
+	assert_true(x->mean == y->mean && x->std == y->std);
+	for (int k = 0; k < x->n_ops; k++) {
+		const ir_op *a = &x->ops[k], *b = &y->ops[k];
+		if (a->kind != b->kind || a->n_in != b->n_in || a->in[0] != b->in[0] ||
+		    (a->n_in > 1 && a->in[1] != b->in[1]) || a->oc != b->oc || a->oh != b->oh || a->ow != b->ow ||
+		    a->ic != b->ic || a->ih != b->ih || a->iw != b->iw || a->kernel != b->kernel ||
+		    a->stride != b->stride || a->padding != b->padding || a->relu != b->relu ||
+		    a->w_off != b->w_off || a->b_off != b->b_off)
+			fail_msg("op %d: %s (%s) and %s (%s) differ", k, a->name, op_catalogue[a->kind].name, b->name,
+			         op_catalogue[b->kind].name);
+	}
+}
+
+/* P of the model of `lln` from `st`, with the model's IR in *ir. */
+static float *load_params(arena *a, const char *lln, const char *st, ir_module **ir)
+{
+	*ir = lower_file(a, lln);
+	float *P = rt_alloc_floats((*ir)->n_params);
+	char err[RT_ERRLEN];
+	if (rt_params_load((*ir)->tensors, (*ir)->n_tensors, st, P, err))
+		fail_msg("%s", err);
+	return P;
+}
+
+/* Exports LLN with initial weights: onnx.checker accepts the file, the
+ * ONNX graph computes lln's logits and radii, and importing it gives the
+ * same model with the same weights, bit for bit. */
+static void check_export(const char *lln, const char *name)
+{
+	char st[512], onnx[512], back[512], back_lln[600], back_st[600];
+	snprintf(st, sizeof st, "%s/%s.safetensors", tmpdir, name);
+	snprintf(onnx, sizeof onnx, "%s/%s.onnx", tmpdir, name);
+	snprintf(back, sizeof back, "%s/%s_back", tmpdir, name);
+	snprintf(back_lln, sizeof back_lln, "%s.lln", back);
+	snprintf(back_st, sizeof back_st, "%s.safetensors", back);
+	assert_int_equal(sh("%s init %s --seed 7 -o %s", LLNC, lln, st), 0);
+	if (sh("%s export %s --weights %s -o %s", LLNC, lln, st, onnx) != 0)
+		fail_msg("llnc export %s: %s", lln, slurp(P_("err")));
+	if (sh("%s -c 'import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); "
+	       "print(m.ir_version, m.opset_import[0].version, m.graph.input[0].name, m.graph.output[0].name, "
+	       "*[n.op_type for n in m.graph.node])' %s", PYTHON, onnx) != 0)
+		fail_msg("onnx.checker on %s: %s", onnx, slurp(P_("err")));
+	char *out = slurp(P_("out"));
+	assert_true(strncmp(out, "7 13 input logits ", 18) == 0);
+	free(out);
+
+	arena *a = arena_new();
+	cg_unit *u;
+	const rt_model *m = jit_source(a, source_load(a, lln), 3, &u);
+	ir_module *ir, *ir_back;
+	float *P = load_params(a, lln, st, &ir);
+	compare_onnx(name, m, P, onnx, 1e-5, 1e-4);
+
+	if (sh("%s import %s -o %s", LLNC, onnx, back) != 0)
+		fail_msg("llnc import %s: %s", onnx, slurp(P_("err")));
+	float *Q = load_params(a, back_lln, back_st, &ir_back);
+	assert_same_ir(ir, ir_back);
+	assert_memory_equal(P, Q, (size_t)ir->n_params * sizeof *P);
+	free(P);
+	free(Q);
+	cg_unit_free(u);
+	arena_free(a);
+}
+
+/* The statement lines of an .lln file, without comments. */
+static char *statements(const char *path)
+{
+	char *text = slurp(path), *o = text;
+	assert_non_null(text);
+	for (char *line = text; *line;) {
+		char *nl = strchr(line, '\n');
+		size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
+		const char *p = line + strspn(line, " ");
+		if (*p != '#') {
+			memmove(o, line, len);
+			o += len;
+		}
+		line += len;
+	}
+	*o = 0;
+	return text;
+}
+
+/* ONNX from PyTorch, imported, exported and imported again: the same .lln
+ * statements and the same weights. */
+static void check_reimport(const char *name)
+{
+	char first[512], second[512], onnx[512], l1[600], l2[600], s1[600], s2[600];
+	snprintf(first, sizeof first, "%s/one/%s", tmpdir, name);
+	snprintf(second, sizeof second, "%s/two/%s", tmpdir, name);
+	snprintf(onnx, sizeof onnx, "%s/one/%s.onnx", tmpdir, name);
+	snprintf(l1, sizeof l1, "%s.lln", first);
+	snprintf(l2, sizeof l2, "%s.lln", second);
+	snprintf(s1, sizeof s1, "%s.safetensors", first);
+	snprintf(s2, sizeof s2, "%s.safetensors", second);
+	assert_int_equal(sh("mkdir -p %s/one %s/two && %s import %s%s.onnx -o %s && %s export %s --weights %s -o %s && "
+	                    "%s import %s -o %s", tmpdir, tmpdir, LLNC, ONNX_DIR, name, first, LLNC, l1, s1, onnx,
+	                    LLNC, onnx, second), 0);
+	char *a = statements(l1), *b = statements(l2);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	arena *ar = arena_new();
+	ir_module *ir1, *ir2;
+	float *P = load_params(ar, l1, s1, &ir1), *Q = load_params(ar, l2, s2, &ir2);
+	assert_memory_equal(P, Q, (size_t)ir1->n_params * sizeof *P);
+	free(P);
+	free(Q);
+	arena_free(ar);
+}
+
+static void test_onnx_export(void **state)
+{
+	(void)state;
+	check_export(LLN_SOURCE_DIR "/examples/mnist_fc.lln", "mnist_fc");
+	check_export(LLN_SOURCE_DIR "/tests/data/cnn.lln", "cnn");
+	check_reimport("dense");
+	check_reimport("dense_perfeature");
+	check_reimport("conv");
+	check_reimport("residual");
+
+	/* the graph's form */
+	char *text = slurp(P_("cnn_back.lln"));
+	assert_non_null(strstr(text, "  input x[1, 12, 12] normalize(0.5, 0.25);\n"));
+	assert_non_null(strstr(text, "# node 8 'c3' (Conv), node 9 'c3/relu' (Relu), node 10 'c3/flatten' (Flatten)\n"));
+	assert_non_null(strstr(text, "  add1 = relu(add(conv2, conv1));\n"));
+	free(text);
+
+	/* usage and errors; nothing is written on failure */
+	const char *lln = LLN_SOURCE_DIR "/tests/data/cnn.lln";
+	assert_int_equal(sh("%s export --help", LLNC), 0);
+	assert_non_null(strstr(text = slurp(P_("out")), "usage: llnc export FILE.lln --weights"));
+	free(text);
+	assert_int_equal(sh("%s export %s -o %s", LLNC, lln, P_("x.onnx")), 2);
+	assert_int_equal(sh("%s export %s --weights %s -o %s", LLNC, lln, P_("mnist_fc.safetensors"), P_("x.onnx")), 1);
+	assert_non_null(strstr(text = slurp(P_("err")), "missing tensor 'c1.weight'"));
+	free(text);
+	struct stat sb;
+	assert_int_equal(stat(P_("x.onnx"), &sb), -1);
+	assert_int_equal(sh("%s export %s --weights %s -o %s", LLNC, lln, P_("cnn.safetensors"), P_("nodir/x.onnx")), 1);
+	assert_non_null(strstr(text = slurp(P_("err")), "cannot write"));
+	free(text);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -528,6 +704,7 @@ int main(void)
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_onnx_models),
 		cmocka_unit_test(test_onnx_refusals),
+		cmocka_unit_test(test_onnx_export),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
