@@ -53,6 +53,9 @@ static void usage(FILE *out, const char *prog)
 		"  --summary           print P25/P50/P75/P100 of each radius and the number of\n"
 		"                      distinct activation patterns instead of per-input lines\n"
 		"  -o FILE             write the per-input output to FILE (default: stdout)\n"
+		"  --vnnlib DIR        also write DIR/prop_N.vnnlib for input N: its certified\n"
+		"                      l_inf prediction ball as a VNN-LIB property, for the\n"
+		"                      ONNX graph of 'llnc export' (docs/certifier.md)\n"
 		"  --help              show this help\n",
 		prog, lln_model.name, lln_model.n_in, lln_model.n_out, lln_model.n_hidden,
 		lln_model.n_in, rt_ncpus());
@@ -272,7 +275,7 @@ static int directions_mismatch(directions *d, rt_reader *in, char *err)
 
 int main(int argc, char **argv)
 {
-	const char *prog = argv[0], *input = NULL, *dir_path = NULL, *out_path = NULL;
+	const char *prog = argv[0], *input = NULL, *dir_path = NULL, *out_path = NULL, *vnnlib = NULL;
 	int32_t norms = RT_ALL_NORMS;
 	int format = FORMAT_JSONL;
 	bool summary_only = false;
@@ -286,7 +289,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--summary") == 0) {
 			summary_only = true;
 		} else if (strcmp(a, "--norms") == 0 || strcmp(a, "--format") == 0 || strcmp(a, "--threads") == 0 ||
-		           strcmp(a, "--direction") == 0 || strcmp(a, "-o") == 0) {
+		           strcmp(a, "--direction") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "--vnnlib") == 0) {
 			if (!val) {
 				fprintf(stderr, "%s: %s needs a value\n", prog, a);
 				return 2;
@@ -319,6 +322,8 @@ int main(int argc, char **argv)
 				dir_path = val;
 			} else if (strcmp(a, "-o") == 0) {
 				out_path = val;
+			} else if (strcmp(a, "--vnnlib") == 0) {
+				vnnlib = val;
 			}
 		} else if (a[0] == '-' && a[1] != 0) {
 			fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, a);
@@ -344,6 +349,10 @@ int main(int argc, char **argv)
 	int rc = rt_files_check(files, 3, err);
 	if (rc)
 		return rt_cmd_fail(prog, rc, "%s", err);
+	if (vnnlib && !(norms & RT_NORM_BIT(RT_LINF)))
+		return rt_cmd_fail(prog, 2, "--vnnlib states the l_inf ball: give inf among --norms");
+	if (vnnlib && rt_vnnlib_dir(vnnlib, err))
+		return rt_cmd_fail(prog, 1, "%s", err);
 
 	rc = 1;
 	rt_reader *in = NULL;
@@ -414,6 +423,10 @@ int main(int argc, char **argv)
 		}
 		if (records)
 			print_records(out, &b, done_n, format);
+		if (vnnlib && rt_vnnlib_batch(vnnlib, &lln_model, &b, done_n, err) != 0) {
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
 		if (summary_only && summary_add(&sum, &b) != 0) {
 			fprintf(stderr, "%s: out of memory\n", prog);
 			goto done;

@@ -257,6 +257,18 @@ typedef struct rt_file {
 int rt_files_check(const rt_file *files, int n, char *err);
 
 /* ------------------------------------------------------------------------
+ * VNN-LIB properties (vnnlib.c): `--vnnlib DIR` of the certifier.  For
+ * each input of a certified batch (cert filled with linf among the norms),
+ * DIR/prop_N.vnnlib (N = first + i, the input's index) states the l_inf
+ * ball of radius eps_pred_inf in raw units and the negation of "the
+ * predicted class stays the largest", written atomically (docs/certifier.md).
+ * rt_vnnlib_dir creates DIR if missing and checks it is a writable
+ * directory: "cannot write DIR: reason".
+ * ---------------------------------------------------------------------- */
+int rt_vnnlib_dir(const char *dir, char *err);
+int rt_vnnlib_batch(const char *dir, const rt_model *m, const rt_batch *b, int64_t first, char *err);
+
+/* ------------------------------------------------------------------------
  * Allocation (alloc.c).  Readers, safetensors and batch certification
  * allocate through these; free with free().  rt_alloc_fail_after(N) (N > 0)
  * makes the N-th allocation from now fail, once; 0 disarms.  For tests.

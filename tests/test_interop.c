@@ -681,6 +681,127 @@ static void test_onnx_export(void **state)
 	free(text);
 }
 
+/* ------------------------------------------------------------------------
+ * VNN-LIB properties of the certifier
+ * ---------------------------------------------------------------------- */
+
+/* Reads DIR/prop_INDEX.vnnlib back and checks it against the certifier's
+ * record of that input (label, eps_pred_linf) and the input x: every X_i
+ * bounded by exactly x_i -+ r in double, every Y_j declared, and the
+ * disjunction naming every other class against the label. */
+static void check_property(const char *dir, int index, const float *x, int n_in, int n_out, int label, float r)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/prop_%d.vnnlib", dir, index);
+	char *text = slurp(path);
+	if (!text)
+		fail_msg("%s is missing", path);
+	int nx = 0, ny = 0, nlo = 0, nhi = 0, seen[16] = { 0 }, n_or = 0;
+	bool binary = false;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		int i, k, y, len = 0;
+		char op[3];
+		if (sscanf(line, "(declare-const X_%d Real)%n", &i, &len) == 1 && len && i == nx)
+			nx++;
+		else if (sscanf(line, "(declare-const Y_%d Real)%n", &i, &len) == 1 && len && i == ny)
+			ny++;
+		else if (sscanf(line, "(assert (%2[<>=] X_%d %n", op, &i, &len) == 2 && len) {
+			assert_true(i >= 0 && i < n_in);
+			double v = strtod(line + len, NULL), want = strcmp(op, ">=") ? (double)x[i] + r : (double)x[i] - r;
+			if (v != want)
+				fail_msg("%s: X_%d %s %.17g, expected %.17g", path, i, op, v, want);
+			strcmp(op, ">=") ? nhi++ : nlo++;
+		} else if (sscanf(line, "    (and (>= Y_%d Y_%d))", &k, &y) == 2) {
+			assert_int_equal(y, label);
+			assert_true(k >= 0 && k < n_out && k != label && !seen[k]);
+			seen[k] = 1;
+			n_or++;
+		} else if (!strcmp(line, label ? "(assert (<= Y_0 0))" : "(assert (>= Y_0 0))")) {
+			binary = true;
+		} else if (line[0] != ';' && strcmp(line, "(assert (or") && strcmp(line, "))")) {
+			fail_msg("%s: unexpected line '%s'", path, line);
+		}
+	}
+	assert_true(nx == n_in && ny == n_out && nlo == n_in && nhi == n_in);
+	assert_true(n_out == 1 ? binary && n_or == 0 : n_or == n_out - 1 && !binary);
+	free(text);
+}
+
+/* Certifies inputs with --vnnlib DIR: one property per input that matches
+ * the certifier's own record; the exported ONNX graph keeps the predicted
+ * class on the box (tests/vnnlib_check.py samples it); bad uses fail. */
+static int check_vnnlib(const char *lln, const char *name, int n_inputs, int seed)
+{
+	int labels = 0;   /* the classes predicted, as bits */
+	char st[512], bin[512], onnx[512], csv[512], dir[512];
+	snprintf(st, sizeof st, "%s/%s_v.safetensors", tmpdir, name);
+	snprintf(bin, sizeof bin, "%s/%s_cert", tmpdir, name);
+	snprintf(onnx, sizeof onnx, "%s/%s_v.onnx", tmpdir, name);
+	snprintf(csv, sizeof csv, "%s/%s_x.csv", tmpdir, name);
+	snprintf(dir, sizeof dir, "%s/%s_props", tmpdir, name);
+	assert_int_equal(sh("%s init %s --seed %d -o %s && %s build %s --certifier --weights %s -o %s && "
+	                    "%s export %s --weights %s -o %s", LLNC, lln, seed, st, LLNC, lln, st, bin, LLNC, lln, st,
+	                    onnx), 0);
+	arena *a = arena_new();
+	ir_module *ir = lower_file(a, lln);
+	int n_in = ir->n_in, n_out = ir->n_out;
+	float *X = rt_alloc_floats((int64_t)n_inputs * n_in);
+	FILE *f = fopen(csv, "w");
+	uint64_t r = 0x2545F4914F6CDD1DULL;
+	for (int64_t i = 0; i < (int64_t)n_inputs * n_in; i++) {
+		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+		X[i] = (float)((r >> 40) / 16777216.0 * 2 - 0.5);
+		fprintf(f, "%.9g%s", X[i], (i + 1) % n_in ? "," : "\n");
+	}
+	fclose(f);
+	if (sh("%s %s --vnnlib %s", bin, csv, dir) != 0)
+		fail_msg("%s --vnnlib: %s", bin, slurp(P_("err")));
+	char *out = slurp(P_("out")), *line = out;
+	for (int i = 0; i < n_inputs; i++) {
+		int label;
+		float eps;
+		char *lp = strstr(line, "\"label\":"), *ep = strstr(line, "\"eps_pred_linf\":");
+		assert_true(lp && ep);
+		assert_int_equal(sscanf(lp, "\"label\":%d", &label), 1);
+		assert_int_equal(sscanf(ep, "\"eps_pred_linf\":%g", &eps), 1);
+		labels |= 1 << label;
+		check_property(dir, i, X + (int64_t)i * n_in, n_in, n_out, label, eps);
+		char prop[600];
+		snprintf(prop, sizeof prop, "%s/prop_%d.vnnlib", dir, i);
+		if (sh("%s %s/tests/vnnlib_check.py %s %s 20", PYTHON, LLN_SOURCE_DIR, onnx, prop) != 0)
+			fail_msg("vnnlib_check.py %s: %s%s", prop, slurp(P_("out")), slurp(P_("err")));
+		line = strchr(ep, '\n');
+		assert_non_null(line);
+	}
+	free(out);
+	char extra[600];
+	snprintf(extra, sizeof extra, "%s/prop_%d.vnnlib", dir, n_inputs);
+	struct stat sb;
+	assert_int_equal(stat(extra, &sb), -1);
+
+	assert_int_equal(sh("%s %s --vnnlib %s --norms 1,2", bin, csv, dir), 2);
+	assert_non_null(strstr(out = slurp(P_("err")), "--vnnlib states the l_inf ball: give inf among --norms"));
+	free(out);
+	assert_int_equal(sh("%s %s --vnnlib %s", bin, csv, csv), 1);
+	assert_non_null(strstr(out = slurp(P_("err")), msg("cannot write %s: Not a directory", csv)));
+	free(out);
+	free(X);
+	arena_free(a);
+	return labels;
+}
+
+static void test_vnnlib(void **state)
+{
+	(void)state;
+	check_vnnlib(LLN_SOURCE_DIR "/tests/data/cnn.lln", "cnn", 3, 11);
+	const char *tiny = P_("tiny.lln");
+	FILE *f = fopen(tiny, "w");
+	fputs(tiny_lln, f);
+	fclose(f);
+	/* one logit: the property bounds Y_0, on either side */
+	assert_int_equal(check_vnnlib(tiny, "tiny", 5, 1), 3);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -705,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_onnx_models),
 		cmocka_unit_test(test_onnx_refusals),
 		cmocka_unit_test(test_onnx_export),
+		cmocka_unit_test(test_vnnlib),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
