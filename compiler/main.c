@@ -325,8 +325,8 @@ static int run_export(const options *o, const ir_module *ir)
 	return rc ? fail(err) : 0;
 }
 
-/* init, build and export: the outputs checked against the inputs and for being
- * writable before anything is compiled (rt_files_check). */
+/* init, build and export: the outputs checked against the inputs and for
+ * being writable before anything is compiled (rt_files_check). */
 static int check_files(const options *o)
 {
 	if (!o->out || (strcmp(o->command, "init") && strcmp(o->command, "build") && strcmp(o->command, "export")))
