@@ -33,6 +33,11 @@ Modes (one per process, so ru_maxrss is that measurement's peak):
   check    --weights W --x X --y Y --lln-json F --lln-grad G
            computes the losses, the ROLL gradient and the radii in float64
            (and float32) and compares them with lln's
+  trajectory --weights W0 --x X --y Y --steps S --lln-log L --lln-weights W
+           S ROLL steps of SGD from W0 on the batches X[64k : 64k+64] in order,
+           in float64 and in float32, compared with lln's run of the same steps
+           (per-step loss from the JSON lines L, final weights W):
+           bench/equivalence
   vanilla | roll | cert_all | cert_l2   --threads T --reps R --steps S --n N
   sgemm    single-thread torch.mm GFLOP/s on large square float32 matrices
 Every mode prints one JSON object on stdout.
@@ -54,7 +59,8 @@ LR, MOMENTUM = 0.01, 0.5
 
 def parse_args():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["prepare", "check", "vanilla", "roll", "cert_all", "cert_l2", "sgemm"])
+    ap.add_argument("mode", choices=["prepare", "check", "trajectory", "vanilla", "roll", "cert_all",
+                                     "cert_l2", "sgemm"])
     ap.add_argument("--weights")
     ap.add_argument("--x")
     ap.add_argument("--y")
@@ -69,6 +75,10 @@ def parse_args():
     ap.add_argument("--lln-json")
     ap.add_argument("--lln-grad")
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--lln-log")
+    ap.add_argument("--lln-weights")
+    ap.add_argument("--loss-tol", type=float, default=1e-3)
+    ap.add_argument("--weight-tol", type=float, default=1e-3)
     return ap.parse_args()
 
 
@@ -358,6 +368,64 @@ def mode_check():
     return 0 if ok else 1
 
 
+def mode_trajectory():
+    """The paper's training computation, step by step, against lln's.
+
+    Per step: relative difference of the ROLL loss (at the weights before the
+    step) between lln and the float64 template.  At the end: the weight
+    difference relative to how far the weights moved,
+        ||W_lln - W_f64|| / ||W_f64 - W_0||   (all tensors as one vector),
+    next to the same number for the float32 template, which measures what
+    float32 rounding alone does to this trajectory."""
+    torch.set_num_threads(ARGS.threads)
+    with open(ARGS.lln_log) as f:
+        lln_loss = [json.loads(line)["train_loss"] for line in f if line.strip()]
+    S, B = ARGS.steps, ARGS.batch
+    if len(lln_loss) != S:
+        raise SystemExit(f"{ARGS.lln_log}: {len(lln_loss)} steps logged, expected {S}")
+    W0 = read_safetensors(ARGS.weights)
+    runs = {}
+    for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
+        net = load_net(dtype)
+        x, y = load_data(dtype)
+        if x.shape[0] < S * B:
+            raise SystemExit(f"{ARGS.x}: {x.shape[0]} examples, {S} steps of {B} need {S * B}")
+        opt = sgd(net)
+        losses = []
+        for k in range(S):
+            opt.zero_grad()
+            loss, _ = net.roll_loss(x[k * B:(k + 1) * B], y[k * B:(k + 1) * B])
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        final = np.concatenate([p.detach().to(torch.float64).numpy().ravel() for p in net.params])
+        runs[tag] = (losses, final)
+    names = load_net(torch.float64).names
+    w0 = np.concatenate([W0[k].astype(np.float64).ravel() for k in names])
+    Wl = read_safetensors(ARGS.lln_weights)
+    wl = np.concatenate([Wl[k].astype(np.float64).ravel() for k in names])
+    l64, w64 = runs["f64"]
+    l32, w32 = runs["f32"]
+    moved = np.linalg.norm(w64 - w0)
+    rel = [abs(a - b) / abs(b) for a, b in zip(lln_loss, l64)]
+    rel32 = [abs(a - b) / abs(b) for a, b in zip(l32, l64)]
+    res = {
+        "mode": "trajectory", "steps": S, "batch": B,
+        "loss_first": [lln_loss[0], l64[0]], "loss_last": [lln_loss[-1], l64[-1]],
+        "max_rel_loss_lln": max(rel), "worst_step": int(np.argmax(rel)) + 1,
+        "max_rel_loss_torch_f32": max(rel32),
+        "moved": float(moved),
+        "rel_weights_lln": float(np.linalg.norm(wl - w64) / moved),
+        "rel_weights_torch_f32": float(np.linalg.norm(w32 - w64) / moved),
+        "max_abs_weight_diff_lln": float(np.abs(wl - w64).max()),
+        "loss_tol": ARGS.loss_tol, "weight_tol": ARGS.weight_tol,
+        "per_step_rel_loss_lln": rel,
+    }
+    res["ok"] = res["max_rel_loss_lln"] <= ARGS.loss_tol and res["rel_weights_lln"] <= ARGS.weight_tol
+    emit(res)
+    return 0 if res["ok"] else 1
+
+
 def timed(fn, reps, count):
     rates, secs = [], []
     for _ in range(reps):
@@ -438,6 +506,8 @@ def main():
         return mode_prepare()
     if m == "check":
         return mode_check()
+    if m == "trajectory":
+        return mode_trajectory()
     if m in ("vanilla", "roll"):
         return mode_train(m == "roll")
     if m == "cert_all":

@@ -86,7 +86,13 @@ static const struct command_help {
 	          "Draws, for a model with 2 inputs, its exact linear regions over a window,\n"
 	          "the prediction, the data with a circle of radius eps_2 and the gradient at\n"
 	          "each point; for any model, with --segment A,B, the region boundaries along\n"
-	          "a segment.  'llnc plot FILE --help' lists every flag (docs/plots.md).\n" },
+	          "a segment.  'llnc plot FILE --help' lists every flag (docs/plots.md).\n"
+	          "\n"
+	          "       llnc plot --log RUN.jsonl[,...] | --margins EVAL.json[,...] -o OUT.svg|png\n"
+	          "\n"
+	          "Charts, without a model: validation curves from 'llnc train --log' files,\n"
+	          "or the distribution of eps_2 from 'llnc eval --json --per-example'.\n"
+	          "'llnc plot --log x --help' lists their flags.\n" },
 	{ "export", "usage: llnc export FILE.lln --weights WEIGHTS.safetensors -o NET.onnx\n"
 	            "\n"
 	            "Writes FILE's model with the weights as an ONNX graph (opset 13) that\n"
@@ -407,6 +413,13 @@ int main(int argc, char **argv)
 		argv[1] = "llnc data";
 		return rt_data_main(argc - 1, argv + 1);
 	}
+	/* plot --log, --margins: charts of logs and evaluations, no model */
+	if (argc > 1 && !strcmp(argv[1], "plot"))
+		for (int i = 2; i < argc; i++)
+			if (!strcmp(argv[i], "--log") || !strcmp(argv[i], "--margins")) {
+				argv[1] = "llnc plot";
+				return rt_plot_main(NULL, NULL, argc - 1, argv + 1);
+			}
 	if (argc > 1 && !strcmp(argv[1], "weights"))
 		return run_weights(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "import")) {

@@ -96,6 +96,13 @@ done:
 int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const rt_data *d,
                 int threads, int32_t norms, rt_eval *out)
 {
+	return rt_evaluate_examples(m, o, P, d, threads, norms, out, NULL, NULL);
+}
+
+int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *P, const rt_data *d,
+                         int threads, int32_t norms, rt_eval *out, float *eps_out,
+                         unsigned char *correct_out)
+{
 	memset(out, 0, sizeof *out);
 	const int64_t n = d->n;
 	out->n = n;
@@ -143,6 +150,10 @@ int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const 
 		sl += loss[i];
 		sc += ce[i];
 	}
+	if (eps_out)
+		memcpy(eps_out, eps, sizeof *eps * (size_t)n * RT_NNORMS);
+	if (correct_out)
+		memcpy(correct_out, correct, (size_t)n);
 	out->accuracy = n ? (double)right / (double)n : NAN;
 	out->loss = n ? sl / (double)n : NAN;
 	out->ce = n ? sc / (double)n : NAN;

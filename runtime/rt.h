@@ -432,6 +432,12 @@ typedef struct rt_eval {
 
 int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const rt_data *d,
                 int threads, int32_t norms, rt_eval *out);
+/* The same, and per example: eps_out[p * n + i] the margin eps_p of example
+ * i (n x RT_NNORMS floats, norm-major), correct_out[i] 1 if it is classified
+ * correctly (n bytes); either may be NULL. */
+int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *P, const rt_data *d,
+                         int threads, int32_t norms, rt_eval *out, float *eps_out,
+                         unsigned char *correct_out);
 
 /* Command lines.  `defaults` is a '\n'-separated list of arguments (e.g.
  * "--epochs\n20\n--lr\n0.01") made by llnc from the .lln file's objective and
@@ -474,6 +480,8 @@ int rt_toy2d_spec(const char *spec, const rt_model *m, rt_data *out, char *err);
  * the region boundaries along a segment (rt_segment_boundaries) and the
  * logits there.  Only --data is taken from `defaults`; the figure is
  * written atomically.  Same exit statuses as rt_train_main; docs/plots.md.
+ * With --log or --margins among the arguments it charts training logs or
+ * per-example evaluations instead; m and defaults are then unused (NULL).
  * ---------------------------------------------------------------------- */
 int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv);
 

@@ -226,6 +226,7 @@ typedef struct config {
 	rt_objective obj;
 	rt_init_scheme init_scheme;   /* fresh weights (not --init, not --resume) */
 	bool json, help;
+	bool per_example;       /* eval --json: every example's margins too */
 	bool in_defaults;       /* parsing the .lln defaults (for messages) */
 	rt_names names;         /* --rename, --strip-prefix: for --init and --weights */
 } config;
@@ -337,6 +338,7 @@ static const flag flags[] = {
 	{ "--source", 0, true },
 	{ "--norms", MODE_EVAL, true }, { "-o", MODE_TRAIN, true },
 	{ "--weights", MODE_EVAL, true }, { "--json", MODE_EVAL, false },
+	{ "--per-example", MODE_EVAL, false },
 	{ "--rename", MODE_TRAIN | MODE_EVAL, true }, { "--strip-prefix", MODE_TRAIN | MODE_EVAL, true },
 	{ "--help", MODE_TRAIN | MODE_EVAL, false }, { "-h", MODE_TRAIN | MODE_EVAL, false },
 };
@@ -479,6 +481,8 @@ static int parse_list(config *c, char **args, int n, bool defaults)
 		if (!f->has_value) {
 			if (strcmp(a, "--json") == 0)
 				c->json = true;
+			else if (strcmp(a, "--per-example") == 0)
+				c->per_example = true;
 			else if (!defaults) {
 				c->help = true;
 				break;
@@ -630,6 +634,8 @@ static void eval_usage(FILE *f, const rt_model *m, const config *c)
 		"  --data FILE[,LABELS]  labeled CSV, or examples and labels files [%s]\n"
 		"  --norms LIST          margins to report, from 1,2,inf [%s]\n"
 		"  --json                print one JSON object instead of a table\n"
+		"  --per-example         with --json: also \"examples\", every example's margins\n"
+		"                        and whether it is classified correctly (llnc plot --margins)\n"
 		"  --threads N           threads, 0: all cores; results do not depend on N [%d]\n"
 		"  --objective K, --loss L, --lambda X, --C X, --gamma X, --p P\n"
 		"                        the objective whose loss is reported [%s]\n"
@@ -714,7 +720,8 @@ static void json_num(FILE *f, double v)
 		fputs("null", f);
 }
 
-static void eval_json(FILE *f, const rt_eval *e, int32_t norms)
+/* The members of an evaluation's JSON object, without the closing brace. */
+static void eval_json_members(FILE *f, const rt_eval *e, int32_t norms)
 {
 	fprintf(f, "{\"n\":%lld,\"accuracy\":", (long long)e->n);
 	json_num(f, e->accuracy);
@@ -733,8 +740,38 @@ static void eval_json(FILE *f, const rt_eval *e, int32_t norms)
 		}
 		fputc(']', f);
 	}
-	fprintf(f, ",\"patterns\":%lld,\"jacobians\":%lld}", (long long)e->patterns,
+	fprintf(f, ",\"patterns\":%lld,\"jacobians\":%lld", (long long)e->patterns,
 	        (long long)e->jacobians);
+}
+
+static void eval_json(FILE *f, const rt_eval *e, int32_t norms)
+{
+	eval_json_members(f, e, norms);
+	fputc('}', f);
+}
+
+/* eval --per-example: one more member of the evaluation's object,
+ * "examples": {"correct": [1, 0, ...], "eps_l2": [...], ...}, in example
+ * order (null for a margin no neuron bounds). */
+static void examples_json(FILE *f, int64_t n, int32_t norms, const float *eps,
+                          const unsigned char *correct)
+{
+	fputs(",\"examples\":{\"correct\":[", f);
+	for (int64_t i = 0; i < n; i++)
+		fprintf(f, "%s%d", i ? "," : "", correct[i]);
+	fputc(']', f);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		if (!(norms & RT_NORM_BIT(p)))
+			continue;
+		fprintf(f, ",\"eps_%s\":[", norm_key[p]);
+		for (int64_t i = 0; i < n; i++) {
+			if (i)
+				fputc(',', f);
+			json_num(f, eps[(size_t)p * (size_t)n + (size_t)i]);
+		}
+		fputc(']', f);
+	}
+	fputc('}', f);
 }
 
 static void eval_table(FILE *f, const rt_eval *e, int32_t norms, const char *indent)
@@ -1470,7 +1507,8 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 	char *dcopy = NULL;
 	int rc = parse_all(&c, defaults, &dcopy, argc, argv);
 	rt_data d = { 0 };
-	float *P = NULL;
+	float *P = NULL, *ex_eps = NULL;
+	unsigned char *ex_correct = NULL;
 	if (rc)
 		goto done;
 	if (c.help) {
@@ -1512,8 +1550,21 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 	}
 	if (load_labeled(&c, m, sigmoid, spec, &d))
 		goto done;
+	if (c.per_example && !c.json) {
+		rc = usage_fail(&c, "--per-example needs --json");
+		goto done;
+	}
+	if (c.per_example) {
+		size_t cnt = (size_t)(d.n > 0 ? d.n : 1);
+		ex_eps = malloc(sizeof *ex_eps * cnt * RT_NNORMS);
+		ex_correct = malloc(cnt);
+		if (!ex_eps || !ex_correct) {
+			user_fail(&c, "out of memory");
+			goto done;
+		}
+	}
 	rt_eval e;
-	if (rt_evaluate(m, &c.obj, P, &d, c.threads, c.norms, &e) != 0) {
+	if (rt_evaluate_examples(m, &c.obj, P, &d, c.threads, c.norms, &e, ex_eps, ex_correct) != 0) {
 		user_fail(&c, "out of memory");
 		goto done;
 	}
@@ -1525,8 +1576,10 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 		goto done;
 	}
 	if (c.json) {
-		eval_json(stdout, &e, c.norms);
-		fputc('\n', stdout);
+		eval_json_members(stdout, &e, c.norms);
+		if (c.per_example)
+			examples_json(stdout, d.n, c.norms, ex_eps, ex_correct);
+		fputs("}\n", stdout);
 	} else {
 		printf("model %s, weights %s, data %s\n", m->name, c.weights, spec);
 		eval_table(stdout, &e, c.norms, "");
@@ -1535,6 +1588,8 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 done:
 	rt_data_free(&d);
 	free(P);
+	free(ex_eps);
+	free(ex_correct);
 	free(dcopy);
 	return rc;
 }

@@ -13,6 +13,10 @@
  *   extension, a bad window, titles that do not match, weights of another
  *   model, a record past the data): the documented exit status and message,
  *   and no output file, not even a temporary one.
+ * - Charts (--log, --margins): the series lines read back from the SVG are
+ *   affine images of the logged epochs and values (log axis for eps_2) and
+ *   of the empirical CDF of the margins; the numbers printed; bad logs and
+ *   evaluations are refused with file and record.
  * Valgrind-clean: cairo's and fontconfig's caches are freed at the end.
  */
 #define _XOPEN_SOURCE 700   /* nftw */
@@ -209,12 +213,39 @@ static int count_files(const char *prefix)
 /* ------------------------------------------------------------------------
  * SVG checks with expat
  * ---------------------------------------------------------------------- */
+#define MAX_LINES 16
+
 typedef struct svg_stats {
 	int depth, max_depth;
 	bool root_svg;
 	long elements, paths, region_paths, images;
 	double width, height;
+	/* the charts' series lines (the only strokes of width 2), their points */
+	int lines;
+	int line_n[MAX_LINES];
+	double line_x[MAX_LINES][64], line_y[MAX_LINES][64];
 } svg_stats;
+
+/* "M x y L x y ..." of a polyline */
+static void read_polyline(svg_stats *s, const char *d)
+{
+	assert_true(s->lines < MAX_LINES);
+	int k = s->lines++, n = 0;
+	for (const char *p = d; *p;) {
+		char op;
+		double x, y;
+		int used;
+		if (sscanf(p, " %c %lf %lf%n", &op, &x, &y, &used) != 3)
+			break;
+		assert_true(op == (n ? 'L' : 'M'));
+		assert_true(n < 64);
+		s->line_x[k][n] = x;
+		s->line_y[k][n] = y;
+		n++;
+		p += used;
+	}
+	s->line_n[k] = n;
+}
 
 static void XMLCALL svg_start(void *ud, const XML_Char *name, const XML_Char **atts)
 {
@@ -238,10 +269,17 @@ static void XMLCALL svg_start(void *ud, const XML_Char *name, const XML_Char **a
 		return;
 	s->paths++;
 	/* the region outlines are the only strokes in this colour */
-	for (int i = 0; atts[i]; i += 2)
-		if (!strcmp(atts[i], "style") && strstr(atts[i + 1], "stroke:rgb(50%,50%,50%)") &&
-		    strstr(atts[i + 1], "fill:none"))
-			s->region_paths++;
+	const char *style = NULL, *d = NULL;
+	for (int i = 0; atts[i]; i += 2) {
+		if (!strcmp(atts[i], "style"))
+			style = atts[i + 1];
+		if (!strcmp(atts[i], "d"))
+			d = atts[i + 1];
+	}
+	if (style && strstr(style, "stroke:rgb(50%,50%,50%)") && strstr(style, "fill:none"))
+		s->region_paths++;
+	if (style && d && strstr(style, "stroke-width:2;") && strstr(style, "fill:none"))
+		read_polyline(s, d);
 }
 
 static void XMLCALL svg_end(void *ud, const XML_Char *name)
@@ -506,6 +544,128 @@ static int teardown(void **state)
 	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ---- llnc plot --log and --margins ---- */
+
+static void spit_text(const char *name, const char *text)
+{
+	FILE *f = fopen(P_(name), "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Points (x_i, y_i) of the picture lie on an affine image of (u_i, v_i)
+ * (cairo drops a point between two collinear segments: the data avoid that):
+ * x = a u + b, y = c v + d with the signs given (SVG's y grows downwards). */
+static void assert_affine(const double *x, const double *y, const double *u, const double *v, int n,
+                          int sx, int sy)
+{
+	assert_true(n >= 3);
+	int j = 1;
+	while (j < n && (u[j] == u[0] || v[j] == v[0]))
+		j++;
+	assert_true(j < n);
+	double a = (x[j] - x[0]) / (u[j] - u[0]), c = (y[j] - y[0]) / (v[j] - v[0]);
+	assert_true(a * sx > 0 && c * sy > 0);
+	for (int i = 0; i < n; i++) {
+		if (fabs(x[0] + a * (u[i] - u[0]) - x[i]) > 0.01 || fabs(y[0] + c * (v[i] - v[0]) - y[i]) > 0.01)
+			fail_msg("point %d: (%g, %g) is not the image of (%g, %g)", i, x[i], y[i], u[i], v[i]);
+	}
+}
+
+static void test_chart_logs(void **state)
+{
+	(void)state;
+	static const double med[5] = { 1e-4, 2e-4, 5e-4, 3e-4, 8e-4 }, acc[5] = { 0.5, 0.7, 0.8, 0.82, 0.9 };
+	char text[4096] = "", line[512];
+	for (int e = 0; e < 5; e++) {
+		snprintf(line, sizeof line,
+		         "{\"epoch\":%d,\"train_loss\":1,\"valid\":{\"n\":10,\"accuracy\":%g,\"loss\":%g,"
+		         "\"eps_l2\":[0,%g,1,2]}%s,\"seconds\":1}\n", e + 1, acc[e], 1.0 / (e + 1), med[e],
+		         e == 3 ? ",\"best\":true" : "");
+		strcat(text, line);
+	}
+	spit_text("a.jsonl", text);
+	spit_text("b.jsonl", "{\"epoch\":1,\"valid\":{\"accuracy\":0.6,\"eps_l2\":[0,5e-4,1,2]},\"best\":true}\n"
+	                     "{\"epoch\":2,\"valid\":{\"accuracy\":0.65,\"eps_l2\":[0,6e-4,1,2]}}\n"
+	                     "\n"
+	                     "{\"epoch\":3,\"valid\":{\"accuracy\":0.7,\"eps_l2\":[0,1e-3,1,2]}}\n");
+	char two[1024];
+	snprintf(two, sizeof two, "%s,%s", P_("a.jsonl"), P_("b.jsonl"));
+	OK(PLOT(NULL, NULL, "--log", two, "-o", P_("curves.svg")));
+	assert_non_null(strstr(out_text, "a: best epoch 4, accuracy 82.00%, median eps_2 0.0003\n"));
+	assert_non_null(strstr(out_text, "b: best epoch 1, accuracy 60.00%, median eps_2 0.0005\n"));
+	svg_stats s = parse_svg(P_("curves.svg"));
+	/* per run: the eps_2 line, then the accuracy line */
+	assert_int_equal(s.lines, 4);
+	assert_int_equal(s.line_n[0], 5);
+	assert_int_equal(s.line_n[1], 5);
+	assert_int_equal(s.line_n[2], 3);
+	double ep[5] = { 1, 2, 3, 4, 5 }, lmed[5];
+	for (int e = 0; e < 5; e++)
+		lmed[e] = log10(med[e]);
+	assert_affine(s.line_x[0], s.line_y[0], ep, lmed, 5, 1, -1);   /* log axis */
+	assert_affine(s.line_x[1], s.line_y[1], ep, acc, 5, 1, -1);
+	/* both runs share the axes: run b's epoch 2 sits where run a's does */
+	assert_true(fabs(s.line_x[2][1] - s.line_x[0][1]) < 0.01);
+	/* the custom titles, and a PNG */
+	OK(PLOT(NULL, NULL, "--log", two, "--titles", "vanilla,roll", "-o", P_("curves.png"), "--width", "300"));
+	assert_non_null(strstr(out_text, "roll: best epoch 1"));
+	cairo_surface_t *png = cairo_image_surface_create_from_png(P_("curves.png"));
+	assert_int_equal(cairo_surface_status(png), CAIRO_STATUS_SUCCESS);
+	assert_true(cairo_image_surface_get_width(png) > 600);
+	cairo_surface_destroy(png);
+}
+
+static void test_chart_margins(void **state)
+{
+	(void)state;
+	spit_text("e.eval.json", "{\"n\":6,\"accuracy\":0.5,\"eps_l2\":[1,2,3,4],"
+	                         "\"examples\":{\"correct\":[1,0,1,0,1,0],"
+	                         "\"eps_l2\":[3e-4,1e-4,null,2e-3,5e-5,0.01],\"eps_l1\":[1,1,1,1,1,1]}}\n");
+	OK(PLOT(NULL, NULL, "--margins", P_("e.eval.json"), "-o", P_("m.svg")));
+	/* the median as llnc eval computes it: halfway between 3e-4 and 2e-3 */
+	assert_non_null(strstr(out_text, "e: 6 examples, median eps_2 0.00115\n"));
+	svg_stats s = parse_svg(P_("m.svg"));
+	assert_int_equal(s.lines, 1);
+	assert_int_equal(s.line_n[0], 5);   /* the unbounded margin is never reached */
+	double u[5] = { log10(5e-5), log10(1e-4), log10(3e-4), log10(2e-3), log10(1e-2) };
+	double v[5] = { 1 / 6.0, 2 / 6.0, 3 / 6.0, 4 / 6.0, 5 / 6.0 };
+	assert_affine(s.line_x[0], s.line_y[0], u, v, 5, 1, -1);
+	OK(PLOT(NULL, NULL, "--margins", P_("e.eval.json"), "--norm", "1", "-o", P_("m1.svg")));
+	assert_non_null(strstr(out_text, "median eps_1 1\n"));
+}
+
+static void test_chart_errors(void **state)
+{
+	(void)state;
+	spit_text("novalid.jsonl", "{\"epoch\":1,\"train_loss\":1}\n");
+	spit_text("bad.jsonl", "{\"epoch\":1,\"valid\":{\"accuracy\":0.6,\"eps_l2\":[0,5e-4,1,2]}}\n{oops\n");
+	spit_text("noex.json", "{\"n\":1,\"eps_l2\":[1,2,3,4]}\n");
+	spit_text("neg.json", "{\"examples\":{\"eps_l2\":[1e-3,-1]}}\n");
+	expect_error(PLOT(NULL, NULL, "--log", P_("novalid.jsonl")), 2, "-o OUT.svg or -o OUT.png is required");
+	expect_error(PLOT(NULL, NULL, "--log", P_("novalid.jsonl"), "--margins", P_("noex.json"), "-o", P_("c.svg")),
+	             2, "give one of --log and --margins");
+	expect_error(PLOT(NULL, NULL, "--log", P_("novalid.jsonl"), "-o", P_("c.svg")), 1,
+	             "novalid.jsonl: record 1: no validation results (train with --valid N)");
+	expect_error(PLOT(NULL, NULL, "--log", P_("bad.jsonl"), "-o", P_("c.svg")), 1, "bad.jsonl: record 2: not JSON");
+	expect_error(PLOT(NULL, NULL, "--log", P_("missing.jsonl"), "-o", P_("c.svg")), 1, "missing.jsonl");
+	expect_error(PLOT(NULL, NULL, "--margins", P_("noex.json"), "-o", P_("c.svg")), 1,
+	             "no \"examples\" (write it with llnc eval --json --per-example)");
+	expect_error(PLOT(NULL, NULL, "--margins", P_("neg.json"), "-o", P_("c.svg")), 1,
+	             "neg.json: record 2: eps_l2 is not a margin");
+	expect_error(PLOT(NULL, NULL, "--margins", P_("neg.json"), "--norm", "3", "-o", P_("c.svg")), 2,
+	             "--norm takes 1, 2 or inf");
+	expect_error(PLOT(NULL, NULL, "--margins", P_("neg.json"), "--titles", "a,b", "-o", P_("c.svg")), 2,
+	             "--titles has 2 titles for 1 file");
+	expect_error(PLOT(NULL, NULL, "--margins", P_("neg.json"), "--weights", "w", "-o", P_("c.svg")), 2,
+	             "unknown option '--weights'");
+	assert_int_equal(count_files("c."), 0);
+	assert_int_equal(count_files(".c."), 0);
+	OK(PLOT(NULL, NULL, "--log", "x", "--help"));
+	assert_non_null(strstr(out_text, "--margins EVAL.json"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -514,6 +674,9 @@ int main(void)
 		cmocka_unit_test(test_segment),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_toy2d_data),
+		cmocka_unit_test(test_chart_logs),
+		cmocka_unit_test(test_chart_margins),
+		cmocka_unit_test(test_chart_errors),
 	};
 	int failed = cmocka_run_group_tests(tests, setup, teardown);
 	/* drop cairo's and fontconfig's caches so that valgrind shows only our
