@@ -9,7 +9,8 @@
 #ifndef LLN_TEST_JIT_H
 #define LLN_TEST_JIT_H
 
-static inline const rt_model *jit_source(arena *a, source *src, int opt_level, cg_unit **u)
+/* The IR alone, for tests that look at the model's structure. */
+static inline ir_module *jit_ir(arena *a, source *src)
 {
 	assert_non_null(src);
 	ast_program *ast = ast_parse(a, src);
@@ -17,6 +18,12 @@ static inline const rt_model *jit_source(arena *a, source *src, int opt_level, c
 	assert_non_null(p);
 	ir_module *ir = ir_lower(a, p);
 	assert_non_null(ir);
+	return ir;
+}
+
+static inline const rt_model *jit_source(arena *a, source *src, int opt_level, cg_unit **u)
+{
+	ir_module *ir = jit_ir(a, src);
 	char err[RT_ERRLEN];
 	cg_options co = { .opt_level = opt_level };
 	*u = cg_generate(ir, &co, err);

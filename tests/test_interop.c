@@ -365,6 +365,22 @@ static bool close_to(double got, double want, double rel)
 	return fabs(got - want) <= rel * fabs(want) + 1e-6;
 }
 
+/* n examples of d values uniform in [lo, hi) (24 random bits each, from
+ * a fixed seed), written to csv and returned. */
+static float *random_csv(const char *csv, int n, int d, double lo, double hi, uint64_t seed)
+{
+	float *X = rt_alloc_floats((int64_t)n * d);
+	FILE *f = fopen(csv, "w");
+	assert_non_null(f);
+	for (int64_t i = 0; i < (int64_t)n * d; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		X[i] = (float)(lo + (hi - lo) * ((seed >> 40) / 16777216.0));
+		fprintf(f, "%.9g%s", X[i], (i + 1) % d ? "," : "\n");
+	}
+	assert_int_equal(fclose(f), 0);
+	return X;
+}
+
 /* Compares, on random inputs in [0, 1], the logits and the six radii of
  * model m with parameters P against tests/onnx_check.py's float64
  * evaluation of the ONNX graph `onnx`, within relative tolerances. */
@@ -373,15 +389,7 @@ static void compare_onnx(const char *what, const rt_model *m, const float *P, co
 {
 	enum { N = 6 };
 	const char *csv = P_("onnx_x.csv");
-	float *X = rt_alloc_floats(N * m->n_in);
-	uint64_t r = 0x9E3779B97F4A7C15ULL;
-	FILE *f = fopen(csv, "w");
-	for (int64_t i = 0; i < N * m->n_in; i++) {
-		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-		X[i] = (float)((r >> 40) / 16777216.0);
-		fprintf(f, "%.9g%s", X[i], (i + 1) % m->n_in ? "," : "\n");
-	}
-	fclose(f);
+	float *X = random_csv(csv, N, m->n_in, 0, 1, 0x9E3779B97F4A7C15ULL);
 	assert_int_equal(sh("%s %s/tests/onnx_check.py %s %s", PYTHON, LLN_SOURCE_DIR, onnx, csv), 0);
 	char *ref = slurp(P_("out"));
 	rt_cert cert[N];
@@ -518,18 +526,6 @@ static void test_onnx_refusals(void **state)
  * ONNX export
  * ---------------------------------------------------------------------- */
 
-static ir_module *lower_file(arena *a, const char *path)
-{
-	source *src = source_load(a, path);
-	assert_non_null(src);
-	ast_program *ast = ast_parse(a, src);
-	sema_program *p = ast ? sema_check(a, ast) : NULL;
-	assert_non_null(p);
-	ir_module *m = ir_lower(a, p);
-	assert_non_null(m);
-	return m;
-}
-
 /* The same model up to statement names: ops, operands, shapes, attributes,
  * ReLUs, normalisation and parameter layout. */
 static void assert_same_ir(const ir_module *x, const ir_module *y)
@@ -553,7 +549,7 @@ static void assert_same_ir(const ir_module *x, const ir_module *y)
 /* P of the model of `lln` from `st`, with the model's IR in *ir. */
 static float *load_params(arena *a, const char *lln, const char *st, ir_module **ir)
 {
-	*ir = lower_file(a, lln);
+	*ir = jit_ir(a, source_load(a, lln));
 	float *P = rt_alloc_floats((*ir)->n_params);
 	char err[RT_ERRLEN];
 	if (rt_params_load((*ir)->tensors, (*ir)->n_tensors, st, P, err))
@@ -743,17 +739,9 @@ static int check_vnnlib(const char *lln, const char *name, int n_inputs, int see
 	                    "%s export %s --weights %s -o %s", LLNC, lln, seed, st, LLNC, lln, st, bin, LLNC, lln, st,
 	                    onnx), 0);
 	arena *a = arena_new();
-	ir_module *ir = lower_file(a, lln);
+	ir_module *ir = jit_ir(a, source_load(a, lln));
 	int n_in = ir->n_in, n_out = ir->n_out;
-	float *X = rt_alloc_floats((int64_t)n_inputs * n_in);
-	FILE *f = fopen(csv, "w");
-	uint64_t r = 0x2545F4914F6CDD1DULL;
-	for (int64_t i = 0; i < (int64_t)n_inputs * n_in; i++) {
-		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-		X[i] = (float)((r >> 40) / 16777216.0 * 2 - 0.5);
-		fprintf(f, "%.9g%s", X[i], (i + 1) % n_in ? "," : "\n");
-	}
-	fclose(f);
+	float *X = random_csv(csv, n_inputs, n_in, -0.5, 1.5, 0x2545F4914F6CDD1DULL);
 	if (sh("%s %s --vnnlib %s", bin, csv, dir) != 0)
 		fail_msg("%s --vnnlib: %s", bin, slurp(P_("err")));
 	char *out = slurp(P_("out")), *line = out;
