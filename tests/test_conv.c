@@ -40,23 +40,7 @@
 #include "llnc.h"
 #include "jit.h"
 #include "ref_graph.h"
-
-/* ---- random numbers (independent of the runtime's generator) ---- */
-
-typedef struct trng { uint64_t s; } trng;
-static uint64_t trng_next(trng *r)
-{
-	uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-static double trng_u(trng *r) { return (double)(trng_next(r) >> 11) * 0x1.0p-53; }
-static double trng_u_open(trng *r) { return ((double)(trng_next(r) >> 11) + 0.5) * 0x1.0p-53; }
-static double trng_normal(trng *r) { return sqrt(-2.0 * log(trng_u_open(r))) * cos(2 * M_PI * trng_u(r)); }
-static double trng_exp(trng *r) { return -log(trng_u_open(r)); }
-static double trng_sign(trng *r) { return (trng_next(r) >> 63) ? 1.0 : -1.0; }
-static int trng_int(trng *r, int n) { return (int)(trng_next(r) % (uint64_t)n); }
+#include "sample.h"
 
 #define TOL_Z 1e-6
 #define TOL_G 2e-5
@@ -344,14 +328,6 @@ typedef struct tmodel {
 	int D, H, O;
 } tmodel;
 
-static float *falloc(int64_t n)
-{
-	size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
-	float *p = aligned_alloc(64, bytes);
-	assert_non_null(p);
-	memset(p, 0, bytes);
-	return p;
-}
 static double *dalloc(int64_t n)
 {
 	double *p = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
@@ -370,8 +346,9 @@ static void check_descriptor(const tmodel *t)
 	assert_int_equal(m->n_in, g->D);
 	assert_int_equal(m->n_out, g->O);
 	assert_int_equal(m->n_hidden, g->Hn);
-	assert_true(m->mean == (float)g->mean);
-	assert_true(m->std == (float)g->std);
+	/* in the descriptor's own precision */
+	assert_true(m->mean == (__typeof__(m->mean))g->mean);
+	assert_true(m->std == (__typeof__(m->std))g->std);
 	int L = 0, nt = 0;
 	for (int i = 1; i < g->nn; i++) {
 		const rg_node *v = &g->node[i];
@@ -491,13 +468,6 @@ static void random_input(const tmodel *t, trng *r, float *x)
 {
 	for (int d = 0; d < t->D; d++)
 		x[d] = (float)(t->g.mean + t->g.std * (4 * trng_u(r) - 2));
-}
-
-static double relerr(double a, double b)
-{
-	if (a == b)
-		return 0;
-	return fabs(a - b) / fmax(fabs(b), DBL_MIN);
 }
 
 /* Per-example reference quantities, masks taken from a given z. */
@@ -915,8 +885,83 @@ static void test_certify(void **state)
 	       over[1], over[2], n_eps / 3, max_over);
 }
 
+/* Soundness (PAPER.md): every radius must hold in exact arithmetic, so
+ * rounding may only make it smaller.  The double reference stands in for
+ * exact arithmetic, with 1e-12 of the magnitudes summed into each value for
+ * its own rounding.  eps_p, eps_pred_p and directional margins must not
+ * exceed it. */
+static void test_soundness(void **state)
+{
+	long checked = 0, zero = 0;
+	for (size_t si = R(state)->first; si < R(state)->end; si++) {
+		const tmodel *t = tmodel_get(si);
+		const rt_model *m = t->m;
+		int D = t->D, H = t->H, O = t->O;
+		float *x = falloc(D), *dir = falloc(D), *z = falloc(H), *lg = falloc(O);
+		refx e;
+		refx_alloc(&e, t);
+		trng r = { 800 + si };
+		for (int it = 0; it < 30; it++) {
+			random_input(t, &r, x);
+			rt_cert c;
+			m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c);
+			refx_compute(&e, t, x, z);
+			double bound[3] = { INFINITY, INFINITY, INFINITY };
+			for (int h = 0; h < H; h++)
+				for (int p = 0; p < 3; p++) {
+					double q = rg_dual(e.G + (size_t)h * D, D, p);
+					if (q > 0)
+						bound[p] = fmin(bound[p], (fabs(e.z[h]) + 1e-12 * e.zmag[h]) / q);
+				}
+			int y = c.label;
+			for (int p = 0; p < 3; p++) {
+				double pb = bound[p];
+				for (int k = 0; k < (O == 1 ? 1 : O); k++) {
+					if (O > 1 && k == y)
+						continue;
+					double *v = dalloc(D);
+					for (int d = 0; d < D; d++)
+						v[d] = O == 1 ? e.J[d] : e.J[(size_t)y * D + d] - e.J[(size_t)k * D + d];
+					double gap = O == 1 ? (y ? e.f[0] : -e.f[0]) : e.f[y] - e.f[k];
+					double sl = O == 1 ? e.fmag[0] : e.fmag[y] + e.fmag[k];
+					pb = fmin(pb, fmax(gap + 1e-12 * sl, 0) / rg_dual(v, D, p));
+					free(v);
+				}
+				if (!(c.eps[p] <= bound[p]) || !(c.eps_pred[p] <= pb))
+					fail_msg("%s: input %d: norm %d: eps %.9g (exact %.17g), eps_pred %.9g (exact %.17g): a radius "
+					         "above the exact one",
+					         t->s->name, it, p, c.eps[p], bound[p], c.eps_pred[p], pb);
+				zero += c.eps[p] == 0;
+				checked++;
+			}
+			for (int d = 0; d < D; d++)
+				dir[d] = (float)trng_normal(&r);
+			float tt;
+			int32_t tb;
+			m->direction(t->P, x, dir, t->ws, &tt, &tb);
+			double tmax = INFINITY;
+			for (int h = 0; h < H; h++) {
+				double gd = 0;
+				for (int d = 0; d < D; d++)
+					gd += e.G[(size_t)h * D + d] * dir[d];
+				if (z[h] > 0 ? gd < 0 : gd > 0)
+					tmax = fmin(tmax, (fabs(e.z[h]) + 1e-12 * e.zmag[h]) / fabs(gd));
+			}
+			if (!(tt <= tmax))
+				fail_msg("%s: input %d: directional margin %.9g above the exact %.17g", t->s->name, it, tt, tmax);
+		}
+		refx_free(&e);
+		free(x);
+		free(dir);
+		free(z);
+		free(lg);
+	}
+	printf("[ soundness ] %ld radii at most the exact ones (%ld of them 0)\n", checked, zero);
+}
+
 /* eps_pred where the decision binds: inputs bisected to near the decision
- * boundary of the reference; the label holds at 0.999 eps_pred_2 toward the
+ * boundary of the reference; the generated eps_pred lies in its interval,
+ * and the label holds at 0.999 of the reference eps_pred_2 toward the
  * nearest other class and flips at 1.001. */
 static void test_pred_binding(void **state)
 {
@@ -943,7 +988,8 @@ static void test_pred_binding(void **state)
 			if (rg_pred(&t->g, e.f, e.J, (double[3]){ 0, 0, 0 }, (double[3]){ 0 }) == l0)
 				continue;
 			double lo = 0, hi = 1;
-			for (int k = 0; k < 22; k++) {
+			/* 16 halvings leave a logit gap well above float rounding */
+			for (int k = 0; k < 16; k++) {
 				double mid = (lo + hi) / 2;
 				for (int d = 0; d < D; d++)
 					x[d] = (float)(x0[d] + mid * ((double)x1[d] - x0[d]));
@@ -1000,7 +1046,7 @@ static void test_pred_binding(void **state)
 			for (int s = 0; s < 2; s++) {
 				double fac = s ? 1.001 : 0.999;
 				for (int d = 0; d < D; d++)
-					xs[d] = (double)x[d] - fac * c.eps_pred[1] * v[d] / n2;
+					xs[d] = (double)x[d] - fac * pred[1] * v[d] / n2;
 				rg_forward_d(&t->g, xs, zz, f, NULL, NULL);
 				assert_int_equal(rg_pattern_diff(zz, e.z, H), 0);
 				int lab = rg_pred(&t->g, f, e.J, (double[3]){ 0, 0, 0 }, (double[3]){ 0 });
@@ -1133,34 +1179,6 @@ static void test_direction(void **state)
 
 /* ---- 5: geometry of the certified balls ---- */
 
-static void sample_ball(trng *r, int p, int D, bool volume, double *u)
-{
-	double radius = volume ? pow(trng_u_open(r), 1.0 / D) : 1.0;
-	if (p == RT_L2) {
-		double s = 0;
-		for (int d = 0; d < D; d++) {
-			u[d] = trng_normal(r);
-			s += u[d] * u[d];
-		}
-		s = sqrt(s);
-		for (int d = 0; d < D; d++)
-			u[d] = u[d] / s * radius;
-	} else if (p == RT_LINF) {
-		for (int d = 0; d < D; d++)
-			u[d] = 2 * trng_u(r) - 1;
-		if (!volume)
-			u[trng_next(r) % (uint64_t)D] = trng_sign(r);
-	} else {
-		double s = 0;
-		for (int d = 0; d < D; d++) {
-			u[d] = trng_exp(r);
-			s += u[d];
-		}
-		for (int d = 0; d < D; d++)
-			u[d] = trng_sign(r) * u[d] / s * radius;
-	}
-}
-
 /* Corners of the ball (where the worst case lies): every coordinate at the
  * full radius for linf, one coordinate for l1. */
 static void sample_vertex(trng *r, int p, int D, double *u)
@@ -1171,16 +1189,6 @@ static void sample_vertex(trng *r, int p, int D, double *u)
 			u[d] = trng_sign(r);
 	else
 		u[trng_next(r) % (uint64_t)D] = trng_sign(r);
-}
-
-static double lp_norm(const double *u, int D, int p)
-{
-	double s = 0;
-	for (int d = 0; d < D; d++) {
-		double a = fabs(u[d]);
-		s = p == RT_LINF ? fmax(s, a) : p == RT_L2 ? s + a * a : s + a;
-	}
-	return p == RT_L2 ? sqrt(s) : s;
 }
 
 /* True when float rounding within `reach` (linf) of x cannot move any
@@ -1634,6 +1642,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_direction, &main_models),
 		cmocka_unit_test_prestate(test_geometry, &main_models),
 		cmocka_unit_test_prestate(test_batch, &main_models),
+		cmocka_unit_test_prestate(test_soundness, &main_models),
 		cmocka_unit_test(test_train_vanilla),
 		cmocka_unit_test(test_train_distance),
 		cmocka_unit_test(test_train_roll100),
