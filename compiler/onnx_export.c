@@ -207,8 +207,8 @@ static int build(graph *G, const ir_module *m, const float *P, const char *path,
 			add_node(G, "Add", op->name, name[v], name[op->in[1]], NULL, pre);
 			break;
 		default:
-			return rt_fail(err, "%s: %d:%d: operation %s of '%s' has no ONNX form", path, op->at.line,
-			               op->at.col, op_catalogue[op->kind].name, op->name);
+			return rt_fail(err, "%s: operation %s of statement '%s' (line %d) has no ONNX form yet", path,
+			               op_catalogue[op->kind].name, op->name, op->at.line);
 		}
 		if (op->relu)
 			add_node(G, "Relu", arena_printf(a, "%s/relu", op->name), pre, NULL, NULL, out);
