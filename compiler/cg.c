@@ -42,8 +42,8 @@
  * the LLVM structs (natural alignment on a 64-bit target). */
 _Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 40 &&
                offsetof(rt_model, logit_jac_off) == 72 && offsetof(rt_model, mean) == 80 &&
-               offsetof(rt_model, layers) == 88 && offsetof(rt_model, prepare) == 104 &&
-               offsetof(rt_model, train_finish) == 160 && sizeof(rt_model) == 168,
+               offsetof(rt_model, layers) == 96 && offsetof(rt_model, prepare) == 112 &&
+               offsetof(rt_model, train_finish) == 168 && sizeof(rt_model) == 176,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -52,7 +52,7 @@ _Static_assert(offsetof(rt_tensor, shape) == 12 && offsetof(rt_tensor, offset) =
                "rt_tensor does not match emit_descriptor");
 
 /* Code generation of each linear operation (compiler/cg_NAME.c). */
-static const cg_op *const ops[OP_COUNT] = {
+const cg_op *const cg_ops[OP_COUNT] = {
 	[OP_DENSE] = &cg_op_dense, [OP_CONV2D] = &cg_op_conv2d, [OP_AVGPOOL] = &cg_op_avgpool, [OP_ADD] = &cg_op_add,
 };
 
@@ -131,7 +131,7 @@ static int value_size(const ir_module *m, int v)
 }
 
 /* A dense layer reading the input has its weights as gradient rows. */
-static bool rows_are_weights(const ir_op *op)
+bool cg_rows_are_weights(const ir_op *op)
 {
 	return op->kind == OP_DENSE && op->in[0] == 0;
 }
@@ -168,19 +168,52 @@ static void plan_layout(gen *g, arena *a, bool training)
 		off += round16(2 * (int64_t)value_size(m, v));
 	}
 	g->id_off = -1;
+	/* the bounds of cg_certify.c: per value, then per neuron and logit */
+	g->ez_off = offsets(a, nv);
+	g->err_off = offsets(a, nv);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		g->nrm_off[p] = offsets(a, nv);
+		g->rer_off[p] = offsets(a, nv);
+	}
+	int64_t widest_v = 0;
+	for (int v = 0; v < nv; v++) {
+		int64_t n2 = round16(2 * (int64_t)value_size(m, v));
+		int64_t *t[] = { g->ez_off, g->err_off, g->nrm_off[0], g->nrm_off[1], g->nrm_off[2],
+		                 g->rer_off[0], g->rer_off[1], g->rer_off[2] };
+		for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+			t[i][v] = off;
+			off += n2;
+		}
+		widest_v = n2 > widest_v ? n2 : widest_v;
+	}
+	int64_t H = m->n_hidden, O = m->n_out;
+	g->tmp_off = off;
+	off += widest_v;
+	g->lb_off = off;
+	off += round16(6 * H);
+	g->zl_off = off;
+	off += round16(2 * H);
+	g->ref_off = off;
+	off += round16(H);
+	g->lp_off = off;
+	off += round16(6 * O);
+	g->gap_off = off;
+	off += round16(2 * O);
+	g->refp_off = off;
+	off += round16(O);
 	int64_t pre = 0, grad = m->n_params, widest = m->n_in, scratch = 0;
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
 		int64_t n = op->out_size, nin = op->in_size;
 		widest = n > widest ? n : widest;
 		for (int i = 0; i < op->n_in; i++)
-			if (op->in[i] == 0 && !rows_are_weights(op) && g->id_off < 0) {
+			if (op->in[i] == 0 && !cg_rows_are_weights(op) && g->id_off < 0) {
 				g->id_off = off;
 				off += round16(D * D);
 			}
 		/* (the grads kernel copies a dense first layer's W / std to rows of
 		 * its own when they are not hidden neurons, whose rows go to G) */
-		if (!rows_are_weights(op) || !op->relu) {
+		if (!cg_rows_are_weights(op) || !op->relu) {
 			g->jac_off[k] = off;
 			off += round16(n * D);
 		}
@@ -193,9 +226,9 @@ static void plan_layout(gen *g, arena *a, bool training)
 			off += round16(n);
 			g->cnt_off[k] = off;
 			off += 16;
-			if (rows_are_weights(op)) {
+			if (cg_rows_are_weights(op)) {   /* 3 x n doubles */
 				g->pre_off[k] = pre;
-				pre += round16(3 * n);
+				pre += round16(6 * n);
 			}
 		}
 		if (!m->dense_chain)
@@ -235,6 +268,11 @@ static void plan_layout(gen *g, arena *a, bool training)
 	off += 2 * round16(widest);
 	g->ws_floats = off;
 	g->pre_floats = pre > 0 ? pre : 1;
+	/* how many terms each value's adjoint sums over its consumers (lln_vjp) */
+	g->fan = arena_alloc(a, sizeof *g->fan * (size_t)nv);
+	for (int k = 0; k < m->n_ops; k++)
+		for (int i = 0; i < m->ops[k].n_in; i++)
+			g->fan[m->ops[k].in[i]] += op_fanout(&m->ops[k]);
 	g->grad_floats = grad;
 }
 
@@ -242,12 +280,12 @@ static void plan_layout(gen *g, arena *a, bool training)
 
 
 /* A kernel: void NAME(params) where each parameter is a pointer, except
- * those named in `ints` (int32 by value). */
-static LLVMValueRef begin_function(gen *g, const char *name, int nparams, const char **pnames, const char *ints)
+ * those whose bit is set in `ints` (int32 by value). */
+LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char **pnames, unsigned ints)
 {
 	LLVMTypeRef ps[8];
 	for (int i = 0; i < nparams; i++)
-		ps[i] = ints && strcmp(ints, pnames[i]) == 0 ? g->i32 : g->ptr;
+		ps[i] = ints & (1u << i) ? g->i32 : g->ptr;
 	LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(g->c), ps, (unsigned)nparams, 0);
 	g->fn = LLVMAddFunction(g->mod, name, ft);
 	LLVMSetLinkage(g->fn, LLVMInternalLinkage);
@@ -263,13 +301,13 @@ static LLVMValueRef begin_function(gen *g, const char *name, int nparams, const 
 	LLVMPositionBuilderAtEnd(g->b, g->entry);
 	return g->fn;
 }
-static LLVMValueRef param(gen *g, int i) { return LLVMGetParam(g->fn, (unsigned)i); }
+LLVMValueRef cg_param(gen *g, int i) { return LLVMGetParam(g->fn, (unsigned)i); }
 
 /* ---- shared pieces of the kernels ---- */
 
 /* The forward pass in double precision: every value's pre-activation goes
  * to the workspace; z and logits, when given, receive float copies. */
-static void emit_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef ws, LLVMValueRef z, LLVMValueRef logits)
+void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef ws, LLVMValueRef z, LLVMValueRef logits)
 {
 	const ir_module *m = g->m;
 	loop l;
@@ -280,7 +318,7 @@ static void emit_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef ws
 
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
-		ops[op->kind]->apply(g, op, P, ws, READ_VALUE, true, val_ptr(g, ws, k + 1));
+		cg_ops[op->kind]->apply(g, op, P, ws, READ_VALUE, true, val_ptr(g, ws, k + 1));
 		LLVMValueRef dst = op->relu ? z : k == m->n_ops - 1 ? logits : NULL;
 		if (!dst)
 			continue;
@@ -321,7 +359,7 @@ void cg_active_lists(gen *g, LLVMValueRef ws, LLVMValueRef z)
  * for the input, the weights for a dense layer reading it, else the
  * workspace.  A NULL rows[v] is filled in; the grads kernel presets the
  * hidden values' rows to its output G. */
-static void row_places(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows)
+void cg_row_places(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows)
 {
 	const ir_module *m = g->m;
 	if (g->id_off >= 0)
@@ -330,22 +368,20 @@ static void row_places(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *ro
 		if (rows[k + 1])
 			continue;
 		const ir_op *op = &m->ops[k];
-		rows[k + 1] = rows_are_weights(op) ? at(g, g->f32, P, ci(g, op->w_off)) : at(g, g->f32, ws, ci(g, g->jac_off[k]));
+		rows[k + 1] = cg_rows_are_weights(op) ? at(g, g->f32, P, ci(g, op->w_off)) : at(g, g->f32, ws, ci(g, g->jac_off[k]));
 	}
 }
-
-typedef void row_hook(gen *g, int k, LLVMValueRef rows, void *ctx);
 
 /* Every value's gradient rows, tangents pushed through the masked network
  * op by op; after each op, `hook` sees its rows.  With `scale` (the grads
  * kernel's raw units) the input's rows are I / std, and a dense layer
  * reading it gets W / std copied to its place. */
-static void compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows, bool scale, row_hook *hook, void *ctx)
+void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows, bool scale, row_hook *hook, void *ctx)
 {
 	const ir_module *m = g->m;
 	int64_t D = m->n_in;
 	LLVMValueRef one = LLVMConstReal(g->f32, scale ? 1.0 / m->std : 1.0);
-	row_places(g, P, ws, rows);
+	cg_row_places(g, P, ws, rows);
 	if (g->id_off >= 0) {
 		emit_zero(g, rows[0], D * D);
 		loop l;
@@ -355,9 +391,9 @@ static void compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *
 	}
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
-		if (!rows_are_weights(op)) {
+		if (!cg_rows_are_weights(op)) {
 			LLVMValueRef src[2] = { rows[op->in[0]], op->n_in > 1 ? rows[op->in[1]] : NULL };
-			ops[op->kind]->rows(g, op, P, ws, src, rows[k + 1]);
+			cg_ops[op->kind]->rows(g, op, P, ws, src, rows[k + 1]);
 		} else if (scale) {
 			loop l;
 			LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, (int64_t)op->out_size * D));
@@ -371,7 +407,7 @@ static void compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *
 }
 
 /* l1 norm, squared l2 norm and linf norm of n floats, in double. */
-static void emit_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3])
+void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3])
 {
 	LLVMValueRef s1 = var(g, g->f64, cd(g, 0)), s2 = var(g, g->f64, cd(g, 0)), mx = var(g, g->f64, cd(g, 0));
 	loop l;
@@ -390,7 +426,7 @@ static void emit_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, L
 }
 
 /* The dual norm ||g||_q of an l_p ball from the three sums. */
-static LLVMValueRef dual(gen *g, LLVMValueRef sums[3], int p)
+LLVMValueRef cg_dual(gen *g, LLVMValueRef sums[3], int p)
 {
 	switch (p) {
 	case RT_L1: return sums[2];
@@ -399,219 +435,37 @@ static LLVMValueRef dual(gen *g, LLVMValueRef sums[3], int p)
 	}
 }
 
-/* ---- certify ---- */
-
-typedef struct cert_state {
-	LLVMValueRef P, pre, ws, norms;
-	LLVMValueRef best[RT_NNORMS], bind[RT_NNORMS];
-} cert_state;
-
-/* best_p = min(best_p, |z| std / q) for a neuron whose dual norm q > 0. */
-static void offer(gen *g, cert_state *s, int p, LLVMValueRef zabs, LLVMValueRef q, LLVMValueRef h)
-{
-	LLVMValueRef e = LLVMBuildFDiv(g->b, LLVMBuildFMul(g->b, zabs, cd(g, g->m->std), ""), q, "");
-	LLVMValueRef better = LLVMBuildAnd(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, q, cd(g, 0), ""),
-	                                   LLVMBuildFCmp(g->b, LLVMRealOLT, e, get(g, g->f64, s->best[p]), ""), "");
-	LLVMBasicBlockRef done = if_begin(g, better);
-	set(g, s->best[p], e);
-	set(g, s->bind[p], LLVMBuildTrunc(g->b, h, g->i32, ""));
-	if_end(g, done);
-}
-
-/* The margins of hidden op k from its rows; a dense layer reading the
- * input has its rows' norms from prepare. */
-static void margin_rows(gen *g, int k, LLVMValueRef rows, void *ctx)
-{
-	cert_state *s = ctx;
-	const ir_op *op = &g->m->ops[k];
-	if (!op->relu)
-		return;
-	loop l;
-	LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-	LLVMValueRef zabs = fabsv(g, load(g, g->f64, val_ptr(g, s->ws, k + 1), j));
-	LLVMValueRef h = add(g, ci(g, op->z_off), j);
-	LLVMValueRef sums[3];
-	if (g->pre_off[k] >= 0) {
-		LLVMValueRef pre = at(g, g->f32, s->pre, ci(g, g->pre_off[k]));
-		for (int p = 0; p < RT_NNORMS; p++)
-			offer(g, s, p, zabs, ext(g, load(g, g->f32, pre, add(g, ci(g, (int64_t)p * op->out_size), j))), h);
-	} else {
-		emit_norms(g, at(g, g->f32, rows, mul(g, j, ci(g, g->m->n_in))), NULL, g->m->n_in, sums);
-		for (int p = 0; p < RT_NNORMS; p++)
-			offer(g, s, p, zabs, dual(g, sums, p), h);
-	}
-	loop_end(g, &l);
-}
-
-/* The explicit strategy: every gradient row, all three norms, then the
- * radius within which the prediction is certified from the logit rows. */
-static void certify_rows(gen *g, cert_state *s, LLVMValueRef y, LLVMValueRef pred[RT_NNORMS])
-{
-	const ir_module *m = g->m;
-	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
-	compute_rows(g, s->P, s->ws, rows, false, margin_rows, s);
-	LLVMValueRef f = val_ptr(g, s->ws, m->n_ops), D = ci(g, m->n_in), J = rows[m->n_ops];
-	free(rows);
-	LLVMValueRef fy = load(g, g->f64, f, y);
-	loop l;
-	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), ci(g, m->n_out));
-	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, m->n_out == 1 ? LLVMIntEQ : LLVMIntNE, k, y, ""));
-	LLVMValueRef sums[3];
-	/* binary: the decision is the sign of the one logit */
-	emit_norms(g, at(g, g->f32, J, mul(g, y, D)), m->n_out == 1 ? NULL : at(g, g->f32, J, mul(g, k, D)), m->n_in, sums);
-	LLVMValueRef gap = m->n_out == 1 ? fabsv(g, fy) : LLVMBuildFSub(g->b, fy, load(g, g->f64, f, k), "");
-	gap = LLVMBuildFMul(g->b, gap, cd(g, m->std), "");
-	for (int p = 0; p < RT_NNORMS; p++) {
-		LLVMValueRef r = LLVMBuildFDiv(g->b, gap, dual(g, sums, p), "");
-		LLVMValueRef lt = LLVMBuildFCmp(g->b, LLVMRealOLT, r, get(g, g->f64, pred[p]), "");
-		set(g, pred[p], LLVMBuildSelect(g->b, lt, r, get(g, g->f64, pred[p]), ""));
-	}
-	if_end(g, done);
-	loop_end(g, &l);
-}
-
-
-/* The Gram strategy, for eps_2 alone: squared gradient norms from the Gram
- * recurrence, and the logits' Gram matrix for the prediction radius. */
-static void certify_gram(gen *g, cert_state *s, LLVMValueRef y, LLVMValueRef pred[RT_NNORMS])
-{
-	const ir_module *m = g->m;
-	LLVMValueRef sq = at(g, g->f32, s->ws, ci(g, g->sq_off));
-	cg_gram_forward(g, s->P, s->pre, s->ws, sq, true);
-	for (int k = 0; k < m->n_ops; k++) {
-		const ir_op *op = &m->ops[k];
-		if (!op->relu)
-			continue;
-		loop l;
-		LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-		LLVMValueRef zabs = fabsv(g, load(g, g->f64, val_ptr(g, s->ws, k + 1), j));
-		LLVMValueRef h = add(g, ci(g, op->z_off), j);
-		offer(g, s, RT_L2, zabs, intrinsic(g, "llvm.sqrt", ext(g, load(g, g->f32, sq, h)), NULL), h);
-		loop_end(g, &l);
-	}
-	/* ||grad f_y - grad f_k||^2 = d Gc d^T with d = V[y] - V[k] formed first,
-	 * which avoids the cancellation of G_yy + G_kk - 2 G_yk */
-	int o = m->n_ops - 1, i = m->ops[o].in[0] - 1;
-	LLVMValueRef Vc = at(g, g->f32, s->ws, ci(g, g->vc_off[o]));
-	LLVMValueRef Gc = at(g, g->f32, s->ws, ci(g, g->gc_off[i])), GLD = ci(g, pad8(m->ops[i].out_size));
-	LLVMValueRef ai = active_count(g, s->ws, i), ai8 = pad8v(g, ai), VLD = ci(g, pad8(m->ops[o].in_size));
-	LLVMValueRef dr = at(g, g->f32, s->ws, ci(g, g->row_off)), ur = at(g, g->f32, s->ws, ci(g, g->row2_off));
-	LLVMValueRef f = val_ptr(g, s->ws, m->n_ops), fy = load(g, g->f64, f, y);
-	LLVMValueRef vy = at(g, g->f32, Vc, mul(g, y, VLD));
-	loop l, lv;
-	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), ci(g, m->n_out));
-	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, m->n_out == 1 ? LLVMIntEQ : LLVMIntNE, k, y, ""));
-	LLVMValueRef vk = at(g, g->f32, Vc, mul(g, k, VLD));
-	LLVMValueRef t = loop_begin(g, &lv, ci(g, 0), ai8);
-	LLVMValueRef dv = load(g, g->f32, vy, t);
-	if (m->n_out > 1)
-		dv = LLVMBuildFSub(g->b, dv, load(g, g->f32, vk, t), "");
-	store(g, dv, dr, t);
-	store(g, LLVMConstReal(g->f32, 0), ur, t);
-	loop_end(g, &lv);
-	t = loop_begin(g, &lv, ci(g, 0), ai);
-	emit_axpy(g, ur, load(g, g->f32, dr, t), at(g, g->f32, Gc, mul(g, t, GLD)), ai8);
-	loop_end(g, &lv);
-	LLVMValueRef q2 = ext(g, emit_dot(g, dr, ur, ai8));
-	LLVMValueRef gap = m->n_out == 1 ? fabsv(g, fy) : LLVMBuildFSub(g->b, fy, load(g, g->f64, f, k), "");
-	LLVMValueRef r = LLVMBuildFDiv(g->b, LLVMBuildFMul(g->b, gap, cd(g, m->std), ""), intrinsic(g, "llvm.sqrt", q2, NULL), "");
-	LLVMValueRef lt = LLVMBuildAnd(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, r, get(g, g->f64, pred[RT_L2]), ""),
-	                               LLVMBuildFCmp(g->b, LLVMRealOGT, q2, cd(g, 0), ""), "");
-	set(g, pred[RT_L2], LLVMBuildSelect(g->b, lt, r, get(g, g->f64, pred[RT_L2]), ""));
-	if_end(g, done);
-	loop_end(g, &l);
-}
-
-static void emit_certify(gen *g)
-{
-	static const char *names[] = { "P", "pre", "x", "norms", "ws", "z", "logits", "out" };
-	begin_function(g, "lln_certify", 8, names, "norms");
-	const ir_module *m = g->m;
-	cert_state s = { .P = param(g, 0), .pre = param(g, 1), .ws = param(g, 4), .norms = param(g, 3) };
-	LLVMValueRef out = param(g, 7);
-	emit_forward(g, s.P, param(g, 2), s.ws, param(g, 5), param(g, 6));
-	cg_active_lists(g, s.ws, NULL);
-	LLVMValueRef pred[RT_NNORMS];
-	for (int p = 0; p < RT_NNORMS; p++) {
-		s.best[p] = var(g, g->f64, cd(g, INFINITY));
-		s.bind[p] = var(g, g->i32, ci32(g, -1));
-		pred[p] = var(g, g->f64, cd(g, INFINITY));
-	}
-
-	/* the prediction: argmax, or for one logit its sign */
-	LLVMValueRef f = val_ptr(g, s.ws, m->n_ops);
-	LLVMValueRef y = var(g, g->i64, ci(g, 0)), label;
-	if (m->n_out == 1) {
-		label = LLVMBuildZExt(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, f, ci(g, 0)), cd(g, 0), ""), g->i32, "");
-	} else {
-		loop l;
-		LLVMValueRef k = loop_begin(g, &l, ci(g, 1), ci(g, m->n_out));
-		LLVMValueRef gt = LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, f, k), load(g, g->f64, f, get(g, g->i64, y)), "");
-		set(g, y, LLVMBuildSelect(g->b, gt, k, get(g, g->i64, y), ""));
-		loop_end(g, &l);
-		label = LLVMBuildTrunc(g->b, get(g, g->i64, y), g->i32, "");
-	}
-	LLVMValueRef yv = get(g, g->i64, y);
-
-	/* eps_2 alone takes the Gram strategy when the IR's cost model chose it;
-	 * any other set of norms needs the gradient rows */
-	LLVMBasicBlockRef join = block(g, "certified");
-	if (m->l2_by_gram) {
-		LLVMBasicBlockRef gram = block(g, "gram"), rows = block(g, "rows");
-		LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, s.norms, ci32(g, RT_NORM_BIT(RT_L2)), ""), gram, rows);
-		LLVMPositionBuilderAtEnd(g->b, gram);
-		certify_gram(g, &s, yv, pred);
-		LLVMBuildBr(g->b, join);
-		LLVMPositionBuilderAtEnd(g->b, rows);
-	}
-	certify_rows(g, &s, yv, pred);
-	LLVMBuildBr(g->b, join);
-	LLVMPositionBuilderAtEnd(g->b, join);
-
-	/* rt_cert: label, eps[3], bind[3], eps_pred[3], 4 bytes each */
-	store(g, label, out, ci(g, 0));
-	for (int p = 0; p < RT_NNORMS; p++) {
-		LLVMValueRef e = get(g, g->f64, s.best[p]);
-		store(g, trunc32(g, e), out, ci(g, 1 + p));
-		store(g, get(g, g->i32, s.bind[p]), out, ci(g, 4 + p));
-		LLVMValueRef r = get(g, g->f64, pred[p]);
-		r = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, e, r, ""), e, r, "");
-		store(g, trunc32(g, r), out, ci(g, 7 + p));
-	}
-	LLVMBuildRetVoid(g->b);
-}
-
 /* ---- prepare, forward, grads, direction ---- */
 
 static void emit_prepare(gen *g)
 {
 	static const char *names[] = { "P", "pre" };
-	begin_function(g, "lln_prepare", 2, names, NULL);
+	cg_begin_function(g, "lln_prepare", 2, names, 0);
 	const ir_module *m = g->m;
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
 		if (g->pre_off[k] < 0)
 			continue;
-		LLVMValueRef pre = at(g, g->f32, param(g, 1), ci(g, g->pre_off[k]));
+		LLVMValueRef pre = at(g, g->f32, cg_param(g, 1), ci(g, g->pre_off[k]));
 		loop l;
 		LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-		LLVMValueRef row = at(g, g->f32, param(g, 0), add(g, ci(g, op->w_off), mul(g, j, ci(g, m->n_in))));
+		LLVMValueRef row = at(g, g->f32, cg_param(g, 0), add(g, ci(g, op->w_off), mul(g, j, ci(g, m->n_in))));
 		LLVMValueRef sums[3];
-		emit_norms(g, row, NULL, m->n_in, sums);
+		cg_norms(g, row, NULL, m->n_in, sums);
 		for (int p = 0; p < RT_NNORMS; p++)
-			store(g, trunc32(g, dual(g, sums, p)), pre, add(g, ci(g, (int64_t)p * op->out_size), j));
+			store(g, cg_dual(g, sums, p), pre, add(g, ci(g, (int64_t)p * op->out_size), j));
 		loop_end(g, &l);
 	}
 	if (m->dense_chain)
-		cg_gram_prepare(g, param(g, 0), param(g, 1));
+		cg_gram_prepare(g, cg_param(g, 0), cg_param(g, 1));
 	LLVMBuildRetVoid(g->b);
 }
 
 static void emit_forward_fn(gen *g)
 {
 	static const char *names[] = { "P", "x", "ws", "z", "logits" };
-	begin_function(g, "lln_forward", 5, names, NULL);
-	emit_forward(g, param(g, 0), param(g, 1), param(g, 2), param(g, 3), param(g, 4));
+	cg_begin_function(g, "lln_forward", 5, names, 0);
+	cg_forward(g, cg_param(g, 0), cg_param(g, 1), cg_param(g, 2), cg_param(g, 3), cg_param(g, 4));
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -619,61 +473,87 @@ static void emit_forward_fn(gen *g)
 static void emit_grads(gen *g)
 {
 	static const char *names[] = { "P", "z", "G", "ws" };
-	begin_function(g, "lln_grads", 4, names, NULL);
+	cg_begin_function(g, "lln_grads", 4, names, 0);
 	const ir_module *m = g->m;
-	LLVMValueRef ws = param(g, 3);
-	cg_active_lists(g, ws, param(g, 1));
+	LLVMValueRef ws = cg_param(g, 3);
+	cg_active_lists(g, ws, cg_param(g, 1));
 	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
 	for (int k = 0; k < m->n_ops; k++)
 		if (m->ops[k].relu)
-			rows[k + 1] = at(g, g->f32, param(g, 2), mul(g, ci(g, m->ops[k].z_off), ci(g, m->n_in)));
-		else if (rows_are_weights(&m->ops[k]))
+			rows[k + 1] = at(g, g->f32, cg_param(g, 2), mul(g, ci(g, m->ops[k].z_off), ci(g, m->n_in)));
+		else if (cg_rows_are_weights(&m->ops[k]))
 			rows[k + 1] = at(g, g->f32, ws, ci(g, g->jac_off[k]));
-	compute_rows(g, param(g, 0), ws, rows, true, NULL, NULL);
+	cg_compute_rows(g, cg_param(g, 0), ws, rows, true, NULL, NULL);
 	free(rows);
 	LLVMBuildRetVoid(g->b);
 }
 
 /* One tangent pass: d (raw units) through the masked network; a hidden
- * neuron leaves the region where its z, moving at rate g.d, reaches 0. */
+ * neuron leaves the region where its z, moving at rate g.d, reaches 0.  As
+ * in certify (cg_certify.c), z and the rates carry rounding-error bounds:
+ * a neuron may leave as soon as its rate can point toward 0 at all, at the
+ * fastest rate the bound allows, from the nearest z the bound allows. */
 static void emit_direction(gen *g)
 {
 	static const char *names[] = { "P", "x", "d", "ws", "t", "bind" };
-	begin_function(g, "lln_direction", 6, names, NULL);
+	cg_begin_function(g, "lln_direction", 6, names, 0);
 	const ir_module *m = g->m;
-	LLVMValueRef P = param(g, 0), dir = param(g, 2), ws = param(g, 3);
-	emit_forward(g, P, param(g, 1), ws, NULL, NULL);
+	LLVMValueRef P = cg_param(g, 0), dir = cg_param(g, 2), ws = cg_param(g, 3);
+	cg_forward(g, P, cg_param(g, 1), ws, NULL, NULL);
+	cg_forward_bounds(g, P, ws);
+	LLVMValueRef first, undecided = cg_undecided(g, ws, &first);
 	LLVMValueRef best = var(g, g->f64, cd(g, INFINITY)), bind = var(g, g->i32, ci32(g, -1));
+	LLVMBasicBlockRef sure = block(g, "decided"), unsure = block(g, "undecided"), done = block(g, "done");
+	LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, undecided, ci32(g, 0), ""), sure, unsure);
+	LLVMPositionBuilderAtEnd(g->b, unsure);
+	set(g, best, cd(g, 0));
+	set(g, bind, first);
+	LLVMBuildBr(g->b, done);
+	LLVMPositionBuilderAtEnd(g->b, sure);
 
+	/* tangent of the input: d / std, within 3u of it */
 	loop l;
 	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, m->n_in));
-	store(g, LLVMBuildFDiv(g->b, ext(g, load(g, g->f32, dir, d)), cd(g, m->std), ""), tan_ptr(g, ws, 0), d);
+	LLVMValueRef t0 = LLVMBuildFDiv(g->b, ext(g, load(g, g->f32, dir, d)), cd(g, m->std), "");
+	store(g, t0, tan_ptr(g, ws, 0), d);
+	store(g, LLVMBuildFMul(g->b, fabsv(g, t0), cd(g, 0x1p-51), ""), at(g, g->f32, ws, ci(g, g->err_off[0])), d);
 	loop_end(g, &l);
-	for (int k = 0; k < m->n_ops; k++) {
+	LLVMValueRef tmp = at(g, g->f32, ws, ci(g, g->tmp_off)), zl = at(g, g->f32, ws, ci(g, g->zl_off));
+	for (int k = 0; k < m->n_ops - 1; k++) {   /* logits do not bound the region */
 		const ir_op *op = &m->ops[k];
-		if (k == m->n_ops - 1)
-			break;   /* logits do not bound the region */
-		ops[op->kind]->apply(g, op, P, ws, READ_TANGENT, false, tan_ptr(g, ws, k + 1));
-		if (!op->relu)
-			continue;
+		LLVMValueRef et = at(g, g->f32, ws, ci(g, g->err_off[k + 1]));
+		cg_ops[op->kind]->apply(g, op, P, ws, READ_TANGENT, false, tan_ptr(g, ws, k + 1));
+		g->bound_off = g->err_off;
+		g->bound_base_off = NULL;
+		cg_ops[op->kind]->apply(g, op, P, ws, READ_BOUND, false, et);
+		cg_ops[op->kind]->apply(g, op, P, ws, READ_ABSTAN, false, tmp);
 		LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-		LLVMValueRef gd = load(g, g->f64, tan_ptr(g, ws, k + 1), j);
-		/* an active neuron leaves when its z falls, an inactive one when it rises */
-		LLVMValueRef zj = load(g, g->f64, val_ptr(g, ws, k + 1), j);
-		LLVMValueRef on = LLVMBuildFCmp(g->b, LLVMRealOGT, zj, cd(g, 0), "");
-		LLVMValueRef cross = LLVMBuildSelect(g->b, on, LLVMBuildFCmp(g->b, LLVMRealOLT, gd, cd(g, 0), ""),
-		                                     LLVMBuildFCmp(g->b, LLVMRealOGT, gd, cd(g, 0), ""), "");
-		LLVMBasicBlockRef done = if_begin(g, cross);
-		LLVMValueRef tt = LLVMBuildFDiv(g->b, fabsv(g, zj), fabsv(g, gd), "");
-		LLVMBasicBlockRef done2 = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealOLT, tt, get(g, g->f64, best), ""));
-		set(g, best, tt);
-		set(g, bind, LLVMBuildTrunc(g->b, add(g, ci(g, op->z_off), j), g->i32, ""));
-		if_end(g, done2);
-		if_end(g, done);
+		double gk = cg_gamma(op_taps(op));
+		LLVMValueRef e = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, load(g, g->f64, tmp, j), cd(g, gk), ""),
+		                               load(g, g->f64, et, j), "");
+		e = LLVMBuildFMul(g->b, e, cd(g, 1 + 2 * gk), "");
+		store(g, e, et, j);
+		if (op->relu) {
+			/* an active neuron leaves when its z falls, an inactive one when it rises */
+			LLVMValueRef gd = load(g, g->f64, tan_ptr(g, ws, k + 1), j);
+			LLVMValueRef on = unit_on(g, ws, k + 1, j);
+			LLVMValueRef rate = LLVMBuildSelect(g->b, on, LLVMBuildFSub(g->b, e, gd, ""), LLVMBuildFAdd(g->b, gd, e, ""), "");
+			LLVMBasicBlockRef cross = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealOGT, rate, cd(g, 0), ""));
+			LLVMValueRef h = add(g, ci(g, op->z_off), j);
+			LLVMValueRef tt = LLVMBuildFDiv(g->b, load(g, g->f64, zl, h), rate, "");
+			tt = LLVMBuildFMul(g->b, tt, cd(g, 1 - 0x1p-50), "");
+			LLVMBasicBlockRef better = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealOLT, tt, get(g, g->f64, best), ""));
+			set(g, best, tt);
+			set(g, bind, LLVMBuildTrunc(g->b, h, g->i32, ""));
+			if_end(g, better);
+			if_end(g, cross);
+		}
 		loop_end(g, &l);
 	}
-	store(g, trunc32(g, get(g, g->f64, best)), param(g, 4), ci(g, 0));
-	store(g, get(g, g->i32, bind), param(g, 5), ci(g, 0));
+	LLVMBuildBr(g->b, done);
+	LLVMPositionBuilderAtEnd(g->b, done);
+	store(g, cg_trunc_down(g, get(g, g->f64, best)), cg_param(g, 4), ci(g, 0));
+	store(g, get(g, g->i32, bind), cg_param(g, 5), ci(g, 0));
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -691,7 +571,7 @@ static void sq_rows(gen *g, int k, LLVMValueRef rows, void *ctx)
 	LLVMValueRef sums[3];
 	loop l;
 	LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-	emit_norms(g, at(g, g->f32, rows, mul(g, j, ci(g, g->m->n_in))), NULL, g->m->n_in, sums);
+	cg_norms(g, at(g, g->f32, rows, mul(g, j, ci(g, g->m->n_in))), NULL, g->m->n_in, sums);
 	store(g, trunc32(g, sums[1]), ctx, add(g, ci(g, op->z_off), j));
 	loop_end(g, &l);
 }
@@ -699,16 +579,16 @@ static void sq_rows(gen *g, int k, LLVMValueRef rows, void *ctx)
 static void emit_train_forward(gen *g)
 {
 	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq" };
-	begin_function(g, "lln_train_forward", 8, names, "need_sq");
-	LLVMValueRef ws = param(g, 4);
-	emit_forward(g, param(g, 0), param(g, 2), ws, param(g, 5), param(g, 6));
+	cg_begin_function(g, "lln_train_forward", 8, names, 1u << 3);
+	LLVMValueRef ws = cg_param(g, 4);
+	cg_forward(g, cg_param(g, 0), cg_param(g, 2), ws, cg_param(g, 5), cg_param(g, 6));
 	cg_active_lists(g, ws, NULL);
-	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, param(g, 3), ci32(g, 0), ""));
+	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 3), ci32(g, 0), ""));
 	if (g->m->dense_chain) {
-		cg_gram_forward(g, param(g, 0), param(g, 1), ws, param(g, 7), false);
+		cg_gram_forward(g, cg_param(g, 0), cg_param(g, 1), ws, cg_param(g, 7), false);
 	} else {
 		LLVMValueRef *rows = calloc((size_t)g->m->n_ops + 1, sizeof *rows);
-		compute_rows(g, param(g, 0), ws, rows, false, sq_rows, param(g, 7));
+		cg_compute_rows(g, cg_param(g, 0), ws, rows, false, sq_rows, cg_param(g, 7));
 		free(rows);
 	}
 	if_end(g, done);
@@ -722,7 +602,7 @@ static void emit_rows_backward(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValu
 	const ir_module *m = g->m;
 	int64_t D = m->n_in;
 	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
-	row_places(g, P, ws, rows);
+	cg_row_places(g, P, ws, rows);
 	for (int k = 0; k < m->n_ops; k++)
 		emit_zero(g, at(g, g->f32, ws, ci(g, g->rbar_off[k])), (int64_t)m->ops[k].out_size * D);
 	for (int k = m->n_ops - 1; k >= 0; k--) {
@@ -741,7 +621,7 @@ static void emit_rows_backward(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValu
 			if (op->in[i] > 0)
 				sbar[i] = at(g, g->f32, ws, ci(g, g->rbar_off[op->in[i] - 1]));
 		}
-		ops[op->kind]->rows_adjoint(g, op, P, ws, src, dbar, sbar, grad);
+		cg_ops[op->kind]->rows_adjoint(g, op, P, ws, src, dbar, sbar, grad);
 	}
 	free(rows);
 }
@@ -776,31 +656,32 @@ static void emit_backprop(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef 
 		}
 		store(g, d, delta, r);
 		loop_end(g, &lr);
-		ops[op->kind]->backprop(g, op, P, ws, delta, grad);
+		cg_ops[op->kind]->param_grad(g, op, P, ws, delta, grad);
+		cg_ops[op->kind]->transpose(g, op, P, ws, delta, g->tan_off, false, false);
 	}
 }
 
 static void emit_train_backward(gen *g)
 {
 	static const char *names[] = { "P", "pre", "ws", "dlogits", "dz", "dsq", "grad" };
-	begin_function(g, "lln_train_backward", 7, names, NULL);
-	LLVMValueRef ws = param(g, 2), dsq = param(g, 5), grad = param(g, 6);
+	cg_begin_function(g, "lln_train_backward", 7, names, 0);
+	LLVMValueRef ws = cg_param(g, 2), dsq = cg_param(g, 5), grad = cg_param(g, 6);
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildIsNotNull(g->b, dsq, ""));
 	if (g->m->dense_chain)
 		cg_gram_backward(g, ws, dsq, grad);
 	else
-		emit_rows_backward(g, param(g, 0), ws, dsq, grad);
+		emit_rows_backward(g, cg_param(g, 0), ws, dsq, grad);
 	if_end(g, done);
-	emit_backprop(g, param(g, 0), ws, param(g, 3), param(g, 4), grad);
+	emit_backprop(g, cg_param(g, 0), ws, cg_param(g, 3), cg_param(g, 4), grad);
 	LLVMBuildRetVoid(g->b);
 }
 
 static void emit_train_finish(gen *g)
 {
 	static const char *names[] = { "P", "grad" };
-	begin_function(g, "lln_train_finish", 2, names, NULL);
+	cg_begin_function(g, "lln_train_finish", 2, names, 0);
 	if (g->m->dense_chain)
-		cg_gram_finish(g, param(g, 0), param(g, 1));
+		cg_gram_finish(g, cg_param(g, 0), cg_param(g, 1));
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -858,8 +739,8 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[8])
 		ci32(g, RT_ABI_VERSION), cstring(g, m->name), ci32(g, m->n_in), ci32(g, m->n_out),
 		ci32(g, m->n_hidden), ci32(g, m->n_layers), ci32(g, m->n_tensors), ci32(g, 0),
 		ci(g, m->n_params), ci(g, g->ws_floats), ci(g, g->pre_floats), ci(g, g->grad_floats),
-		ci(g, rows_are_weights(&m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
-		LLVMConstReal(g->f32, m->mean), LLVMConstReal(g->f32, m->std), lg, tg,
+		ci(g, cg_rows_are_weights(&m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
+		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
@@ -937,7 +818,7 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 	plan_layout(&g, a, !o->weights);
 
 	/* in the order of rt_model's function pointers */
-	void (*emitters[])(gen *) = { emit_prepare, emit_forward_fn, emit_grads, emit_certify, emit_direction,
+	void (*emitters[])(gen *) = { emit_prepare, emit_forward_fn, emit_grads, cg_emit_certify, emit_direction,
 	                              emit_train_forward, emit_train_backward, emit_train_finish };
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */

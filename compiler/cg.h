@@ -47,8 +47,23 @@ typedef struct gen {
 	int64_t *acc_off;     /* first-layer hidden op k: batch accumulator in grad */
 	int64_t row_off, row2_off;  /* two scratch rows of the widest layer */
 	int64_t sq_off;             /* squared gradient norms, for certify's Gram strategy */
+	/* rounding-error bounds (cg_certify.c), doubles */
+	int64_t *ez_off;      /* value v: bound on |z - z^| of each unit */
+	int64_t *err_off;     /* value v: bound on a tangent's or an adjoint's error */
+	int64_t *nrm_off[RT_NNORMS];  /* value v: dual norm (of ball p) of each computed row */
+	int64_t *rer_off[RT_NNORMS];  /* value v: bound on that row's error in that norm */
+	int64_t tmp_off;      /* doubles of the widest value */
+	int64_t lb_off;       /* 3 x n_hidden: sound lower bounds of each neuron's radius */
+	int64_t zl_off;       /* n_hidden: |z| - ez, the sure distance of z from 0 */
+	int64_t ref_off;      /* n_hidden int32: whose bounds are refined */
+	int64_t lp_off, gap_off, refp_off;   /* the same for the logit pairs: 3 x n_out, n_out, n_out */
+	int64_t *fan;         /* value v: terms its adjoint sums over its consumers */
 	int64_t scratch_off[3];     /* matrices that live within one layer's step */
 	int64_t ws_floats, pre_floats, grad_floats;
+	/* the operand areas READ_BOUND reads (doubles per value, set by the
+	 * caller before each apply), and what it adds to them */
+	const int64_t *bound_off, *bound_base_off;
+	double bound_scale;
 } gen;
 
 static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -282,18 +297,54 @@ static inline LLVMValueRef activation(gen *g, LLVMValueRef ws, int v, LLVMValueR
 	return x;
 }
 
-/* What an operation reads of its operands in double: their activations, or
- * their tangents masked by the same ReLUs (a Jacobian-vector product). */
-typedef enum { READ_VALUE, READ_TANGENT } read_mode;
+/* What an operation reads of its operands in double: their activations,
+ * their tangents masked by the same ReLUs (a Jacobian-vector product), or,
+ * for the rounding-error bounds of certify.c, absolute values and bounds
+ * through |A| (abs_mode).  A bound read past a ReLU is masked too: a unit
+ * whose sign is decided is exactly 0 when off, exactly z when on. */
+typedef enum {
+	READ_VALUE,     /* activation */
+	READ_TANGENT,   /* tangent, masked */
+	READ_ABS,       /* |activation| */
+	READ_ABSTAN,    /* |tangent|, masked */
+	READ_BOUND,     /* g->bound_off[v], masked; with g->bound_scale x g->bound_base_off[v] added */
+} read_mode;
+
+static inline bool abs_mode(read_mode m) { return m >= READ_ABS; }
+
+static inline LLVMValueRef masked(gen *g, LLVMValueRef ws, int v, LLVMValueRef t, LLVMValueRef u)
+{
+	return has_relu(g, v) ? LLVMBuildSelect(g->b, unit_on(g, ws, v, t), u, cd(g, 0), "") : u;
+}
 
 static inline LLVMValueRef operand(gen *g, LLVMValueRef ws, read_mode mode, int v, LLVMValueRef t)
 {
-	if (mode == READ_VALUE)
+	switch (mode) {
+	case READ_VALUE:
 		return activation(g, ws, v, t);
-	LLVMValueRef u = load(g, g->f64, tan_ptr(g, ws, v), t);
-	if (has_relu(g, v))
-		u = LLVMBuildSelect(g->b, unit_on(g, ws, v, t), u, cd(g, 0), "");
-	return u;
+	case READ_ABS:
+		return fabsv(g, activation(g, ws, v, t));
+	case READ_TANGENT:
+	case READ_ABSTAN: {
+		LLVMValueRef u = masked(g, ws, v, t, load(g, g->f64, tan_ptr(g, ws, v), t));
+		return mode == READ_ABSTAN ? fabsv(g, u) : u;
+	}
+	case READ_BOUND: {
+		LLVMValueRef u = load(g, g->f64, at(g, g->f32, ws, ci(g, g->bound_off[v])), t);
+		if (g->bound_base_off) {
+			LLVMValueRef b = load(g, g->f64, at(g, g->f32, ws, ci(g, g->bound_base_off[v])), t);
+			u = LLVMBuildFAdd(g->b, u, LLVMBuildFMul(g->b, b, cd(g, g->bound_scale), ""), "");
+		}
+		return masked(g, ws, v, t, u);
+	}
+	}
+	return NULL;
+}
+
+/* A weight as the mode wants it: w, or |w| for bounds. */
+static inline LLVMValueRef weight_for(gen *g, read_mode mode, LLVMValueRef w)
+{
+	return abs_mode(mode) ? fabsv(g, w) : w;
 }
 
 static inline LLVMValueRef active_count(gen *g, LLVMValueRef ws, int k)
@@ -321,15 +372,21 @@ static inline void emit_zero(gen *g, LLVMValueRef p, int64_t n)
  * sbar[k] is NULL there. */
 typedef struct cg_op {
 	/* dst[j] = (A x)[j], plus the bias when `bias`, for every output unit j,
-	 * in double; x is read through `operand` in the given mode */
+	 * in double; x is read through `operand` in the given mode, and with an
+	 * abs_mode the map is |A| (and |b|) */
 	void (*apply)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, read_mode mode, bool bias,
 	              LLVMValueRef dst);
 	/* dst = A diag(m) src: the output's rows from the operands' */
 	void (*rows)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst);
-	/* the adjoint of apply: delta holds the output's adjoint (doubles);
-	 * adds d/dW and d/db of delta . (A x + b) to grad, and A^T delta, masked,
-	 * to the operands' adjoints (their tangent areas; not for the input) */
-	void (*backprop)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad);
+	/* adj[v] += A^T delta (|A|^T delta with `abs`) for each operand v, whose
+	 * adjoint is the doubles at ws offset adj[v]; the input (v = 0) only
+	 * with `to_input`.  delta holds the output's adjoint (doubles).  Masks
+	 * are the caller's: the adjoint is with respect to the operands after
+	 * their ReLUs. */
+	void (*transpose)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta,
+	                  const int64_t *adj, bool abs, bool to_input);
+	/* grad += d/dW and d/db of delta . (A x + b), x the activations */
+	void (*param_grad)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad);
 	/* the adjoint of rows: dbar holds the output rows' adjoint; adds
 	 * d/dW of <dbar, A diag(m) src> to grad and diag(m) A^T dbar to sbar[k] */
 	void (*rows_adjoint)(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],
@@ -337,6 +394,62 @@ typedef struct cg_op {
 } cg_op;
 
 extern const cg_op cg_op_dense, cg_op_conv2d, cg_op_avgpool, cg_op_add;
+extern const cg_op *const cg_ops[OP_COUNT];   /* by op_kind (cg.c) */
+
+/* ---- kernel pieces shared by cg.c and cg_certify.c ---- */
+
+/* A kernel: void NAME(params), pointers except the int32 ones in `ints`
+ * (a bit per parameter index); the builder is left in its entry block. */
+LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char **pnames, unsigned ints);
+LLVMValueRef cg_param(gen *g, int i);
+/* The forward pass in double: values to ws, float copies to z and logits. */
+void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef ws, LLVMValueRef z, LLVMValueRef logits);
+/* A dense layer reading the input has its weights as gradient rows. */
+bool cg_rows_are_weights(const ir_op *op);
+/* Where each value's rows are; a NULL rows[v] is filled in. */
+void cg_row_places(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows);
+/* Every value's rows, op by op, `hook` seeing each op's rows after it. */
+typedef void row_hook(gen *g, int k, LLVMValueRef rows, void *ctx);
+void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows, bool scale, row_hook *hook, void *ctx);
+/* l1 norm, squared l2 norm and linf norm of n floats (row - row2), in double. */
+void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3]);
+/* The dual norm ||g||_q of an l_p ball from the three sums. */
+LLVMValueRef cg_dual(gen *g, LLVMValueRef sums[3], int p);
+/* The certify kernel (cg_certify.c), and the rounding-error bound of the
+ * forward pass it shares with the direction kernel: ez(v) >= |z - z^| for
+ * every unit of every value, for the model as written. */
+void cg_emit_certify(gen *g);
+void cg_forward_bounds(gen *g, LLVMValueRef P, LLVMValueRef ws);
+/* zl[h] = |z^_h| - ez_h; the number of hidden neurons with zl <= 0 (signs
+ * undecided) and the first of them (-1 if none). */
+LLVMValueRef cg_undecided(gen *g, LLVMValueRef ws, LLVMValueRef *first);
+/* Terms of one output unit's sum (a row of A), and how many output units
+ * read one input unit (a column of A, at most). */
+static inline int64_t op_taps(const ir_op *op)
+{
+	switch (op->kind) {
+	case OP_DENSE: return op->in_size;
+	case OP_CONV2D: return (int64_t)op->ic * op->kernel * op->kernel;
+	case OP_AVGPOOL: return (int64_t)op->kernel * op->kernel;
+	default: return 2;
+	}
+}
+static inline int64_t op_fanout(const ir_op *op)
+{
+	switch (op->kind) {
+	case OP_DENSE: return op->out_size;
+	case OP_CONV2D: return (int64_t)op->oc * op->kernel * op->kernel;
+	case OP_AVGPOOL: return (int64_t)op->kernel * op->kernel;
+	default: return 1;
+	}
+}
+/* A bound of the relative error of a double sum of n products, any order,
+ * fused or not (gamma_n = n u / (1 - n u), generously), and of a float one. */
+static inline double cg_gamma(int64_t n) { return (double)(n + 4) * 0x1p-52; }
+static inline double cg_gamma32(int64_t n) { return (double)(n + 4) * 0x1p-23; }
+
+/* Rounding toward zero of a non-negative double to float. */
+LLVMValueRef cg_trunc_down(gen *g, LLVMValueRef d);
 
 /* The active list of every hidden op, from z (float) or the workspace
  * (cg.c): what dense gathers with. */

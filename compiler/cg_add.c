@@ -50,18 +50,24 @@ static void add_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, L
 	loop_end(g, &l);
 }
 
-static void add_backprop(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+static void add_transpose(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta,
+                          const int64_t *adj, bool abs, bool to_input)
 {
 	loop l;
 	LLVMValueRef j = each_unit(g, op, &l);
 	LLVMValueRef d = load(g, g->f64, delta, j);
 	for (int k = 0; k < 2; k++) {
-		if (op->in[k] == 0)
+		if (op->in[k] == 0 && !to_input)
 			continue;
-		LLVMValueRef din = tan_ptr(g, ws, op->in[k]);
+		LLVMValueRef din = at(g, g->f32, ws, ci(g, adj[op->in[k]]));
 		store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, j), d, ""), din, j);
 	}
 	loop_end(g, &l);
+}
+
+static void add_param_grad(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+{
+	/* no parameters */
 }
 
 static void add_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],
@@ -79,4 +85,4 @@ static void add_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueR
 	loop_end(g, &l);
 }
 
-const cg_op cg_op_add = { add_apply, add_rows, add_backprop, add_rows_adjoint };
+const cg_op cg_op_add = { add_apply, add_rows, add_transpose, add_param_grad, add_rows_adjoint };

@@ -73,17 +73,23 @@ static void pool_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, 
 static void back_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
 {
 	pool_ctx *c = ctx;
-	LLVMValueRef din = tan_ptr(g, c->ws, op->in[0]);
 	LLVMValueRef d = LLVMBuildFDiv(g->b, load(g, g->f64, c->d, j), cd(g, area(op)), "");
-	store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, t), d, ""), din, t);
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f64, c->sbar, t), d, ""), c->sbar, t);
 }
 
-static void pool_backprop(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+/* (abs changes nothing: the weights 1 / K^2 are positive) */
+static void pool_transpose(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta,
+                           const int64_t *adj, bool abs, bool to_input)
 {
-	if (op->in[0] == 0)
-		return;   /* no parameters, and the input needs no adjoint */
-	pool_ctx c = { .ws = ws, .d = delta };
+	if (op->in[0] == 0 && !to_input)
+		return;
+	pool_ctx c = { .ws = ws, .d = delta, .sbar = at(g, g->f32, ws, ci(g, adj[op->in[0]])) };
 	cg_window(g, op, &(window){ NULL, back_tap, NULL }, &c);
+}
+
+static void pool_param_grad(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+{
+	/* no parameters */
 }
 
 static void radj_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
@@ -103,4 +109,4 @@ static void pool_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValue
 	cg_window(g, op, &(window){ NULL, radj_tap, NULL }, &c);
 }
 
-const cg_op cg_op_avgpool = { pool_apply, pool_rows, pool_backprop, pool_rows_adjoint };
+const cg_op cg_op_avgpool = { pool_apply, pool_rows, pool_transpose, pool_param_grad, pool_rows_adjoint };

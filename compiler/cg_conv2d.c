@@ -81,14 +81,15 @@ static void end_on(gen *g, LLVMBasicBlockRef done)
 static void apply_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 {
 	conv_ctx *c = ctx;
-	LLVMValueRef b = c->bias ? ext(g, load(g, g->f32, c->P, add(g, ci(g, op->b_off), out_channel(g, op, j)))) : cd(g, 0);
+	LLVMValueRef b = c->bias ? weight_for(g, c->mode, ext(g, load(g, g->f32, c->P, add(g, ci(g, op->b_off), out_channel(g, op, j))))) : cd(g, 0);
 	set(g, c->acc, b);
 }
 static void apply_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
 {
 	conv_ctx *c = ctx;
 	LLVMValueRef x = operand(g, c->ws, c->mode, op->in[0], t);
-	set(g, c->acc, fadd(g, get(g, g->f64, c->acc), fmul(g, ext(g, weight(g, op, c, wi)), x)));
+	LLVMValueRef w = weight_for(g, c->mode, ext(g, weight(g, op, c, wi)));
+	set(g, c->acc, fadd(g, get(g, g->f64, c->acc), fmul(g, w, x)));
 }
 static void apply_end(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 {
@@ -127,32 +128,47 @@ static void conv_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, 
 	cg_window(g, op, &(window){ rows_begin, rows_tap, NULL }, &c);
 }
 
-/* ---- backprop ---- */
+/* ---- transpose and parameter gradient ---- */
 
 static void back_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 {
 	conv_ctx *c = ctx;
 	set(g, c->acc, load(g, g->f64, c->d, j));
-	LLVMValueRef bi = add(g, ci(g, op->b_off), out_channel(g, op, j));
-	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, c->grad, bi), trunc32(g, get(g, g->f64, c->acc)), ""), c->grad, bi);
+	if (c->grad) {
+		LLVMValueRef bi = add(g, ci(g, op->b_off), out_channel(g, op, j));
+		store(g, LLVMBuildFAdd(g->b, load(g, g->f32, c->grad, bi), trunc32(g, get(g, g->f64, c->acc)), ""), c->grad, bi);
+	}
 }
-static void back_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
+static void grad_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
 {
 	conv_ctx *c = ctx;
 	LLVMValueRef d = get(g, g->f64, c->acc), gi = add(g, ci(g, op->w_off), wi);
 	LLVMValueRef dw = trunc32(g, LLVMBuildFMul(g->b, d, activation(g, c->ws, op->in[0], t), ""));
 	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, c->grad, gi), dw, ""), c->grad, gi);
-	if (op->in[0] > 0) {
-		LLVMValueRef din = tan_ptr(g, c->ws, op->in[0]);
-		LLVMValueRef w = ext(g, weight(g, op, c, wi));
-		store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, t), LLVMBuildFMul(g->b, w, d, ""), ""), din, t);
-	}
+}
+static void transpose_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
+{
+	conv_ctx *c = ctx;
+	LLVMValueRef w = ext(g, weight(g, op, c, wi));
+	if (c->bias)   /* here: |W| */
+		w = fabsv(g, w);
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f64, c->dst, t), LLVMBuildFMul(g->b, w, get(g, g->f64, c->acc), ""), ""), c->dst, t);
 }
 
-static void conv_backprop(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+static void conv_param_grad(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
 {
 	conv_ctx c = { .P = P, .ws = ws, .d = delta, .grad = grad, .acc = var(g, g->f64, cd(g, 0)) };
-	cg_window(g, op, &(window){ back_begin, back_tap, NULL }, &c);
+	cg_window(g, op, &(window){ back_begin, grad_tap, NULL }, &c);
+}
+
+static void conv_transpose(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta,
+                           const int64_t *adj, bool abs, bool to_input)
+{
+	if (op->in[0] == 0 && !to_input)
+		return;
+	conv_ctx c = { .P = P, .ws = ws, .d = delta, .bias = abs, .acc = var(g, g->f64, cd(g, 0)),
+	               .dst = at(g, g->f32, ws, ci(g, adj[op->in[0]])) };
+	cg_window(g, op, &(window){ back_begin, transpose_tap, NULL }, &c);
 }
 
 /* ---- the adjoint of rows ---- */
@@ -178,4 +194,4 @@ static void conv_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValue
 	cg_window(g, op, &(window){ NULL, radj_tap, NULL }, &c);
 }
 
-const cg_op cg_op_conv2d = { conv_apply, conv_rows, conv_backprop, conv_rows_adjoint };
+const cg_op cg_op_conv2d = { conv_apply, conv_rows, conv_transpose, conv_param_grad, conv_rows_adjoint };

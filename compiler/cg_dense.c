@@ -30,10 +30,11 @@ static void dense_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws
 {
 	loop lj, lt;
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
-	LLVMValueRef acc = var(g, g->f64, bias ? ext(g, load(g, g->f32, P, add(g, ci(g, op->b_off), j))) : cd(g, 0));
+	LLVMValueRef b = bias ? weight_for(g, mode, ext(g, load(g, g->f32, P, add(g, ci(g, op->b_off), j)))) : cd(g, 0);
+	LLVMValueRef acc = var(g, g->f64, b);
 	LLVMValueRef row = add(g, ci(g, op->w_off), mul(g, j, ci(g, op->in_size)));
 	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
-	LLVMValueRef w = ext(g, load(g, g->f32, P, add(g, row, t)));
+	LLVMValueRef w = weight_for(g, mode, ext(g, load(g, g->f32, P, add(g, row, t))));
 	set(g, acc, fadd(g, get(g, g->f64, acc), fmul(g, w, operand(g, ws, mode, op->in[0], t))));
 	loop_end(g, &lt);
 	store(g, get(g, g->f64, acc), dst, j);
@@ -68,9 +69,8 @@ static void dense_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws,
 	loop_end(g, &lj);
 }
 
-static void dense_backprop(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
+static void dense_param_grad(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta, LLVMValueRef grad)
 {
-	int v = op->in[0];
 	loop lr, lt;
 	LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef d = load(g, g->f64, delta, r);
@@ -79,12 +79,27 @@ static void dense_backprop(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef
 	LLVMValueRef row = add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)));
 	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
 	LLVMValueRef wi = add(g, row, t);
-	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, wi), trunc32(g, LLVMBuildFMul(g->b, d, activation(g, ws, v, t), "")), ""), grad, wi);
-	if (v > 0) {
-		LLVMValueRef din = tan_ptr(g, ws, v);
-		LLVMValueRef w = ext(g, load(g, g->f32, P, wi));
-		store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, t), LLVMBuildFMul(g->b, w, d, ""), ""), din, t);
-	}
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, wi), trunc32(g, LLVMBuildFMul(g->b, d, activation(g, ws, op->in[0], t), "")), ""), grad, wi);
+	loop_end(g, &lt);
+	loop_end(g, &lr);
+}
+
+static void dense_transpose(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef delta,
+                            const int64_t *adj, bool abs, bool to_input)
+{
+	int v = op->in[0];
+	if (v == 0 && !to_input)
+		return;
+	LLVMValueRef din = at(g, g->f32, ws, ci(g, adj[v]));
+	loop lr, lt;
+	LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, op->out_size));
+	LLVMValueRef d = load(g, g->f64, delta, r);
+	LLVMValueRef row = add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)));
+	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
+	LLVMValueRef w = ext(g, load(g, g->f32, P, add(g, row, t)));
+	if (abs)
+		w = fabsv(g, w);
+	store(g, LLVMBuildFAdd(g->b, load(g, g->f64, din, t), LLVMBuildFMul(g->b, w, d, ""), ""), din, t);
 	loop_end(g, &lt);
 	loop_end(g, &lr);
 }
@@ -118,7 +133,7 @@ static void dense_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValu
 	loop_end(g, &lr);
 }
 
-const cg_op cg_op_dense = { dense_apply, dense_rows, dense_backprop, dense_rows_adjoint };
+const cg_op cg_op_dense = { dense_apply, dense_rows, dense_transpose, dense_param_grad, dense_rows_adjoint };
 
 /* ---- the Gram recurrence ---- */
 

@@ -63,7 +63,7 @@ static void choose_strategy(ir_module *m)
 {
 	m->dense_chain = m->n_ops > 0;
 	for (int k = 0; k < m->n_ops; k++)
-		m->dense_chain &= m->ops[k].kind == OP_DENSE && m->ops[k].in[0] == k;
+		m->dense_chain &= m->ops[k].kind == OP_DENSE && m->ops[k].in[0] == k && (m->ops[k].relu || k == m->n_ops - 1);
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
 		if (op->in[0] == 0)
@@ -82,8 +82,8 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 	m->name = sm->name;
 	m->n_in = sm->nodes[0].size;
 	chw(&sm->nodes[0], &m->in_c, &m->in_h, &m->in_w);
-	m->mean = (float)(sm->normalize ? sm->mean : 0.0);
-	m->std = (float)(sm->normalize ? sm->std : 1.0);
+	m->mean = sm->normalize ? sm->mean : 0.0;
+	m->std = sm->normalize ? sm->std : 1.0;
 	m->ops = arena_alloc(a, sizeof *m->ops * sm->n_nodes);
 	m->tensors = arena_alloc(a, sizeof *m->tensors * 2 * sm->n_nodes);
 	m->layers = arena_alloc(a, sizeof *m->layers * sm->n_nodes);

@@ -278,7 +278,7 @@ typedef struct ir_module {
 	int n_in, n_out, n_hidden, n_layers;
 	int in_c, in_h, in_w;  /* the input as C x H x W */
 	int64_t n_params;
-	float mean, std;
+	double mean, std;      /* the source's decimals, correctly rounded */
 	ir_op *ops;
 	int n_ops;
 	rt_tensor *tensors;

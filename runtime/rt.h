@@ -58,6 +58,8 @@ typedef struct rt_cert {
 	float eps[RT_NNORMS];       /* margins eps_1, eps_2, eps_inf (inf if none binds) */
 	int32_t bind[RT_NNORMS];    /* global neuron index of the binding neuron, -1 if none */
 	float eps_pred[RT_NNORMS];  /* radius within which the prediction is certified too */
+	int32_t undecided;          /* hidden neurons whose sign is within rounding error of
+	                             * 0 (then every radius is 0); 0 normally */
 } rt_cert;
 
 typedef struct rt_model {
@@ -76,7 +78,8 @@ typedef struct rt_model {
 	int64_t logit_jac_off;/* after certify: ws offset of the n_out x n_in logit
 	                       * Jacobian (normalized coordinates); -1 when it is a
 	                       * weight tensor (no hidden layer), constant across inputs */
-	float mean, std;      /* normalize(mean, std); 0 and 1 when absent */
+	double mean, std;     /* normalize(mean, std), the source's decimals correctly
+	                       * rounded; 0 and 1 when absent */
 	const rt_layer *layers;
 	const rt_tensor *tensors;
 	/* once per parameter vector: quantities that do not depend on the input */
