@@ -4,12 +4,15 @@
  * input is written to: ".csv" (CSV), ".npy" (NumPy) and ".idx" (IDX, which
  * the readers pick for any other name).  Each input is read the ways the
  * commands read data: examples of any width and of a fixed width, with and
- * without a label column, and as a label file.  Besides crashes and
- * sanitizer reports, the harness checks what rt.h promises callers:
+ * without a label column, in chunks of 1 to 3 examples, and as a label
+ * file.  Besides crashes and sanitizer reports, the harness checks
+ * what rt.h promises callers:
  *   - success: at least one example of the requested width, every value
  *     finite, labels (when asked for) non-negative, none when not;
  *   - failure: the output zeroed and a message that starts with the file's
- *     name, so the user learns which file is wrong.
+ *     name, so the user learns which file is wrong;
+ *   - the chunked reader the certifier streams with gives the examples of
+ *     the whole-file reader, chunk by chunk, or fails with its message.
  */
 #include <math.h>
 
@@ -46,6 +49,41 @@ static void read_examples(const char *path, int64_t dim, bool labeled)
 	rt_data_free(&d);
 }
 
+/* The chunked reader (the certifier's) against the whole-file one: the
+ * same examples, or the same error, whatever the chunk size. */
+static void read_chunks(const char *path, int64_t max)
+{
+	rt_data whole;
+	char werr[RT_ERRLEN] = "", err[RT_ERRLEN] = "";
+	int wrc = rt_data_read(path, 0, false, &whole, werr);
+	rt_reader *r = NULL;
+	int rc = rt_reader_open(path, 0, &r, err);
+	int64_t n = 0;
+	while (rc == 0) {
+		rt_data c;
+		if ((rc = rt_reader_next(r, max, &c, err)) != 0 || c.n == 0)
+			break;
+		promise(c.n <= max, "a chunk holds at most max examples");
+		/* after a bad record the whole read fails, while the chunks before
+		 * it are given out: that is the point of streaming */
+		if (wrc == 0)
+			promise(n + c.n <= whole.n && c.dim == whole.dim &&
+			        memcmp(c.x, whole.x + n * whole.dim, sizeof(float) * (size_t)(c.n * c.dim)) == 0,
+			        "chunks hold the examples of the whole file");
+		n += c.n;
+	}
+	if (rc == 0) {
+		promise(rt_reader_count(r) == n, "the reader counts what it gave");
+		promise(wrc == 0 ? n == whole.n : n == 0, "chunks end where the whole file does");
+	} else {
+		check_failure(path, err);
+		promise(wrc != 0 && strcmp(err, werr) == 0, "chunked and whole reads fail alike");
+	}
+	if (r)
+		rt_reader_close(r);
+	rt_data_free(&whole);
+}
+
 static void read_labels(const char *path, int64_t n_expected)
 {
 	int32_t *y;
@@ -70,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	read_examples(path, 0, true);
 	read_examples(path, 2, false);
 	read_examples(path, 784, true);
+	read_chunks(path, 1 + (int64_t)(size % 3));   /* chunk boundaries anywhere */
 	read_labels(path, 0);
 	read_labels(path, 3);
 	return 0;
