@@ -646,6 +646,7 @@ typedef struct csv {
 	bool first;         /* no line of data seen yet */
 	int64_t rec;        /* records so far */
 	char *pending;      /* an all-text first line whose role the next line decides */
+	size_t pending_len; /* its length: it may hold NUL bytes */
 	int64_t pending_fields;
 } csv;
 
@@ -753,6 +754,7 @@ static int csv_line(csv *c, const char *s, const char *e, growbuf *g, char *err)
 					return fail(err, c->path, "out of memory");
 				memcpy(c->pending, s, (size_t)(e - s));
 				c->pending[e - s] = 0;
+				c->pending_len = (size_t)(e - s);
 				c->pending_fields = fields;
 				return 0;
 			}
@@ -760,7 +762,7 @@ static int csv_line(csv *c, const char *s, const char *e, growbuf *g, char *err)
 	} else if (c->pending) {
 		char *p = c->pending;
 		c->pending = NULL;
-		int rc = count_fields(s, e) == c->pending_fields ? 0 : csv_record(c, p, p + strlen(p), g, err);
+		int rc = count_fields(s, e) == c->pending_fields ? 0 : csv_record(c, p, p + c->pending_len, g, err);
 		free(p);
 		if (rc)
 			return rc;
