@@ -88,4 +88,11 @@ static inline void broken_promise(const char *what, const char *file, int line)
 			broken_promise(what, __FILE__, __LINE__);    \
 	} while (0)
 
+/* Every reader's message names the file first: "PATH: ...". */
+static inline void check_failure(const char *path, const char *err)
+{
+	promise(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':',
+	        "a reader's message starts with the file's name");
+}
+
 #endif

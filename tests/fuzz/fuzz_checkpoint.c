@@ -34,12 +34,6 @@ static void build_extra(void)
 		}
 }
 
-static void check_failure(const char *path, const char *err)
-{
-	promise(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':',
-	        "a reader's message starts with the file's name");
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!extra[0].name)

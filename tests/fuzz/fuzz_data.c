@@ -24,12 +24,6 @@
 #error "build with -DFUZZ_SUFFIX=\".csv\" (or .npy, .idx)"
 #endif
 
-static void check_failure(const char *path, const char *err)
-{
-	promise(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':',
-	        "a reader's message starts with the file's name");
-}
-
 static void read_examples(const char *path, int64_t dim, bool labeled)
 {
 	rt_data d;

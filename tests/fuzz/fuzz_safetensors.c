@@ -16,12 +16,6 @@
 #include "fuzz.h"
 #include "tiny.h"
 
-static void check_failure(const char *path, const char *err)
-{
-	promise(strncmp(err, path, strlen(path)) == 0 && err[strlen(path)] == ':',
-	        "a reader's message starts with the file's name");
-}
-
 static void read_metadata(const char *path, const char *key, size_t len)
 {
 	char value[64], err[RT_ERRLEN] = "";
