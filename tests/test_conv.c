@@ -25,6 +25,8 @@
  *                 the largest relative error to the point reference is printed.
  *   parameter gradients: 2e-3 |fd| + 2e-4 of the largest |fd| of the model
  *                 and objective (float32 sums over thousands of terms).
+ * Soundness (PAPER.md): no radius may exceed the exact one, for which the
+ * double reference stands in (1e-12 of the magnitudes for its own rounding).
  */
 #include <float.h>
 #include <math.h>
@@ -521,13 +523,11 @@ typedef struct interval {
 	int cand;           /* one of them */
 } interval;
 
-static double dual_abs_q(const double *a, int D, int p) { return rg_dual(a, D, p); }
-
 static void neuron_interval(const tmodel *t, const refx *e, int h, int p, double *lo, double *hi, double *pt)
 {
 	int D = t->D;
 	double q = rg_dual(e->G + (size_t)h * D, D, p);
-	double dq = TOL_G * dual_abs_q(e->Gabs + (size_t)h * D, D, p);
+	double dq = TOL_G * rg_dual(e->Gabs + (size_t)h * D, D, p);
 	double dz = TOL_Z * e->zmag[h], az = fabs(e->z[h]);
 	*pt = q > 0 ? az / q : INFINITY;
 	if (!(q + dq > 0)) {
