@@ -636,7 +636,7 @@ static void test_forward_grads(void **state)
 		refx e;
 		refx_alloc(&e, t);
 		trng r = { 100 + si };
-		int n_inputs = si == 0 ? 40 : 60;
+		int n_inputs = si == 0 ? 25 : 40;
 		for (int it = 0; it < n_inputs; it++) {
 			random_input(t, &r, x);
 			m->forward(t->P, x, t->ws, z, lg);
@@ -790,7 +790,7 @@ static void test_certify(void **state)
 		refx e;
 		refx_alloc(&e, t);
 		trng r = { 200 + si };
-		for (int it = 0; it < 80; it++) {
+		for (int it = 0; it < 60; it++) {
 			random_input(t, &r, x);
 			rt_cert c;
 			memset(&c, 0x55, sizeof c);
