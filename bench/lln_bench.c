@@ -442,9 +442,9 @@ static void run_kernels(bench *b)
 		for (int64_t i = 0; i < n; i++) {
 			const float *x = b->data.x + i * m->n_in;
 			t0 = now();
-			m->certify(b->P, b->pre, x, RT_ALL_NORMS, ws, z, logits, &cert);
+			m->certify(b->P, b->pre, x, RT_ALL_NORMS, ws, z, logits, &cert, NULL);
 			t1 = now();
-			m->certify(b->P, b->pre, x, RT_NORM_BIT(RT_L2), ws, z, logits, &cert);
+			m->certify(b->P, b->pre, x, RT_NORM_BIT(RT_L2), ws, z, logits, &cert, NULL);
 			acc[K_CERT_L2] += now() - t1;
 			acc[K_CERT_ALL] += t1 - t0;
 		}

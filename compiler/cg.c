@@ -283,7 +283,7 @@ static void plan_layout(gen *g, arena *a, bool training)
  * those whose bit is set in `ints` (int32 by value). */
 LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char **pnames, unsigned ints)
 {
-	LLVMTypeRef ps[8];
+	LLVMTypeRef ps[12];
 	for (int i = 0; i < nparams; i++)
 		ps[i] = ints & (1u << i) ? g->i32 : g->ptr;
 	LLVMTypeRef ft = LLVMFunctionType(LLVMVoidTypeInContext(g->c), ps, (unsigned)nparams, 0);
@@ -307,12 +307,19 @@ LLVMValueRef cg_param(gen *g, int i) { return LLVMGetParam(g->fn, (unsigned)i); 
 
 /* The forward pass in double precision: every value's pre-activation goes
  * to the workspace; z and logits, when given, receive float copies. */
-void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef ws, LLVMValueRef z, LLVMValueRef logits)
+void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef xlo, LLVMValueRef ws, LLVMValueRef z,
+                LLVMValueRef logits)
 {
 	const ir_module *m = g->m;
 	loop l;
 	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, m->n_in));
-	LLVMValueRef xv = LLVMBuildFSub(g->b, ext(g, load(g, g->f32, x, d)), cd(g, m->mean), "");
+	LLVMValueRef xd = ext(g, load(g, g->f32, x, d));
+	if (xlo) {   /* the input as given: x + xlo, when xlo is not NULL */
+		LLVMValueRef has = LLVMBuildIsNotNull(g->b, xlo, "");
+		LLVMValueRef lo = ext(g, load(g, g->f32, LLVMBuildSelect(g->b, has, xlo, x, ""), d));
+		xd = LLVMBuildFAdd(g->b, xd, LLVMBuildSelect(g->b, has, lo, cd(g, 0), ""), "");
+	}
+	LLVMValueRef xv = LLVMBuildFSub(g->b, xd, cd(g, m->mean), "");
 	store(g, LLVMBuildFDiv(g->b, xv, cd(g, m->std), ""), val_ptr(g, ws, 0), d);
 	loop_end(g, &l);
 
@@ -465,7 +472,7 @@ static void emit_forward_fn(gen *g)
 {
 	static const char *names[] = { "P", "x", "ws", "z", "logits" };
 	cg_begin_function(g, "lln_forward", 5, names, 0);
-	cg_forward(g, cg_param(g, 0), cg_param(g, 1), cg_param(g, 2), cg_param(g, 3), cg_param(g, 4));
+	cg_forward(g, cg_param(g, 0), cg_param(g, 1), NULL, cg_param(g, 2), cg_param(g, 3), cg_param(g, 4));
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -495,12 +502,12 @@ static void emit_grads(gen *g)
  * fastest rate the bound allows, from the nearest z the bound allows. */
 static void emit_direction(gen *g)
 {
-	static const char *names[] = { "P", "x", "d", "ws", "t", "bind" };
-	cg_begin_function(g, "lln_direction", 6, names, 0);
+	static const char *names[] = { "P", "x", "d", "ws", "t", "bind", "xlo" };
+	cg_begin_function(g, "lln_direction", 7, names, 0);
 	const ir_module *m = g->m;
 	LLVMValueRef P = cg_param(g, 0), dir = cg_param(g, 2), ws = cg_param(g, 3);
-	cg_forward(g, P, cg_param(g, 1), ws, NULL, NULL);
-	cg_forward_bounds(g, P, ws);
+	cg_forward(g, P, cg_param(g, 1), cg_param(g, 6), ws, NULL, NULL);
+	cg_forward_bounds(g, P, ws, cg_param(g, 1), cg_param(g, 6));
 	LLVMValueRef first, undecided = cg_undecided(g, ws, &first);
 	LLVMValueRef best = var(g, g->f64, cd(g, INFINITY)), bind = var(g, g->i32, ci32(g, -1));
 	LLVMBasicBlockRef sure = block(g, "decided"), unsure = block(g, "undecided"), done = block(g, "done");
@@ -581,7 +588,7 @@ static void emit_train_forward(gen *g)
 	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq" };
 	cg_begin_function(g, "lln_train_forward", 8, names, 1u << 3);
 	LLVMValueRef ws = cg_param(g, 4);
-	cg_forward(g, cg_param(g, 0), cg_param(g, 2), ws, cg_param(g, 5), cg_param(g, 6));
+	cg_forward(g, cg_param(g, 0), cg_param(g, 2), NULL, ws, cg_param(g, 5), cg_param(g, 6));
 	cg_active_lists(g, ws, NULL);
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 3), ci32(g, 0), ""));
 	if (g->m->dense_chain) {

@@ -402,8 +402,11 @@ extern const cg_op *const cg_ops[OP_COUNT];   /* by op_kind (cg.c) */
  * (a bit per parameter index); the builder is left in its entry block. */
 LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char **pnames, unsigned ints);
 LLVMValueRef cg_param(gen *g, int i);
-/* The forward pass in double: values to ws, float copies to z and logits. */
-void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef ws, LLVMValueRef z, LLVMValueRef logits);
+/* The forward pass in double: values to ws, float copies to z and logits;
+ * the input is x + xlo when the LLVM value xlo (a run-time pointer that may
+ * be NULL) is given, else x. */
+void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef xlo, LLVMValueRef ws, LLVMValueRef z,
+                LLVMValueRef logits);
 /* A dense layer reading the input has its weights as gradient rows. */
 bool cg_rows_are_weights(const ir_op *op);
 /* Where each value's rows are; a NULL rows[v] is filled in. */
@@ -419,7 +422,7 @@ LLVMValueRef cg_dual(gen *g, LLVMValueRef sums[3], int p);
  * forward pass it shares with the direction kernel: ez(v) >= |z - z^| for
  * every unit of every value, for the model as written. */
 void cg_emit_certify(gen *g);
-void cg_forward_bounds(gen *g, LLVMValueRef P, LLVMValueRef ws);
+void cg_forward_bounds(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef x, LLVMValueRef xlo);
 /* zl[h] = |z^_h| - ez_h; the number of hidden neurons with zl <= 0 (signs
  * undecided) and the first of them (-1 if none). */
 LLVMValueRef cg_undecided(gen *g, LLVMValueRef ws, LLVMValueRef *first);

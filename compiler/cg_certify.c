@@ -66,16 +66,24 @@ LLVMValueRef cg_trunc_down(gen *g, LLVMValueRef d)
 
 /* ---- the forward pass's error ---- */
 
-void cg_forward_bounds(gen *g, LLVMValueRef P, LLVMValueRef ws)
+void cg_forward_bounds(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef x, LLVMValueRef xlo)
 {
 	const ir_module *m = g->m;
 	/* x^_n = fl(fl(x - mean^) / std^) against (x - mean) / std: 3.01 u |x^_n|
-	 * from the two roundings and std^'s, u |mean| / std from mean^'s */
+	 * from the two roundings and std^'s, u |mean| / std from mean^'s; and
+	 * the input as given, v, against x + xlo: u |v| from v's rounding to
+	 * double, 2^-24 |xlo| from the rest's to float, u |x + xlo| from the sum */
 	double c0 = 2 * U * fabs(m->mean) / m->std;
 	LLVMValueRef e0 = dptr(g, ws, g->ez_off[0]), x0 = val_ptr(g, ws, 0);
+	LLVMValueRef has = LLVMBuildIsNotNull(g->b, xlo, "");
 	loop l;
 	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, m->n_in));
-	store(g, dadd(g, dmul(g, fabsv(g, dload(g, x0, d)), 4 * U), cd(g, c0)), e0, d);
+	LLVMValueRef e = dadd(g, dmul(g, fabsv(g, dload(g, x0, d)), 4 * U), cd(g, c0));
+	LLVMValueRef xf = ext(g, load(g, g->f32, x, d));
+	LLVMValueRef lo = ext(g, load(g, g->f32, LLVMBuildSelect(g->b, has, xlo, x, ""), d));
+	LLVMValueRef r = dadd(g, dmul(g, fabsv(g, xf), 3 * U), dmul(g, fabsv(g, lo), 0x1p-23));
+	r = LLVMBuildFDiv(g->b, r, cd(g, m->std * (1 - 4 * U)), "");
+	store(g, dadd(g, e, LLVMBuildSelect(g->b, has, r, cd(g, 0), "")), e0, d);
 	loop_end(g, &l);
 	LLVMValueRef tmp = dptr(g, ws, g->tmp_off);
 	for (int k = 0; k < m->n_ops; k++) {
@@ -520,14 +528,14 @@ void cg_emit_certify(gen *g)
 	const ir_module *m = g->m;
 	cert c = { .stdlo = m->std * (1 - 2 * U), .gn = 2 * cg_gamma(m->n_in) };
 	emit_vjp(g, &c);
-	static const char *names[] = { "P", "pre", "x", "norms", "ws", "z", "logits", "out" };
-	cg_begin_function(g, "lln_certify", 8, names, 1u << 3);
+	static const char *names[] = { "P", "pre", "x", "norms", "ws", "z", "logits", "out", "xlo" };
+	cg_begin_function(g, "lln_certify", 9, names, 1u << 3);
 	c.P = cg_param(g, 0);
 	c.pre = cg_param(g, 1);
 	c.ws = cg_param(g, 4);
 	c.norms = cg_param(g, 3);
 	LLVMValueRef out = cg_param(g, 7);
-	cg_forward(g, c.P, cg_param(g, 2), c.ws, cg_param(g, 5), cg_param(g, 6));
+	cg_forward(g, c.P, cg_param(g, 2), cg_param(g, 8), c.ws, cg_param(g, 5), cg_param(g, 6));
 	cg_active_lists(g, c.ws, NULL);
 
 	/* the prediction: argmax, or for one logit its sign */
@@ -546,7 +554,7 @@ void cg_emit_certify(gen *g)
 	c.y = get(g, g->i64, y);
 
 	/* a sign within rounding error of 0 leaves no region to certify */
-	cg_forward_bounds(g, c.P, c.ws);
+	cg_forward_bounds(g, c.P, c.ws, cg_param(g, 2), cg_param(g, 8));
 	LLVMValueRef first, undecided = cg_undecided(g, c.ws, &first);
 	LLVMValueRef zero[RT_NNORMS], firsts[RT_NNORMS];
 	for (int p = 0; p < RT_NNORMS; p++) {

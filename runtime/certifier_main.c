@@ -400,6 +400,7 @@ int main(int argc, char **argv)
 		if (chunk.n == 0)
 			break;
 		b.x = chunk.x;
+		b.xlo = chunk.xlo;
 		b.n = chunk.n;
 		if (dir_path && dirs.per_input) {
 			if (done_n > 0 && rt_reader_next(dirs.r, CHUNK, &dirs.chunk, err) != 0) {

@@ -104,12 +104,13 @@ static void *run_share(void *arg)
 	} else {
 		for (int64_t i = s->begin; i < s->end; i++) {
 			const float *x = b->x + i * m->n_in;
-			m->certify(s->P, s->pre, x, b->norms, ws, z, logits, &b->cert[i]);
+			const float *xlo = b->xlo ? b->xlo + i * m->n_in : NULL;
+			m->certify(s->P, s->pre, x, b->norms, ws, z, logits, &b->cert[i], xlo);
 			if (b->pattern)
 				b->pattern[i] = rt_pattern_hash(z, m->n_hidden);
 			if (b->dirs) {
 				const float *d = b->dirs + (b->n_dirs == 1 ? 0 : i) * m->n_in;
-				m->direction(s->P, x, d, ws, &b->t[i], &b->tbind[i]);
+				m->direction(s->P, x, d, ws, &b->t[i], &b->tbind[i], xlo);
 			}
 		}
 	}
@@ -154,3 +155,4 @@ int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b)
 	free(sh);
 	return failed ? -1 : 0;
 }
+

@@ -474,20 +474,41 @@ static int array_shape(const char *path, const array *a, int64_t dim, int64_t *n
 
 /* Converts `rows` examples of w values, whose bytes from the file are at p,
  * into x; row0 examples came before them (for record numbers). */
+/* What a reader keeps of a value v as given (its correctly rounded
+ * double) besides its float32 f: the rest, v - f, rounded to float, so that
+ * the kernels certify f + lo, within about 1e-16 |v| of the value given. */
+static float rest(double v, float f)
+{
+	return (float)(v - (double)f);
+}
+
+static bool any_rest(const float *xlo, int64_t n)
+{
+	for (int64_t i = 0; xlo && i < n; i++)
+		if (xlo[i] != 0)
+			return true;
+	return false;
+}
+
 static int convert_rows(const char *path, const array *a, const unsigned char *p, int64_t row0,
-                        int64_t rows, int64_t w, bool scale255, float *x, char *err)
+                        int64_t rows, int64_t w, bool scale255, float *x, float *xlo, char *err)
 {
 	const int64_t count = rows * w;
 	if (scale255) {
 		/* x/255.0 rounded once to float: the same values torchvision's
-		 * ToTensor gives. */
-		float table[256];
-		for (int i = 0; i < 256; i++)
+		 * ToTensor gives; the value as given is b / 255 */
+		float table[256], lo[256];
+		for (int i = 0; i < 256; i++) {
 			table[i] = (float)(i / 255.0);
-		for (int64_t i = 0; i < count; i++)
+			lo[i] = rest(i / 255.0, table[i]);
+		}
+		for (int64_t i = 0; i < count; i++) {
 			x[i] = table[p[i]];
+			xlo[i] = lo[p[i]];
+		}
 	} else if (a->t.kind == 'f' && a->t.size == 4 && !a->t.big) {
 		memcpy(x, p, (size_t)count * sizeof *x);
+		memset(xlo, 0, (size_t)count * sizeof *xlo);   /* float32 as given */
 		for (int64_t i = 0; i < count; i++)
 			if (!isfinite(x[i]))
 				return fail_rec(err, path, row0 + i / w + 1, "value %lld is NaN or infinite",
@@ -500,6 +521,7 @@ static int convert_rows(const char *path, const array *a, const unsigned char *p
 			if (bad)
 				return fail_rec(err, path, row0 + i / w + 1, "value %lld %s", (long long)(i % w + 1), bad);
 			x[i] = (float)v;
+			xlo[i] = rest(v, x[i]);
 		}
 	}
 	return 0;
@@ -607,6 +629,7 @@ static void trim(const char **s, const char **e)
 
 typedef struct growbuf {
 	float *x;
+	float *xlo;       /* as x: see rt_data */
 	int32_t *y;
 	int64_t n, cap;   /* in records */
 } growbuf;
@@ -626,6 +649,10 @@ static bool reserve(growbuf *g, int64_t need, int64_t width, bool labels)
 		if (!nx)
 			return false;
 		g->x = nx;
+		float *nl = rt_realloc(g->xlo, (size_t)ncap * (size_t)width * sizeof *nl);
+		if (!nl)
+			return false;
+		g->xlo = nl;
 	}
 	if (labels) {
 		int32_t *ny = rt_realloc(g->y, (size_t)ncap * sizeof *ny);
@@ -708,7 +735,7 @@ static int csv_record(csv *c, const char *s, const char *e, growbuf *g, char *er
 		f = fe + 1;
 		k = 1;
 	}
-	float *x = width ? g->x + g->n * width : NULL;
+	float *x = width ? g->x + g->n * width : NULL, *xlo = width ? g->xlo + g->n * width : NULL;
 	for (int64_t j = 0; j < width; j++, k++) {
 		const char *fe = field_end(f, e);
 		double v;
@@ -727,6 +754,7 @@ static int csv_record(csv *c, const char *s, const char *e, growbuf *g, char *er
 			return fail_rec(err, path, rec, "field %lld is out of float32 range: '%s'",
 			                (long long)(k + 1), quote(q, sizeof q, f, fe));
 		}
+		xlo[j] = rest(v, x[j]);
 		f = fe + 1;
 	}
 	g->n++;
@@ -904,6 +932,7 @@ void rt_reader_close(rt_reader *r)
 	free(r->buf);
 	free(r->c.pending);
 	free(r->g.x);
+	free(r->g.xlo);
 	free(r->g.y);
 	free(r->path);
 	free(r);
@@ -1105,7 +1134,8 @@ static int array_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
 	for (int64_t left = rows; left > 0;) {
 		int64_t k = left < piece ? left : piece;
 		if (read_exact(r, r->raw, (size_t)k * row_bytes, err) ||
-		    convert_rows(r->c.path, &r->a, r->raw, r->row, k, r->w, r->scale255, g->x + g->n * r->w, err))
+		    convert_rows(r->c.path, &r->a, r->raw, r->row, k, r->w, r->scale255, g->x + g->n * r->w,
+		                 g->xlo + g->n * r->w, err))
 			return -1;
 		g->n += k;
 		r->row += k;
@@ -1187,6 +1217,7 @@ int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err)
 	chunk->n = r->g.n;
 	chunk->dim = r->is_csv ? r->c.width : r->w;
 	chunk->x = r->g.x;
+	chunk->xlo = any_rest(r->g.xlo, chunk->n * chunk->dim) ? r->g.xlo : NULL;
 	return 0;
 }
 
@@ -1210,6 +1241,12 @@ int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char
 		float *sx = realloc(r->g.x, (size_t)r->g.n * (size_t)width * sizeof *sx);
 		out->x = sx ? sx : r->g.x;
 		out->y = r->g.y;
+		if (any_rest(r->g.xlo, r->g.n * width)) {
+			float *sl = realloc(r->g.xlo, (size_t)r->g.n * (size_t)width * sizeof *sl);
+			out->xlo = sl ? sl : r->g.xlo;
+		} else {
+			free(r->g.xlo);   /* every value exact: the kernels' fast path */
+		}
 		out->n = r->g.n;
 		out->dim = width;
 		r->g = (growbuf){ 0 };
@@ -1310,6 +1347,7 @@ void rt_data_free(rt_data *d)
 		return;
 	free(d->x);
 	free(d->y);
+	free(d->xlo);
 	memset(d, 0, sizeof *d);
 }
 

@@ -61,7 +61,7 @@ static void *eval_share(void *arg)
 		const float *x = j->d->x + i * D;
 		int32_t y = j->d->y ? j->d->y[i] : -1;
 		rt_cert c;
-		m->certify(j->P, j->pre, x, j->norms, ws, z, logits, &c);
+		m->certify(j->P, j->pre, x, j->norms, ws, z, logits, &c, j->d->xlo ? j->d->xlo + i * D : NULL);
 		j->correct[i] = c.label == y;
 		for (int p = 0; p < RT_NNORMS; p++)
 			j->eps[p][i] = c.eps[p];

@@ -51,6 +51,7 @@ typedef struct plot_cfg {
 	long long width;
 	int threads;
 	bool circles, arrows, count, help;
+	bool fill;              /* --fill-regions: each region in its own colour */
 	rt_names names;         /* --rename, --strip-prefix for every weights file */
 } plot_cfg;
 
@@ -95,6 +96,8 @@ static void plot_usage(FILE *f, const rt_model *m, const plot_cfg *c)
 		"                        0: none [%d, or all when there are fewer]\n"
 		"  --no-circles          leave out the eps_2 circles\n"
 		"  --no-arrows           leave out the gradient arrows\n"
+		"  --fill-regions        fill every region with its own random colour (the\n"
+		"                        paper's Figure 1), over the prediction\n"
 		"  --segment A,B         the 1-D picture along the segment from A to B; each\n"
 		"                        end is #N (the data's record N, from 1) or the\n"
 		"                        coordinates separated by ';' (e.g. 0.5;-1)\n"
@@ -158,6 +161,10 @@ static int parse_args(plot_cfg *c, int argc, char **argv)
 		}
 		if (!strcmp(a, "--no-circles")) {
 			c->circles = false;
+			continue;
+		}
+		if (!strcmp(a, "--fill-regions")) {
+			c->fill = true;
 			continue;
 		}
 		if (!strcmp(a, "--no-arrows")) {
@@ -437,7 +444,7 @@ static int certify_points(const rt_model *m, panel *p, const rt_data *d, const i
 	for (int64_t s = 0; s < ns; s++) {
 		const float *x = d->x + sel[s] * D;
 		rt_cert c;
-		m->certify(p->P, p->pre, x, RT_NORM_BIT(RT_L2), ws, z, lg, &c);
+		m->certify(p->P, p->pre, x, RT_NORM_BIT(RT_L2), ws, z, lg, &c, NULL);
 		p->eps[s] = c.eps[RT_L2];
 		int k = m->n_out == 1 ? 0 : c.label;
 		float *g = p->grad + s * D;
@@ -662,6 +669,33 @@ static void draw_panel_2d(cairo_t *cr, const rt_model *m, const plot_cfg *c, con
 		cairo_restore(cr);
 	}
 	cairo_surface_destroy(img);
+
+	/* --fill-regions: a pale colour per region, from a generator seeded by
+	 * the region's index (the same picture every time), so that neighbours
+	 * differ and a region's size shows at a glance; translucent over the
+	 * prediction.  Fills only: the outlines below stay the only grey strokes. */
+	if (c->fill) {
+		rt_rng r;
+		rt_rng_seed(&r, 0x6c6c6e2d66696c6cULL);
+		for (int64_t k = 0; k < p->reg.n; k++) {
+			const rt_polygon *q = &p->reg.p[k];
+			double h = rt_rng_uniform(&r) * 6, f = h - floor(h), v = 0.55 + 0.35 * rt_rng_uniform(&r);
+			double rgbv[6][3] = { { 1, f, 0 }, { 1 - f, 1, 0 }, { 0, 1, f }, { 0, 1 - f, 1 }, { f, 0, 1 },
+			                      { 1, 0, 1 - f } };
+			const double *hue = rgbv[(int)h % 6];
+			cairo_set_source_rgba(cr, v + (1 - v) * hue[0] * 0.9, v + (1 - v) * hue[1] * 0.9,
+			                      v + (1 - v) * hue[2] * 0.9, 0.75);
+			for (int i = 0; i < q->n; i++) {
+				double x = PX(q->xy[2 * i]), y = PY(q->xy[2 * i + 1]);
+				if (i == 0)
+					cairo_move_to(cr, x, y);
+				else
+					cairo_line_to(cr, x, y);
+			}
+			cairo_close_path(cr);
+			cairo_fill(cr);
+		}
+	}
 
 	/* every region, outlined: one path each.  On a raster, crisp 1-pixel
 	 * hairlines: tens of thousands of antialiased strokes would blur into

@@ -485,7 +485,7 @@ int rt_segment_boundaries(const rt_model *m, const float *P, const float *a, con
 	for (;;) {
 		float e;
 		int32_t bind;
-		m->direction(P, x, d, ws, &e, &bind);
+		m->direction(P, x, d, ws, &e, &bind, NULL);
 		double eps = e;
 		if (!(eps < INFINITY) || cur + eps >= 1)
 			break;

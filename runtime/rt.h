@@ -89,12 +89,16 @@ typedef struct rt_model {
 	void (*forward)(const float *P, const float *x, float *ws, float *z, float *logits);
 	/* G (n_hidden x n_in, row-major): row h is d z_h / d x_raw, masks from z */
 	void (*grads)(const float *P, const float *z, float *G, float *ws);
-	/* forward + margins for the norms in the bit set `norms` */
+	/* forward + margins for the norms in the bit set `norms`, sound for the
+	 * point x + xlo (xlo may be NULL: the point x), computed in double:
+	 * every radius r satisfies r ||g_h||_q <= |z_h| in exact arithmetic
+	 * (docs/reliability.md) */
 	void (*certify)(const float *P, const float *pre, const float *x, int32_t norms,
-	                float *ws, float *z, float *logits, rt_cert *out);
-	/* directional margin: largest t with x + t d in the activation region of x */
+	                float *ws, float *z, float *logits, rt_cert *out, const float *xlo);
+	/* directional margin: largest t with x + xlo + t d in the activation
+	 * region of x + xlo, as sound as certify's radii */
 	void (*direction)(const float *P, const float *x, const float *d, float *ws,
-	                  float *t, int32_t *bind);
+	                  float *t, int32_t *bind, const float *xlo);
 
 	/* Training.  The loss of one example is any function of its logits, its
 	 * pre-activations z and sq[h] = ||d z_h / d x||^2 (gradients with respect
@@ -126,6 +130,7 @@ const rt_layer *rt_layer_of(const rt_model *m, int32_t h, int32_t *index);
  * ---------------------------------------------------------------------- */
 typedef struct rt_batch {
 	const float *x;        /* n x n_in */
+	const float *xlo;      /* n x n_in, or NULL: see rt_data */
 	int64_t n;
 	const float *dirs;     /* NULL or n_dirs x n_in */
 	int64_t n_dirs;
@@ -181,6 +186,11 @@ typedef struct rt_data {
 	int64_t dim;
 	float *x;        /* n x dim */
 	int32_t *y;      /* n labels, or NULL */
+	/* n x dim, or NULL: x_given - x rounded to float, where x_given are the
+	 * values as written (a CSV field's decimal, b / 255 for a byte of an IDX
+	 * image, a float64 of a .npy) and x their float32 roundings; the
+	 * certify and direction kernels certify x + xlo, in double */
+	float *xlo;
 } rt_data;
 
 int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char *err);

@@ -35,8 +35,8 @@ static void put_num(FILE *f, double v)
 	fputs(buf, f);
 }
 
-static int write_property(const char *path, const rt_model *m, const float *x, const rt_cert *c, int64_t index,
-                          char *err)
+static int write_property(const char *path, const rt_model *m, const float *x, const float *xlo, const rt_cert *c,
+                          int64_t index, char *err)
 {
 	double r = c->eps_pred[RT_LINF];
 	if (!isfinite(r))
@@ -58,11 +58,14 @@ static int write_property(const char *path, const rt_model *m, const float *x, c
 	for (int j = 0; j < m->n_out; j++)
 		fprintf(f, "(declare-const Y_%d Real)\n", j);
 	fputc('\n', f);
+	/* around the input as given (x + xlo); each bound rounded inward, so the
+	 * box stays inside the certified ball */
 	for (int i = 0; i < m->n_in; i++) {
+		double v = (double)x[i] + (xlo ? (double)xlo[i] : 0);
 		fprintf(f, "(assert (>= X_%d ", i);
-		put_num(f, (double)x[i] - r);
+		put_num(f, nextafter(nextafter(v - r, INFINITY), INFINITY));
 		fprintf(f, "))\n(assert (<= X_%d ", i);
-		put_num(f, (double)x[i] + r);
+		put_num(f, nextafter(nextafter(v + r, -INFINITY), -INFINITY));
 		fputs("))\n", f);
 	}
 	fputc('\n', f);
@@ -103,7 +106,8 @@ int rt_vnnlib_batch(const char *dir, const rt_model *m, const rt_batch *b, int64
 	int rc = 0;
 	for (int64_t i = 0; i < b->n && !rc; i++) {
 		snprintf(path, cap, "%s/prop_%lld.vnnlib", dir, (long long)(first + i));
-		rc = write_property(path, m, b->x + i * m->n_in, &b->cert[i], first + i, err);
+		rc = write_property(path, m, b->x + i * m->n_in, b->xlo ? b->xlo + i * m->n_in : NULL, &b->cert[i],
+		                    first + i, err);
 	}
 	free(path);
 	return rc;

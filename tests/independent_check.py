@@ -79,16 +79,16 @@ def read_idx(path):
     dims = struct.unpack(">" + "I" * nd, data[4:4 + 4 * nd])
     body = data[4 + 4 * nd:]
     if data[2] == 0x08:
-        x = (np.frombuffer(body, dtype=np.uint8) / 255.0).astype(np.float32)  # x / 255.0 rounded once
+        x = np.frombuffer(body, dtype=np.uint8) / 255.0  # the value as given: b / 255
     else:
-        x = np.frombuffer(body, dtype=">f4").astype(np.float32)
+        x = np.frombuffer(body, dtype=">f4").astype(np.float64)
     return x.reshape(dims[0], -1)
 
 
 def read_inputs(path, dim):
     if path.endswith(".npy"):
         x = np.load(path, allow_pickle=False)
-        x = np.asarray(x, dtype=np.float32).reshape(x.shape[0], -1)
+        x = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1)
     elif not path.endswith(".csv"):
         x = read_idx(path)
     else:
@@ -99,10 +99,10 @@ def read_inputs(path, dim):
                 if not line or line.startswith("#"):
                     continue
                 rows.append([float(v) for v in line.split(",")])
-        x = np.asarray(rows, dtype=np.float32)
+        x = np.asarray(rows, dtype=np.float64)
     if x.shape[1] != dim:
         raise ValueError(f"{path}: {x.shape[1]} values per example, the model takes {dim}")
-    return x.astype(np.float64)  # float32 inputs, exactly as the certifier sees them
+    return x.astype(np.float64)  # the values as given, which the certifier certifies
 
 
 def dual(v, p):

@@ -794,7 +794,7 @@ static void test_certify(void **state)
 			random_input(t, &r, x);
 			rt_cert c;
 			memset(&c, 0x55, sizeof c);
-			m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c);
+			m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c, NULL);
 			m->forward(t->P, x, t->ws, z2, lg2);
 			for (int h = 0; h < H; h++)
 				if (fabs(z[h] - z2[h]) > 1e-6 * fabs(z2[h]) + 1e-30)
@@ -853,7 +853,7 @@ static void test_certify(void **state)
 				                           RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_L2) };
 			for (size_t ss = 0; ss < sizeof subsets / sizeof *subsets; ss++) {
 				rt_cert cs;
-				m->certify(t->P, t->pre, x, subsets[ss], t->ws, z2, lg2, &cs);
+				m->certify(t->P, t->pre, x, subsets[ss], t->ws, z2, lg2, &cs, NULL);
 				assert_int_equal(cs.label, c.label);
 				for (int p = 0; p < 3; p++)
 					if (subsets[ss] & RT_NORM_BIT(p)) {
@@ -904,7 +904,7 @@ static void test_soundness(void **state)
 		for (int it = 0; it < 30; it++) {
 			random_input(t, &r, x);
 			rt_cert c;
-			m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c);
+			m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c, NULL);
 			refx_compute(&e, t, x, z);
 			double bound[3] = { INFINITY, INFINITY, INFINITY };
 			for (int h = 0; h < H; h++)
@@ -938,7 +938,7 @@ static void test_soundness(void **state)
 				dir[d] = (float)trng_normal(&r);
 			float tt;
 			int32_t tb;
-			m->direction(t->P, x, dir, t->ws, &tt, &tb);
+			m->direction(t->P, x, dir, t->ws, &tt, &tb, NULL);
 			double tmax = INFINITY;
 			for (int h = 0; h < H; h++) {
 				double gd = 0;
@@ -1003,7 +1003,7 @@ static void test_pred_binding(void **state)
 			for (int d = 0; d < D; d++)
 				x[d] = (float)(x0[d] + lo * ((double)x1[d] - x0[d]));
 			rt_cert c;
-			t->m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c);
+			t->m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c, NULL);
 			refx_compute(&e, t, x, z);
 			tried++;
 			for (int p = 0; p < 3; p++) {
@@ -1095,7 +1095,7 @@ static void test_direction(void **state)
 			}
 			float tt;
 			int32_t tb;
-			m->direction(t->P, x, dir, t->ws, &tt, &tb);
+			m->direction(t->P, x, dir, t->ws, &tt, &tb, NULL);
 			m->forward(t->P, x, t->ws, z, lg);
 			refx_compute(&e, t, x, z);
 			/* interval: g.d to within TOL_G (|G| . |d|); neurons whose sign of
@@ -1227,7 +1227,7 @@ static void test_geometry(void **state)
 			for (int tries = 0; found < 2 && tries < 300; tries++) {
 				random_input(t, &r, x);
 				rt_cert c;
-				m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c);
+				m->certify(t->P, t->pre, x, RT_ALL_NORMS, t->ws, z, lg, &c, NULL);
 				refx_compute(&e, t, x, z);
 				if (c.bind[p] < 0)
 					continue;
@@ -1364,7 +1364,7 @@ static void test_batch(void **state)
 		for (int i = 0; i < n; i++) {
 			rt_cert c;
 			memset(&c, 0, sizeof c);
-			m->certify(t->P, t->pre, x + (size_t)i * D, RT_ALL_NORMS, t->ws, z, lg, &c);
+			m->certify(t->P, t->pre, x + (size_t)i * D, RT_ALL_NORMS, t->ws, z, lg, &c, NULL);
 			assert_memory_equal(&c, &cert[0][i], sizeof c);
 			m->forward(t->P, x + (size_t)i * D, t->ws, z, lg);
 			/* the pattern hash, computed here from rt.h's definition */
@@ -1384,7 +1384,7 @@ static void test_batch(void **state)
 				         (unsigned long long)rt_pattern_hash(z, t->H));
 			float td;
 			int32_t bd;
-			m->direction(t->P, x + (size_t)i * D, dirs + (size_t)i * D, t->ws, &td, &bd);
+			m->direction(t->P, x + (size_t)i * D, dirs + (size_t)i * D, t->ws, &td, &bd, NULL);
 			assert_memory_equal(&td, &tt[0][i], sizeof td);
 			assert_int_equal(bd, tb[0][i]);
 		}

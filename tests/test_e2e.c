@@ -153,17 +153,25 @@ typedef struct results {
 	int32_t *tbind;
 } results;
 
-static void certify_inproc(const inproc *ip, const float *x, int64_t n, const float *dirs, int64_t n_dirs, int norms,
-                           results *r)
+/* xlo: the rest of the inputs as given past their floats, as the readers
+ * keep it (rt_data.xlo), or NULL. */
+static void certify_inproc_given(const inproc *ip, const float *x, const float *xlo, int64_t n, const float *dirs,
+                                 int64_t n_dirs, int norms, results *r)
 {
 	r->n = n;
 	r->cert = calloc((size_t)n, sizeof(rt_cert));
 	r->pattern = calloc((size_t)n, sizeof(uint64_t));
 	r->t = calloc((size_t)n, sizeof(float));
 	r->tbind = calloc((size_t)n, sizeof(int32_t));
-	rt_batch b = { .x = x, .n = n, .dirs = dirs, .n_dirs = n_dirs, .norms = norms, .threads = 2,
+	rt_batch b = { .x = x, .xlo = xlo, .n = n, .dirs = dirs, .n_dirs = n_dirs, .norms = norms, .threads = 2,
 	               .cert = r->cert, .pattern = r->pattern, .t = r->t, .tbind = r->tbind };
 	assert_int_equal(rt_certify_batch(ip->m, ip->P, &b), 0);
+}
+
+static void certify_inproc(const inproc *ip, const float *x, int64_t n, const float *dirs, int64_t n_dirs, int norms,
+                           results *r)
+{
+	certify_inproc_given(ip, x, NULL, n, dirs, n_dirs, norms, r);
 }
 
 static void results_free(results *r)
@@ -486,7 +494,7 @@ static void write_csv(const char *path, const float *x, int64_t n, int dim)
 	assert_non_null(f);
 	for (int64_t i = 0; i < n; i++)
 		for (int d = 0; d < dim; d++)
-			fprintf(f, "%.9g%c", x[i * dim + d], d + 1 < dim ? ',' : '\n');
+			fprintf(f, "%.70g%c", x[i * dim + d], d + 1 < dim ? ',' : '\n');
 	fclose(f);
 }
 
@@ -1030,11 +1038,11 @@ static double json_at(const char *text, const char *key, int k)
  * in-process kernels: accuracy from the certified labels, percentiles of
  * the margins, distinct patterns, the mean cross-entropy of the logits,
  * and rt_evaluate for the Jacobian count. */
-static void check_eval(const char *json, const inproc *ip, const float *x, const int32_t *y, int n)
+static void check_eval(const char *json, const inproc *ip, const float *x, const float *xlo, const int32_t *y, int n)
 {
 	const rt_model *m = ip->m;
 	results r;
-	certify_inproc(ip, x, n, NULL, 0, RT_ALL_NORMS, &r);
+	certify_inproc_given(ip, x, xlo, n, NULL, 0, RT_ALL_NORMS, &r);
 	int correct = 0;
 	for (int i = 0; i < n; i++)
 		correct += r.cert[i].label == y[i];
@@ -1170,7 +1178,13 @@ static void test_cnn(void **state)
 	long before = n_compared, exact_before = n_exact;
 	results r, ri;
 	certify_inproc(&ip, x, n, NULL, 0, RT_ALL_NORMS, &r);
-	certify_inproc(&ip, xi, n, NULL, 0, RT_ALL_NORMS, &ri);
+	/* IDX bytes are b / 255 exactly: the reader keeps the rest past the float */
+	rt_data di;
+	char derr[RT_ERRLEN];
+	assert_int_equal(rt_data_read(XI, D, false, &di, derr), 0);
+	assert_memory_equal(di.x, xi, sizeof(float) * (size_t)D * n);
+	certify_inproc_given(&ip, xi, di.xlo, n, NULL, 0, RT_ALL_NORMS, &ri);
+	rt_data_free(&di);
 	const char *a1[] = { bin, "-o", out, XN, NULL };
 	run_ok(a1, true, NULL);
 	char *s = slurp(out);
@@ -1202,13 +1216,15 @@ static void test_cnn(void **state)
 	const char *e1[] = { LLNC, "eval", lln, "--weights", w, "--data", data, "--json", NULL };
 	run_ok(e1, false, NULL);
 	s = out_text();
-	check_eval(s, &ip, x, y, n);
+	check_eval(s, &ip, x, NULL, y, n);
 	free(s);
 	snprintf(data, sizeof data, "%s,%s", XI, YI);
 	const char *e2[] = { LLNC, "eval", lln, "--weights", w, "--data", data, "--json", "--threads", "1", NULL };
 	run_ok(e2, false, NULL);
 	s = out_text();
-	check_eval(s, &ip, xi, y, n);
+	assert_int_equal(rt_data_read(XI, D, false, &di, derr), 0);
+	check_eval(s, &ip, xi, di.xlo, y, n);
+	rt_data_free(&di);
 	printf("[ cnn ] eval: %s", s);
 	free(s);
 

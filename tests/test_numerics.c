@@ -445,7 +445,7 @@ static void test_margins(void **state)
 			random_input(&t, &r, x);
 			rt_cert c;
 			memset(&c, 0x55, sizeof c);
-			m->certify(t.P, t.pre, x, RT_ALL_NORMS, t.ws, z, lg, &c);
+			m->certify(t.P, t.pre, x, RT_ALL_NORMS, t.ws, z, lg, &c, NULL);
 			m->forward(t.P, x, t.ws, z2, lg2);
 			refx_compute(&e, &t, x);
 			/* certify's z and logits are the forward pass */
@@ -488,7 +488,7 @@ static void test_margins(void **state)
 				RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_L2), RT_NORM_BIT(RT_L2) | RT_NORM_BIT(RT_LINF) };
 			for (size_t ss = 0; ss < sizeof subsets / sizeof *subsets; ss++) {
 				rt_cert cs;
-				m->certify(t.P, t.pre, x, subsets[ss], t.ws, z2, lg2, &cs);
+				m->certify(t.P, t.pre, x, subsets[ss], t.ws, z2, lg2, &cs, NULL);
 				assert_int_equal(cs.label, c.label);
 				for (int p = 0; p < 3; p++) {
 					if (!(subsets[ss] & RT_NORM_BIT(p)))
@@ -582,12 +582,12 @@ static void test_pred_binding(void **state)
 			for (int d = 0; d < D; d++)
 				x[d] = (float)(x0[d] + lo * ((double)x1[d] - x0[d]));
 			rt_cert c;
-			t.m->certify(t.P, t.pre, x, RT_ALL_NORMS, t.ws, z, lg, &c);
+			t.m->certify(t.P, t.pre, x, RT_ALL_NORMS, t.ws, z, lg, &c, NULL);
 			refx_compute(&e, &t, x);
 			tried++;
 			assert_int_equal(c.label, e.label);
 			rt_cert c2;   /* eps_2 alone (the Gram strategy, if the kernel has one) */
-			t.m->certify(t.P, t.pre, x, RT_NORM_BIT(RT_L2), t.ws, z, lg, &c2);
+			t.m->certify(t.P, t.pre, x, RT_NORM_BIT(RT_L2), t.ws, z, lg, &c2, NULL);
 			/* Near the decision boundary the gap f_y - f_k is close to its
 			 * rounding error, which the sound radius subtracts (and which
 			 * the double reference makes as well): there it may fall short
@@ -693,7 +693,7 @@ static void test_direction(void **state)
 			}
 			float tt;
 			int32_t tb;
-			m->direction(t.P, x, dir, t.ws, &tt, &tb);
+			m->direction(t.P, x, dir, t.ws, &tt, &tb, NULL);
 			refx_compute(&e, &t, x);
 			int rb;
 			double second;
@@ -782,7 +782,7 @@ static void test_geometry(void **state)
 			for (int tries = 0; found < 3 && tries < 500; tries++) {
 				random_input(&t, &r, x);
 				rt_cert c;
-				m->certify(t.P, t.pre, x, RT_ALL_NORMS, t.ws, z, lg, &c);
+				m->certify(t.P, t.pre, x, RT_ALL_NORMS, t.ws, z, lg, &c, NULL);
 				refx_compute(&e, &t, x);
 				if (c.bind[p] < 0 || fabs(e.z[c.bind[p]]) < 1e-2)
 					continue;
@@ -950,13 +950,13 @@ static void test_batch(void **state)
 		for (int i = 0; i < n; i++) {
 			rt_cert c;
 			memset(&c, 0, sizeof c);
-			m->certify(t.P, t.pre, x + (size_t)i * D, RT_ALL_NORMS, t.ws, z, lg, &c);
+			m->certify(t.P, t.pre, x + (size_t)i * D, RT_ALL_NORMS, t.ws, z, lg, &c, NULL);
 			assert_memory_equal(&c, &cert[0][i], sizeof c);
 			m->forward(t.P, x + (size_t)i * D, t.ws, z, lg);
 			assert_true(pat[0][i] == rt_pattern_hash(z, t.H));
 			float td;
 			int32_t bd;
-			m->direction(t.P, x + (size_t)i * D, dirs + (size_t)i * D, t.ws, &td, &bd);
+			m->direction(t.P, x + (size_t)i * D, dirs + (size_t)i * D, t.ws, &td, &bd, NULL);
 			assert_memory_equal(&td, &tt[0][i], sizeof td);
 			assert_int_equal(bd, tb[0][i]);
 		}
@@ -971,7 +971,7 @@ static void test_batch(void **state)
 		for (int i = 0; i < n; i++) {
 			float td;
 			int32_t bd;
-			m->direction(t.P, x + (size_t)i * D, dirs, t.ws, &td, &bd);
+			m->direction(t.P, x + (size_t)i * D, dirs, t.ws, &td, &bd, NULL);
 			assert_memory_equal(&td, &t1[i], sizeof td);
 			assert_int_equal(bd, b1[i]);
 		}
@@ -1044,7 +1044,7 @@ static void test_no_hidden(void **state)
 			d[k] = (float)trng_normal(&g);
 		}
 		rt_cert c;
-		m->certify(P, pre, x, RT_ALL_NORMS, ws, z, lg, &c);
+		m->certify(P, pre, x, RT_ALL_NORMS, ws, z, lg, &c, NULL);
 		double f[3], J[12], eps[3] = { INFINITY, INFINITY, INFINITY }, pred[3];
 		ref_forward(&r, x, NULL, f);
 		ref_jacobians(&r, NULL, NULL, J, NULL, NULL);
@@ -1059,7 +1059,7 @@ static void test_no_hidden(void **state)
 			assert_true(relerr(lg[k], f[k]) < 1e-5);
 		float t;
 		int32_t b;
-		m->direction(P, x, d, ws, &t, &b);
+		m->direction(P, x, d, ws, &t, &b, NULL);
 		assert_true(isinf(t) && t > 0);
 		assert_int_equal(b, -1);
 	}

@@ -506,7 +506,7 @@ static void fake_train_finish(const float *P, float *grad)
 }
 
 static void fake_certify(const float *P, const float *pre, const float *x, int32_t norms, float *ws,
-                         float *z, float *logits, rt_cert *out)
+                         float *z, float *logits, rt_cert *out, const float *xlo)
 {
 	float sq[FH];
 	fake_train_forward(P, pre, x, 0, ws, z, logits, sq);
