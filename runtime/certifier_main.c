@@ -63,10 +63,9 @@ static void usage(FILE *out, const char *prog)
 
 static void print_number(FILE *out, float v, bool json)
 {
-	if (isinf(v))
-		fputs(json ? "null" : "inf", out);
-	else
-		fprintf(out, "%.9g", v);
+	char buf[64];
+	rt_format_down(buf, sizeof buf, v, 9);
+	fputs(isinf(v) ? (json ? "null" : "inf") : buf, out);
 }
 
 static void print_binding(FILE *out, int32_t h, bool json)
@@ -74,7 +73,10 @@ static void print_binding(FILE *out, int32_t h, bool json)
 	int32_t idx = 0;
 	const rt_layer *l = h >= 0 ? rt_layer_of(&lln_model, h, &idx) : NULL;
 	if (json) {
-		if (l)
+		if (l && l->h > 0)   /* an image layer: also where in it */
+			fprintf(out, "{\"layer\":\"%s\",\"index\":%d,\"channel\":%d,\"row\":%d,\"col\":%d}", l->name, idx,
+			        idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
+		else if (l)
 			fprintf(out, "{\"layer\":\"%s\",\"index\":%d}", l->name, idx);
 		else
 			fputs("null", out);
@@ -117,12 +119,20 @@ static void print_table_row(FILE *out, const rt_batch *b, int64_t i, int64_t ind
 		char bind[64] = "-";
 		int32_t idx;
 		const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(&lln_model, c->bind[p], &idx) : NULL;
-		if (l)
+		if (l && l->h > 0)
+			snprintf(bind, sizeof bind, "%s[%d,%d,%d]", l->name, idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
+		else if (l)
 			snprintf(bind, sizeof bind, "%s[%d]", l->name, idx);
-		fprintf(out, " %11.4g %-14s %11.4g", c->eps[p], bind, c->eps_pred[p]);
+		char e[32], ep[32];
+		rt_format_down(e, sizeof e, c->eps[p], 4);
+		rt_format_down(ep, sizeof ep, c->eps_pred[p], 4);
+		fprintf(out, " %11s %-14s %11s", e, bind, ep);
 	}
-	if (b->dirs)
-		fprintf(out, " %11.4g", b->t[i]);
+	if (b->dirs) {
+		char t[32];
+		rt_format_down(t, sizeof t, b->t[i], 4);
+		fprintf(out, " %11s", t);
+	}
 	fprintf(out, "  %016llx\n", (unsigned long long)b->pattern[i]);
 }
 
@@ -153,6 +163,8 @@ static void print_records(FILE *out, const rt_batch *b, int64_t first, int forma
 			fputs(json ? ",\"bind_dir\":" : ",", out);
 			print_binding(out, b->tbind[i], json);
 		}
+		if (json && c->undecided)   /* signs within rounding error of 0: every radius is 0 */
+			fprintf(out, ",\"undecided\":%d", c->undecided);
 		fprintf(out, json ? ",\"pattern\":\"%016llx\"}\n" : ",%016llx\n", (unsigned long long)b->pattern[i]);
 	}
 }

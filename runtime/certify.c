@@ -8,6 +8,7 @@
  * fail each one.  The per-parameter quantities (first-layer norms) are
  * computed once per batch by the model's prepare kernel.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -156,3 +157,23 @@ int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b)
 	return failed ? -1 : 0;
 }
 
+void rt_format_down(char *buf, size_t cap, double v, int digits)
+{
+	snprintf(buf, cap, "%.*g", digits, v);
+	if (!(v > 0) || isinf(v) || strtod(buf, NULL) <= v)
+		return;
+	/* the decimal rounded up: one unit less in its last digit is below v
+	 * (it was at most half a unit above) */
+	char e[64];
+	snprintf(e, sizeof e, "%.*e", digits - 1, v);
+	for (char *p = strchr(e, 'e') - 1; p >= e; p--) {
+		if (*p == '.')
+			continue;
+		if (*p > '0') {
+			(*p)--;
+			break;
+		}
+		*p = '9';
+	}
+	snprintf(buf, cap, "%.*g", digits, strtod(e, NULL));
+}

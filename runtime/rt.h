@@ -144,6 +144,9 @@ typedef struct rt_batch {
 } rt_batch;
 
 int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b);
+/* A radius v >= 0 printed with `digits` significant digits, rounded toward
+ * zero (a printed certificate must not exceed the computed one). */
+void rt_format_down(char *buf, size_t cap, double v, int digits);
 int rt_ncpus(void);
 /* Formats a message into err (RT_ERRLEN bytes, may be NULL); returns -1. */
 int rt_fail(char *err, const char *fmt, ...);

@@ -712,12 +712,12 @@ done:
 static const char *norm_key[RT_NNORMS] = { "l1", "l2", "linf" };
 static const char *eps_title[RT_NNORMS] = { "eps_1", "eps_2", "eps_inf" };
 
+/* (rounded toward zero: these are radii and their percentiles) */
 static void json_num(FILE *f, double v)
 {
-	if (isfinite(v))
-		fprintf(f, "%.9g", v);
-	else
-		fputs("null", f);
+	char buf[64];
+	rt_format_down(buf, sizeof buf, v, 9);
+	fputs(isfinite(v) ? buf : "null", f);
 }
 
 /* The members of an evaluation's JSON object, without the closing brace. */

@@ -10,7 +10,10 @@
  * acceptance example tests/data/cnn.lln, an independent numpy computation
  * (tests/independent_check.py) when numpy is available.  The conv model
  * also runs through `llnc eval` and the certifier on .npy images of shape
- * [N, 1, 12, 12] and on IDX image files.
+ * [N, 1, 12, 12] and on IDX image files.  test_exact_soundness checks the
+ * certifier's printed radii against the model as written in exact rational
+ * arithmetic (tests/exact_check.py), for a dense and a residual conv model
+ * with normalize(0.1307, 0.3081) and decimal CSV inputs.
  */
 #define _XOPEN_SOURCE 700   /* nftw */
 #include <dirent.h>
@@ -1129,6 +1132,74 @@ static void independent_lln(const char *py, const char *lln, const char *w, cons
 
 /* tests/data/cnn.lln, the convolutional acceptance example: the certifier
  * and `llnc eval` on .npy images [N, 1, 12, 12] and IDX image files. */
+/* Soundness in exact arithmetic: every printed radius r satisfies
+ * r ||g_h||_q <= |z_h| for every hidden neuron of the model as written
+ * (normalize's decimals, the CSV's decimals), eps_pred and the directional
+ * margin likewise; radii are within 1e-5 of the exact ones; a point at
+ * 1 - 1e-9 of the radius toward the binding neuron keeps the pattern; and a
+ * radius raised by 3e-7 is caught. */
+static void test_exact_soundness(void **state)
+{
+	(void)state;
+	static const char *models[] = {
+		"model small {\n  input x[12] normalize(0.1307, 0.3081);\n  h1 = relu(dense(x, 10));\n"
+		"  h2 = relu(dense(h1, 8));\n  out = dense(h2, 3);\n  output out;\n}\n",
+		"model res {\n  input x[1, 6, 6] normalize(0.1307, 0.3081);\n"
+		"  c1 = relu(conv2d(x, 2, kernel = 3, padding = 1));\n  c2 = conv2d(c1, 2, kernel = 3, padding = 1);\n"
+		"  r = relu(add(c2, c1));\n  p = avgpool(r, 2);\n  h = relu(dense(p, 6));\n  out = dense(h, 3);\n"
+		"  output out;\n}\n",
+	};
+	const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+	for (int mi = 0; mi < 2; mi++) {
+		char lln[512], w[512], bin[512], X[512], dir[512], out[512], cmd[4096];
+		snprintf(lln, sizeof lln, "%s", path_in("exact.lln"));
+		snprintf(w, sizeof w, "%s", path_in("exact.safetensors"));
+		snprintf(bin, sizeof bin, "%s", path_in("exact-cert"));
+		snprintf(X, sizeof X, "%s", path_in("exact.csv"));
+		snprintf(dir, sizeof dir, "%s", path_in("exact-dir.csv"));
+		snprintf(out, sizeof out, "%s", path_in("exact.jsonl"));
+		spit(lln, models[mi]);
+		const char *init[] = { LLNC, "init", lln, "--seed", mi ? "11" : "4", "-o", w, NULL };
+		run_ok(init, false, NULL);
+		const char *build[] = { LLNC, "build", lln, "--certifier", "--weights", w, "-o", bin, NULL };
+		run_ok(build, false, NULL);
+		int D = mi ? 36 : 12, n = mi ? 12 : 60;
+		FILE *f = fopen(X, "w");
+		assert_non_null(f);
+		for (int i = 0; i < n; i++)
+			for (int d = 0; d < D; d++)   /* six decimals: none is a float */
+				fprintf(f, "%.6f%c", urand(), d + 1 < D ? ',' : '\n');
+		fclose(f);
+		f = fopen(dir, "w");
+		assert_non_null(f);
+		for (int d = 0; d < D; d++)   /* directions are read as float32: write floats exactly */
+			fprintf(f, "%.70g%c", (double)(float)(2 * urand() - 1), d + 1 < D ? ',' : '\n');
+		fclose(f);
+		const char *cert[] = { bin, "--direction", dir, "-o", out, X, NULL };
+		run_ok(cert, true, NULL);
+		snprintf(cmd, sizeof cmd, "%s %s/tests/exact_check.py --lln %s --weights %s --input %s --certified %s --direction %s",
+		         py, LLN_SOURCE_DIR, lln, w, X, out, dir);
+		fflush(stdout);
+		assert_int_equal(system(cmd), 0);
+		/* the check can fail: one radius raised by 3e-7 is caught */
+		char *t = slurp(out), *p = strstr(t, "\"eps_l2\":");
+		assert_non_null(p);
+		p += 9;
+		char *end, buf[64];
+		double v = strtod(p, &end);
+		int k = snprintf(buf, sizeof buf, "%.9g", v * (1 + 3e-7));
+		char *u = malloc(strlen(t) + 64);
+		snprintf(u, strlen(t) + 64, "%.*s%.*s%s", (int)(p - t), t, k, buf, end);
+		spit(path_in("exact-bad.jsonl"), u);
+		snprintf(cmd, sizeof cmd, "%s %s/tests/exact_check.py --lln %s --weights %s --input %s --certified %s > /dev/null",
+		         py, LLN_SOURCE_DIR, lln, w, X, path_in("exact-bad.jsonl"));
+		int rc = system(cmd);
+		assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+		free(t);
+		free(u);
+	}
+}
+
 static void test_cnn(void **state)
 {
 	(void)state;
@@ -1254,6 +1325,7 @@ int main(void)
 		cmocka_unit_test(test_toy2d),
 		cmocka_unit_test(test_mnist),
 		cmocka_unit_test(test_cnn),
+		cmocka_unit_test(test_exact_soundness),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
