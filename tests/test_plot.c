@@ -218,7 +218,7 @@ static int count_files(const char *prefix)
 typedef struct svg_stats {
 	int depth, max_depth;
 	bool root_svg;
-	long elements, paths, region_paths, images;
+	long elements, paths, region_paths, region_fills, images;
 	double width, height;
 	/* the charts' series lines (the only strokes of width 2), their points */
 	int lines;
@@ -278,6 +278,9 @@ static void XMLCALL svg_start(void *ud, const XML_Char *name, const XML_Char **a
 	}
 	if (style && strstr(style, "stroke:rgb(50%,50%,50%)") && strstr(style, "fill:none"))
 		s->region_paths++;
+	/* --fill-regions: the only translucent fills */
+	if (style && strstr(style, "fill-opacity:0.75") && strstr(style, "stroke:none"))
+		s->region_fills++;
 	if (style && d && strstr(style, "stroke-width:2;") && strstr(style, "fill:none"))
 		read_polyline(s, d);
 }
@@ -372,6 +375,14 @@ static void test_svg_regions(void **state)
 	OK(PLOT(j.m, NULL, "--weights", P_("b.safetensors"), "--window", "-1.5,1.5,-1.2,1.2",
 	        "--no-circles", "--no-arrows", "-o", P_("bare.svg")));
 	s = parse_svg(P_("bare.svg"));
+	assert_int_equal(s.region_paths, r2.n);
+	assert_int_equal(s.region_fills, 0);
+
+	/* --fill-regions: one fill per region, the outlines unchanged */
+	OK(PLOT(j.m, NULL, "--weights", P_("b.safetensors"), "--window", "-1.5,1.5,-1.2,1.2",
+	        "--fill-regions", "-o", P_("filled.svg")));
+	s = parse_svg(P_("filled.svg"));
+	assert_int_equal(s.region_fills, r2.n);
 	assert_int_equal(s.region_paths, r2.n);
 
 	rt_regions_free(&r1);
