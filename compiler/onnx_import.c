@@ -1202,11 +1202,12 @@ static int save_weights(imp *im, const char *path)
 			for (int64_t e = 0; e < T->count; e++) {
 				P[off + e] = (float)src[e];
 				if (!isfinite(P[off + e])) {
+					int rc = fail(im, "tensor '%s' value %lld is out of float32 range after folding",
+					              names[k], (long long)(e + 1));
 					free(t);
 					free(names);
 					free(P);
-					return fail(im, "tensor '%s' value %lld is out of float32 range after folding",
-					            names[k], (long long)(e + 1));
+					return rc;
 				}
 			}
 			off += T->count;

@@ -147,9 +147,13 @@ static int run(const char *const argv[])
 		dup2(in, 0);
 		dup2(fo, 1);
 		dup2(fe, 2);
+#ifndef __SANITIZE_ADDRESS__
+		/* ASan's shadow memory is a private mapping of terabytes that no
+		 * data limit admits: the memory bounds are the plain build's test */
 		struct rlimit lim = { data_limit, data_limit };
 		if (data_limit != RLIM_INFINITY)
 			setrlimit(RLIMIT_DATA, &lim);
+#endif
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
