@@ -1025,6 +1025,55 @@ static void test_loop_jit(void **state)
 		fail_msg("loss %g after training, %g before", l1, l0);
 	json_decref(a);
 	json_decref(b);
+
+	/* eval --per-example: every example's margins, which give the summary's
+	 * percentiles and accuracy back */
+	expect_error(EVAL(j.m, NULL, "--weights", out, "--data", data, "--per-example"), 2,
+	             "--per-example needs --json");
+	assert_int_equal(EVAL(j.m, NULL, "--weights", out, "--data", data, "--json", "--per-example",
+	                       "--norms", "1,inf"), 0);
+	json_t *c = json_loads(out_text, 0, &je);
+	assert_non_null(c);
+	json_t *ex = json_object_get(c, "examples");
+	assert_null(json_object_get(ex, "eps_l2"));
+	json_t *cor = json_object_get(ex, "correct");
+	assert_int_equal(json_array_size(cor), 300);
+	int right = 0;
+	for (size_t i = 0; i < 300; i++)
+		right += (int)json_integer_value(json_array_get(cor, i));
+	assert_true(fabs(right / 300.0 - json_number_value(json_object_get(c, "accuracy"))) < 1e-12);
+	static const char *key[2] = { "eps_l1", "eps_linf" };
+	for (int k = 0; k < 2; k++) {
+		json_t *v = json_object_get(ex, key[k]), *sum = json_object_get(c, key[k]);
+		assert_int_equal(json_array_size(v), 300);
+		float e[300];
+		for (size_t i = 0; i < 300; i++) {
+			json_t *x = json_array_get(v, i);
+			e[i] = json_is_null(x) ? INFINITY : (float)json_number_value(x);
+		}
+		for (int q = 0; q < 4; q++) {
+			double want = json_number_value(json_array_get(sum, (size_t)q));
+			assert_true(fabs(rt_percentile(e, 300, 25.0 * (q + 1)) - want) <= 1e-6 * fabs(want));
+		}
+	}
+	json_decref(c);
+
+	/* --init-scheme: one epoch at lr 1e-12 leaves the initial weights */
+	float *W = malloc(sizeof *W * (size_t)j.m->n_params), *I = malloc(sizeof *I * (size_t)j.m->n_params);
+	char err[RT_ERRLEN];
+	static const char *scheme[2] = { "pytorch", "he" };
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(TRAIN(j.m, NULL, "--data", data, "--epochs", "1", "--lr", "1e-12", "--seed", "4",
+		                       "--init-scheme", scheme[k], "-o", out), 0);
+		assert_int_equal(rt_params_load(j.m->tensors, j.m->n_tensors, out, W, err), 0);
+		rt_init_params(j.m->tensors, j.m->n_tensors, 4, k ? RT_INIT_HE : RT_INIT_PYTORCH, I);
+		for (int64_t i = 0; i < j.m->n_params; i++)
+			assert_true(fabsf(W[i] - I[i]) <= 1e-6f * (1 + fabsf(I[i])));
+	}
+	expect_error(TRAIN(j.m, NULL, "--data", data, "--init-scheme", "xavier", "-o", out), 2,
+	             "--init-scheme takes pytorch or he, got 'xavier'");
+	free(W);
+	free(I);
 	jit_close(&j);
 }
 
