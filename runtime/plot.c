@@ -616,6 +616,20 @@ static void draw_panel_title(cairo_t *cr, const rt_model *m, const panel *p, dou
 	text_fit(cr, ox, oy - 8, 10.5, false, w, sub);
 }
 
+/* A region's outline as a closed path, window coordinates to the panel at
+ * (ox, oy) drawn at s pixels per unit. */
+static void region_path(cairo_t *cr, const rt_polygon *q, double ox, double oy, double s, const double *win)
+{
+	for (int v = 0; v < q->n; v++) {
+		double x = ox + (q->xy[2 * v] - win[0]) * s, y = oy + (win[3] - q->xy[2 * v + 1]) * s;
+		if (v == 0)
+			cairo_move_to(cr, x, y);
+		else
+			cairo_line_to(cr, x, y);
+	}
+	cairo_close_path(cr);
+}
+
 static void draw_panel_2d(cairo_t *cr, const rt_model *m, const plot_cfg *c, const panel *p,
                           const layout *L, double ox, double oy, const double *win, int gw, int gh,
                           const rt_data *d, const int64_t *sel, int64_t ns, bool raster)
@@ -685,14 +699,7 @@ static void draw_panel_2d(cairo_t *cr, const rt_model *m, const plot_cfg *c, con
 			const double *hue = rgbv[(int)h % 6];
 			cairo_set_source_rgba(cr, v + (1 - v) * hue[0] * 0.9, v + (1 - v) * hue[1] * 0.9,
 			                      v + (1 - v) * hue[2] * 0.9, 0.75);
-			for (int i = 0; i < q->n; i++) {
-				double x = PX(q->xy[2 * i]), y = PY(q->xy[2 * i + 1]);
-				if (i == 0)
-					cairo_move_to(cr, x, y);
-				else
-					cairo_line_to(cr, x, y);
-			}
-			cairo_close_path(cr);
+			region_path(cr, q, ox, oy, s, win);
 			cairo_fill(cr);
 		}
 	}
@@ -707,15 +714,7 @@ static void draw_panel_2d(cairo_t *cr, const rt_model *m, const plot_cfg *c, con
 	if (raster)
 		cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
 	for (int64_t k = 0; k < p->reg.n; k++) {
-		const rt_polygon *q = &p->reg.p[k];
-		for (int v = 0; v < q->n; v++) {
-			double x = PX(q->xy[2 * v]), y = PY(q->xy[2 * v + 1]);
-			if (v == 0)
-				cairo_move_to(cr, x, y);
-			else
-				cairo_line_to(cr, x, y);
-		}
-		cairo_close_path(cr);
+		region_path(cr, &p->reg.p[k], ox, oy, s, win);
 		cairo_stroke(cr);
 	}
 	cairo_restore(cr);
