@@ -87,12 +87,18 @@ ast_arg *ast_arg_append(ast_arg *list, ast_arg *x)
 {
 	if (!x)
 		return list;
-	if (!list)
+	ast_arg *end = x;
+	while (end->next)
+		end = end->next;
+	if (!list) {
+		x->last = end;
 		return x;
-	ast_arg *t = list;
-	while (t->next)
-		t = t->next;
-	t->next = x;
+	}
+	if (!list->last)   /* a list that began as a single item */
+		for (list->last = list; list->last->next;)
+			list->last = list->last->next;
+	list->last->next = x;   /* the head keeps its last item: appending is O(1) */
+	list->last = end;
 	return list;
 }
 
@@ -135,12 +141,18 @@ ast_stmt *ast_stmt_append(ast_stmt *list, ast_stmt *x)
 {
 	if (!x)
 		return list;
-	if (!list)
+	ast_stmt *end = x;
+	while (end->next)
+		end = end->next;
+	if (!list) {
+		x->last = end;
 		return x;
-	ast_stmt *t = list;
-	while (t->next)
-		t = t->next;
-	t->next = x;
+	}
+	if (!list->last)   /* a list that began as a single item */
+		for (list->last = list; list->last->next;)
+			list->last = list->last->next;
+	list->last->next = x;   /* the head keeps its last item: appending is O(1) */
+	list->last = end;
 	return list;
 }
 
@@ -160,12 +172,18 @@ ast_block *ast_block_append(ast_block *list, ast_block *x)
 {
 	if (!x)
 		return list;
-	if (!list)
+	ast_block *end = x;
+	while (end->next)
+		end = end->next;
+	if (!list) {
+		x->last = end;
 		return x;
-	ast_block *t = list;
-	while (t->next)
-		t = t->next;
-	t->next = x;
+	}
+	if (!list->last)   /* a list that began as a single item */
+		for (list->last = list; list->last->next;)
+			list->last = list->last->next;
+	list->last->next = x;   /* the head keeps its last item: appending is O(1) */
+	list->last = end;
 	return list;
 }
 

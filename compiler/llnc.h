@@ -85,6 +85,7 @@ typedef struct ast_arg {
 	loc at;                 /* the name, or the value when positional */
 	ast_expr *value;
 	struct ast_arg *next;
+	struct ast_arg *last;   /* on a list's head: its last item (ast_arg_append) */
 } ast_arg;
 
 struct ast_expr {
@@ -115,6 +116,7 @@ typedef struct ast_stmt {
 	int n_dims;
 	ast_expr *normalize;    /* INPUT: a CALL named "normalize", or NULL */
 	struct ast_stmt *next;
+	struct ast_stmt *last;  /* on a list's head: its last item */
 } ast_stmt;
 
 typedef enum ast_block_kind { AST_MODEL, AST_OBJECTIVE, AST_TRAIN } ast_block_kind;
@@ -126,6 +128,7 @@ typedef struct ast_block {
 	loc name_at;
 	ast_stmt *stmts;
 	struct ast_block *next;
+	struct ast_block *last; /* on a list's head: its last item */
 } ast_block;
 
 typedef struct ast_program {
