@@ -1172,9 +1172,12 @@ static int count_calls(const ast_expr *e)
 	return n;
 }
 
+/* (bounded so that normalized inputs, pre-activations and radii stay far
+ * from overflow and underflow in the kernels' doubles and the floats they
+ * report) */
 static const pspec normalize_params[] = {
-	{ "mean", P_NUM, true, ANY, NULL },
-	{ "std", P_NUM, true, GT(0), NULL },
+	{ "mean", P_NUM, true, { -1e30, 1e30, false, false }, NULL },
+	{ "std", P_NUM, true, { 1e-30, 1e30, false, false }, NULL },
 };
 
 static void check_input(checker *ck, const ast_stmt *s, symbol *sym)
