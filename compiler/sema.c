@@ -924,7 +924,9 @@ static bool shape_CONV2D(checker *ck, const ast_expr **args, const int *in, sema
 {
 	const sema_node *x = image_operand(ck, args[0], in[0], "conv2d");
 	int oc = 0, k = 0, stride = 1, pad = 0;
-	bool ok = get_int(ck, args[1], &params_CONV2D[1], &oc) & get_int(ck, args[2], &params_CONV2D[2], &k);
+	/* every argument is checked, so that one run reports all their errors */
+	bool ok = get_int(ck, args[1], &params_CONV2D[1], &oc);
+	ok = get_int(ck, args[2], &params_CONV2D[2], &k) && ok;
 	if (args[3])
 		ok &= get_int(ck, args[3], &params_CONV2D[3], &stride);
 	if (args[4])
