@@ -347,6 +347,23 @@ static inline LLVMValueRef weight_for(gen *g, read_mode mode, LLVMValueRef w)
 	return abs_mode(mode) ? fabsv(g, w) : w;
 }
 
+/* Row i of a block of gradient rows (n_in floats each). */
+static inline LLVMValueRef row_at(gen *g, LLVMValueRef rows, LLVMValueRef i)
+{
+	return at(g, g->f32, rows, mul(g, i, ci(g, g->m->n_in)));
+}
+
+/* if (unit t of value v is on) { ...: a no-op guard when v has no ReLU. */
+static inline LLVMBasicBlockRef on_begin(gen *g, LLVMValueRef ws, int v, LLVMValueRef t)
+{
+	return has_relu(g, v) ? if_begin(g, unit_on(g, ws, v, t)) : NULL;
+}
+static inline void on_end(gen *g, LLVMBasicBlockRef done)
+{
+	if (done)
+		if_end(g, done);
+}
+
 static inline LLVMValueRef active_count(gen *g, LLVMValueRef ws, int k)
 {
 	return LLVMBuildSExt(g->b, load(g, g->i32, ws, ci(g, g->cnt_off[k])), g->i64, "");

@@ -6,23 +6,10 @@
  */
 #include "cg.h"
 
-/* for (j = 0; j < n; j++), with each operand's "unit j is on" */
+/* for (j = 0; j < n; j++) over the units */
 static LLVMValueRef each_unit(gen *g, const ir_op *op, loop *l)
 {
 	return loop_begin(g, l, ci(g, 0), ci(g, op->out_size));
-}
-static LLVMBasicBlockRef if_on(gen *g, LLVMValueRef ws, int v, LLVMValueRef j)
-{
-	return has_relu(g, v) ? if_begin(g, unit_on(g, ws, v, j)) : NULL;
-}
-static void end_on(gen *g, LLVMBasicBlockRef done)
-{
-	if (done)
-		if_end(g, done);
-}
-static LLVMValueRef row_at(gen *g, LLVMValueRef rows, LLVMValueRef i)
-{
-	return at(g, g->f32, rows, mul(g, i, ci(g, g->m->n_in)));
 }
 
 static void add_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, read_mode mode, bool bias, LLVMValueRef dst)
@@ -43,9 +30,9 @@ static void add_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, L
 	store(g, LLVMConstReal(g->f32, 0), row, d);
 	loop_end(g, &lz);
 	for (int k = 0; k < 2; k++) {
-		LLVMBasicBlockRef done = if_on(g, ws, op->in[k], j);
+		LLVMBasicBlockRef done = on_begin(g, ws, op->in[k], j);
 		emit_axpy(g, row, LLVMConstReal(g->f32, 1), row_at(g, src[k], j), D);
-		end_on(g, done);
+		on_end(g, done);
 	}
 	loop_end(g, &l);
 }
@@ -78,9 +65,9 @@ static void add_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueR
 	for (int k = 0; k < 2; k++) {
 		if (!sbar[k])
 			continue;
-		LLVMBasicBlockRef done = if_on(g, ws, op->in[k], j);
+		LLVMBasicBlockRef done = on_begin(g, ws, op->in[k], j);
 		emit_axpy(g, row_at(g, sbar[k], j), LLVMConstReal(g->f32, 1), row_at(g, dbar, j), ci(g, g->m->n_in));
-		end_on(g, done);
+		on_end(g, done);
 	}
 	loop_end(g, &l);
 }

@@ -13,19 +13,6 @@ typedef struct pool_ctx {
 } pool_ctx;
 
 static double area(const ir_op *op) { return (double)op->kernel * op->kernel; }
-static LLVMValueRef row_at(gen *g, LLVMValueRef rows, LLVMValueRef i)
-{
-	return at(g, g->f32, rows, mul(g, i, ci(g, g->m->n_in)));
-}
-static LLVMBasicBlockRef if_on(gen *g, const ir_op *op, pool_ctx *c, LLVMValueRef t)
-{
-	return has_relu(g, op->in[0]) ? if_begin(g, unit_on(g, c->ws, op->in[0], t)) : NULL;
-}
-static void end_on(gen *g, LLVMBasicBlockRef done)
-{
-	if (done)
-		if_end(g, done);
-}
 
 static void apply_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 {
@@ -59,9 +46,9 @@ static void rows_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 static void rows_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
 {
 	pool_ctx *c = ctx;
-	LLVMBasicBlockRef done = if_on(g, op, c, t);
+	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
 	emit_axpy(g, row_at(g, c->dst, j), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->src, t), ci(g, g->m->n_in));
-	end_on(g, done);
+	on_end(g, done);
 }
 
 static void pool_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst)
@@ -95,9 +82,9 @@ static void pool_param_grad(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRe
 static void radj_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
 {
 	pool_ctx *c = ctx;
-	LLVMBasicBlockRef done = if_on(g, op, c, t);
+	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
 	emit_axpy(g, row_at(g, c->sbar, t), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->d, j), ci(g, g->m->n_in));
-	end_on(g, done);
+	on_end(g, done);
 }
 
 static void pool_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],

@@ -60,21 +60,6 @@ static LLVMValueRef out_channel(gen *g, const ir_op *op, LLVMValueRef j)
 {
 	return LLVMBuildSDiv(g->b, j, ci(g, (int64_t)op->oh * op->ow), "");
 }
-static LLVMValueRef row_at(gen *g, LLVMValueRef rows, LLVMValueRef i)
-{
-	return at(g, g->f32, rows, mul(g, i, ci(g, g->m->n_in)));
-}
-
-/* Runs `then` for a tap only when its input unit is on. */
-static LLVMBasicBlockRef if_on(gen *g, const ir_op *op, conv_ctx *c, LLVMValueRef t)
-{
-	return has_relu(g, op->in[0]) ? if_begin(g, unit_on(g, c->ws, op->in[0], t)) : NULL;
-}
-static void end_on(gen *g, LLVMBasicBlockRef done)
-{
-	if (done)
-		if_end(g, done);
-}
 
 /* ---- apply ---- */
 
@@ -117,9 +102,9 @@ static void rows_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 static void rows_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
 {
 	conv_ctx *c = ctx;
-	LLVMBasicBlockRef done = if_on(g, op, c, t);
+	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
 	emit_axpy(g, row_at(g, c->dst, j), weight(g, op, c, wi), row_at(g, c->src[0], t), ci(g, g->m->n_in));
-	end_on(g, done);
+	on_end(g, done);
 }
 
 static void conv_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst)
@@ -179,12 +164,12 @@ static void radj_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LL
 {
 	conv_ctx *c = ctx;
 	LLVMValueRef D = ci(g, g->m->n_in), drow = row_at(g, c->d, j), gi = add(g, ci(g, op->w_off), wi);
-	LLVMBasicBlockRef done = if_on(g, op, c, t);
+	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
 	LLVMValueRef dw = op->in[0] == 0 ? load(g, g->f32, drow, t) : emit_dot(g, drow, row_at(g, c->src[0], t), D);
 	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, c->grad, gi), dw, ""), c->grad, gi);
 	if (c->sbar[0])
 		emit_axpy(g, row_at(g, c->sbar[0], t), weight(g, op, c, wi), drow, D);
-	end_on(g, done);
+	on_end(g, done);
 }
 
 static void conv_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],

@@ -121,14 +121,13 @@ static void dense_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValu
 		return;
 	}
 	LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ci(g, op->in_size));
-	LLVMBasicBlockRef done = has_relu(g, v) ? if_begin(g, unit_on(g, ws, v, t)) : NULL;
+	LLVMBasicBlockRef done = on_begin(g, ws, v, t);
 	LLVMValueRef wi = add(g, wrow, t);
 	LLVMValueRef dw = emit_dot(g, drow, at(g, g->f32, src[0], mul(g, t, D)), D);
 	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, wi), dw, ""), grad, wi);
 	if (sbar[0])
 		emit_axpy(g, at(g, g->f32, sbar[0], mul(g, t, D)), load(g, g->f32, P, wi), drow, D);
-	if (done)
-		if_end(g, done);
+	on_end(g, done);
 	loop_end(g, &lt);
 	loop_end(g, &lr);
 }
