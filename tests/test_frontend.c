@@ -399,6 +399,28 @@ static void test_diagnostic_at_end_of_file(void **state)
 	run_free(&r);
 }
 
+/* A model of 100,000 statements checks (issue 9 found check quadratic in
+ * the statements: symbol lookup and list appends are now constant time;
+ * the time itself is measured, not asserted: docs/reliability.md). */
+static void test_a_deep_model_checks(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	size_t cap = (size_t)N * 48 + 256, len = 0;
+	char *text = malloc(cap);
+	assert_non_null(text);
+	len += (size_t)snprintf(text + len, cap - len, "model deep {\n  input x[4];\n  h0 = relu(dense(x, 4));\n");
+	for (int i = 1; i < N; i++)
+		len += (size_t)snprintf(text + len, cap - len, "  h%d = relu(dense(h%d, 4));\n", i, i - 1);
+	snprintf(text + len, cap - len, "  out = dense(h%d, 2);\n  output out;\n}\n", N - 1);
+	run r;
+	run_text(&r, "deep.lln", text);
+	assert_non_null(r.prog);
+	assert_int_equal(r.prog->model.n_nodes, 2 * N + 2);
+	run_free(&r);
+	free(text);
+}
+
 static void test_missing_file_is_reported(void **state)
 {
 	(void)state;
@@ -503,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_diagnostic_shows_line_and_caret),
 		cmocka_unit_test(test_diagnostic_at_end_of_file),
 		cmocka_unit_test(test_missing_file_is_reported),
+		cmocka_unit_test(test_a_deep_model_checks),
 		cmocka_unit_test(test_ast_dump_matches_golden_file),
 		cmocka_unit_test(test_ir_dump_lays_out_mnist_fc_like_pytorch),
 		cmocka_unit_test(test_ir_dump_of_a_residual_cnn_shapes_and_strategy),
