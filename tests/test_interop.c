@@ -30,29 +30,7 @@
 
 #define LLNC LLN_BINARY_DIR "/llnc"
 
-static char tmpdir[256];
-
-/* Paths in the temp dir; a ring of buffers so several can be alive. */
-static const char *P_(const char *name)
-{
-	static char ring[32][512];
-	static int k;
-	char *b = ring[k++ % 32];
-	snprintf(b, 512, "%s/%s", tmpdir, name);
-	return b;
-}
-
-static const char *msg(const char *fmt, ...)
-{
-	static char ring[4][RT_ERRLEN];
-	static int k;
-	char *b = ring[k++ % 4];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(b, RT_ERRLEN, fmt, ap);
-	va_end(ap);
-	return b;
-}
+#include "tmpfiles.h"
 
 static char *slurp(const char *p)
 {

@@ -27,44 +27,7 @@
 
 #include "rt.h"
 
-static char tmpdir[256];
-
-/* Paths in the temp dir; a ring of buffers so several can be alive. */
-static const char *P_(const char *name)
-{
-	static char ring[8][512];
-	static int k;
-	char *b = ring[k++ % 8];
-	snprintf(b, 512, "%s/%s", tmpdir, name);
-	return b;
-}
-
-static const char *msg(const char *fmt, ...)
-{
-	static char ring[4][RT_ERRLEN];
-	static int k;
-	char *b = ring[k++ % 4];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(b, RT_ERRLEN, fmt, ap);
-	va_end(ap);
-	return b;
-}
-
-static const char *put(const char *name, const void *data, size_t len)
-{
-	const char *p = P_(name);
-	FILE *f = fopen(p, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-	return p;
-}
-
-static const char *puts_(const char *name, const char *text)
-{
-	return put(name, text, strlen(text));
-}
+#include "tmpfiles.h"
 
 static unsigned char *slurp(const char *p, size_t *len)
 {
@@ -190,7 +153,7 @@ static void test_count_distinct(void **state)
 static void test_layer_of(void **state)
 {
 	(void)state;
-	const rt_layer L[] = {{"a", 3, 0}, {"b", 2, 3}, {"c", 4, 5}};
+	const rt_layer L[] = {{"a", 3, 0, 0, 0, 0}, {"b", 2, 3, 0, 0, 0}, {"c", 4, 5, 0, 0, 0}};
 	rt_model m = {0};
 	m.n_hidden = 9;
 	m.n_layers = 3;

@@ -43,45 +43,7 @@ extern char **environ;
 
 #define LLNC LLN_BINARY_DIR "/llnc"
 
-static char tmpdir[256];
-
-/* Paths in the temp dir; a ring of buffers, large enough for every path a
- * test holds at once. */
-static const char *P_(const char *name)
-{
-	static char ring[64][512];
-	static int k;
-	char *b = ring[k++ % 64];
-	snprintf(b, 512, "%s/%s", tmpdir, name);
-	return b;
-}
-
-static const char *msg(const char *fmt, ...)
-{
-	static char ring[4][RT_ERRLEN];
-	static int k;
-	char *b = ring[k++ % 4];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(b, RT_ERRLEN, fmt, ap);
-	va_end(ap);
-	return b;
-}
-
-static const char *put(const char *name, const void *data, size_t len)
-{
-	const char *p = P_(name);
-	FILE *f = fopen(p, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-	return p;
-}
-
-static const char *puts_(const char *name, const char *text)
-{
-	return put(name, text, strlen(text));
-}
+#include "tmpfiles.h"
 
 static char *slurp(const char *p, size_t *len)
 {

@@ -548,7 +548,7 @@ static void fake_certify(const float *P, const float *pre, const float *x, int32
 }
 
 static rt_tensor fake_tensors[4];
-static const rt_layer fake_layers[1] = { { "fc1", FH, 0 } };
+static const rt_layer fake_layers[1] = { { "fc1", FH, 0, 0, 0, 0 } };
 
 static rt_model fake_model(int O, const char *name)
 {
