@@ -303,6 +303,115 @@ LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char
 }
 LLVMValueRef cg_param(gen *g, int i) { return LLVMGetParam(g->fn, (unsigned)i); }
 
+/* ---- parts ---- */
+
+void cg_part_step(gen *g, cg_part *p)
+{
+	if (!g->group)
+		return;
+	if (p->ops == g->group)
+		cg_part_close(g, p);
+	if (p->ops++ > 0)
+		return;
+	/* the body goes to a scratch function first: its parameters are known
+	 * only once the body is written */
+	p->outer_fn = g->fn;
+	p->outer_entry = g->entry;
+	p->outer_at = LLVMGetInsertBlock(g->b);
+	p->fn = LLVMAddFunction(g->mod, "part.scratch", LLVMFunctionType(LLVMVoidTypeInContext(g->c), NULL, 0, 0));
+	g->fn = p->fn;
+	g->entry = block(g, "entry");
+	LLVMPositionBuilderAtEnd(g->b, g->entry);
+}
+
+/* Whether v belongs to a function other than fn (an argument or an
+ * instruction; constants, globals and blocks belong to none). */
+static bool foreign(LLVMValueRef v, LLVMValueRef fn)
+{
+	if (LLVMIsAArgument(v))
+		return LLVMGetParamParent(v) != fn;
+	return LLVMIsAInstruction(v) && LLVMGetBasicBlockParent(LLVMGetInstructionParent(v)) != fn;
+}
+
+typedef void operand_fn(LLVMValueRef inst, unsigned i, LLVMValueRef v, void *ctx);
+static void each_operand(LLVMValueRef fn, operand_fn *f, void *ctx)
+{
+	for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn); bb; bb = LLVMGetNextBasicBlock(bb))
+		for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in))
+			for (int i = 0; i < LLVMGetNumOperands(in); i++)
+				f(in, (unsigned)i, LLVMGetOperand(in, (unsigned)i), ctx);
+}
+
+typedef struct captures { LLVMValueRef fn, *v, *param; int n, cap; } captures;
+static int find_capture(const captures *c, LLVMValueRef v)
+{
+	for (int i = c->n - 1; i >= 0; i--)   /* recent captures are the likeliest */
+		if (c->v[i] == v)
+			return i;
+	return -1;
+}
+static void capture(LLVMValueRef inst, unsigned i, LLVMValueRef v, void *ctx)
+{
+	(void)inst, (void)i;
+	captures *c = ctx;
+	if (!foreign(v, c->fn) || find_capture(c, v) >= 0)
+		return;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 16;
+		c->v = realloc(c->v, sizeof *c->v * (size_t)c->cap);
+		if (!c->v)
+			internal_error("out of memory");
+	}
+	c->v[c->n++] = v;
+}
+static void rebind(LLVMValueRef inst, unsigned i, LLVMValueRef v, void *ctx)
+{
+	captures *c = ctx;
+	int k = foreign(v, c->fn) ? find_capture(c, v) : -1;
+	if (k >= 0)
+		LLVMSetOperand(inst, i, c->param[k]);
+}
+
+void cg_part_close(gen *g, cg_part *p)
+{
+	if (!p->ops)
+		return;
+	LLVMBuildRetVoid(g->b);
+	captures c = { .fn = p->fn };
+	each_operand(p->fn, capture, &c);
+	LLVMTypeRef *ts = malloc(sizeof *ts * (size_t)(c.n + 1));
+	c.param = malloc(sizeof *c.param * (size_t)(c.n + 1));
+	if (!ts || !c.param)
+		internal_error("out of memory");
+	for (int i = 0; i < c.n; i++)
+		ts[i] = LLVMTypeOf(c.v[i]);
+	char name[64];
+	snprintf(name, sizeof name, "%s.part", LLVMGetValueName(p->outer_fn));
+	LLVMValueRef fn = LLVMAddFunction(g->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(g->c), ts, (unsigned)c.n, 0));
+	LLVMSetLinkage(fn, LLVMInternalLinkage);
+	/* inlined back, it would make the kernel whole again */
+	LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+		LLVMCreateEnumAttribute(g->c, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+	for (int i = 0; i < c.n; i++)
+		c.param[i] = LLVMGetParam(fn, (unsigned)i);
+	for (LLVMBasicBlockRef bb; (bb = LLVMGetFirstBasicBlock(p->fn));) {
+		LLVMRemoveBasicBlockFromParent(bb);
+		LLVMAppendExistingBasicBlock(fn, bb);
+	}
+	c.fn = fn;
+	each_operand(fn, rebind, &c);
+	LLVMDeleteFunction(p->fn);
+
+	g->fn = p->outer_fn;
+	g->entry = p->outer_entry;
+	LLVMPositionBuilderAtEnd(g->b, p->outer_at);
+	LLVMBuildCall2(g->b, LLVMGlobalGetValueType(fn), fn, c.v, (unsigned)c.n, "");
+	free(ts);
+	free(c.param);
+	free(c.v);
+	*p = (cg_part){ 0 };
+}
+
 /* ---- shared pieces of the kernels ---- */
 
 /* The forward pass in double precision: every value's pre-activation goes
@@ -323,7 +432,9 @@ void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef xlo, LLVMVa
 	store(g, LLVMBuildFDiv(g->b, xv, cd(g, m->std), ""), val_ptr(g, ws, 0), d);
 	loop_end(g, &l);
 
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		cg_ops[op->kind]->apply(g, op, P, ws, READ_VALUE, true, val_ptr(g, ws, k + 1));
 		LLVMValueRef dst = op->relu ? z : k == m->n_ops - 1 ? logits : NULL;
@@ -333,6 +444,7 @@ void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef xlo, LLVMVa
 		store(g, trunc32(g, load(g, g->f64, val_ptr(g, ws, k + 1), j)), dst, op->relu ? add(g, ci(g, op->z_off), j) : j);
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 }
 
 /* The active list of hidden op k: indices of its units with z > 0, in
@@ -357,9 +469,13 @@ static void emit_active(gen *g, LLVMValueRef ws, LLVMValueRef z, int k)
 }
 void cg_active_lists(gen *g, LLVMValueRef ws, LLVMValueRef z)
 {
+	cg_part part = { 0 };
 	for (int k = 0; k < g->m->n_ops; k++)
-		if (g->m->ops[k].relu)
+		if (g->m->ops[k].relu) {
+			cg_part_step(g, &part);
 			emit_active(g, ws, z, k);
+		}
+	cg_part_close(g, &part);
 }
 
 /* Where each value's gradient rows are (normalized units): the identity
@@ -396,7 +512,9 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 		store(g, one, rows[0], mul(g, d, ci(g, D + 1)));
 		loop_end(g, &l);
 	}
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		if (!cg_rows_are_weights(op)) {
 			LLVMValueRef src[2] = { rows[op->in[0]], op->n_in > 1 ? rows[op->in[1]] : NULL };
@@ -411,6 +529,7 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 		if (hook)
 			hook(g, k, rows[k + 1], ctx);
 	}
+	cg_part_close(g, &part);
 }
 
 /* l1 norm, squared l2 norm and linf norm of n floats, in double. */
@@ -449,22 +568,26 @@ static void emit_prepare(gen *g)
 	static const char *names[] = { "P", "pre" };
 	cg_begin_function(g, "lln_prepare", 2, names, 0);
 	const ir_module *m = g->m;
+	LLVMValueRef P = cg_param(g, 0), pre_all = cg_param(g, 1);
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		if (g->pre_off[k] < 0)
 			continue;
-		LLVMValueRef pre = at(g, g->f32, cg_param(g, 1), ci(g, g->pre_off[k]));
+		LLVMValueRef pre = at(g, g->f32, pre_all, ci(g, g->pre_off[k]));
 		loop l;
 		LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-		LLVMValueRef row = at(g, g->f32, cg_param(g, 0), add(g, ci(g, op->w_off), mul(g, j, ci(g, m->n_in))));
+		LLVMValueRef row = at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, j, ci(g, m->n_in))));
 		LLVMValueRef sums[3];
 		cg_norms(g, row, NULL, m->n_in, sums);
 		for (int p = 0; p < RT_NNORMS; p++)
 			store(g, cg_dual(g, sums, p), pre, add(g, ci(g, (int64_t)p * op->out_size), j));
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 	if (m->dense_chain)
-		cg_gram_prepare(g, cg_param(g, 0), cg_param(g, 1));
+		cg_gram_prepare(g, P, pre_all);
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -526,7 +649,9 @@ static void emit_direction(gen *g)
 	store(g, LLVMBuildFMul(g->b, fabsv(g, t0), cd(g, 0x1p-51), ""), at(g, g->f32, ws, ci(g, g->err_off[0])), d);
 	loop_end(g, &l);
 	LLVMValueRef tmp = at(g, g->f32, ws, ci(g, g->tmp_off)), zl = at(g, g->f32, ws, ci(g, g->zl_off));
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops - 1; k++) {   /* logits do not bound the region */
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		LLVMValueRef et = at(g, g->f32, ws, ci(g, g->err_off[k + 1]));
 		cg_ops[op->kind]->apply(g, op, P, ws, READ_TANGENT, false, tan_ptr(g, ws, k + 1));
@@ -557,6 +682,7 @@ static void emit_direction(gen *g)
 		}
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 	LLVMBuildBr(g->b, done);
 	LLVMPositionBuilderAtEnd(g->b, done);
 	store(g, cg_trunc_down(g, get(g, g->f64, best)), cg_param(g, 4), ci(g, 0));
@@ -610,9 +736,14 @@ static void emit_rows_backward(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValu
 	int64_t D = m->n_in;
 	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
 	cg_row_places(g, P, ws, rows);
-	for (int k = 0; k < m->n_ops; k++)
+	cg_part part = { 0 };
+	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		emit_zero(g, at(g, g->f32, ws, ci(g, g->rbar_off[k])), (int64_t)m->ops[k].out_size * D);
+	}
+	cg_part_close(g, &part);
 	for (int k = m->n_ops - 1; k >= 0; k--) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		LLVMValueRef dbar = at(g, g->f32, ws, ci(g, g->rbar_off[k]));
 		if (op->relu) {
@@ -630,6 +761,7 @@ static void emit_rows_backward(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValu
 		}
 		cg_ops[op->kind]->rows_adjoint(g, op, P, ws, src, dbar, sbar, grad);
 	}
+	cg_part_close(g, &part);
 	free(rows);
 }
 
@@ -638,14 +770,18 @@ static void emit_rows_backward(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValu
 static void emit_backprop(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef dlogits, LLVMValueRef dz, LLVMValueRef grad)
 {
 	const ir_module *m = g->m;
+	cg_part part = { 0 };
 	for (int v = 1; v <= m->n_ops; v++) {
+		cg_part_step(g, &part);
 		loop l;
 		LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, value_size(m, v)));
 		store(g, cd(g, 0), tan_ptr(g, ws, v), i);
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 	LLVMValueRef has_dz = LLVMBuildIsNotNull(g->b, dz, "");
 	for (int k = m->n_ops - 1; k >= 0; k--) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		LLVMValueRef delta = tan_ptr(g, ws, k + 1);
 		loop lr;
@@ -666,6 +802,7 @@ static void emit_backprop(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef 
 		cg_ops[op->kind]->param_grad(g, op, P, ws, delta, grad);
 		cg_ops[op->kind]->transpose(g, op, P, ws, delta, g->tan_off, false, false);
 	}
+	cg_part_close(g, &part);
 }
 
 static void emit_train_backward(gen *g)
@@ -822,6 +959,8 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 	g.i1 = LLVMInt1TypeInContext(g.c);
 	g.ptr = LLVMPointerTypeInContext(g.c, 0);
 	g.vf = LLVMVectorType(g.f32, VW);
+	int group = o->ops_per_part > 0 ? o->ops_per_part : 8;
+	g.group = m->n_ops > group ? group : 0;
 	plan_layout(&g, a, !o->weights);
 
 	/* in the order of rt_model's function pointers */

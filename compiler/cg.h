@@ -64,6 +64,7 @@ typedef struct gen {
 	 * caller before each apply), and what it adds to them */
 	const int64_t *bound_off, *bound_base_off;
 	double bound_scale;
+	int group;            /* ops per kernel part (cg_part_step), 0: whole kernels */
 } gen;
 
 static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -419,6 +420,21 @@ extern const cg_op *const cg_ops[OP_COUNT];   /* by op_kind (cg.c) */
  * (a bit per parameter index); the builder is left in its entry block. */
 LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char **pnames, unsigned ints);
 LLVMValueRef cg_param(gen *g, int i);
+/* Deep models' kernels in parts.  LLVM's optimisation and code generation
+ * cost more than linearly in a function's size, and kernels grow with
+ * depth, so a deep model built in quadratic time.  When a model has more
+ * than g->group ops, each loop over ops calls cg_part_step at the top of
+ * every op: every g->group ops then go to a function of their own, called
+ * where they stand.  The values of the enclosing function that a part uses
+ * become its parameters (cg_part_close), so the code inside needs no
+ * change; it must not define values used after the part. */
+typedef struct cg_part {
+	LLVMValueRef fn, outer_fn;
+	LLVMBasicBlockRef outer_entry, outer_at;
+	int ops;   /* ops in the open part; 0: none open */
+} cg_part;
+void cg_part_step(gen *g, cg_part *p);
+void cg_part_close(gen *g, cg_part *p);
 /* The forward pass in double: values to ws, float copies to z and logits;
  * the input is x + xlo when the LLVM value xlo (a run-time pointer that may
  * be NULL) is given, else x. */

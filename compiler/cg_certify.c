@@ -86,7 +86,9 @@ void cg_forward_bounds(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef x, 
 	store(g, dadd(g, e, LLVMBuildSelect(g->b, has, r, cd(g, 0), "")), e0, d);
 	loop_end(g, &l);
 	LLVMValueRef tmp = dptr(g, ws, g->tmp_off);
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		LLVMValueRef ez = dptr(g, ws, g->ez_off[k + 1]);
 		g->bound_off = g->ez_off;
@@ -99,6 +101,7 @@ void cg_forward_bounds(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef x, 
 		store(g, dmul(g, e, 1 + 2 * gk), ez, j);
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 }
 
 /* zl[h] = |z^_h| - ez_h for every hidden neuron; returns how many have
@@ -108,7 +111,9 @@ LLVMValueRef cg_undecided(gen *g, LLVMValueRef ws, LLVMValueRef *first)
 	const ir_module *m = g->m;
 	LLVMValueRef count = var(g, g->i32, ci32(g, 0)), at1 = var(g, g->i32, ci32(g, -1));
 	LLVMValueRef zl = dptr(g, ws, g->zl_off);
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		if (!op->relu)
 			continue;
@@ -130,6 +135,7 @@ LLVMValueRef cg_undecided(gen *g, LLVMValueRef ws, LLVMValueRef *first)
 		if_end(g, done);
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 	*first = get(g, g->i32, at1);
 	return get(g, g->i32, count);
 }
@@ -278,7 +284,9 @@ static void bounds_by_gram(gen *g, cert *c)
 	cg_gram_forward(g, c->P, c->pre, c->ws, sq, true);
 	LLVMValueRef L = dptr(g, c->ws, g->lb_off), zl = dptr(g, c->ws, g->zl_off);
 	double *eta = calloc((size_t)m->n_ops, sizeof *eta);
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		LLVMValueRef T = dptr(g, c->ws, g->rer_off[p2][k + 1]);
 		loop l;
@@ -310,6 +318,7 @@ static void bounds_by_gram(gen *g, cert *c)
 		store(g, ci32(g, 0), dptr(g, c->ws, g->ref_off), h);
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 
 	/* ||grad f_y - grad f_k||^2 = d Gc d^T with d = V[y] - V[k] formed first,
 	 * which avoids the cancellation of G_yy + G_kk - 2 G_yk; bounded by
@@ -364,13 +373,17 @@ static void emit_vjp(gen *g, cert *c)
 	LLVMValueRef P = cg_param(g, 0), ws = cg_param(g, 1), v = cg_param(g, 2);
 	LLVMValueRef a = LLVMBuildSExt(g->b, cg_param(g, 3), g->i64, ""), b = cg_param(g, 4);
 	loop l;
+	cg_part part = { 0 };
 	for (int w = 0; w <= m->n_ops; w++) {
+		cg_part_step(g, &part);
 		LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, w ? m->ops[w - 1].out_size : m->n_in));
 		store(g, cd(g, 0), tan_ptr(g, ws, w), i);
 		store(g, cd(g, 0), dptr(g, ws, g->err_off[w]), i);
 		loop_end(g, &l);
 	}
+	cg_part_close(g, &part);
 	for (int w = 1; w <= m->n_ops; w++) {
+		cg_part_step(g, &part);
 		LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntEQ, v, ci32(g, w), ""));
 		store(g, cd(g, 1), tan_ptr(g, ws, w), a);
 		LLVMBasicBlockRef d2 = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSGE, b, ci32(g, 0), ""));
@@ -378,7 +391,9 @@ static void emit_vjp(gen *g, cert *c)
 		if_end(g, d2);
 		if_end(g, done);
 	}
+	cg_part_close(g, &part);
 	for (int k = m->n_ops - 1; k >= 0; k--) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		int w = k + 1;
 		LLVMValueRef u = tan_ptr(g, ws, w), e = dptr(g, ws, g->err_off[w]);
@@ -403,6 +418,7 @@ static void emit_vjp(gen *g, cert *c)
 		cg_ops[op->kind]->transpose(g, op, P, ws, e, g->err_off, true, true);
 		if_end(g, below);
 	}
+	cg_part_close(g, &part);
 	LLVMBuildRetVoid(g->b);
 }
 

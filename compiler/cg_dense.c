@@ -179,7 +179,9 @@ static bool need_gc(const ir_module *m, int k, bool for_logits)
 void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits)
 {
 	const ir_module *m = g->m;
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		if (!op->relu && (!for_logits || op->in[0] == 0))
 			continue;
@@ -246,15 +248,21 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,
 		                      .M = a, .N = a8, .K = ai });
 	}
+	cg_part_close(g, &part);
 }
 
 void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad)
 {
 	const ir_module *m = g->m;
+	cg_part part = { 0 };
 	for (int k = 0; k < m->n_ops; k++)
-		if (m->ops[k].relu)
+		if (m->ops[k].relu) {
+			cg_part_step(g, &part);
 			emit_zero(g, at(g, g->f32, ws, ci(g, g->gbar_off[k])), (int64_t)m->ops[k].out_size * pad8(m->ops[k].out_size));
+		}
+	cg_part_close(g, &part);
 	for (int k = m->n_ops - 1; k >= 0; k--) {
+		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		if (!op->relu)
 			continue;
@@ -319,6 +327,7 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		                      .A = Vc, .lda = VLD, .atrans = true, .B = Y, .ldb = VLD, .accumulate = true,
 		                      .alpha = 1, .M = ai, .N = ai8, .K = N });
 	}
+	cg_part_close(g, &part);
 }
 
 /* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */

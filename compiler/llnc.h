@@ -308,6 +308,7 @@ typedef struct cg_options {
 	int opt_level;         /* 0..3 */
 	const float *weights;  /* when not NULL, embedded as the global lln_weights */
 	const char *train_defaults;  /* when not NULL, embedded as the string lln_train_defaults */
+	int ops_per_part;      /* models deeper than this get kernels in parts (cg.h); 0: 8 */
 } cg_options;
 
 typedef struct cg_unit {   /* one LLVM context, module and target, disposed together */

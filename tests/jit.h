@@ -21,18 +21,23 @@ static inline ir_module *jit_ir(arena *a, source *src)
 	return ir;
 }
 
-static inline const rt_model *jit_source(arena *a, source *src, int opt_level, cg_unit **u)
+/* With code generation options (jit_source: just the optimisation level). */
+static inline const rt_model *jit_source_opts(arena *a, source *src, const cg_options *co, cg_unit **u)
 {
 	ir_module *ir = jit_ir(a, src);
 	char err[RT_ERRLEN];
-	cg_options co = { .opt_level = opt_level };
-	*u = cg_generate(ir, &co, err);
+	*u = cg_generate(ir, co, err);
 	if (!*u)
 		fail_msg("cg_generate: %s", err);
 	const rt_model *m = cg_jit(*u, err);
 	if (!m)
 		fail_msg("cg_jit: %s", err);
 	return m;
+}
+
+static inline const rt_model *jit_source(arena *a, source *src, int opt_level, cg_unit **u)
+{
+	return jit_source_opts(a, src, &(cg_options){ .opt_level = opt_level }, u);
 }
 
 static inline const rt_model *jit_text(arena *a, const char *text, int opt_level, cg_unit **u)

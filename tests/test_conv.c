@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <llvm-c/Core.h>
 
 #include "llnc.h"
 #include "jit.h"
@@ -57,6 +58,7 @@ typedef struct spec {
 	void (*build)(rg_graph *g);
 	uint64_t seed;       /* > 1000: a random graph of that seed */
 	bool he;             /* He weights instead of PyTorch's default */
+	int parts;           /* kernels in parts of this many ops (cg.h); 0: whole */
 } spec;
 
 static void build_cnn(rg_graph *g)
@@ -252,16 +254,16 @@ static void build_r2(rg_graph *g) { build_random(g, 1002); }
 static void build_r3(rg_graph *g) { build_random(g, 1003); }
 
 static const spec specs[] = {
-	{ "cnn", NULL, LLN_SOURCE_DIR "/tests/data/cnn.lln", build_cnn, 21, false },
-	{ "res3", res3_lln, NULL, build_res3, 22, true },
-	{ "wide", wide_lln, NULL, build_wide, 23, false },
-	{ "skip", skip_lln, NULL, build_skip, 24, true },
-	{ "deep", deep_lln, NULL, build_deep, 25, true },
-	{ "poolrelu", poolrelu_lln, NULL, build_poolrelu, 26, false },
-	{ "r1", NULL, NULL, build_r1, 1001, true },
-	{ "r2", NULL, NULL, build_r2, 1002, false },
-	{ "r3", NULL, NULL, build_r3, 1003, true },
-	{ "border", border_lln, NULL, build_border, 27, false },
+	{ "cnn", NULL, LLN_SOURCE_DIR "/tests/data/cnn.lln", build_cnn, 21, false, 3 },
+	{ "res3", res3_lln, NULL, build_res3, 22, true, 0 },
+	{ "wide", wide_lln, NULL, build_wide, 23, false, 0 },
+	{ "skip", skip_lln, NULL, build_skip, 24, true, 0 },
+	{ "deep", deep_lln, NULL, build_deep, 25, true, 2 },
+	{ "poolrelu", poolrelu_lln, NULL, build_poolrelu, 26, false, 0 },
+	{ "r1", NULL, NULL, build_r1, 1001, true, 1 },
+	{ "r2", NULL, NULL, build_r2, 1002, false, 0 },
+	{ "r3", NULL, NULL, build_r3, 1003, true, 0 },
+	{ "border", border_lln, NULL, build_border, 27, false, 0 },
 };
 #define NSPECS (sizeof specs / sizeof *specs)
 
@@ -395,13 +397,14 @@ static void tmodel_open(tmodel *t, const spec *s)
 	t->s = s;
 	t->a = arena_new();
 	s->build(&t->g);
+	cg_options co = { .opt_level = 3, .ops_per_part = s->parts ? s->parts : 1 << 30 };
 	if (s->file) {
-		t->m = jit_source(t->a, source_load(t->a, s->file), 3, &t->u);
+		t->m = jit_source_opts(t->a, source_load(t->a, s->file), &co, &t->u);
 	} else {
 		char *text = s->text ? strdup(s->text) : graph_source(&t->g, s->name, s->seed);
 		if (!s->text)
 			printf("[ %s ]\n%s", s->name, text);
-		t->m = jit_text(t->a, text, 3, &t->u);
+		t->m = jit_source_opts(t->a, source_from_string(t->a, "test.lln", text), &co, &t->u);
 		free(text);
 	}
 	check_descriptor(t);
@@ -1589,6 +1592,98 @@ static void test_train_roll50(void **state)
 		               &(rg_loss_spec){ .kind = 1, .lambda = 1, .C = 1, .gamma = 50 }, "roll gamma 50");
 }
 
+/* ---- kernels in parts (cg.h) compute what whole kernels do ---- */
+
+/* Every kernel's outputs on a few inputs, in one buffer, for comparison. */
+static float *kernel_outputs(const rt_model *m, const float *P, uint64_t seed, size_t *n)
+{
+	enum { NX = 3 };
+	int64_t D = m->n_in, H = m->n_hidden, O = m->n_out;
+	size_t per = (size_t)(H + O + H * D + 2 * sizeof(rt_cert) / 4 + 2 + H + (H + O) + m->grad_floats);
+	float *out = calloc(NX * per, sizeof *out), *o = out;
+	float *pre = falloc(m->pre_floats), *ws = falloc(m->ws_floats), *x = falloc(D), *d = falloc(D);
+	float *dl = falloc(O), *dz = falloc(H), *dsq = falloc(H);
+	assert_non_null(out);
+	m->prepare(P, pre);
+	trng r = { seed };
+	for (int e = 0; e < NX; e++) {
+		for (int64_t i = 0; i < D; i++) {
+			x[i] = (float)trng_u(&r);
+			d[i] = (float)(trng_u(&r) - 0.5);
+		}
+		float *z = o, *lg = o + H, *G = lg + O;
+		m->forward(P, x, ws, z, lg);
+		m->grads(P, z, G, ws);
+		rt_cert *c = (rt_cert *)(G + H * D);
+		m->certify(P, pre, x, RT_ALL_NORMS, ws, z, lg, &c[0], NULL);
+		m->certify(P, pre, x, RT_NORM_BIT(RT_L2), ws, z, lg, &c[1], NULL);
+		float *t = (float *)(c + 2);
+		m->direction(P, x, d, ws, t, (int32_t *)t + 1, NULL);
+		float *sq = t + 2, *gr = sq + H;
+		m->train_forward(P, pre, x, 1, ws, z, lg, sq);
+		for (int64_t i = 0; i < O; i++)
+			dl[i] = (float)(trng_u(&r) - 0.5);
+		for (int64_t i = 0; i < H; i++) {
+			dz[i] = (float)(trng_u(&r) - 0.5);
+			dsq[i] = (float)trng_u(&r);
+		}
+		m->train_backward(P, pre, ws, dl, dz, dsq, gr);
+		m->train_finish(P, gr);
+		o = gr + m->grad_floats;
+	}
+	*n = (size_t)(o - out);
+	free(pre), free(ws), free(x), free(d), free(dl), free(dz), free(dsq);
+	return out;
+}
+
+static void test_parts_agree(void **state)
+{
+	(void)state;
+	/* a chain of dense layers (the Gram strategy) and the residual CNN */
+	char chain[4096];
+	int k = snprintf(chain, sizeof chain, "model chain {\n  input x[6] normalize(0.25, 0.5);\n  h0 = relu(dense(x, 5));\n");
+	for (int i = 1; i < 12; i++)
+		k += snprintf(chain + k, sizeof chain - (size_t)k, "  h%d = relu(dense(h%d, %d));\n", i, i - 1, 3 + i % 4);
+	snprintf(chain + k, sizeof chain - (size_t)k, "  out = dense(h11, 4);\n  output out;\n}\n");
+	for (int c = 0; c < 2; c++) {
+		float *outs[3];
+		size_t n[3];
+		int per_part[3] = { 1 << 30, 1, 0 };   /* whole, one op per part, the default */
+		for (int v = 0; v < 3; v++) {
+			arena *a = arena_new();
+			cg_unit *u;
+			source *src = c == 0 ? source_from_string(a, "chain.lln", chain)
+			                     : source_load(a, LLN_SOURCE_DIR "/tests/data/cnn.lln");
+			cg_options co = { .opt_level = 3, .ops_per_part = per_part[v] };
+			/* the parts are there (cnn.lln has fewer ops than the default's 8) */
+			char err[RT_ERRLEN];
+			cg_unit *gen_only = cg_generate(jit_ir(a, src), &co, err);
+			assert_non_null(gen_only);
+			int parts = 0;
+			for (LLVMValueRef f = LLVMGetFirstFunction(gen_only->mod); f; f = LLVMGetNextFunction(f))
+				parts += strstr(LLVMGetValueName(f), ".part") != NULL;
+			cg_unit_free(gen_only);
+			bool want = v == 1 || (v == 2 && c == 0);
+			if (want != (parts > 0))
+				fail_msg("%d parts with %d ops per part", parts, per_part[v]);
+			const rt_model *m = jit_source_opts(a, src, &co, &u);
+			float *P = falloc(m->n_params);
+			rt_init_params(m->tensors, m->n_tensors, 7, RT_INIT_PYTORCH, P);
+			outs[v] = kernel_outputs(m, P, 99, &n[v]);
+			free(P);
+			cg_unit_free(u);
+			arena_free(a);
+		}
+		for (int v = 1; v < 3; v++) {
+			assert_int_equal(n[v], n[0]);
+			if (memcmp(outs[v], outs[0], n[0] * sizeof(float)) != 0)
+				fail_msg("%s: kernels in parts of %d ops differ from whole kernels", c ? "cnn" : "chain", per_part[v]);
+		}
+		for (int v = 0; v < 3; v++)
+			free(outs[v]);
+	}
+}
+
 /* ---- the reference itself, on cases small enough to do by hand ---- */
 
 static void test_reference(void **state)
@@ -1636,6 +1731,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference),
+		cmocka_unit_test(test_parts_agree),
 		cmocka_unit_test_prestate(test_forward_grads, &main_models),
 		cmocka_unit_test_prestate(test_certify, &main_models),
 		cmocka_unit_test(test_pred_binding),

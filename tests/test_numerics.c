@@ -40,15 +40,16 @@ typedef struct spec {
 	bool normalize;
 	double mean, std;
 	uint64_t seed;
+	int parts;   /* kernels in parts of this many ops (cg.h); 0: whole */
 } spec;
 
 static const spec specs[] = {
-	{ "a", 5, 2, { 7, 6, 3 }, true, 0.2, 0.5, 11 },
-	{ "b", 8, 3, { 12, 10, 9, 1 }, false, 0, 1, 12 },
-	{ "c", 13, 4, { 20, 16, 14, 11, 10 }, true, 0.1307, 0.3081, 13 },
-	{ "d", 8, 2, { 6, 6, 10 }, true, -0.3, 2.0, 14 },
-	{ "e", 5, 1, { 9, 1 }, true, 0.5, 0.25, 15 },
-	{ "f", 13, 3, { 18, 8, 15, 3 }, false, 0, 1, 16 },
+	{ "a", 5, 2, { 7, 6, 3 }, true, 0.2, 0.5, 11, 0 },
+	{ "b", 8, 3, { 12, 10, 9, 1 }, false, 0, 1, 12, 0 },
+	{ "c", 13, 4, { 20, 16, 14, 11, 10 }, true, 0.1307, 0.3081, 13, 1 },
+	{ "d", 8, 2, { 6, 6, 10 }, true, -0.3, 2.0, 14, 0 },
+	{ "e", 5, 1, { 9, 1 }, true, 0.5, 0.25, 15, 0 },
+	{ "f", 13, 3, { 18, 8, 15, 3 }, false, 0, 1, 16, 2 },
 };
 #define NSPECS (sizeof specs / sizeof *specs)
 
@@ -117,7 +118,7 @@ static void tmodel_open(tmodel *t, const spec *s)
 	ir_module *ir = ir_lower(t->a, p);
 	assert_non_null(ir);
 	char err[RT_ERRLEN];
-	cg_options co = { .opt_level = 3 };
+	cg_options co = { .opt_level = 3, .ops_per_part = s->parts ? s->parts : 1 << 30 };
 	t->u = cg_generate(ir, &co, err);
 	if (!t->u)
 		fail_msg("cg_generate: %s", err);
