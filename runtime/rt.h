@@ -455,6 +455,35 @@ int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *
                          int threads, int32_t norms, rt_eval *out, float *eps_out,
                          unsigned char *correct_out);
 
+/* Gradient distortion of the true class's logit (distortion.c): for each
+ * labeled example e, expected[e] the mean of ||grad f_y(x') - grad f_y(x)||_1
+ * over `samples` uniform points x' of the l_inf ball of radius eps around x
+ * (clipped to [lo, hi] unless lo > hi), maximum[e] the largest found among
+ * them and by a genetic search of `generations` generations (0: none);
+ * witness (n x dim floats, or NULL) receives the point of the maximum.  NAN
+ * where x, or the whole ball, lies on region boundaries within rounding. */
+typedef struct rt_distortion_opts {
+	double eps, lo, hi;
+	int samples, generations, population;
+	double mutation;   /* probability that a child's coordinate is redrawn */
+	uint64_t seed;
+	int threads;       /* 0: all cores */
+} rt_distortion_opts;
+int rt_distortion(const rt_model *m, const float *P, const rt_data *d, const rt_distortion_opts *o,
+                  double *expected, double *maximum, float *witness, char *err);
+/* Over a data set: percentiles P25/P50/P75/P100 and means of both, over
+ * the examples where they are defined; `undefined` counts the others. */
+typedef struct rt_distortion_report {
+	double expected[4], maximum[4], mean_expected, mean_maximum;
+	int64_t n, undefined;
+} rt_distortion_report;
+int rt_distortion_summary(const rt_model *m, const float *P, const rt_data *d, const rt_distortion_opts *o,
+                          rt_distortion_report *r, char *err);
+/* llnc eval's output: a member "distortion" of its JSON object (with a
+ * leading comma), or table lines. */
+void rt_distortion_json(FILE *f, const rt_distortion_opts *o, const rt_distortion_report *r);
+void rt_distortion_table(FILE *f, const rt_distortion_opts *o, const rt_distortion_report *r);
+
 /* Command lines.  `defaults` is a '\n'-separated list of arguments (e.g.
  * "--epochs\n20\n--lr\n0.01") made by llnc from the .lln file's objective and
  * train blocks, parsed before argv[1..] so that the command line overrides

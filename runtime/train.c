@@ -229,6 +229,8 @@ typedef struct config {
 	bool per_example;       /* eval --json: every example's margins too */
 	bool in_defaults;       /* parsing the .lln defaults (for messages) */
 	rt_names names;         /* --rename, --strip-prefix: for --init and --weights */
+	bool distortion;        /* eval --distortion EPS */
+	rt_distortion_opts dist;
 } config;
 
 static void config_init(config *c, const char *prog, int mode)
@@ -238,6 +240,7 @@ static void config_init(config *c, const char *prog, int mode)
 	c->mode = mode;
 	c->epochs = 10;
 	c->batch = 64;
+	c->dist = (rt_distortion_opts){ .lo = 0, .hi = 1, .samples = 100, .population = 32, .mutation = 0.05 };
 	c->distance_p = 2;
 	c->norms = RT_ALL_NORMS;
 	c->loss = -1;
@@ -330,7 +333,9 @@ static const flag flags[] = {
 	{ "--objective", MODE_TRAIN | MODE_EVAL, true }, { "--loss", MODE_TRAIN | MODE_EVAL, true },
 	{ "--lambda", MODE_TRAIN | MODE_EVAL, true }, { "--C", MODE_TRAIN | MODE_EVAL, true },
 	{ "--gamma", MODE_TRAIN | MODE_EVAL, true }, { "--p", MODE_TRAIN | MODE_EVAL, true },
-	{ "--valid", MODE_TRAIN, true }, { "--seed", MODE_TRAIN, true },
+	{ "--valid", MODE_TRAIN, true }, { "--seed", MODE_TRAIN | MODE_EVAL, true },
+	{ "--distortion", MODE_EVAL, true }, { "--samples", MODE_EVAL, true }, { "--search", MODE_EVAL, true },
+	{ "--population", MODE_EVAL, true }, { "--mutation", MODE_EVAL, true }, { "--clip", MODE_EVAL, true },
 	{ "--threads", MODE_TRAIN | MODE_EVAL, true }, { "--init", MODE_TRAIN, true },
 	{ "--init-scheme", MODE_TRAIN, true },
 	{ "--resume", MODE_TRAIN, true }, { "--checkpoint", MODE_TRAIN, true },
@@ -377,9 +382,31 @@ static int set_option(config *c, const char *a, const char *v)
 	INT("--lr-step", 0, 1000000000, c->opt.lr_step)
 	INT("--valid", 0, LLONG_MAX, c->valid)
 	INT("--threads", 0, 1024, c->threads)
+	NUM("--mutation", R_UNIT, c->dist.mutation)
+	INT("--samples", 1, 100000000, c->dist.samples)
+	INT("--search", 0, 100000000, c->dist.generations)
+	INT("--population", 2, 100000000, c->dist.population)
 #undef NUM
 #undef INT
-	if (strcmp(a, "--seed") == 0) {
+	if (strcmp(a, "--distortion") == 0) {
+		if ((rc = get_num(c, a, v, R_GE0, &d)))
+			return rc;
+		c->dist.eps = d;
+		c->distortion = true;
+	} else if (strcmp(a, "--clip") == 0) {
+		char *end;
+		if (strcmp(v, "none") == 0) {
+			c->dist.lo = 1;
+			c->dist.hi = 0;
+			return 0;
+		}
+		double lo = strtod(v, &end), hi;
+		if (end == v || *end != ',' || (hi = strtod(end + 1, &end), *end) || !(lo <= hi) || !isfinite(lo) ||
+		    !isfinite(hi))
+			return usage_fail(c, "--clip takes LO,HI with LO <= HI, or none; got '%s'", v);
+		c->dist.lo = lo;
+		c->dist.hi = hi;
+	} else if (strcmp(a, "--seed") == 0) {
 		char *end;
 		errno = 0;
 		unsigned long long s = strtoull(v, &end, 10);
@@ -639,9 +666,20 @@ static void eval_usage(FILE *f, const rt_model *m, const config *c)
 		"  --threads N           threads, 0: all cores; results do not depend on N [%d]\n"
 		"  --objective K, --loss L, --lambda X, --C X, --gamma X, --p P\n"
 		"                        the objective whose loss is reported [%s]\n"
+		"gradient distortion of the true class's logit (docs/robustness.md):\n"
+		"  --distortion EPS      report it over the l_inf ball of radius EPS (raw units)\n"
+		"  --samples N           uniform points per example, their mean is the expected\n"
+		"                        distortion [%d]\n"
+		"  --search G            generations of the genetic search for the maximum, 0: the\n"
+		"                        largest among the uniform points [%d]\n"
+		"  --population N        the search's population [%d]\n"
+		"  --mutation X          probability that a child's coordinate is redrawn [%g]\n"
+		"  --clip LO,HI|none     input range the ball is clipped to [0,1]\n"
+		"  --seed N              the samples' and the search's generator [%llu]\n"
 		"  --help                show this help\n",
 		c->prog, m->name, c->data ? c->data : c->test ? c->test : "(none)",
-		norms_text(c->norms, nb, sizeof nb), c->threads, obj_name(c->obj.kind));
+		norms_text(c->norms, nb, sizeof nb), c->threads, obj_name(c->obj.kind), c->dist.samples,
+		c->dist.generations, c->dist.population, c->dist.mutation, (unsigned long long)c->seed);
 }
 
 /* ------------------------------------------------------------------------
@@ -1575,14 +1613,27 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 		          "on these inputs", spec, c.weights);
 		goto done;
 	}
+	rt_distortion_report dr = { 0 };
+	if (c.distortion) {
+		c.dist.seed = c.seed;
+		c.dist.threads = c.threads;
+		if (rt_distortion_summary(m, P, &d, &c.dist, &dr, err) != 0) {
+			user_fail(&c, "%s", err);
+			goto done;
+		}
+	}
 	if (c.json) {
 		eval_json_members(stdout, &e, c.norms);
+		if (c.distortion)
+			rt_distortion_json(stdout, &c.dist, &dr);
 		if (c.per_example)
 			examples_json(stdout, d.n, c.norms, ex_eps, ex_correct);
 		fputs("}\n", stdout);
 	} else {
 		printf("model %s, weights %s, data %s\n", m->name, c.weights, spec);
 		eval_table(stdout, &e, c.norms, "");
+		if (c.distortion)
+			rt_distortion_table(stdout, &c.dist, &dr);
 	}
 	rc = fflush(stdout) == 0 ? 0 : 1;
 done:
