@@ -259,6 +259,89 @@ static void test_threads(void **state)
 	close_fixture(&f);
 }
 
+/* A convolutional model: the witnesses stay in the ball, the search finds
+ * more than the mean, and an input far outside [0, 1] clips to a point. */
+static void test_conv_model(void **state)
+{
+	(void)state;
+	arena *a = arena_new();
+	cg_unit *u;
+	const rt_model *m = jit_source(a, source_load(a, LLN_SOURCE_DIR "/tests/data/cnn.lln"), 2, &u);
+	enum { NC = 3 };
+	const int64_t Dc = m->n_in;
+	float *P = calloc((size_t)m->n_params, sizeof *P), *x = calloc((size_t)(NC * Dc), sizeof *x);
+	float *wit = calloc((size_t)(NC * Dc), sizeof *wit);
+	assert_true(P && x && wit);
+	rt_init_params(m->tensors, m->n_tensors, 9, RT_INIT_HE, P);
+	trng r = { 5 };
+	for (int64_t i = 0; i < NC * Dc; i++)
+		x[i] = (float)trng_u(&r);
+	for (int64_t i = 2 * Dc; i < 3 * Dc; i++)
+		x[i] = 7;   /* clipped to 1 in every coordinate: one point */
+	int32_t y[NC] = { 0, 2, 1 };
+	rt_data d = { .n = NC, .dim = Dc, .x = x, .y = y };
+	rt_distortion_opts o = opts(10, 6);
+	o.eps = 0.1;
+	double ex[NC], mx[NC];
+	char err[RT_ERRLEN];
+	assert_int_equal(rt_distortion(m, P, &d, &o, ex, mx, wit, err), 0);
+	for (int e = 0; e < NC; e++) {
+		for (int64_t k = 0; k < Dc; k++) {
+			double xv = x[e * Dc + k], lo = fmax(0, xv - o.eps), hi = fmin(1, xv + o.eps);
+			if (xv > 1)
+				lo = hi = 1;
+			assert_true(wit[e * Dc + k] >= lo && wit[e * Dc + k] <= hi);
+		}
+		assert_true(ex[e] <= mx[e]);
+	}
+	assert_true(mx[0] > ex[0] && mx[1] > ex[1]);
+	/* x = 7 and its ball clipped to the point 1: the gradient there against x's */
+	assert_true(ex[2] == mx[2]);
+	free(P), free(x), free(wit);
+	cg_unit_free(u);
+	arena_free(a);
+}
+
+/* llnc eval --distortion, end to end: the table and the JSON member. */
+static void test_command(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/lln_distortion_XXXXXX", cmd[2048], buf[8192];
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof cmd, "%s/model.lln", dir);
+	FILE *f = fopen(cmd, "w");
+	assert_non_null(f);
+	fputs(model_lln, f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "%s/data.csv", dir);
+	f = fopen(cmd, "w");
+	assert_non_null(f);
+	for (int e = 0; e < 4; e++)
+		fprintf(f, "%d,0.1,0.%d,0.5,0.7,0.9\n", e % 3, e + 2);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "cd %s && %s/llnc init model.lln -o w.safetensors && %s/llnc eval model.lln "
+	         "--weights w.safetensors --data data.csv --distortion 0.2 --samples 8 --search 3 --population 4 --json",
+	         dir, LLN_BINARY_DIR, LLN_BINARY_DIR);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(buf, 1, sizeof buf - 1, p);
+	buf[n] = 0;
+	assert_int_equal(pclose(p), 0);
+	assert_non_null(strstr(buf, "\"distortion\":{\"eps\":0.2"));
+	assert_non_null(strstr(buf, "\"samples\":8,\"generations\":3,\"population\":4"));
+	assert_non_null(strstr(buf, "\"expected\":["));
+	snprintf(cmd, sizeof cmd, "cd %s && %s/llnc eval model.lln --weights w.safetensors --data data.csv "
+	         "--distortion 0.2 --clip 1,0 2>&1; echo status $?", dir, LLN_BINARY_DIR);
+	p = popen(cmd, "r");
+	n = fread(buf, 1, sizeof buf - 1, p);
+	buf[n] = 0;
+	pclose(p);
+	assert_non_null(strstr(buf, "--clip takes LO,HI"));
+	assert_non_null(strstr(buf, "status 2"));
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_bad_labels(void **state)
 {
 	(void)state;
@@ -284,6 +367,8 @@ int main(void)
 		cmocka_unit_test(test_expected),
 		cmocka_unit_test(test_one_region),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_conv_model),
+		cmocka_unit_test(test_command),
 		cmocka_unit_test(test_bad_labels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
