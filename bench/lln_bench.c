@@ -423,7 +423,7 @@ static void run_kernels(bench *b)
 			for (int64_t i = 0; i < n; i++) {
 				const float *x = b->data.x + i * m->n_in;
 				t0 = now();
-				m->train_forward(b->P, b->pre, x, pass, ws, z, logits, sq);
+				m->train_forward(b->P, b->pre, x, pass, ws, z, logits, sq, NULL);
 				t1 = now();
 				acc[pass ? K_TF1 : K_TF0] += t1 - t0;
 				rt_objective_eval(obj, m, logits, z, sq, b->data.y[i], dl, dz, dsq, NULL, scratch);

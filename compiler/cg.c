@@ -131,9 +131,9 @@ static int value_size(const ir_module *m, int v)
 }
 
 /* A dense layer reading the input has its weights as gradient rows. */
-bool cg_rows_are_weights(const ir_op *op)
+bool cg_rows_are_weights(const gen *g, const ir_op *op)
 {
-	return op->kind == OP_DENSE && op->in[0] == 0;
+	return op->kind == OP_DENSE && op->in[0] == 0 && !g->sampled;
 }
 
 static int64_t *offsets(arena *a, int n)
@@ -154,6 +154,8 @@ static void plan_layout(gen *g, arena *a, bool training)
 	const ir_module *m = g->m;
 	int nv = m->n_ops + 1;
 	int64_t D = m->n_in;
+	/* rows have D floats, or pad8(K) in approximate ROLL's training kernels */
+	int64_t R = training && m->samples && pad8(m->samples) > D ? pad8(m->samples) : D;
 	g->val_off = offsets(a, nv);
 	g->tan_off = offsets(a, nv);
 	int64_t **tabs[] = { &g->act_off, &g->jac_off, &g->rbar_off, &g->pre_off, &g->cnt_off, &g->gc_off,
@@ -207,26 +209,28 @@ static void plan_layout(gen *g, arena *a, bool training)
 		int64_t n = op->out_size, nin = op->in_size;
 		widest = n > widest ? n : widest;
 		for (int i = 0; i < op->n_in; i++)
-			if (op->in[i] == 0 && !cg_rows_are_weights(op) && g->id_off < 0) {
+			if (op->in[i] == 0 && !cg_rows_are_weights(g, op) && g->id_off < 0) {
 				g->id_off = off;
 				off += round16(D * D);
 			}
 		/* (the grads kernel copies a dense first layer's W / std to rows of
 		 * its own when they are not hidden neurons, whose rows go to G) */
-		if (!cg_rows_are_weights(op) || !op->relu) {
+		/* (approximate ROLL's training gives a dense first layer rows of its
+		 * own: the sampled columns of W) */
+		if (!cg_rows_are_weights(g, op) || !op->relu || (training && m->samples)) {
 			g->jac_off[k] = off;
-			off += round16(n * D);
+			off += round16(n * R);
 		}
-		if (training && !m->dense_chain) {
+		if (training && (!m->dense_chain || m->samples)) {
 			g->rbar_off[k] = off;
-			off += round16(n * D);
+			off += round16(n * R);
 		}
 		if (op->relu) {
 			g->act_off[k] = off;
 			off += round16(n);
 			g->cnt_off[k] = off;
 			off += 16;
-			if (cg_rows_are_weights(op)) {   /* 3 x n doubles */
+			if (cg_rows_are_weights(g, op)) {   /* 3 x n doubles */
 				g->pre_off[k] = pre;
 				pre += round16(6 * n);
 			}
@@ -263,6 +267,11 @@ static void plan_layout(gen *g, arena *a, bool training)
 	}
 	g->sq_off = off;
 	off += round16(m->n_hidden);
+	g->samp_off = -1;
+	if (training && m->samples) {
+		g->samp_off = off;
+		off += round16(D * pad8(m->samples));
+	}
 	g->row_off = off;
 	g->row2_off = off + round16(widest);
 	off += 2 * round16(widest);
@@ -485,13 +494,15 @@ void cg_active_lists(gen *g, LLVMValueRef ws, LLVMValueRef z)
 void cg_row_places(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows)
 {
 	const ir_module *m = g->m;
-	if (g->id_off >= 0)
+	if (g->sampled)
+		rows[0] = at(g, g->f32, ws, ci(g, g->samp_off));
+	else if (g->id_off >= 0)
 		rows[0] = at(g, g->f32, ws, ci(g, g->id_off));
 	for (int k = 0; k < m->n_ops; k++) {
 		if (rows[k + 1])
 			continue;
 		const ir_op *op = &m->ops[k];
-		rows[k + 1] = cg_rows_are_weights(op) ? at(g, g->f32, P, ci(g, op->w_off)) : at(g, g->f32, ws, ci(g, g->jac_off[k]));
+		rows[k + 1] = cg_rows_are_weights(g, op) ? at(g, g->f32, P, ci(g, op->w_off)) : at(g, g->f32, ws, ci(g, g->jac_off[k]));
 	}
 }
 
@@ -505,7 +516,14 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 	int64_t D = m->n_in;
 	LLVMValueRef one = LLVMConstReal(g->f32, scale ? 1.0 / m->std : 1.0);
 	cg_row_places(g, P, ws, rows);
-	if (g->id_off >= 0) {
+	if (g->sampled) {   /* row axes[k] of the input is sqrt(D / K) e_k */
+		emit_zero(g, rows[0], D * g->R);
+		loop l;
+		LLVMValueRef k = loop_begin(g, &l, ci(g, 0), ci(g, m->samples));
+		LLVMValueRef d = LLVMBuildSExt(g->b, load(g, g->i32, g->axes, k), g->i64, "");
+		store(g, LLVMConstReal(g->f32, sqrt((double)D / m->samples)), rows[0], add(g, mul(g, d, ci(g, g->R)), k));
+		loop_end(g, &l);
+	} else if (g->id_off >= 0) {
 		emit_zero(g, rows[0], D * D);
 		loop l;
 		LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, D));
@@ -516,7 +534,7 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 	for (int k = 0; k < m->n_ops; k++) {
 		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
-		if (!cg_rows_are_weights(op)) {
+		if (!cg_rows_are_weights(g, op)) {
 			LLVMValueRef src[2] = { rows[op->in[0]], op->n_in > 1 ? rows[op->in[1]] : NULL };
 			cg_ops[op->kind]->rows(g, op, P, ws, src, rows[k + 1]);
 		} else if (scale) {
@@ -611,7 +629,7 @@ static void emit_grads(gen *g)
 	for (int k = 0; k < m->n_ops; k++)
 		if (m->ops[k].relu)
 			rows[k + 1] = at(g, g->f32, cg_param(g, 2), mul(g, ci(g, m->ops[k].z_off), ci(g, m->n_in)));
-		else if (cg_rows_are_weights(&m->ops[k]))
+		else if (cg_rows_are_weights(g, &m->ops[k]))
 			rows[k + 1] = at(g, g->f32, ws, ci(g, g->jac_off[k]));
 	cg_compute_rows(g, cg_param(g, 0), ws, rows, true, NULL, NULL);
 	free(rows);
@@ -704,26 +722,38 @@ static void sq_rows(gen *g, int k, LLVMValueRef rows, void *ctx)
 	LLVMValueRef sums[3];
 	loop l;
 	LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-	cg_norms(g, at(g, g->f32, rows, mul(g, j, ci(g, g->m->n_in))), NULL, g->m->n_in, sums);
+	cg_norms(g, row_at(g, rows, j), NULL, g->R, sums);
 	store(g, trunc32(g, sums[1]), ctx, add(g, ci(g, op->z_off), j));
 	loop_end(g, &l);
 }
 
+/* Approximate ROLL's training kernels push the tangents of the sampled
+ * axes (g->R, cg.h), whose indices are `axes` in train_forward; off
+ * returns to all of them. */
+static void sampled_rows(gen *g, bool on, LLVMValueRef axes)
+{
+	g->sampled = on && g->m->samples > 0;
+	g->axes = g->sampled ? axes : NULL;
+	g->R = g->sampled ? pad8(g->m->samples) : g->m->n_in;
+}
+
 static void emit_train_forward(gen *g)
 {
-	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq" };
-	cg_begin_function(g, "lln_train_forward", 8, names, 1u << 3);
+	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq", "axes" };
+	cg_begin_function(g, "lln_train_forward", 9, names, 1u << 3);
 	LLVMValueRef ws = cg_param(g, 4);
 	cg_forward(g, cg_param(g, 0), cg_param(g, 2), NULL, ws, cg_param(g, 5), cg_param(g, 6));
 	cg_active_lists(g, ws, NULL);
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 3), ci32(g, 0), ""));
-	if (g->m->dense_chain) {
+	sampled_rows(g, true, cg_param(g, 8));
+	if (g->m->dense_chain && !g->sampled) {
 		cg_gram_forward(g, cg_param(g, 0), cg_param(g, 1), ws, cg_param(g, 7), false);
 	} else {
 		LLVMValueRef *rows = calloc((size_t)g->m->n_ops + 1, sizeof *rows);
 		cg_compute_rows(g, cg_param(g, 0), ws, rows, false, sq_rows, cg_param(g, 7));
 		free(rows);
 	}
+	sampled_rows(g, false, NULL);
 	if_end(g, done);
 	LLVMBuildRetVoid(g->b);
 }
@@ -733,7 +763,7 @@ static void emit_train_forward(gen *g)
 static void emit_rows_backward(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad)
 {
 	const ir_module *m = g->m;
-	int64_t D = m->n_in;
+	int64_t D = g->R;
 	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
 	cg_row_places(g, P, ws, rows);
 	cg_part part = { 0 };
@@ -811,10 +841,12 @@ static void emit_train_backward(gen *g)
 	cg_begin_function(g, "lln_train_backward", 7, names, 0);
 	LLVMValueRef ws = cg_param(g, 2), dsq = cg_param(g, 5), grad = cg_param(g, 6);
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildIsNotNull(g->b, dsq, ""));
-	if (g->m->dense_chain)
+	sampled_rows(g, true, NULL);
+	if (g->m->dense_chain && !g->sampled)
 		cg_gram_backward(g, ws, dsq, grad);
 	else
 		emit_rows_backward(g, cg_param(g, 0), ws, dsq, grad);
+	sampled_rows(g, false, NULL);
 	if_end(g, done);
 	emit_backprop(g, cg_param(g, 0), ws, cg_param(g, 3), cg_param(g, 4), grad);
 	LLVMBuildRetVoid(g->b);
@@ -824,7 +856,7 @@ static void emit_train_finish(gen *g)
 {
 	static const char *names[] = { "P", "grad" };
 	cg_begin_function(g, "lln_train_finish", 2, names, 0);
-	if (g->m->dense_chain)
+	if (g->m->dense_chain && !g->m->samples)
 		cg_gram_finish(g, cg_param(g, 0), cg_param(g, 1));
 	LLVMBuildRetVoid(g->b);
 }
@@ -881,9 +913,9 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[8])
 
 	LLVMValueRef fields[] = {
 		ci32(g, RT_ABI_VERSION), cstring(g, m->name), ci32(g, m->n_in), ci32(g, m->n_out),
-		ci32(g, m->n_hidden), ci32(g, m->n_layers), ci32(g, m->n_tensors), ci32(g, 0),
+		ci32(g, m->n_hidden), ci32(g, m->n_layers), ci32(g, m->n_tensors), ci32(g, m->samples),
 		ci(g, m->n_params), ci(g, g->ws_floats), ci(g, g->pre_floats), ci(g, g->grad_floats),
-		ci(g, cg_rows_are_weights(&m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
+		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7],
 	};
@@ -959,6 +991,7 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 	g.i1 = LLVMInt1TypeInContext(g.c);
 	g.ptr = LLVMPointerTypeInContext(g.c, 0);
 	g.vf = LLVMVectorType(g.f32, VW);
+	g.R = m->n_in;
 	int group = o->ops_per_part > 0 ? o->ops_per_part : 8;
 	g.group = m->n_ops > group ? group : 0;
 	plan_layout(&g, a, !o->weights);

@@ -65,6 +65,14 @@ typedef struct gen {
 	const int64_t *bound_off, *bound_base_off;
 	double bound_scale;
 	int group;            /* ops per kernel part (cg_part_step), 0: whole kernels */
+	/* Rows have R floats: n_in, or while the training kernels of approximate
+	 * ROLL are written (sampled), pad8(K): the tangents of the K sampled
+	 * axes, whose indices are `axes` (a kernel parameter), scaled by
+	 * sqrt(n_in / K) so that a row's squared norm is the estimate. */
+	int64_t R;
+	bool sampled;
+	LLVMValueRef axes;
+	int64_t samp_off;     /* the input's rows then: n_in x R floats */
 } gen;
 
 static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -351,7 +359,7 @@ static inline LLVMValueRef weight_for(gen *g, read_mode mode, LLVMValueRef w)
 /* Row i of a block of gradient rows (n_in floats each). */
 static inline LLVMValueRef row_at(gen *g, LLVMValueRef rows, LLVMValueRef i)
 {
-	return at(g, g->f32, rows, mul(g, i, ci(g, g->m->n_in)));
+	return at(g, g->f32, rows, mul(g, i, ci(g, g->R)));
 }
 
 /* if (unit t of value v is on) { ...: a no-op guard when v has no ReLU. */
@@ -441,7 +449,7 @@ void cg_part_close(gen *g, cg_part *p);
 void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef xlo, LLVMValueRef ws, LLVMValueRef z,
                 LLVMValueRef logits);
 /* A dense layer reading the input has its weights as gradient rows. */
-bool cg_rows_are_weights(const ir_op *op);
+bool cg_rows_are_weights(const gen *g, const ir_op *op);
 /* Where each value's rows are; a NULL rows[v] is filled in. */
 void cg_row_places(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows);
 /* Every value's rows, op by op, `hook` seeing each op's rows after it. */

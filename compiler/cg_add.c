@@ -22,7 +22,7 @@ static void add_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, 
 
 static void add_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst)
 {
-	LLVMValueRef D = ci(g, g->m->n_in);
+	LLVMValueRef D = ci(g, g->R);
 	loop l, lz;
 	LLVMValueRef j = each_unit(g, op, &l);
 	LLVMValueRef row = row_at(g, dst, j);
@@ -66,7 +66,7 @@ static void add_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueR
 		if (!sbar[k])
 			continue;
 		LLVMBasicBlockRef done = on_begin(g, ws, op->in[k], j);
-		emit_axpy(g, row_at(g, sbar[k], j), LLVMConstReal(g->f32, 1), row_at(g, dbar, j), ci(g, g->m->n_in));
+		emit_axpy(g, row_at(g, sbar[k], j), LLVMConstReal(g->f32, 1), row_at(g, dbar, j), ci(g, g->R));
 		on_end(g, done);
 	}
 	loop_end(g, &l);

@@ -39,7 +39,7 @@ static void rows_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 {
 	loop l;
 	LLVMValueRef row = row_at(g, ((pool_ctx *)ctx)->dst, j);
-	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, g->m->n_in));
+	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, g->R));
 	store(g, LLVMConstReal(g->f32, 0), row, d);
 	loop_end(g, &l);
 }
@@ -47,7 +47,7 @@ static void rows_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LL
 {
 	pool_ctx *c = ctx;
 	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
-	emit_axpy(g, row_at(g, c->dst, j), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->src, t), ci(g, g->m->n_in));
+	emit_axpy(g, row_at(g, c->dst, j), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->src, t), ci(g, g->R));
 	on_end(g, done);
 }
 
@@ -83,7 +83,7 @@ static void radj_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LL
 {
 	pool_ctx *c = ctx;
 	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
-	emit_axpy(g, row_at(g, c->sbar, t), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->d, j), ci(g, g->m->n_in));
+	emit_axpy(g, row_at(g, c->sbar, t), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->d, j), ci(g, g->R));
 	on_end(g, done);
 }
 

@@ -169,7 +169,7 @@ static void row_bounds(gen *g, int k, LLVMValueRef rows, void *ctx)
 	}
 	loop_end(g, &l);
 	for (int p = 0; p < RT_NNORMS; p++) {
-		if (cg_rows_are_weights(op)) {   /* exact */
+		if (cg_rows_are_weights(g, op)) {   /* exact */
 			j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
 			store(g, cd(g, 0), E[p], j);
 			loop_end(g, &l);

@@ -95,7 +95,7 @@ static void rows_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
 	conv_ctx *c = ctx;
 	loop l;
 	LLVMValueRef row = row_at(g, c->dst, j);
-	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, g->m->n_in));
+	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, g->R));
 	store(g, LLVMConstReal(g->f32, 0), row, d);
 	loop_end(g, &l);
 }
@@ -103,7 +103,7 @@ static void rows_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LL
 {
 	conv_ctx *c = ctx;
 	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
-	emit_axpy(g, row_at(g, c->dst, j), weight(g, op, c, wi), row_at(g, c->src[0], t), ci(g, g->m->n_in));
+	emit_axpy(g, row_at(g, c->dst, j), weight(g, op, c, wi), row_at(g, c->src[0], t), ci(g, g->R));
 	on_end(g, done);
 }
 
@@ -163,9 +163,9 @@ static void conv_transpose(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef
 static void radj_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
 {
 	conv_ctx *c = ctx;
-	LLVMValueRef D = ci(g, g->m->n_in), drow = row_at(g, c->d, j), gi = add(g, ci(g, op->w_off), wi);
+	LLVMValueRef D = ci(g, g->R), drow = row_at(g, c->d, j), gi = add(g, ci(g, op->w_off), wi);
 	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
-	LLVMValueRef dw = op->in[0] == 0 ? load(g, g->f32, drow, t) : emit_dot(g, drow, row_at(g, c->src[0], t), D);
+	LLVMValueRef dw = op->in[0] == 0 && !g->sampled ? load(g, g->f32, drow, t) : emit_dot(g, drow, row_at(g, c->src[0], t), D);
 	store(g, LLVMBuildFAdd(g->b, load(g, g->f32, c->grad, gi), dw, ""), c->grad, gi);
 	if (c->sbar[0])
 		emit_axpy(g, row_at(g, c->sbar[0], t), weight(g, op, c, wi), drow, D);

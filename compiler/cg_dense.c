@@ -45,12 +45,12 @@ static void dense_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws
  * them, or a hidden operand's active list. */
 static void dense_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst)
 {
-	LLVMValueRef D = ci(g, g->m->n_in);
+	LLVMValueRef D = ci(g, g->R);
 	int v = op->in[0];
 	LLVMValueRef act = has_relu(g, v) ? at(g, g->f32, ws, ci(g, g->act_off[v - 1])) : NULL;
 	LLVMValueRef na = act ? active_count(g, ws, v - 1) : ci(g, op->in_size);
 	loop lj, lt, lz;
-	if (g->m->n_in % VW == 0) {
+	if (g->R % VW == 0) {
 		cg_gemm(g, &(gemm){ .C = dst, .ldc = D, .A = at(g, g->f32, P, ci(g, op->w_off)), .lda = ci(g, op->in_size),
 		                    .acols = act, .B = src[0], .ldb = D, .brows = act, .alpha = 1,
 		                    .M = ci(g, op->out_size), .N = D, .K = na });
@@ -109,13 +109,13 @@ static void dense_transpose(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRe
 static void dense_rows_adjoint(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2],
                                LLVMValueRef dbar, LLVMValueRef sbar[2], LLVMValueRef grad)
 {
-	LLVMValueRef D = ci(g, g->m->n_in);
+	LLVMValueRef D = ci(g, g->R);
 	int v = op->in[0];
 	loop lr, lt;
 	LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef drow = at(g, g->f32, dbar, mul(g, r, D));
 	LLVMValueRef wrow = add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)));
-	if (v == 0) {
+	if (v == 0 && !g->sampled) {
 		emit_axpy(g, at(g, g->f32, grad, wrow), LLVMConstReal(g->f32, 1), drow, D);
 		loop_end(g, &lr);
 		return;

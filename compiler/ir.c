@@ -143,6 +143,7 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 		internal_error("model output is not the last op");
 	m->n_out = m->ops[out - 1].out_size;
 	choose_strategy(m);
+	m->samples = p->objective.reg == REG_ROLL ? p->objective.samples : 0;
 	return m;
 }
 
@@ -180,6 +181,9 @@ void ir_dump(FILE *out, const ir_module *m)
 			fprintf(out, " relu z[%d..%d)", op->z_off, op->z_off + op->out_size);
 		fprintf(out, "  ; %d:%d\n", op->at.line, op->at.col);
 	}
+	if (m->samples)
+		fprintf(out, "  training: approximate ROLL, %d of the %d input axes sampled per example: %d + 1 tangent "
+		        "passes instead of %d + 1\n", m->samples, m->n_in, m->samples, m->n_in);
 	if (m->dense_chain)
 		fprintf(out, "  strategy: eps_2 alone by %s (estimated %.3g multiply-adds per input by rows, %.3g by Gram);"
 		        " other norms by explicit rows; training by the Gram recurrence\n",

@@ -217,6 +217,7 @@ typedef struct sema_objective {
 	sema_loss loss;
 	sema_reg reg;
 	double lambda, C, gamma;   /* roll: all three; distance: lambda */
+	int samples;               /* roll: input axes sampled per example (approximate ROLL), 0: all */
 	int p;                     /* distance norm: 1, 2, or 0 for inf */
 } sema_objective;
 
@@ -293,6 +294,9 @@ typedef struct ir_module {
 	 * recurrence (independent of the input size) or explicit gradient rows */
 	bool l2_by_gram;
 	double cost_rows, cost_gram;   /* estimated multiply-adds per input */
+	/* approximate ROLL: K sampled input axes, whose tangents the training
+	 * kernels push instead of all n_in (0: exact) */
+	int samples;
 } ir_module;
 
 ir_module *ir_lower(arena *a, const sema_program *p);

@@ -433,6 +433,7 @@ static const pspec roll_params[] = {
 	{ "lambda", P_NUM, true, GE(0), NULL },
 	{ "C", P_NUM, true, GE(0), NULL },
 	{ "gamma", P_NUM, false, { 0, 100, true, false }, NULL },
+	{ "samples", P_INT, false, GE(1), NULL },
 };
 static const pspec distance_params[] = {
 	{ "lambda", P_NUM, true, GE(0), NULL },
@@ -447,6 +448,17 @@ static void apply_roll(checker *ck, const fspec *f, const ast_expr *call,
 	opt_num(ck, args[0], &f->params[0], &o->lambda);
 	opt_num(ck, args[1], &f->params[1], &o->C);
 	opt_num(ck, args[2], &f->params[2], &o->gamma);
+	opt_int(ck, args[3], &f->params[3], &o->samples);
+	if (!args[3])
+		return;
+	/* approximate ROLL estimates the mean over all neurons (PAPER.md) */
+	if (o->gamma != 100)
+		err(ck, args[3]->at, "samples (approximate ROLL) needs gamma = 100: a top-gamma selection of "
+		    "estimates is biased; got gamma = %g", o->gamma);
+	const sema_model *m = &ck->prog->model;
+	if (m->n_nodes > 0 && m->nodes[0].op == OP_INPUT && o->samples > m->nodes[0].size)
+		err(ck, args[3]->at, "samples = %d exceeds the %d input values of '%s'", o->samples, m->nodes[0].size,
+		    m->nodes[0].name);
 }
 
 static void apply_distance(checker *ck, const fspec *f, const ast_expr *call,

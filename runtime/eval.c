@@ -51,8 +51,8 @@ static void *eval_share(void *arg)
 	const rt_model *m = j->m;
 	const int64_t H = m->n_hidden, O = m->n_out, D = m->n_in;
 	float *ws = rt_alloc_floats(m->ws_floats), *z = rt_alloc_floats(H + 1), *logits = rt_alloc_floats(O), *sq = rt_alloc_floats(H + 1);
-	int32_t *scratch = malloc(sizeof(int32_t) * (size_t)(H + 1));
-	if (!ws || !z || !logits || !sq || !scratch) {
+	int32_t *scratch = malloc(sizeof(int32_t) * (size_t)(H + 1)), *axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
+	if (!ws || !z || !logits || !sq || !scratch || !axes) {
 		j->failed = 1;
 		goto done;
 	}
@@ -71,7 +71,10 @@ static void *eval_share(void *arg)
 		if (y < 0) {
 			j->loss[i] = j->ce[i] = NAN;
 		} else if (m->train_forward) {
-			m->train_forward(j->P, j->pre, x, need_sq, ws, z, logits, sq);
+			/* approximate ROLL: the same axes for example i in every evaluation */
+			if (need_sq && m->samples)
+				rt_sample_axes(j->o->sample_seed, (uint64_t)i, m->n_in, m->samples, axes);
+			m->train_forward(j->P, j->pre, x, need_sq, ws, z, logits, sq, axes);
 			j->loss[i] = rt_objective_eval(j->o, m, logits, z, sq, y, NULL, NULL, NULL,
 			                               &j->ce[i], scratch);
 		} else if (!need_sq) {
@@ -90,6 +93,7 @@ done:
 	free(logits);
 	free(sq);
 	free(scratch);
+	free(axes);
 	return NULL;
 }
 

@@ -115,3 +115,16 @@ void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, rt_init_sc
 		}
 	}
 }
+
+/* Selection sampling (Knuth's Algorithm S): axis d is taken with
+ * probability (K - taken) / (D - d), which makes every K-subset equally
+ * likely, in one pass and without scratch. */
+void rt_sample_axes(uint64_t seed, uint64_t stream, int32_t D, int32_t K, int32_t *out)
+{
+	rt_rng r;
+	rt_rng_seed(&r, seed ^ (stream * 0x9E3779B97F4A7C15ULL + 0xD1B54A32D192ED03ULL));
+	int32_t taken = 0;
+	for (int32_t d = 0; d < D && taken < K; d++)
+		if ((double)(D - d) * rt_rng_uniform(&r) < (double)(K - taken))
+			out[taken++] = d;
+}

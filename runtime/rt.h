@@ -30,7 +30,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 3
+#define RT_ABI_VERSION 4
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -70,7 +70,8 @@ typedef struct rt_model {
 	int32_t n_hidden;     /* hidden neurons H (length of z) */
 	int32_t n_layers;
 	int32_t n_tensors;
-	int32_t pad_;
+	int32_t samples;      /* approximate ROLL: train_forward's sq from K sampled
+	                       * input axes (`axes`), 0: from all of them */
 	int64_t n_params;
 	int64_t ws_floats;    /* per-example workspace needed by grads/certify/direction */
 	int64_t pre_floats;   /* per-parameter-vector buffer filled by prepare */
@@ -110,9 +111,12 @@ typedef struct rt_model {
 	 * of a batch are summed, train_finish folds the accumulators past
 	 * n_params into grad[0..n_params).  `pre` is filled by prepare for P.
 	 * Without sq (need_sq 0, dsq NULL) neither pre nor the accumulators are
-	 * used, so prepare and train_finish may be skipped. */
+	 * used, so prepare and train_finish may be skipped.  With samples = K > 0
+	 * (approximate ROLL), sq[h] = (D / K) sum_k (d z_h / d x_{axes[k]})^2 for
+	 * K distinct axes (rt_sample_axes), an unbiased estimate; axes is unused
+	 * (may be NULL) when samples is 0 or need_sq is 0. */
 	void (*train_forward)(const float *P, const float *pre, const float *x, int32_t need_sq,
-	                      float *ws, float *z, float *logits, float *sq);
+	                      float *ws, float *z, float *logits, float *sq, const int32_t *axes);
 	void (*train_backward)(const float *P, const float *pre, float *ws, const float *dlogits,
 	                       const float *dz, const float *dsq, float *grad);
 	void (*train_finish)(const float *P, float *grad);
@@ -352,6 +356,9 @@ void rt_rng_seed(rt_rng *r, uint64_t seed);
 uint64_t rt_rng_next(rt_rng *r);
 double rt_rng_uniform(rt_rng *r);       /* [0, 1) */
 double rt_rng_normal(rt_rng *r);        /* standard normal */
+/* K distinct axes of 0..D-1, uniformly, in increasing order, drawn from a
+ * generator seeded by (seed, stream): approximate ROLL's per-example draw. */
+void rt_sample_axes(uint64_t seed, uint64_t stream, int32_t D, int32_t K, int32_t *out);
 /* Initialisation schemes.  Biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in
  * both; weights are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with RT_INIT_PYTORCH
  * (PyTorch's nn.Linear / nn.Conv2d default, the default here) and He-normal
@@ -372,6 +379,8 @@ typedef struct rt_objective {
 	rt_obj_kind kind;
 	bool sigmoid;            /* one-logit sigmoid cross-entropy, else softmax */
 	double lambda, C, gamma; /* roll: all three (gamma in (0, 100]); distance: lambda */
+	uint64_t sample_seed;    /* approximate ROLL (rt_model.samples): example r's axes
+	                          * are rt_sample_axes(sample_seed, r, ...) */
 } rt_objective;
 
 /* Whether the objective needs sq from train_forward. */

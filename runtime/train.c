@@ -35,7 +35,7 @@
  * ---------------------------------------------------------------------- */
 typedef struct gthread {
 	float *ws, *z, *logits, *sq, *dlogits, *dz, *dsq, *grad;
-	int32_t *scratch;
+	int32_t *scratch, *axes;   /* axes: approximate ROLL's draw */
 } gthread;
 
 struct rt_grad_ctx {
@@ -73,6 +73,7 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 		free(t->dsq);
 		free(t->grad);
 		free(t->scratch);
+		free(t->axes);
 	}
 	free(c->t);
 	free(c->loss);
@@ -104,8 +105,9 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		t->dsq = rt_alloc_floats(H);
 		t->grad = rt_alloc_floats(m->grad_floats > m->n_params ? m->grad_floats : m->n_params);
 		t->scratch = malloc(sizeof(int32_t) * (size_t)H);
+		t->axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
 		if (!t->ws || !t->z || !t->logits || !t->sq || !t->dlogits || !t->dz || !t->dsq ||
-		    !t->grad || !t->scratch) {
+		    !t->grad || !t->scratch || !t->axes) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -123,7 +125,9 @@ static void *grad_share(void *arg)
 	const bool need_sq = rt_objective_needs_sq(j->o);
 	for (int64_t i = j->begin; i < j->end; i++) {
 		int64_t r = j->idx ? j->idx[i] : i;
-		m->train_forward(j->P, j->pre, j->X + r * m->n_in, need_sq, t->ws, t->z, t->logits, t->sq);
+		if (need_sq && m->samples)
+			rt_sample_axes(j->o->sample_seed, (uint64_t)r, m->n_in, m->samples, t->axes);
+		m->train_forward(j->P, j->pre, j->X + r * m->n_in, need_sq, t->ws, t->z, t->logits, t->sq, t->axes);
 		j->c->loss[i] = rt_objective_eval(j->o, m, t->logits, t->z, t->sq, j->y[r], t->dlogits,
 		                                  t->dz, t->dsq, &j->c->ce[i], t->scratch);
 		m->train_backward(j->P, j->pre, t->ws, t->dlogits, t->dz, need_sq ? t->dsq : NULL, t->grad);
@@ -887,6 +891,7 @@ static uint64_t mix(uint64_t a, uint64_t b)
 
 #define SPLIT_SALT 0x6c6c6e2d73706c74ULL   /* "lln-splt" */
 #define EPOCH_SALT 0x6c6c6e2d65706f63ULL   /* "lln-epoc" */
+#define AXES_SALT 0x6c6c6e2d61786573ULL    /* "lln-axes": approximate ROLL */
 
 typedef struct run {
 	const rt_model *m;
@@ -1279,6 +1284,8 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 		int64_t begin = b * c->batch, nb = n - begin < c->batch ? n - begin : c->batch;
 		if (rt_objective_needs_sq(&c->obj))   /* vanilla reads nothing prepared */
 			m->prepare(r->P, r->pre);
+		/* approximate ROLL's axes: fresh every step, the same after --resume */
+		c->obj.sample_seed = mix(mix(c->seed ^ AXES_SALT, (uint64_t)epoch), (uint64_t)b);
 		double loss, ce;
 		if (rt_batch_grad_ctx(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin,
 		                      nb, r->grad, &loss, &ce) != 0)

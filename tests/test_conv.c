@@ -1453,7 +1453,7 @@ static void check_training(size_t si, const rt_objective *ob, const rg_loss_spec
 	/* train_forward's z, logits and sq (normalized units) */
 	for (int i = 0; i < nb; i++) {
 		const float *x = X + (size_t)i * D;
-		m->train_forward(t->P, t->pre, x, 1, t->ws, z, lg, sq);
+		m->train_forward(t->P, t->pre, x, 1, t->ws, z, lg, sq, NULL);
 		rg_forward_f(&t->g, x, e.z, e.f, e.zmag, e.fmag);
 		rg_jacobians(&t->g, e.z, 1.0, Gn, NULL, Gna, NULL);
 		for (int h = 0; h < H; h++) {
@@ -1592,6 +1592,187 @@ static void test_train_roll50(void **state)
 		               &(rg_loss_spec){ .kind = 1, .lambda = 1, .C = 1, .gamma = 50 }, "roll gamma 50");
 }
 
+/* ---- approximate ROLL: K sampled input axes (rt_model.samples) ---- */
+
+/* sq of every hidden neuron and the gradient of dsq . sq for one input;
+ * axes NULL: the model's own (exact) kernels. */
+static void sq_and_grad(const rt_model *m, const float *P, const float *pre, const float *x, const float *dsq,
+                        const int32_t *axes, double *sq_out, double *grad_out)
+{
+	int64_t H = m->n_hidden, O = m->n_out;
+	float *ws = falloc(m->ws_floats), *z = falloc(H), *lg = falloc(O), *sq = falloc(H), *dl = falloc(O);
+	float *dz = falloc(H), *grad = falloc(m->grad_floats);
+	m->train_forward(P, pre, x, 1, ws, z, lg, sq, axes);
+	m->train_backward(P, pre, ws, dl, dz, dsq, grad);
+	m->train_finish(P, grad);
+	for (int64_t h = 0; h < H; h++)
+		sq_out[h] = sq[h];
+	for (int64_t i = 0; i < m->n_params; i++)
+		grad_out[i] = grad[i];
+	free(ws), free(z), free(lg), free(sq), free(dl), free(dz), free(grad);
+}
+
+static const char approx_conv_lln[] =
+	"model approx {\n"
+	"  input x[2, 5, 5] normalize(0.5, 0.25);\n"
+	"  a = relu(conv2d(x, 3, kernel = 3, padding = 1));\n"
+	"  p = avgpool(a, 2);\n"
+	"  b = relu(dense(p, 7));\n"
+	"  out = dense(b, 3);\n"
+	"  output out;\n"
+	"}\n"
+	"objective {\n  loss = cross_entropy;\n  regularizer = roll(lambda = 1, C = 1%s);\n}\n";
+static const char approx_chain_lln[] =
+	"model chain {\n"
+	"  input x[50] normalize(0.1, 0.3);\n"
+	"  a = relu(dense(x, 9));\n"
+	"  b = relu(dense(a, 8));\n"
+	"  out = dense(b, 4);\n"
+	"  output out;\n"
+	"}\n"
+	"objective {\n  loss = cross_entropy;\n  regularizer = roll(lambda = 1, C = 1%s);\n}\n";
+
+typedef struct approx_case {
+	arena *a;
+	cg_unit *u[2];
+	const rt_model *m[2];   /* exact, sampled */
+	float *P, *pre[2], *x, *dsq;
+	int K;
+} approx_case;
+
+static void approx_open(approx_case *c, const char *fmt, int K)
+{
+	memset(c, 0, sizeof *c);
+	c->a = arena_new();
+	c->K = K;
+	for (int v = 0; v < 2; v++) {
+		char text[1024], extra[32] = "";
+		if (v)
+			snprintf(extra, sizeof extra, ", samples = %d", K);
+		snprintf(text, sizeof text, fmt, extra);
+		c->m[v] = jit_text(c->a, text, 2, &c->u[v]);
+	}
+	assert_int_equal(c->m[0]->samples, 0);
+	assert_int_equal(c->m[1]->samples, K);
+	const rt_model *m = c->m[0];
+	c->P = falloc(m->n_params);
+	rt_init_params(m->tensors, m->n_tensors, 4, RT_INIT_HE, c->P);
+	for (int v = 0; v < 2; v++) {
+		c->pre[v] = falloc(c->m[v]->pre_floats);
+		c->m[v]->prepare(c->P, c->pre[v]);
+	}
+	c->x = falloc(m->n_in);
+	c->dsq = falloc(m->n_hidden);
+	trng r = { 17 };
+	for (int64_t i = 0; i < m->n_in; i++)
+		c->x[i] = (float)trng_u(&r);
+	for (int64_t h = 0; h < m->n_hidden; h++)
+		c->dsq[h] = (float)(trng_u(&r) + 0.5);
+}
+
+static void approx_close(approx_case *c)
+{
+	for (int v = 0; v < 2; v++) {
+		free(c->pre[v]);
+		cg_unit_free(c->u[v]);
+	}
+	free(c->P), free(c->x), free(c->dsq);
+	arena_free(c->a);
+}
+
+static void test_sample_axes(void **state)
+{
+	(void)state;
+	enum { D = 12, K = 4, M = 6000 };
+	int count[D] = { 0 };
+	for (int s = 0; s < M; s++) {
+		int32_t ax[K];
+		rt_sample_axes(5, (uint64_t)s, D, K, ax);
+		for (int k = 0; k < K; k++) {
+			assert_true(ax[k] >= 0 && ax[k] < D);
+			if (k)
+				assert_true(ax[k] > ax[k - 1]);
+			count[ax[k]]++;
+		}
+	}
+	/* each axis is drawn with probability K / D: binomial counts */
+	double p = (double)K / D, mean = M * p, sd = sqrt(M * p * (1 - p));
+	for (int d = 0; d < D; d++)
+		if (fabs(count[d] - mean) > 5 * sd)
+			fail_msg("axis %d drawn %d times, expected %.0f +- %.0f", d, count[d], mean, sd);
+}
+
+/* With K = D every axis is drawn: the estimate is exact ROLL's value. */
+static void test_approx_all_axes(void **state)
+{
+	(void)state;
+	const char *fmts[2] = { approx_conv_lln, approx_chain_lln };
+	for (int f = 0; f < 2; f++) {
+		approx_case c;
+		approx_open(&c, fmts[f], 50);
+		const rt_model *m = c.m[0];
+		int64_t H = m->n_hidden, NP = m->n_params, D = m->n_in;
+		double *sq0 = dalloc(H), *sq1 = dalloc(H), *g0 = dalloc(NP), *g1 = dalloc(NP);
+		int32_t *axes = malloc(sizeof *axes * (size_t)D);
+		rt_sample_axes(1, 0, (int32_t)D, (int32_t)D, axes);
+		sq_and_grad(c.m[0], c.P, c.pre[0], c.x, c.dsq, NULL, sq0, g0);
+		sq_and_grad(c.m[1], c.P, c.pre[1], c.x, c.dsq, axes, sq1, g1);
+		for (int64_t h = 0; h < H; h++)
+			if (fabs(sq1[h] - sq0[h]) > 1e-5 * (1 + fabs(sq0[h])))
+				fail_msg("%s: neuron %lld: sq %.9g with all axes sampled, %.9g exact", m->name, (long long)h, sq1[h], sq0[h]);
+		double gn = 0;
+		for (int64_t i = 0; i < NP; i++)
+			gn = fmax(gn, fabs(g0[i]));
+		for (int64_t i = 0; i < NP; i++)
+			if (fabs(g1[i] - g0[i]) > 1e-5 * (1 + gn))
+				fail_msg("%s: parameter %lld: gradient %.9g with all axes sampled, %.9g exact", m->name, (long long)i,
+				         g1[i], g0[i]);
+		free(sq0), free(sq1), free(g0), free(g1), free(axes);
+		approx_close(&c);
+	}
+}
+
+/* Over many draws of K < D axes, the mean of sq and of the parameter
+ * gradient is exact ROLL's, within five standard errors. */
+static void test_approx_unbiased(void **state)
+{
+	(void)state;
+	const char *fmts[2] = { approx_conv_lln, approx_chain_lln };
+	const int Ks[2] = { 7, 9 };
+	enum { M = 800 };
+	for (int f = 0; f < 2; f++) {
+		approx_case c;
+		approx_open(&c, fmts[f], Ks[f]);
+		const rt_model *m = c.m[0];
+		int64_t H = m->n_hidden, NP = m->n_params;
+		double *sq0 = dalloc(H), *g0 = dalloc(NP), *sq = dalloc(H), *g = dalloc(NP);
+		double *s1 = dalloc(H + NP), *s2 = dalloc(H + NP);
+		sq_and_grad(c.m[0], c.P, c.pre[0], c.x, c.dsq, NULL, sq0, g0);
+		int32_t axes[16];
+		for (int t = 0; t < M; t++) {
+			rt_sample_axes(99, (uint64_t)t, m->n_in, c.K, axes);
+			sq_and_grad(c.m[1], c.P, c.pre[1], c.x, c.dsq, axes, sq, g);
+			for (int64_t i = 0; i < H + NP; i++) {
+				double v = i < H ? sq[i] : g[i - H];
+				s1[i] += v;
+				s2[i] += v * v;
+			}
+		}
+		int varied = 0;
+		for (int64_t i = 0; i < H + NP; i++) {
+			double mean = s1[i] / M, var = fmax(s2[i] / M - mean * mean, 0), se = sqrt(var / M);
+			double want = i < H ? sq0[i] : g0[i - H];
+			varied += se > 0;
+			if (fabs(mean - want) > 5 * se + 1e-5 * (1 + fabs(want)))
+				fail_msg("%s: %s %lld: mean of the estimates %.9g, exact %.9g (standard error %.3g)", m->name,
+				         i < H ? "sq of neuron" : "gradient of parameter", (long long)(i < H ? i : i - H), mean, want, se);
+		}
+		assert_true(varied > H);   /* the estimates do vary: the test is not vacuous */
+		free(sq0), free(g0), free(sq), free(g), free(s1), free(s2);
+		approx_close(&c);
+	}
+}
+
 /* ---- kernels in parts (cg.h) compute what whole kernels do ---- */
 
 /* Every kernel's outputs on a few inputs, in one buffer, for comparison. */
@@ -1620,7 +1801,7 @@ static float *kernel_outputs(const rt_model *m, const float *P, uint64_t seed, s
 		float *t = (float *)(c + 2);
 		m->direction(P, x, d, ws, t, (int32_t *)t + 1, NULL);
 		float *sq = t + 2, *gr = sq + H;
-		m->train_forward(P, pre, x, 1, ws, z, lg, sq);
+		m->train_forward(P, pre, x, 1, ws, z, lg, sq, NULL);
 		for (int64_t i = 0; i < O; i++)
 			dl[i] = (float)(trng_u(&r) - 0.5);
 		for (int64_t i = 0; i < H; i++) {
@@ -1732,6 +1913,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference),
 		cmocka_unit_test(test_parts_agree),
+		cmocka_unit_test(test_sample_axes),
+		cmocka_unit_test(test_approx_all_axes),
+		cmocka_unit_test(test_approx_unbiased),
 		cmocka_unit_test_prestate(test_forward_grads, &main_models),
 		cmocka_unit_test_prestate(test_certify, &main_models),
 		cmocka_unit_test(test_pred_binding),

@@ -188,7 +188,7 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 			continue;
 
 		bool need = ob->kind != RT_OBJ_VANILLA;
-		m->train_forward(P, pre, x, need, ws, z, logits, sq);
+		m->train_forward(P, pre, x, need, ws, z, logits, sq, NULL);
 		double ce;
 		double loss = rt_objective_eval(ob, m, logits, z, sq, y, dlogits, dz, dsq, &ce, scratch);
 		assert_true(fabs(loss - L) <= 1e-4 * fmax(1, fabs(L)));

@@ -446,8 +446,9 @@ static void fake_prepare(const float *P, float *pre)
 }
 
 static void fake_train_forward(const float *P, const float *pre, const float *x, int32_t need_sq,
-                               float *ws, float *z, float *logits, float *sq)
+                               float *ws, float *z, float *logits, float *sq, const int32_t *axes)
 {
+	(void)axes;
 	float *xn = ws, *a = ws + FD_;
 	for (int d = 0; d < FD_; d++)
 		xn[d] = (x[d] - FMEAN) / FSTD;
@@ -509,7 +510,7 @@ static void fake_certify(const float *P, const float *pre, const float *x, int32
                          float *z, float *logits, rt_cert *out, const float *xlo)
 {
 	float sq[FH];
-	fake_train_forward(P, pre, x, 0, ws, z, logits, sq);
+	fake_train_forward(P, pre, x, 0, ws, z, logits, sq, NULL);
 	int best = 0;
 	for (int o = 1; o < FO; o++)
 		if (logits[o] > logits[best])
