@@ -71,9 +71,10 @@ static void *eval_share(void *arg)
 		if (y < 0) {
 			j->loss[i] = j->ce[i] = NAN;
 		} else if (m->train_forward) {
-			/* approximate ROLL: the same axes for example i in every evaluation */
+			/* approximate ROLL: the same axes for example i in every evaluation
+			 * (not the training step's), so that losses compare across epochs */
 			if (need_sq && m->samples)
-				rt_sample_axes(j->o->sample_seed, (uint64_t)i, m->n_in, m->samples, axes);
+				rt_sample_axes(0, (uint64_t)i, m->n_in, m->samples, axes);
 			m->train_forward(j->P, j->pre, x, need_sq, ws, z, logits, sq, axes);
 			j->loss[i] = rt_objective_eval(j->o, m, logits, z, sq, y, NULL, NULL, NULL,
 			                               &j->ce[i], scratch);
