@@ -43,7 +43,7 @@
 _Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 40 &&
                offsetof(rt_model, logit_jac_off) == 72 && offsetof(rt_model, mean) == 80 &&
                offsetof(rt_model, layers) == 96 && offsetof(rt_model, prepare) == 112 &&
-               offsetof(rt_model, train_finish) == 168 && sizeof(rt_model) == 176,
+               offsetof(rt_model, train_finish) == 176 && sizeof(rt_model) == 184,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -708,6 +708,45 @@ static void emit_direction(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
+/* The gradient of logit k with respect to the raw input, in double: the
+ * forward pass, then e_k back through the masked network to the input. */
+static void emit_input_grad(gen *g)
+{
+	static const char *names[] = { "P", "x", "k", "ws", "g" };
+	cg_begin_function(g, "lln_input_grad", 5, names, 1u << 2);
+	const ir_module *m = g->m;
+	LLVMValueRef P = cg_param(g, 0), ws = cg_param(g, 3), out = cg_param(g, 4);
+	cg_forward(g, P, cg_param(g, 1), NULL, ws, NULL, NULL);
+	cg_part part = { 0 };
+	for (int v = 0; v <= m->n_ops; v++) {
+		cg_part_step(g, &part);
+		loop l;
+		LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, value_size(m, v)));
+		store(g, cd(g, 0), tan_ptr(g, ws, v), i);
+		loop_end(g, &l);
+	}
+	cg_part_close(g, &part);
+	store(g, cd(g, 1), tan_ptr(g, ws, m->n_ops), LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""));
+	for (int k = m->n_ops - 1; k >= 0; k--) {
+		cg_part_step(g, &part);
+		const ir_op *op = &m->ops[k];
+		LLVMValueRef delta = tan_ptr(g, ws, k + 1);
+		if (op->relu) {
+			loop l;
+			LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
+			store(g, LLVMBuildSelect(g->b, unit_on(g, ws, k + 1, j), load(g, g->f64, delta, j), cd(g, 0), ""), delta, j);
+			loop_end(g, &l);
+		}
+		cg_ops[op->kind]->transpose(g, op, P, ws, delta, g->tan_off, false, true);
+	}
+	cg_part_close(g, &part);
+	loop l;
+	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, m->n_in));
+	store(g, LLVMBuildFDiv(g->b, load(g, g->f64, tan_ptr(g, ws, 0), d), cd(g, m->std), ""), out, d);
+	loop_end(g, &l);
+	LLVMBuildRetVoid(g->b);
+}
+
 /* ---- training ----
  * train_forward gives sq = ||row||^2 of every hidden neuron (normalized
  * units): by the Gram recurrence for dense chains, else from the rows.
@@ -883,7 +922,7 @@ static LLVMValueRef const_global(gen *g, const char *name, LLVMValueRef init, bo
 	return gv;
 }
 
-static void emit_descriptor(gen *g, LLVMValueRef fns[8])
+static void emit_descriptor(gen *g, LLVMValueRef fns[9])
 {
 	const ir_module *m = g->m;
 	LLVMTypeRef layer_t = LLVMStructTypeInContext(g->c, (LLVMTypeRef[]){ g->ptr, g->i32, g->i32, g->i32, g->i32, g->i32 }, 6, 0);
@@ -917,7 +956,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[8])
 		ci(g, m->n_params), ci(g, g->ws_floats), ci(g, g->pre_floats), ci(g, g->grad_floats),
 		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,
-		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7],
+		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7], fns[8],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
@@ -998,12 +1037,12 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 
 	/* in the order of rt_model's function pointers */
 	void (*emitters[])(gen *) = { emit_prepare, emit_forward_fn, emit_grads, cg_emit_certify, emit_direction,
-	                              emit_train_forward, emit_train_backward, emit_train_finish };
+	                              emit_input_grad, emit_train_forward, emit_train_backward, emit_train_finish };
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */
-	int nfns = o->weights ? 5 : 8;
-	LLVMValueRef fns[8];
-	for (int i = 0; i < 8; i++) {
+	int nfns = o->weights ? 6 : 9;
+	LLVMValueRef fns[9];
+	for (int i = 0; i < 9; i++) {
 		if (i < nfns)
 			emitters[i](&g);
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);

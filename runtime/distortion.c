@@ -15,12 +15,11 @@
  * mutation keep every coordinate inside its interval, so no candidate
  * leaves the ball.  The budget is population x generations evaluations.
  *
- * A gradient comes from the certify kernel with the l1 norm, which forms
- * the logit Jacobian explicitly.  A point whose activation pattern is
- * undecided (some |z| within rounding error of 0) has no well-defined
- * gradient; it is drawn again (uniform samples) or given up (the search).
- * Every example draws from its own generators, seeded by the seed and its
- * index, so results do not depend on the thread count.
+ * A gradient comes from the input_grad kernel: a forward pass and one
+ * backward pass in double, with the activation pattern as computed (an
+ * empirical measure, not a certificate).  Every example draws from its own
+ * generators, seeded by the seed and its index, so results do not depend on
+ * the thread count.
  */
 #include <math.h>
 #include <pthread.h>
@@ -29,8 +28,6 @@
 #include <string.h>
 
 #include "rt.h"
-
-enum { MAX_REDRAWS = 100 };   /* undecided points in a row before giving up */
 
 typedef struct dist_job {
 	const rt_model *m;
@@ -47,33 +44,21 @@ typedef struct dist_job {
 
 /* Per-thread buffers for one gradient evaluation. */
 typedef struct grad_buf {
-	float *ws, *z, *logits;
-	double *g0;          /* the example's own gradient */
+	float *ws;
+	double *g0, *g;      /* the example's own gradient, and a point's */
 	float *cand, *next;  /* the search's population, and the next one */
 	double *fit, *nfit;
 	float *xp;           /* a uniform point */
 } grad_buf;
 
-/* ||grad f_y(x') - g0||_1, or -1 when the pattern of x' (+ xlo) is
- * undecided; with g0 NULL, stores grad f_y(x') in g instead. */
-static double distortion_at(const dist_job *j, grad_buf *b, const float *x, const float *xlo, int y, double *g)
+/* ||grad f_y(x') - g0||_1. */
+static double distortion_at(const dist_job *j, grad_buf *b, const float *x, int y)
 {
-	const rt_model *m = j->m;
-	const int64_t D = m->n_in;
-	rt_cert c;
-	m->certify(j->P, j->pre, x, RT_NORM_BIT(RT_L1), b->ws, b->z, b->logits, &c, xlo);
-	if (c.undecided)
-		return -1;
-	/* the logit Jacobian, in normalized input units */
-	const float *row = b->ws + m->logit_jac_off + (int64_t)y * D;
+	const int64_t D = j->m->n_in;
+	j->m->input_grad(j->P, x, y, b->ws, b->g);
 	double s = 0;
-	for (int64_t i = 0; i < D; i++) {
-		double v = (double)row[i] / m->std;
-		if (g)
-			g[i] = v;
-		else
-			s += fabs(v - b->g0[i]);
-	}
+	for (int64_t i = 0; i < D; i++)
+		s += fabs(b->g[i] - b->g0[i]);
 	return s;
 }
 
@@ -102,19 +87,12 @@ static float draw(rt_rng *r, const rt_distortion_opts *o, double x)
 	return v;
 }
 
-/* A uniform point of the ball and its distortion, drawn again while its
- * pattern is undecided; -1 after MAX_REDRAWS undecided draws. */
+/* A uniform point of the ball and its distortion. */
 static double uniform_point(const dist_job *j, grad_buf *b, rt_rng *r, const double *x, int y, float *out)
 {
-	const int64_t D = j->m->n_in;
-	for (int k = 0; k < MAX_REDRAWS; k++) {
-		for (int64_t i = 0; i < D; i++)
-			out[i] = draw(r, j->o, x[i]);
-		double v = distortion_at(j, b, out, NULL, y, NULL);
-		if (v >= 0)
-			return v;
-	}
-	return -1;
+	for (int64_t i = 0; i < j->m->n_in; i++)
+		out[i] = draw(r, j->o, x[i]);
+	return distortion_at(j, b, out, y);
 }
 
 static int tournament(rt_rng *r, const double *fit, int n)
@@ -157,7 +135,7 @@ static void search(const dist_job *j, grad_buf *b, rt_rng *r, const double *x, i
 				if (rt_rng_uniform(r) < o->mutation)
 					c[i] = draw(r, o, x[i]);
 			}
-			b->nfit[p] = distortion_at(j, b, c, NULL, y, NULL);   /* -1: never chosen over a decided point */
+			b->nfit[p] = distortion_at(j, b, c, y);
 		}
 		float *t = b->cand;
 		b->cand = b->next;
@@ -175,60 +153,47 @@ static void *dist_share(void *arg)
 	const rt_distortion_opts *o = j->o;
 	const int64_t D = m->n_in, pop = o->generations > 0 ? o->population : 0;
 	grad_buf b = {
-		.ws = rt_alloc_floats(m->ws_floats), .z = rt_alloc_floats(m->n_hidden + 1),
-		.logits = rt_alloc_floats(m->n_out), .g0 = malloc(sizeof(double) * (size_t)D),
+		.ws = rt_alloc_floats(m->ws_floats), .g0 = malloc(sizeof(double) * (size_t)D),
+		.g = malloc(sizeof(double) * (size_t)D),
 		.cand = rt_alloc_floats(pop * D + 1), .next = rt_alloc_floats(pop * D + 1),
 		.fit = malloc(sizeof(double) * (size_t)(pop + 1)), .nfit = malloc(sizeof(double) * (size_t)(pop + 1)),
 		.xp = rt_alloc_floats(D),
 	};
 	double *x = malloc(sizeof(double) * (size_t)D);
-	if (!b.ws || !b.z || !b.logits || !b.g0 || !b.cand || !b.next || !b.fit || !b.nfit || !b.xp || !x) {
+	if (!b.ws || !b.g0 || !b.g || !b.cand || !b.next || !b.fit || !b.nfit || !b.xp || !x) {
 		j->failed = 1;
 		goto done;
 	}
 	for (int64_t e = j->begin; e < j->end; e++) {
 		const float *xe = j->d->x + e * D, *xlo = j->d->xlo ? j->d->xlo + e * D : NULL;
+		/* (the ball is around x as given; its gradient is that of its float) */
 		int y = j->d->y[e];
 		float *wit = j->witness ? j->witness + e * D : NULL;
 		for (int64_t i = 0; i < D; i++)
 			x[i] = (double)xe[i] + (xlo ? (double)xlo[i] : 0);
-		j->expected[e] = j->maximum[e] = NAN;
-		if (m->logit_jac_off < 0) {   /* no hidden layer: one linear region */
-			j->expected[e] = j->maximum[e] = 0;
-			if (wit)
-				memcpy(wit, xe, sizeof *wit * (size_t)D);
-			continue;
-		}
-		if (distortion_at(j, &b, xe, xlo, y, b.g0) < 0)
-			continue;   /* x itself is on a boundary: no gradient to compare with */
+		m->input_grad(j->P, xe, y, b.ws, b.g0);
 		rt_rng r;
 		rt_rng_seed(&r, o->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)e);
 		double sum = 0, best = -1;
-		int n = 0;
 		for (int s = 0; s < o->samples; s++) {
 			double v = uniform_point(j, &b, &r, x, y, b.xp);
-			if (v < 0)
-				break;
 			sum += v;
-			n++;
 			if (v > best) {
 				best = v;
 				if (wit)
 					memcpy(wit, b.xp, sizeof *wit * (size_t)D);
 			}
 		}
-		if (n < o->samples)
-			continue;   /* the ball is all boundary: NAN */
 		if (pop > 0) {
 			rt_rng rs;   /* its own stream: the uniform samples do not depend on the search */
 			rt_rng_seed(&rs, o->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)e + 0x5851F42D4C957F2DULL);
 			search(j, &b, &rs, x, y, &best, wit);
 		}
-		j->expected[e] = sum / n;
+		j->expected[e] = sum / o->samples;
 		j->maximum[e] = best;
 	}
 done:
-	free(b.ws), free(b.z), free(b.logits), free(b.g0), free(b.cand), free(b.next);
+	free(b.ws), free(b.g0), free(b.g), free(b.cand), free(b.next);
 	free(b.fit), free(b.nfit), free(b.xp), free(x);
 	return NULL;
 }
@@ -293,18 +258,14 @@ int rt_distortion_summary(const rt_model *m, const float *P, const rt_data *d, c
 	}
 	if (rt_distortion(m, P, d, o, ex, mx, NULL, err) != 0)
 		goto done;
-	int64_t k = 0;
-	for (int64_t e = 0; e < d->n; e++) {
-		if (isnan(ex[e]) || isnan(mx[e]))
-			continue;
-		fe[k] = (float)ex[e];
-		fm[k] = (float)mx[e];
+	const int64_t k = d->n;
+	for (int64_t e = 0; e < k; e++) {
+		fe[e] = (float)ex[e];
+		fm[e] = (float)mx[e];
 		r->mean_expected += ex[e];
 		r->mean_maximum += mx[e];
-		k++;
 	}
-	r->n = d->n;
-	r->undefined = d->n - k;
+	r->n = k;
 	static const double q[4] = { 25, 50, 75, 100 };
 	for (int i = 0; i < 4; i++) {
 		r->expected[i] = k ? rt_percentile(fe, k, q[i]) : NAN;
@@ -345,7 +306,7 @@ void rt_distortion_json(FILE *f, const rt_distortion_opts *o, const rt_distortio
 		fprintf(f, "[%.17g,%.17g]", o->lo, o->hi);
 	else
 		fputs("null", f);
-	fprintf(f, ",\"n\":%lld,\"undefined\":%lld", (long long)r->n, (long long)r->undefined);
+	fprintf(f, ",\"n\":%lld", (long long)r->n);
 	json_four(f, "expected", r->expected);
 	json_four(f, "maximum", r->maximum);
 	fputs(",\"mean_expected\":", f);
@@ -373,7 +334,4 @@ void rt_distortion_table(FILE *f, const rt_distortion_opts *o, const rt_distorti
 			fprintf(f, " %12.6g", v[i][k]);
 		fprintf(f, " %12.6g\n", mean[i]);
 	}
-	if (r->undefined)
-		fprintf(f, "  (%lld of %lld examples lie on a region boundary within rounding: no distortion)\n",
-		        (long long)r->undefined, (long long)r->n);
 }

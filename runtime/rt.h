@@ -100,6 +100,10 @@ typedef struct rt_model {
 	 * region of x + xlo, as sound as certify's radii */
 	void (*direction)(const float *P, const float *x, const float *d, float *ws,
 	                  float *t, int32_t *bind, const float *xlo);
+	/* g (n_in doubles) = the gradient of logit k with respect to the raw
+	 * input at x, the activation pattern as computed in double (an estimate,
+	 * not a certificate: docs/robustness.md) */
+	void (*input_grad)(const float *P, const float *x, int32_t k, float *ws, double *g);
 
 	/* Training.  The loss of one example is any function of its logits, its
 	 * pre-activations z and sq[h] = ||d z_h / d x||^2 (gradients with respect
@@ -469,8 +473,8 @@ int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *
  * over `samples` uniform points x' of the l_inf ball of radius eps around x
  * (clipped to [lo, hi] unless lo > hi), maximum[e] the largest found among
  * them and by a genetic search of `generations` generations (0: none);
- * witness (n x dim floats, or NULL) receives the point of the maximum.  NAN
- * where x, or the whole ball, lies on region boundaries within rounding. */
+ * witness (n x dim floats, or NULL) receives the point of the maximum.
+ * Gradients come from input_grad. */
 typedef struct rt_distortion_opts {
 	double eps, lo, hi;
 	int samples, generations, population;
@@ -480,11 +484,10 @@ typedef struct rt_distortion_opts {
 } rt_distortion_opts;
 int rt_distortion(const rt_model *m, const float *P, const rt_data *d, const rt_distortion_opts *o,
                   double *expected, double *maximum, float *witness, char *err);
-/* Over a data set: percentiles P25/P50/P75/P100 and means of both, over
- * the examples where they are defined; `undefined` counts the others. */
+/* Over a data set: percentiles P25/P50/P75/P100 and means of both. */
 typedef struct rt_distortion_report {
 	double expected[4], maximum[4], mean_expected, mean_maximum;
-	int64_t n, undefined;
+	int64_t n;
 } rt_distortion_report;
 int rt_distortion_summary(const rt_model *m, const float *P, const rt_data *d, const rt_distortion_opts *o,
                           rt_distortion_report *r, char *err);

@@ -670,6 +670,20 @@ static void test_forward_grads(void **state)
 						max_g = fmax(max_g, err / scale);
 				}
 
+			/* input_grad: each logit's gradient, in double, masks from its
+			 * own double forward pass (the generated z's, up to rounding) */
+			for (int k = 0; k < O; k++) {
+				double *gk = dalloc(D);
+				m->input_grad(t->P, x, k, t->ws, gk);
+				for (int d = 0; d < D; d++) {
+					size_t i = (size_t)k * D + d;
+					if (!(fabs(gk[d] - e.J[i]) <= 1e-9 * fmax(fabs(e.J[i]), e.Jabs[i])))
+						fail_msg("%s: input %d: input_grad of logit %d, [%d] = %.17g, reference %.17g", t->s->name,
+						         it, k, d, gk[d], e.J[i]);
+				}
+				free(gk);
+			}
+
 			/* central finite differences of the double reference forward,
 			 * where its masks are the generated ones (no |z| within rounding) */
 			bool same_masks = true;
