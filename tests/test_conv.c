@@ -1753,7 +1753,7 @@ static void test_approx_unbiased(void **state)
 	(void)state;
 	const char *fmts[2] = { approx_conv_lln, approx_chain_lln };
 	const int Ks[2] = { 7, 9 };
-	enum { M = 800 };
+	enum { M = 500 };
 	for (int f = 0; f < 2; f++) {
 		approx_case c;
 		approx_open(&c, fmts[f], Ks[f]);
@@ -1844,7 +1844,8 @@ static void test_parts_agree(void **state)
 		float *outs[3];
 		size_t n[3];
 		int per_part[3] = { 1 << 30, 1, 0 };   /* whole, one op per part, the default */
-		for (int v = 0; v < 3; v++) {
+		int nv = c == 0 ? 3 : 2;               /* (cnn.lln is shorter than the default) */
+		for (int v = 0; v < nv; v++) {
 			arena *a = arena_new();
 			cg_unit *u;
 			source *src = c == 0 ? source_from_string(a, "chain.lln", chain)
@@ -1869,12 +1870,12 @@ static void test_parts_agree(void **state)
 			cg_unit_free(u);
 			arena_free(a);
 		}
-		for (int v = 1; v < 3; v++) {
+		for (int v = 1; v < nv; v++) {
 			assert_int_equal(n[v], n[0]);
 			if (memcmp(outs[v], outs[0], n[0] * sizeof(float)) != 0)
 				fail_msg("%s: kernels in parts of %d ops differ from whole kernels", c ? "cnn" : "chain", per_part[v]);
 		}
-		for (int v = 0; v < 3; v++)
+		for (int v = 0; v < nv; v++)
 			free(outs[v]);
 	}
 }
