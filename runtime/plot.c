@@ -113,83 +113,70 @@ static void plot_usage(FILE *f, const rt_model *m, const plot_cfg *c)
 		DEFAULT_POINTS, DEFAULT_WIDTH, rt_ncpus(), c->threads);
 }
 
-static int set_option(plot_cfg *c, const char *a, const char *v)
+enum { F_WEIGHTS, F_TITLES, F_DATA, F_WINDOW, F_SEGMENT, F_OUT, F_POINTS, F_WIDTH, F_THREADS,
+       F_RENAME, F_STRIP, F_NO_CIRCLES, F_FILL, F_NO_ARROWS, F_COUNT, F_HELP };
+
+static const rt_flag plot_flags[] = {
+	{ "weights", true, F_WEIGHTS }, { "titles", true, F_TITLES }, { "data", true, F_DATA },
+	{ "window", true, F_WINDOW }, { "segment", true, F_SEGMENT }, { "-o", true, F_OUT },
+	{ "points", true, F_POINTS }, { "width", true, F_WIDTH }, { "threads", true, F_THREADS },
+	{ "rename", true, F_RENAME }, { "strip-prefix", true, F_STRIP },
+	{ "no-circles", false, F_NO_CIRCLES }, { "fill-regions", false, F_FILL },
+	{ "no-arrows", false, F_NO_ARROWS }, { "count", false, F_COUNT }, { "help", false, F_HELP },
+	{ "-h", false, F_HELP },
+};
+
+static int set_option(plot_cfg *c, int id, const char *a, const char *v)
 {
 	long long k;
 	int rc;
-	if (strcmp(a, "--weights") == 0)
-		c->weights = v;
-	else if (strcmp(a, "--titles") == 0)
-		c->titles = v;
-	else if (strcmp(a, "--data") == 0)
-		c->data = v;
-	else if (strcmp(a, "--window") == 0)
-		c->window = v;
-	else if (strcmp(a, "--segment") == 0)
-		c->segment = v;
-	else if (strcmp(a, "-o") == 0)
-		c->out = v;
-	else if (strcmp(a, "--points") == 0) {
-		if ((rc = get_ll(c, a, v, 0, 1000000000, &c->points)))
-			return rc;
-	} else if (strcmp(a, "--width") == 0) {
-		if ((rc = get_ll(c, a, v, 100, 4000, &c->width)))
-			return rc;
-	} else if (strcmp(a, "--threads") == 0) {
+	switch (id) {
+	case F_WEIGHTS: c->weights = v; break;
+	case F_TITLES: c->titles = v; break;
+	case F_DATA: c->data = v; break;
+	case F_WINDOW: c->window = v; break;
+	case F_SEGMENT: c->segment = v; break;
+	case F_OUT: c->out = v; break;
+	case F_POINTS: return get_ll(c, a, v, 0, 1000000000, &c->points);
+	case F_WIDTH: return get_ll(c, a, v, 100, 4000, &c->width);
+	case F_THREADS:
 		if ((rc = get_ll(c, a, v, 0, 1024, &k)))
 			return rc;
 		c->threads = (int)k;
-	} else if (strcmp(a, "--rename") == 0 || strcmp(a, "--strip-prefix") == 0) {
+		break;
+	case F_RENAME:
+	case F_STRIP: {
 		char err[RT_ERRLEN];
 		if (rt_names_flag(&c->names, a, v, err))
 			return usage_fail(c, "%s", err);
-	} else
-		return usage_fail(c, "internal error: option %s has no handler", a);
+		break;
+	}
+	case F_NO_CIRCLES: c->circles = false; break;
+	case F_FILL: c->fill = true; break;
+	case F_NO_ARROWS: c->arrows = false; break;
+	case F_COUNT: c->count = true; break;
+	case F_HELP: c->help = true; break;
+	}
 	return 0;
 }
 
 static int parse_args(plot_cfg *c, int argc, char **argv)
 {
-	static const char *valued[] = { "--weights", "--titles", "--data", "--window", "--segment",
-	                                "-o", "--points", "--width", "--threads", "--rename",
-	                                "--strip-prefix" };
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			c->help = true;
-			return 0;
-		}
-		if (!strcmp(a, "--no-circles")) {
-			c->circles = false;
-			continue;
-		}
-		if (!strcmp(a, "--fill-regions")) {
-			c->fill = true;
-			continue;
-		}
-		if (!strcmp(a, "--no-arrows")) {
-			c->arrows = false;
-			continue;
-		}
-		if (!strcmp(a, "--count")) {
-			c->count = true;
-			continue;
-		}
-		bool known = false;
-		for (size_t j = 0; j < sizeof valued / sizeof *valued; j++)
-			known |= strcmp(a, valued[j]) == 0;
-		if (!known) {
-			if (a[0] == '-' && a[1])
-				return usage_fail(c, "unknown option '%s' (see --help)", a);
-			return usage_fail(c, "unexpected argument '%s' (see --help)", a);
-		}
-		if (i + 1 >= argc)
-			return usage_fail(c, "%s needs a value", a);
-		int rc = set_option(c, a, argv[++i]);
-		if (rc)
-			return rc;
+	rt_flags f;
+	rt_flags_init(&f, plot_flags, (int)(sizeof plot_flags / sizeof *plot_flags), argc, argv);
+	f.prog = c->prog;
+	int rc = 0;
+	for (int id; !rc && !c->help && (id = rt_flags_next(&f)) != RT_FLAG_END;) {
+		char a[64];
+		if (id == RT_FLAG_ERROR)
+			rc = 2;
+		else if (id == RT_FLAG_ARG)
+			rc = usage_fail(c, "unexpected argument '%s' (see --help)", f.value);
+		else
+			rc = set_option(c, id, rt_flag_spelling(&f, a, sizeof a), f.value);
 	}
-	return 0;
+	rt_flags_done(&f);
+	return rc;
 }
 
 /* The defaults llnc derives from the .lln file are flag/value pairs, one per
@@ -268,49 +255,9 @@ static bool parse_double(const char *s, double *out)
 /* ------------------------------------------------------------------------
  * Data: FILE[,LABELS] as in train/eval, or a toy2d:... spec
  * ---------------------------------------------------------------------- */
-static int load_toy2d(const plot_cfg *c, const rt_model *m, const char *spec, rt_data *d)
-{
-	char err[RT_ERRLEN];
-	return rt_toy2d_spec(spec, m, d, err) != 0 ? user_fail(c, "%s", err) : 0;
-}
-
 static int load_data(const plot_cfg *c, const rt_model *m, const char *spec, rt_data *d)
 {
-	memset(d, 0, sizeof *d);
-	int rc;
-	if (strncmp(spec, "toy2d:", 6) == 0) {
-		if ((rc = load_toy2d(c, m, spec, d)))
-			return rc;
-	} else {
-		char err[RT_ERRLEN];
-		char *labels;
-		char *s = rt_split_labels(spec, &labels);
-		if (!s)
-			return user_fail(c, "out of memory");
-		rc = 1;
-		if (labels && !labels[0])
-			user_fail(c, "'%s': the labels file after the comma is missing", spec);
-		else if (rt_data_read(s, m->n_in, labels == NULL, d, err) != 0)
-			fprintf(stderr, "%s\n", err);
-		else if (labels && rt_labels_read(labels, d->n, &d->y, &(int64_t){ 0 }, err) != 0)
-			fprintf(stderr, "%s\n", err);
-		else
-			rc = 0;
-		free(s);
-		if (rc) {
-			rt_data_free(d);
-			return rc;
-		}
-	}
-	int32_t top = m->n_out == 1 ? 1 : m->n_out - 1;
-	for (int64_t i = 0; i < d->n; i++)
-		if (d->y && (d->y[i] < 0 || d->y[i] > top)) {
-			fprintf(stderr, "%s: record %lld: label %d is outside 0..%d\n", spec,
-			        (long long)(i + 1), d->y[i], top);
-			rt_data_free(d);
-			return 1;
-		}
-	return 0;
+	return rt_load_labeled(c->prog, m, m->n_out == 1, spec, d);
 }
 
 /* ------------------------------------------------------------------------
@@ -1766,56 +1713,59 @@ static void chart_usage(FILE *f, const chart_cfg *c)
 		c->prog, c->prog, MAX_PANELS, DEFAULT_WIDTH);
 }
 
+enum { C_LOG, C_MARGINS, C_TITLES, C_NORM, C_WIDTH, C_OUT, C_HELP };
+
 static int chart_args(chart_cfg *c, int argc, char **argv)
 {
-	static const char *valued[] = { "--log", "--margins", "--titles", "--norm", "--width", "-o" };
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			c->help = true;
-			return 0;
-		}
-		bool known = false;
-		for (size_t j = 0; j < sizeof valued / sizeof *valued; j++)
-			known |= strcmp(a, valued[j]) == 0;
-		if (!known)
-			return usage_fail(c, "%s '%s' (see --help; --log and --margins take no .lln file and "
-			                  "no region options)", a[0] == '-' && a[1] ? "unknown option" : "unexpected argument", a);
-		if (i + 1 >= argc)
-			return usage_fail(c, "%s needs a value", a);
-		const char *v = argv[++i];
-		if (!strcmp(a, "--log"))
-			c->logs = v;
-		else if (!strcmp(a, "--margins"))
-			c->margins = v;
-		else if (!strcmp(a, "--titles"))
-			c->titles = v;
-		else if (!strcmp(a, "-o"))
-			c->out = v;
-		else if (!strcmp(a, "--norm")) {
-			if (!strcmp(v, "1"))
-				c->norm = RT_L1;
-			else if (!strcmp(v, "2"))
-				c->norm = RT_L2;
-			else if (!strcmp(v, "inf"))
-				c->norm = RT_LINF;
+	static const rt_flag flags[] = {
+		{ "log", true, C_LOG }, { "margins", true, C_MARGINS }, { "titles", true, C_TITLES },
+		{ "norm", true, C_NORM }, { "width", true, C_WIDTH }, { "-o", true, C_OUT },
+		{ "help", false, C_HELP }, { "-h", false, C_HELP },
+	};
+	rt_flags f;
+	rt_flags_init(&f, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
+	f.prog = c->prog;
+	f.context = "; --log and --margins take no .lln file and no region options";
+	int rc = 0;
+	for (int id; !rc && !c->help && (id = rt_flags_next(&f)) != RT_FLAG_END;) {
+		const char *v = f.value;
+		switch (id) {
+		case RT_FLAG_ERROR: rc = 2; break;
+		case RT_FLAG_ARG:
+			rc = usage_fail(c, "unexpected argument '%s' (see --help%s)", v, f.context);
+			break;
+		case C_HELP: c->help = true; break;
+		case C_LOG: c->logs = v; break;
+		case C_MARGINS: c->margins = v; break;
+		case C_TITLES: c->titles = v; break;
+		case C_OUT: c->out = v; break;
+		case C_NORM: {
+			int k = !strcmp(v, "1") ? RT_L1 : !strcmp(v, "2") ? RT_L2 : !strcmp(v, "inf") ? RT_LINF : -1;
+			if (k < 0)
+				rc = usage_fail(c, "--norm takes 1, 2 or inf, got '%s'", v);
 			else
-				return usage_fail(c, "--norm takes 1, 2 or inf, got '%s'", v);
-		} else {
+				c->norm = k;
+			break;
+		}
+		case C_WIDTH: {
 			char *end;
 			errno = 0;
 			c->width = strtoll(v, &end, 10);
 			if (end == v || *end || errno || c->width < 100 || c->width > 4000)
-				return usage_fail(c, "--width takes an integer from 100 to 4000, got '%s'", v);
+				rc = usage_fail(c, "--width takes an integer from 100 to 4000, got '%s'", v);
+			break;
+		}
 		}
 	}
-	return 0;
+	rt_flags_done(&f);
+	return rc;
 }
 
 static bool chart_wanted(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--log") || !strcmp(argv[i], "--margins"))
+		if (!strcmp(argv[i], "--log") || !strcmp(argv[i], "--margins") || !strncmp(argv[i], "--log=", 6) ||
+		    !strncmp(argv[i], "--margins=", 10))
 			return true;
 	return false;
 }

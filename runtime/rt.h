@@ -161,6 +161,102 @@ float *rt_alloc_floats(int64_t n);
 int rt_parse_norms(const char *s, int32_t *norms);
 
 /* ------------------------------------------------------------------------
+ * Flags (flags.c): getopt_long with lln's conventions, for every command.
+ * `--flag value` and `--flag=value`; flags spelt in full; a misspelt flag
+ * gets the closest one suggested; usage errors print "PROG: ..." and
+ * rt_flags_next returns RT_FLAG_ERROR (the command exits 2).
+ * ---------------------------------------------------------------------- */
+struct option;
+
+typedef struct rt_flag {
+	const char *name;   /* "epochs" for --epochs, "-o" for -o */
+	bool value;         /* takes a value */
+	int id;             /* returned by rt_flags_next, >= 0 */
+} rt_flag;
+
+enum { RT_FLAG_END = -1, RT_FLAG_ARG = -2, RT_FLAG_ERROR = -3 };
+
+typedef struct rt_flags {
+	const char *prog;          /* argv[0]: how messages name the command */
+	const char *context;       /* appended to usage errors (may be NULL) */
+	const rt_flag *flags;
+	int n, argc;
+	char **argv;
+	const char *name;          /* the flag just read, without dashes */
+	const char *value;         /* its value, or the non-flag argument */
+	struct option *longopts;
+	char shortopts[64];
+	bool rest;                 /* after "--": only arguments */
+} rt_flags;
+
+void rt_flags_init(rt_flags *f, const rt_flag *flags, int n, int argc, char **argv);
+/* The next flag's id (value in f->value), RT_FLAG_ARG (f->value), RT_FLAG_END
+ * or RT_FLAG_ERROR after printing why. */
+int rt_flags_next(rt_flags *f);
+void rt_flags_done(rt_flags *f);
+/* "--lr" or "-o": the flag just read as the user would type it. */
+const char *rt_flag_spelling(const rt_flags *f, char *buf, size_t cap);
+/* Levenshtein distance (INT_MAX for names of 64 characters or more), and
+ * the index of the candidate closest to name, -1 when none is within 2
+ * edits (and fewer than the shorter name's length); NULL candidates are
+ * skipped. */
+int rt_edit_distance(const char *a, const char *b);
+int rt_closest(const char *name, const char *const *cands, int n);
+
+/* ------------------------------------------------------------------------
+ * Settings (settings.c, settings.def): every setting of training and
+ * evaluation with its flag, kind, range, default and help, declared once;
+ * read by the runtime's command lines, their --help and compiler/sema.c.
+ * ---------------------------------------------------------------------- */
+typedef enum { RT_SK_NUM, RT_SK_INT, RT_SK_SEED, RT_SK_CHOICE, RT_SK_NORMS, RT_SK_TEXT, RT_SK_LIST,
+               RT_SK_SWITCH } rt_setting_kind;
+enum { RT_SG_DATA, RT_SG_OBJECTIVE, RT_SG_OPTIMIZATION, RT_SG_FILES, RT_SG_REPORT, RT_SG_COUNT };
+enum { RT_MODE_TRAIN = 1, RT_MODE_EVAL = 2 };
+
+enum {
+#define SETTING(id, ...) RT_SET_##id,
+#include "settings.def"
+#undef SETTING
+	RT_NSETTINGS
+};
+
+typedef struct rt_setting {
+	const char *flag;             /* "lr" (--lr); "-o" (-o) */
+	rt_setting_kind kind;
+	double lo, hi;                /* NUM, INT */
+	bool lo_open, hi_open;
+	const char *const *choices;   /* CHOICE: NULL-terminated; the index is stored */
+	const char *def;              /* default as a flag value; NULL: none */
+	const char *metavar, *help;
+	int group, modes;
+} rt_setting;
+
+extern const rt_setting rt_settings[RT_NSETTINGS];
+/* Choice lists, in the order of the enums they index. */
+extern const char *const rt_objective_names[];   /* vanilla, roll, distance (rt_obj_kind) */
+extern const char *const rt_optimizer_names[];   /* sgd, adam, amsgrad (rt_opt_kind) */
+extern const char *const rt_loss_names[];        /* cross_entropy, sigmoid_cross_entropy */
+extern const char *const rt_p_names[];           /* inf, 1, 2: the index is the norm, 0 for inf */
+extern const char *const rt_switch_names[];      /* off, on */
+extern const char *const rt_init_names[];        /* pytorch, he (rt_init_scheme) */
+
+/* Whether v lies in setting id's range (NUM, INT); when not, *rule gets
+ * its text (">= 0", "in [0, 1)", "from 0 to 1024"), for "X must be RULE". */
+bool rt_setting_in_range(int id, double v, char *rule, size_t cap);
+/* The index of name among setting id's choices (aliases: none for vanilla,
+ * true/1 and false/0 for on/off), or -1; *alts gets "a, b or c". */
+int rt_setting_choice(int id, const char *name, char *alts, size_t cap);
+/* The default of a NUM, INT or CHOICE setting as a number (its index). */
+double rt_setting_default(int id);
+/* Combinations no kernel supports, one rule each for the .lln checker and
+ * the command lines: NULL when fine, else why not. */
+const char *rt_distance_unsupported(int p);               /* p: 0 inf, 1, 2 */
+const char *rt_nesterov_unsupported(bool nesterov, double momentum);
+/* The flags of mode (RT_MODE_TRAIN, RT_MODE_EVAL) with their defaults, as
+ * `PROG --help` prints them without a model (train_flags.c). */
+void rt_settings_help(FILE *f, int mode, const char *prog);
+
+/* ------------------------------------------------------------------------
  * Statistics (stats.c)
  * ---------------------------------------------------------------------- */
 /* Percentile q in [0,100] of v[0..n) with linear interpolation between
@@ -434,6 +530,9 @@ void rt_grad_ctx_free(rt_grad_ctx *c);
 int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                       const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
                       float *grad, double *loss, double *ce);
+/* How many examples of the last batch the weights before the step
+ * classified correctly. */
+int64_t rt_grad_ctx_correct(const rt_grad_ctx *c);
 
 /* Evaluation over a labeled data set: accuracy, mean loss and cross-entropy
  * (objective o), percentiles P25/P50/P75/P100 of the margins (raw units) for
@@ -454,6 +553,11 @@ int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const 
 int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *P, const rt_data *d,
                          int threads, int32_t norms, rt_eval *out, float *eps_out,
                          unsigned char *correct_out);
+
+/* The one loader of labeled data (labeled.c): FILE[,LABELS] or a toy2d:
+ * spec, every label checked against the model's outputs (sigmoid: 0 or 1);
+ * 0, or 1 after printing "PROG: ..." or "FILE: record N: ..." on stderr. */
+int rt_load_labeled(const char *prog, const rt_model *m, bool sigmoid, const char *spec, rt_data *d);
 
 /* Command lines.  `defaults` is a '\n'-separated list of arguments (e.g.
  * "--epochs\n20\n--lr\n0.01") made by llnc from the .lln file's objective and
