@@ -217,10 +217,17 @@ static int interrupted(const run *r)
 	const char *ck = r->saved_epoch > r->start_epoch || !c->resume ? r->ckpt_path : c->resume;
 	fprintf(stderr, "%s: interrupted; %s holds epoch %d of %d.  Continue with:\n  ", c->prog, ck,
 	        r->saved_epoch, c->epochs);
-	shell_word(stderr, c->prog);   /* "llnc train" is two words */
-	if (c->source) {
-		fputc(' ', stderr);
+	/* llnc passes the .lln file as --source: then the program is llnc's
+	 * executable and the command the last word of "llnc train" */
+	char exe[4096];
+	ssize_t n = c->source ? readlink("/proc/self/exe", exe, sizeof exe - 1) : -1;
+	if (n > 0) {
+		exe[n] = 0;
+		shell_word(stderr, exe);
+		fprintf(stderr, " %s ", strrchr(c->prog, ' ') ? strrchr(c->prog, ' ') + 1 : "train");
 		shell_word(stderr, c->source);
+	} else {
+		shell_word(stderr, c->prog);
 	}
 	for (int i = 1; i < c->argc; i++) {
 		const char *a = c->argv[i];
