@@ -983,10 +983,7 @@ static bool shape_RELU(checker *ck, const ast_expr **args, const int *in, sema_n
  * linear in the number of statements. */
 static uint64_t name_hash(const char *s)
 {
-	uint64_t h = 14695981039346656037ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	return rt_fnv1a(RT_FNV_BASIS, s, strlen(s));
 }
 
 static symbol *find_sym(checker *ck, const char *name)

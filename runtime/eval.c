@@ -17,17 +17,6 @@
 
 #include "rt.h"
 
-static uint64_t fnv1a(const void *data, size_t len)
-{
-	const unsigned char *p = data;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 typedef struct eval_job {
 	const rt_model *m;
 	const rt_objective *o;
@@ -67,7 +56,7 @@ static void *eval_share(void *arg)
 			j->eps[p][i] = c.eps[p];
 		j->pattern[i] = rt_pattern_hash(z, H);
 		j->jac[i] = m->logit_jac_off >= 0
-			? fnv1a(ws + m->logit_jac_off, sizeof(float) * (size_t)(O * D)) : 0;
+			? rt_fnv1a(RT_FNV_BASIS, ws + m->logit_jac_off, sizeof(float) * (size_t)(O * D)) : 0;
 		if (y < 0) {
 			j->loss[i] = j->ce[i] = NAN;
 		} else if (m->train_forward) {

@@ -14,6 +14,7 @@
 #ifndef LLN_RT_H
 #define LLN_RT_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -152,6 +153,10 @@ int rt_ncpus(void);
 int rt_fail(char *err, const char *fmt, ...);
 /* The same as "PATH: message"; returns -1. */
 int rt_fail_file(char *err, const char *path, const char *fmt, ...);
+/* "PATH: record N: message" (N > 0; else as rt_fail_file); returns -1.
+ * rt_vfail_at is all three (path NULL: the message alone). */
+int rt_fail_record(char *err, const char *path, int64_t rec, const char *fmt, ...);
+int rt_vfail_at(char *err, const char *path, int64_t rec, const char *fmt, va_list ap);
 /* Prints "PROG: message" on stderr, for the commands; returns status. */
 int rt_cmd_fail(const char *prog, int status, const char *fmt, ...);
 /* A zeroed, 64-byte aligned buffer of n floats (free with free), for
@@ -263,6 +268,11 @@ void rt_settings_help(FILE *f, int mode, const char *prog);
  * order statistics (numpy's default); v is not modified.  inf values sort
  * last; NaN if n == 0 or any value is NaN. */
 double rt_percentile(const float *v, int64_t n, double q);
+/* The one hash of lln: 64-bit FNV-1a of len bytes, continuing from h
+ * (RT_FNV_BASIS to start).  Patterns, Jacobians and the .lln checker's
+ * symbol table all use it. */
+#define RT_FNV_BASIS 0xcbf29ce484222325ULL
+uint64_t rt_fnv1a(uint64_t h, const void *data, size_t len);
 /* 64-bit FNV-1a hash of the sign pattern (z > 0) of n values: over the 8
  * little-endian bytes of n, then the bits packed 8 per byte, z[8k+j] in bit
  * j of byte k; so it depends on the signs only, never on the values. */
