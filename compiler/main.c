@@ -144,12 +144,12 @@ static const rt_flag flags[] = {
  * a FILE, --help lists them with their defaults. */
 static void help_exit(const options *o)
 {
-	print_help(o->command);
 	if (o->command && (!strcmp(o->command, "train") || !strcmp(o->command, "eval"))) {
 		char prog[64];
 		snprintf(prog, sizeof prog, "llnc %s FILE.lln", o->command);
-		fputc('\n', stdout);
 		rt_settings_help(stdout, !strcmp(o->command, "train") ? RT_MODE_TRAIN : RT_MODE_EVAL, prog);
+	} else {
+		print_help(o->command);
 	}
 	exit(0);
 }

@@ -468,9 +468,13 @@ int rt_init_parse(const char *name, rt_init_scheme *s);  /* 0, or -1 if unknown 
 void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, rt_init_scheme scheme, float *P);
 
 /* ------------------------------------------------------------------------
- * Training (objective.c, optim.c, train.c, eval.c; library llnrt_train,
- * which needs llnrt_st).  Everything is deterministic: a given seed and
- * thread count give bit-identical weights.
+ * Training (library llnrt_train, which needs llnrt_st): objectives
+ * (objective.c), optimizers (optim.c), batch gradients across threads
+ * (grad.c), evaluation (eval.c), the labeled-data loader (labeled.c); the
+ * commands: train's loop (train.c), its checkpoints (checkpoint.c) and log
+ * (train_log.c), their flags (train_flags.c, internal header train.h),
+ * eval (eval_main.c), reports (report.c).  Everything is deterministic: a
+ * given seed and thread count give bit-identical weights.
  * ---------------------------------------------------------------------- */
 typedef enum { RT_OBJ_VANILLA, RT_OBJ_ROLL, RT_OBJ_DISTANCE } rt_obj_kind;
 
@@ -602,7 +606,8 @@ int rt_data_main(int argc, char **argv);
 int rt_toy2d_spec(const char *spec, const rt_model *m, rt_data *out, char *err);
 
 /* ------------------------------------------------------------------------
- * Plots (plot.c, in llnrt_train; needs cairo).  `llnc plot FILE.lln
+ * Plots (plot.c and plot_flags.c, plot_compute.c, plot_draw.c, chart.c,
+ * internal header plot.h; in llnrt_train; needs cairo).  `llnc plot FILE.lln
  * --weights W[,W2,...] -o OUT.svg|OUT.png`: per weights file a panel with
  * the prediction, every exact activation region of a 2-input model in a
  * window (rt_regions_2d), the data points with a circle of radius eps_2 and

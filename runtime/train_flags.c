@@ -263,15 +263,16 @@ void rt_config_usage(FILE *f, const rt_model *m, const config *c)
 	if (c->mode == RT_MODE_TRAIN) {
 		fprintf(f, "usage: %s [options] -o OUT.safetensors\n\n", c->prog);
 		if (m)
-			fprintf(f, "Trains the model '%s' (%d inputs, %d outputs, %d hidden neurons, %lld parameters)\n",
-			        m->name, m->n_in, m->n_out, m->n_hidden, (long long)m->n_params);
+			fprintf(f, "Trains the model '%s' (%d inputs, %d outputs, %d hidden neurons, %lld parameters)\n"
+			        "and writes", m->name, m->n_in, m->n_out, m->n_hidden, (long long)m->n_params);
 		else
-			fputs("Trains the model of FILE.lln\n", f);
-		fputs("and writes the weights with the best validation loss (or, with --valid 0, the\n"
-		      "final weights) to OUT.  Values in brackets are the current settings: those of\n"
-		      "the .lln file, overridden by the options before --help.  --threads 0 uses\n"
-		      "every core; the trained weights depend on the thread count.  Ctrl-C stops\n"
-		      "after the checkpoint is written and prints the --resume command.\n", f);
+			fputs("Trains the model of FILE.lln\nand writes", f);
+		fputs(" the weights with the best validation loss (or, with --valid 0,\n"
+		      "the final weights) to OUT.  Values in brackets are the current settings: the\n"
+		      "defaults, overridden by the .lln file's train and objective blocks, then by the\n"
+		      "options before --help.  --threads 0 uses every core; the trained weights depend\n"
+		      "on the thread count.  Ctrl-C stops after the checkpoint is written and prints\n"
+		      "the --resume command.\n", f);
 	} else {
 		fprintf(f, "usage: %s --weights W.safetensors [--data FILE[,LABELS]] [options]\n\n", c->prog);
 		fprintf(f, "Evaluates the model '%s' with weights W on a labeled data set: accuracy, loss,\n"
