@@ -268,6 +268,12 @@ static int run_init(const options *o, const ir_module *ir, uint64_t seed, rt_ini
 	return rc ? fail(err) : 0;
 }
 
+/* s and one more default flag, named as the settings table names it */
+static char *put(arena *a, char *s, int id, const char *value)
+{
+	return arena_printf(a, "%s--%s\n%s\n", s, rt_settings[id].flag, value);
+}
+
 /* The train and objective blocks as the runtime's default flags, one
  * argument per line (paths may hold spaces, never newlines).  Numbers are
  * printed with 15 significant digits, which gives back the literal of the
@@ -276,26 +282,42 @@ static char *train_defaults(arena *a, const sema_program *p)
 {
 	const sema_objective *ob = &p->objective;
 	const sema_train *t = &p->train;
-	char *s = arena_printf(a,
-		"--objective\n%s\n--lambda\n%.15g\n--C\n%.15g\n--gamma\n%.15g\n"
-		"--optimizer\n%s\n--lr\n%.15g\n--momentum\n%.15g\n--nesterov\n%s\n--beta1\n%.15g\n"
-		"--beta2\n%.15g\n--eps\n%.15g\n--weight-decay\n%.15g\n--lr-step\n%d\n--lr-gamma\n%.15g\n"
-		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--init-scheme\n%s\n--valid\n%d\n--p\n%s\n",
-		rt_objective_names[ob->reg], ob->lambda, ob->C, ob->reg == REG_ROLL ? ob->gamma : 100.0,
-		rt_optimizer_names[t->optimizer], t->lr, t->momentum, t->nesterov ? "on" : "off", t->beta1,
-		t->beta2, t->adam_eps, t->weight_decay, t->lr_step, t->lr_gamma,
-		t->batch, t->epochs, (unsigned long long)t->seed, rt_init_name(t->init), t->valid,
-		rt_p_names[ob->p]);
+	char *s = "";
+#define NUM(id, v) s = put(a, s, RT_SET_##id, arena_printf(a, "%.15g", (double)(v)))
+#define NAME(id, v) s = put(a, s, RT_SET_##id, v)
+	NAME(OBJECTIVE, rt_objective_names[ob->reg]);
+	NUM(LAMBDA, ob->lambda);
+	NUM(C, ob->C);
+	NUM(GAMMA, ob->gamma);
+	NAME(P, rt_p_names[ob->p]);
+	NAME(OPTIMIZER, rt_optimizer_names[t->optimizer]);
+	NUM(LR, t->lr);
+	NUM(MOMENTUM, t->momentum);
+	NAME(NESTEROV, rt_switch_names[t->nesterov]);
+	NUM(BETA1, t->beta1);
+	NUM(BETA2, t->beta2);
+	NUM(EPS, t->adam_eps);
+	NUM(WEIGHT_DECAY, t->weight_decay);
+	NUM(LR_STEP, t->lr_step);
+	NUM(LR_GAMMA, t->lr_gamma);
+	NUM(BATCH, t->batch);
+	NUM(EPOCHS, t->epochs);
+	NAME(SEED, arena_printf(a, "%llu", (unsigned long long)t->seed));
+	NAME(INIT_SCHEME, rt_init_names[t->init]);
+	NUM(VALID, t->valid);
 	const sema_data *d[2] = { &t->data, &t->test };
 	for (int i = 0; i < 2; i++) {
-		const char *flag = i ? "test" : "data";
 		if (d[i]->kind == DATA_TOY2D)
-			s = arena_printf(a, "%s--%s\ntoy2d:kind=%s,n=%lld,noise=%.15g,seed=%llu\n", s, flag, d[i]->toy_kind,
-			                 (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed);
+			s = put(a, s, i ? RT_SET_TEST : RT_SET_DATA,
+			        arena_printf(a, "toy2d:kind=%s,n=%lld,noise=%.15g,seed=%llu", d[i]->toy_kind,
+			                     (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed));
 		else if (d[i]->kind != DATA_NONE)
-			s = arena_printf(a, "%s--%s\n%s%s%s\n", s, flag, d[i]->path[0],
-			                 d[i]->path[1] ? "," : "", d[i]->path[1] ? d[i]->path[1] : "");
+			s = put(a, s, i ? RT_SET_TEST : RT_SET_DATA,
+			        arena_printf(a, "%s%s%s", d[i]->path[0], d[i]->path[1] ? "," : "",
+			                     d[i]->path[1] ? d[i]->path[1] : ""));
 	}
+#undef NUM
+#undef NAME
 	return s;
 }
 

@@ -166,6 +166,12 @@ static void test_flag_forms(void **state)
 	assert_int_equal(sh("%s train --help", LLNC), 0);
 	expect_out("--momentum X          sgd momentum [0]");
 	expect_out("--batch N             examples per step [64]");
+	/* eval's --data defaults to the train block's test set, and --help says so */
+	char text[512];
+	snprintf(text, sizeof text, "%strain { data = csv(\"a.csv\"); test = csv(\"b.csv\"); }\n", small_model);
+	assert_int_equal(sh("%s eval %s --help", LLNC, puts_("ab.lln", text)), 0);
+	expect_out("[b.csv]");
+	assert_null(strstr(out, "[a.csv]"));
 }
 
 static void test_version_and_summaries(void **state)
@@ -264,6 +270,10 @@ static void test_install(void **state)
 	                    "%s/bin/llnc build %s --certifier --weights %s -o %s && echo 0.5,0.25 | %s -",
 	                    pre, m, P_("iw.safetensors"), pre, m, P_("iw.safetensors"), P_("icert"), P_("icert")), 0);
 	assert_true(strlen(out) > 0);
+	/* a certifier reads its flags the same way */
+	assert_int_equal(sh("echo 0.5,0.25 | %s --threads=0 --format=csv --norms 2 -", P_("icert")), 0);
+	assert_int_equal(sh("echo 0.5,0.25 | %s --thread 2 -", P_("icert")), 2);
+	expect_out("unknown option '--thread'; did you mean '--threads'?");
 }
 
 /* ---- the documentation's examples ---- */
