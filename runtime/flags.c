@@ -9,7 +9,8 @@
  * error prints "PROG: ..." and gives exit status 2.  Non-flag arguments are
  * returned in order (getopt's "-" mode), so a command decides itself how
  * many it takes.  The edit distance behind the suggestions is also the one
- * the .lln checker uses (compiler/sema.c).
+ * the .lln checker (compiler/sema.c) and the weights reader (the closest
+ * tensor name, safetensors.c) use.
  */
 #include <getopt.h>
 #include <limits.h>
@@ -21,11 +22,14 @@
 
 int rt_edit_distance(const char *a, const char *b)
 {
-	enum { MAX = 64 };
+	enum { MAX = 256 };
 	size_t n = strlen(a), m = strlen(b);
-	if (n >= MAX || m >= MAX)
+	int stack[MAX + 1], *row = m < MAX ? stack : malloc((m + 1) * sizeof *row);
+	if (!row || n >= INT_MAX || m >= INT_MAX) {
+		if (row != stack)
+			free(row);
 		return INT_MAX;
-	int row[MAX + 1];
+	}
 	for (size_t j = 0; j <= m; j++)
 		row[j] = (int)j;
 	for (size_t i = 1; i <= n; i++) {
@@ -42,7 +46,10 @@ int rt_edit_distance(const char *a, const char *b)
 			diag = up;
 		}
 	}
-	return row[m];
+	int d = row[m];
+	if (row != stack)
+		free(row);
+	return d;
 }
 
 /* Within edit distance 2, and less than the shorter name's length: a

@@ -201,7 +201,7 @@ int rt_flags_next(rt_flags *f);
 void rt_flags_done(rt_flags *f);
 /* "--lr" or "-o": the flag just read as the user would type it. */
 const char *rt_flag_spelling(const rt_flags *f, char *buf, size_t cap);
-/* Levenshtein distance (INT_MAX for names of 64 characters or more), and
+/* Levenshtein distance (INT_MAX when out of memory), and
  * the index of the candidate closest to name, -1 when none is within 2
  * edits (and fewer than the shorter name's length); NULL candidates are
  * skipped. */
