@@ -24,8 +24,7 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 		rt_config_usage(stdout, m, &c);
 		goto done;
 	}
-	/* the command line's --data, else the train block's test set, else its data */
-	const char *spec = c.data_cli ? c.data : c.test ? c.test : c.data;
+	const char *spec = rt_config_eval_data(&c);
 	rc = 2;
 	if (!c.weights) {
 		rt_usage_fail(&c, "--weights W.safetensors is required");

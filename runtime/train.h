@@ -38,6 +38,9 @@ int rt_config_parse(config *c, int mode, const char *defaults, int argc, char **
 void rt_config_free(config *c);
 void rt_config_usage(FILE *f, const rt_model *m, const config *c);
 bool rt_config_sigmoid(const rt_model *m, const config *c);
+/* eval's data: the command line's --data, else the train block's test
+ * set, else its data (NULL: none). */
+const char *rt_config_eval_data(const config *c);
 /* The objective and loss as the kernels need them; 2 after printing why
  * when they cannot go together or with the model. */
 int rt_config_objective(const rt_model *m, config *c);

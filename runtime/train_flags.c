@@ -197,6 +197,11 @@ void rt_config_free(config *c)
 	c->dcopy = NULL;
 }
 
+const char *rt_config_eval_data(const config *c)
+{
+	return c->data_cli ? c->data : c->test ? c->test : c->data;
+}
+
 bool rt_config_sigmoid(const rt_model *m, const config *c)
 {
 	return c->loss >= 0 ? c->loss == 1 : m->n_out == 1;
@@ -242,9 +247,8 @@ static const char *value_text(const rt_model *m, const config *c, int id, char *
 	}
 	case RT_SK_TEXT: {
 		const char *v = *(const char *const *)field;
-		/* eval's data: the command line's, else the test set, else the training data */
 		if (id == RT_SET_DATA && c->mode == RT_MODE_EVAL)
-			v = c->data_cli ? c->data : c->test ? c->test : c->data;
+			v = rt_config_eval_data(c);
 		snprintf(buf, cap, "%s", v ? v : "(none)");
 		break;
 	}

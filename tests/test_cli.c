@@ -89,6 +89,10 @@ static const probe probes[] = {
 static void test_file_and_flag_agree(void **state)
 {
 	(void)state;
+	/* the flags as a standalone trainer of a file that sets nothing reads
+	 * them (the code of llnc train, without compiling per probe) */
+	const char *plain = puts_("plain.lln", small_model), *trainer = P_("trainer");
+	assert_int_equal(sh("%s build %s --trainer -o %s", LLNC, plain, trainer), 0);
 	for (size_t i = 0; i < sizeof probes / sizeof *probes; i++) {
 		for (const char *const *v = probes[i].values; *v; v++) {
 			char text[512], block[256];
@@ -96,9 +100,7 @@ static void test_file_and_flag_agree(void **state)
 			snprintf(text, sizeof text, "%s%s\n", small_model, block);
 			const char *path = puts_("probe.lln", text);
 			int in_file = sh("%s check %s", LLNC, path);
-			/* the flag over a file that sets nothing */
-			const char *plain = puts_("plain.lln", small_model);
-			int as_flag = sh("%s train %s %s %s --help", LLNC, plain, probes[i].flag, *v);
+			int as_flag = sh("%s %s %s --help", trainer, probes[i].flag, *v);
 			if ((in_file == 0) != (as_flag == 0))
 				fail_msg("'%s' in a file gives %d, '%s %s' gives %d: %s", block, in_file, probes[i].flag, *v,
 				         as_flag, out);
