@@ -96,7 +96,9 @@ static int set_option(plot_cfg *c, int id, const char *a, const char *v)
 	case F_POINTS: return get_ll(c, a, v, 0, 1000000000, &c->points);
 	case F_WIDTH: return get_ll(c, a, v, 100, 4000, &c->width);
 	case F_THREADS:
-		if ((rc = get_ll(c, a, v, 0, 1024, &k)))
+		/* the range of --threads everywhere (settings.def) */
+		if ((rc = get_ll(c, a, v, (long long)rt_settings[RT_SET_THREADS].lo,
+		                 (long long)rt_settings[RT_SET_THREADS].hi, &k)))
 			return rc;
 		c->threads = (int)k;
 		break;
