@@ -49,7 +49,9 @@ static const char usage_text[] =
 	      "  export  write FILE's model and weights as an ONNX network\n"
 	      "\n"
 	      "Run 'llnc COMMAND --help' for a command's options.\n"
-	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n";
+	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n"
+	      "Flags take '--flag value' or '--flag=value'.  'llnc --version' prints the\n"
+	      "version; 'cmake --install' puts man pages llnc-COMMAND(1) beside llnc.\n";
 
 static const struct command_help {
 	const char *name, *text;
