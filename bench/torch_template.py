@@ -2,7 +2,7 @@
 """PyTorch side of lln's performance benchmark (bench/run).
 
 The paper's "perturbation algorithm" (template algorithm), written from
-/work/shared/PAPER.md for the model of examples/mnist_fc.lln (a chain of dense
+docs/method.md for the model of examples/mnist_fc.lln (a chain of dense
 layers, ReLU after every one but the last, input normalised inside the model):
 
   * Forward pass of the batch: pre-activations z^i of every hidden layer, the

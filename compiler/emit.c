@@ -84,8 +84,9 @@ void cg_unit_free(cg_unit *u)
 }
 
 /* Directory holding the runtime libraries: $LLN_RUNTIME_DIR, else the
- * directory of the running llnc (an installed or build tree), else the
- * build tree llnc was configured in. */
+ * directory of the running llnc (a build tree), else ../lib/lln beside it
+ * (an installed tree: cmake --install), else the build tree llnc was
+ * configured in. */
 static const char *runtime_dir(char *buf, size_t len)
 {
 	const char *env = getenv("LLN_RUNTIME_DIR");
@@ -95,11 +96,15 @@ static const char *runtime_dir(char *buf, size_t len)
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	if (n > 0) {
 		exe[n] = 0;
-		snprintf(buf, len, "%s", dirname(exe));
-		char probe[4200];
-		snprintf(probe, sizeof probe, "%.4000s/libllnrt.a", buf);
-		if (access(probe, R_OK) == 0)
-			return buf;
+		const char *dir = dirname(exe);
+		static const char *const beside[] = { "", "/../lib/lln" };
+		for (int i = 0; i < 2; i++) {
+			snprintf(buf, len, "%.4000s%s", dir, beside[i]);
+			char probe[4200];
+			snprintf(probe, sizeof probe, "%.4100s/libllnrt.a", buf);
+			if (access(probe, R_OK) == 0)
+				return buf;
+		}
 	}
 	return LLN_RUNTIME_DIR;
 }

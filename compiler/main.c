@@ -14,6 +14,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <unistd.h>
 
 #include "llnc.h"
@@ -48,7 +49,9 @@ static const char usage_text[] =
 	      "  export  write FILE's model and weights as an ONNX network\n"
 	      "\n"
 	      "Run 'llnc COMMAND --help' for a command's options.\n"
-	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n";
+	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n"
+	      "Flags take '--flag value' or '--flag=value'.  'llnc --version' prints the\n"
+	      "version; 'cmake --install' puts man pages llnc-COMMAND(1) beside llnc.\n";
 
 static const struct command_help {
 	const char *name, *text;
@@ -128,73 +131,107 @@ static bool runtime_command(const char *c)
 	return c && (!strcmp(c, "train") || !strcmp(c, "eval") || !strcmp(c, "plot"));
 }
 
+enum { F_HELP, F_VERSION, F_DUMP, F_CERTIFIER, F_TRAINER, F_OPT, F_OUT, F_WEIGHTS, F_SEED, F_CPU,
+       F_INIT, F_RENAME, F_STRIP };
+
+static const rt_flag flags[] = {
+	{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "version", false, F_VERSION },
+	{ "dump", true, F_DUMP }, { "certifier", false, F_CERTIFIER }, { "trainer", false, F_TRAINER },
+	{ "-O", true, F_OPT }, { "-o", true, F_OUT }, { "weights", true, F_WEIGHTS }, { "seed", true, F_SEED },
+	{ "cpu", true, F_CPU }, { "init", true, F_INIT }, { "rename", true, F_RENAME },
+	{ "strip-prefix", true, F_STRIP },
+};
+
+/* train, eval and plot take their flags from the runtime's table: without
+ * a FILE, --help lists them with their defaults. */
+static void help_exit(const options *o)
+{
+	if (o->command && (!strcmp(o->command, "train") || !strcmp(o->command, "eval"))) {
+		char prog[64];
+		snprintf(prog, sizeof prog, "llnc %s FILE.lln", o->command);
+		rt_settings_help(stdout, !strcmp(o->command, "train") ? RT_MODE_TRAIN : RT_MODE_EVAL, prog);
+	} else {
+		print_help(o->command);
+	}
+	exit(0);
+}
+
+static int set_flag(options *o, int id, const char *val)
+{
+	char err[RT_ERRLEN], *end;
+	switch (id) {
+	case F_HELP: help_exit(o); break;
+	case F_VERSION:
+		printf("llnc %s (LLVM %s)\n", LLN_VERSION, LLN_LLVM_VERSION);
+		exit(0);
+	case F_DUMP:
+		o->dump = val;
+		if (strcmp(val, "ast") && strcmp(val, "ir") && strcmp(val, "llvm"))
+			return usage_error("--dump takes ast, ir or llvm, not '%s'", val);
+		break;
+	case F_CERTIFIER: o->certifier = true; break;
+	case F_TRAINER: o->trainer = true; break;
+	case F_OPT:
+		if (val[0] < '0' || val[0] > '3' || val[1])
+			return usage_error("-O takes 0, 1, 2 or 3, not '%s'", val);
+		o->opt_level = val[0] - '0';
+		break;
+	case F_OUT: o->out = val; break;
+	case F_WEIGHTS: o->weights = val; break;
+	case F_CPU: o->cpu = val; break;
+	case F_INIT:
+		if (rt_init_parse(val, &o->init) != 0)
+			return usage_error("--init takes pytorch or he, not '%s'", val);
+		o->init_set = true;
+		break;
+	case F_SEED:
+		o->seed = strtoull(val, &end, 10);
+		o->seed_set = true;
+		if (*end || *val == '-' || !*val)
+			return usage_error("--seed takes a non-negative integer, not '%s'", val);
+		break;
+	case F_RENAME:
+	case F_STRIP:
+		if (rt_names_flag(&o->names, id == F_RENAME ? "--rename" : "--strip-prefix", val, err))
+			return usage_error("%s", err);
+		break;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, options *o)
 {
 	o->opt_level = 3;
-	for (int i = 1; i < argc; i++) {
-		/* train and eval: the flags after FILE belong to the runtime, which
-		 * names itself by argv[0] in its messages */
-		if (runtime_command(o->command) && o->file) {
-			o->rest_argc = argc - i + 1;
-			o->rest_argv = argv + i - 1;
-			o->rest_argv[0] = (char *)o->command_name;
-			break;
-		}
-		const char *a = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			print_help(o->command);
-			exit(0);
-		} else if (strncmp(a, "--dump=", 7) == 0) {
-			o->dump = a + 7;
-			if (strcmp(o->dump, "ast") && strcmp(o->dump, "ir") && strcmp(o->dump, "llvm"))
-				return usage_error("--dump takes ast, ir or llvm, not '%s'", o->dump);
-		} else if (strcmp(a, "--certifier") == 0) {
-			o->certifier = true;
-		} else if (strcmp(a, "--trainer") == 0) {
-			o->trainer = true;
-		} else if (strncmp(a, "-O", 2) == 0 && a[2] >= '0' && a[2] <= '3' && !a[3]) {
-			o->opt_level = a[2] - '0';
-		} else if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--seed") || !strcmp(a, "--cpu") ||
-		           !strcmp(a, "--init")) {
-			if (!val)
-				return usage_error("%s needs a value", a);
-			i++;
-			if (!strcmp(a, "--init")) {
-				if (rt_init_parse(val, &o->init) != 0)
-					return usage_error("--init takes pytorch or he, not '%s'", val);
-				o->init_set = true;
-			} else if (!strcmp(a, "-o"))
-				o->out = val;
-			else if (!strcmp(a, "--weights"))
-				o->weights = val;
-			else if (!strcmp(a, "--cpu"))
-				o->cpu = val;
-			else {
-				char *end;
-				o->seed = strtoull(val, &end, 10);
-				o->seed_set = true;
-				if (*end || *val == '-' || !*val)
-					return usage_error("--seed takes a non-negative integer, not '%s'", val);
-			}
-		} else if (!strcmp(a, "--rename") || !strcmp(a, "--strip-prefix")) {
-			char err[RT_ERRLEN];
-			if (!val)
-				return usage_error("%s needs a value", a);
-			if (rt_names_flag(&o->names, a, argv[++i], err))
-				return usage_error("%s", err);
-		} else if (a[0] == '-' && a[1]) {
-			return usage_error("unknown option '%s'", a);
+	rt_flags f;
+	rt_flags_init(&f, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
+	f.prog = "llnc";
+	int rc = 0;
+	for (int id; !rc && (id = rt_flags_next(&f)) != RT_FLAG_END;) {
+		if (id == RT_FLAG_ERROR) {
+			rc = 2;
+		} else if (id != RT_FLAG_ARG) {
+			rc = set_flag(o, id, f.value);
 		} else if (!o->command) {
-			o->command = a;
-			o->command_name = !strcmp(a, "train") ? "llnc train" : !strcmp(a, "eval") ? "llnc eval"
-			                : !strcmp(a, "plot") ? "llnc plot" : "llnc";
+			o->command = f.value;
+			o->command_name = !strcmp(f.value, "train") ? "llnc train" : !strcmp(f.value, "eval") ? "llnc eval"
+			                : !strcmp(f.value, "plot") ? "llnc plot" : "llnc";
 		} else if (!o->file) {
-			o->file = a;
+			o->file = f.value;
+			/* train, eval, plot: the flags after FILE belong to the runtime,
+			 * which names itself by argv[0] in its messages */
+			if (runtime_command(o->command)) {
+				o->rest_argc = argc - optind + 1;
+				o->rest_argv = argv + optind - 1;
+				o->rest_argv[0] = (char *)o->command_name;
+				break;
+			}
 		} else {
-			return usage_error("unexpected argument '%s'", a);
+			rc = usage_error("unexpected argument '%s'", f.value);
 		}
 	}
+	rt_flags_done(&f);
+	if (rc)
+		return rc;
 	if (!o->command)
 		return print_help(NULL), 2;
 	if (strcmp(o->command, "check") && strcmp(o->command, "init") && strcmp(o->command, "build") &&
@@ -233,36 +270,56 @@ static int run_init(const options *o, const ir_module *ir, uint64_t seed, rt_ini
 	return rc ? fail(err) : 0;
 }
 
+/* s and one more default flag, named as the settings table names it */
+static char *put(arena *a, char *s, int id, const char *value)
+{
+	return arena_printf(a, "%s--%s\n%s\n", s, rt_settings[id].flag, value);
+}
+
 /* The train and objective blocks as the runtime's default flags, one
  * argument per line (paths may hold spaces, never newlines).  Numbers are
  * printed with 15 significant digits, which gives back the literal of the
  * source exactly. */
 static char *train_defaults(arena *a, const sema_program *p)
 {
-	static const char *objective[] = { [REG_NONE] = "vanilla", [REG_ROLL] = "roll", [REG_DISTANCE] = "distance" };
-	static const char *optimizer[] = { [OPT_SGD] = "sgd", [OPT_ADAM] = "adam", [OPT_AMSGRAD] = "amsgrad" };
 	const sema_objective *ob = &p->objective;
 	const sema_train *t = &p->train;
-	char *s = arena_printf(a,
-		"--objective\n%s\n--lambda\n%.15g\n--C\n%.15g\n--gamma\n%.15g\n"
-		"--optimizer\n%s\n--lr\n%.15g\n--momentum\n%.15g\n--nesterov\n%s\n--beta1\n%.15g\n"
-		"--beta2\n%.15g\n--eps\n%.15g\n--weight-decay\n%.15g\n--lr-step\n%d\n--lr-gamma\n%.15g\n"
-		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--init-scheme\n%s\n--valid\n%d\n--p\n%s\n",
-		objective[ob->reg], ob->lambda, ob->C, ob->reg == REG_ROLL ? ob->gamma : 100.0,
-		optimizer[t->optimizer], t->lr, t->momentum, t->nesterov ? "on" : "off", t->beta1,
-		t->beta2, t->adam_eps, t->weight_decay, t->lr_step, t->lr_gamma,
-		t->batch, t->epochs, (unsigned long long)t->seed, rt_init_name(t->init), t->valid,
-		ob->p == 1 ? "1" : ob->p == 2 ? "2" : "inf");
+	char *s = "";
+#define NUM(id, v) s = put(a, s, RT_SET_##id, arena_printf(a, "%.15g", (double)(v)))
+#define NAME(id, v) s = put(a, s, RT_SET_##id, v)
+	NAME(OBJECTIVE, rt_objective_names[ob->reg]);
+	NUM(LAMBDA, ob->lambda);
+	NUM(C, ob->C);
+	NUM(GAMMA, ob->gamma);
+	NAME(P, rt_p_names[ob->p]);
+	NAME(OPTIMIZER, rt_optimizer_names[t->optimizer]);
+	NUM(LR, t->lr);
+	NUM(MOMENTUM, t->momentum);
+	NAME(NESTEROV, rt_switch_names[t->nesterov]);
+	NUM(BETA1, t->beta1);
+	NUM(BETA2, t->beta2);
+	NUM(EPS, t->adam_eps);
+	NUM(WEIGHT_DECAY, t->weight_decay);
+	NUM(LR_STEP, t->lr_step);
+	NUM(LR_GAMMA, t->lr_gamma);
+	NUM(BATCH, t->batch);
+	NUM(EPOCHS, t->epochs);
+	NAME(SEED, arena_printf(a, "%llu", (unsigned long long)t->seed));
+	NAME(INIT_SCHEME, rt_init_names[t->init]);
+	NUM(VALID, t->valid);
 	const sema_data *d[2] = { &t->data, &t->test };
 	for (int i = 0; i < 2; i++) {
-		const char *flag = i ? "test" : "data";
 		if (d[i]->kind == DATA_TOY2D)
-			s = arena_printf(a, "%s--%s\ntoy2d:kind=%s,n=%lld,noise=%.15g,seed=%llu\n", s, flag, d[i]->toy_kind,
-			                 (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed);
+			s = put(a, s, i ? RT_SET_TEST : RT_SET_DATA,
+			        arena_printf(a, "toy2d:kind=%s,n=%lld,noise=%.15g,seed=%llu", d[i]->toy_kind,
+			                     (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed));
 		else if (d[i]->kind != DATA_NONE)
-			s = arena_printf(a, "%s--%s\n%s%s%s\n", s, flag, d[i]->path[0],
-			                 d[i]->path[1] ? "," : "", d[i]->path[1] ? d[i]->path[1] : "");
+			s = put(a, s, i ? RT_SET_TEST : RT_SET_DATA,
+			        arena_printf(a, "%s%s%s", d[i]->path[0], d[i]->path[1] ? "," : "",
+			                     d[i]->path[1] ? d[i]->path[1] : ""));
 	}
+#undef NUM
+#undef NAME
 	return s;
 }
 
@@ -375,35 +432,57 @@ static int run_runtime(const options *o, arena *a, const sema_program *p, const 
  * --strip-prefix would give, so the mapping can be tried before a build. */
 static int run_weights(int argc, char **argv)
 {
+	enum { W_HELP, W_RENAME, W_STRIP };
+	static const rt_flag wflags[] = {
+		{ "help", false, W_HELP }, { "-h", false, W_HELP }, { "rename", true, W_RENAME },
+		{ "strip-prefix", true, W_STRIP },
+	};
 	const char *path = NULL;
 	rt_names names = { 0 };
 	char err[RT_ERRLEN];
-	for (int i = 2; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+	rt_flags f;
+	rt_flags_init(&f, wflags, 4, argc - 1, argv + 1);
+	f.prog = "llnc weights";
+	int rc = 0;
+	for (int id; !rc && (id = rt_flags_next(&f)) != RT_FLAG_END;) {
+		if (id == RT_FLAG_ERROR) {
+			rc = 2;
+		} else if (id == W_HELP) {
 			fputs("usage: llnc weights W.safetensors [--strip-prefix P] [--rename OLD=NEW ...]\n"
 			      "\n"
 			      "Lists the tensors of W in file order: name, dtype and shape, then the\n"
 			      "metadata.  With --strip-prefix and --rename, names are shown as a build,\n"
 			      "eval, train --init or plot with the same flags would see them.\n", stdout);
+			rt_flags_done(&f);
 			return 0;
-		}
-		if (!strcmp(a, "--rename") || !strcmp(a, "--strip-prefix")) {
-			if (i + 1 >= argc)
-				return usage_error("%s needs a value", a);
-			if (rt_names_flag(&names, a, argv[++i], err))
-				return usage_error("%s", err);
-		} else if (a[0] == '-' && a[1]) {
-			return usage_error("unknown option '%s'", a);
+		} else if (id == W_RENAME || id == W_STRIP) {
+			if (rt_names_flag(&names, id == W_RENAME ? "--rename" : "--strip-prefix", f.value, err))
+				rc = usage_error("%s", err);
 		} else if (!path) {
-			path = a;
+			path = f.value;
 		} else {
-			return usage_error("unexpected argument '%s'", a);
+			rc = usage_error("unexpected argument '%s'", f.value);
 		}
 	}
+	rt_flags_done(&f);
+	if (rc)
+		return rc;
 	if (!path)
 		return usage_error("weights needs a W.safetensors FILE%s", "");
 	return rt_st_list(path, &names, stdout, err) ? fail(err) : 0;
+}
+
+/* check, init, build: one line on success, on stdout (on stderr beside a
+ * --dump, which owns stdout). */
+static void summary(const options *o, const ir_module *ir)
+{
+	FILE *f = o->dump ? stderr : stdout;
+	fprintf(f, "%s: model %s: %d inputs, %d outputs, %lld parameters, %d hidden neurons; "
+	        "eps_2 alone by %s", o->file, ir->name, ir->n_in, ir->n_out, (long long)ir->n_params,
+	        ir->n_hidden, ir->l2_by_gram ? "the Gram recurrence" : "explicit rows");
+	if (o->out)
+		fprintf(f, "; wrote %s", o->out);
+	fputc('\n', f);
 }
 
 int main(int argc, char **argv)
@@ -416,7 +495,8 @@ int main(int argc, char **argv)
 	/* plot --log, --margins: charts of logs and evaluations, no model */
 	if (argc > 1 && !strcmp(argv[1], "plot"))
 		for (int i = 2; i < argc; i++)
-			if (!strcmp(argv[i], "--log") || !strcmp(argv[i], "--margins")) {
+			if (!strcmp(argv[i], "--log") || !strcmp(argv[i], "--margins") || !strncmp(argv[i], "--log=", 6) ||
+			    !strncmp(argv[i], "--margins=", 10)) {
 				argv[1] = "llnc plot";
 				return rt_plot_main(NULL, NULL, argc - 1, argv + 1);
 			}
@@ -465,6 +545,8 @@ int main(int argc, char **argv)
 			rc = rc ? rc : run_export(&o, ir);
 		else if (runtime_command(o.command))
 			rc = rc ? rc : run_runtime(&o, a, prog, ir);
+		if (!rc && (!strcmp(o.command, "check") || !strcmp(o.command, "init") || !strcmp(o.command, "build")))
+			summary(&o, ir);
 	}
 	arena_free(a);
 	return rc;

@@ -1296,8 +1296,14 @@ int onnx_import_buffer(const char *path, const uint8_t *data, size_t len, const 
 int onnx_import_main(int argc, char **argv)
 {
 	const char *in = NULL, *out = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+	static const rt_flag flags[] = { { "help", false, 0 }, { "-h", false, 0 }, { "-o", true, 1 } };
+	rt_flags fl;
+	rt_flags_init(&fl, flags, 3, argc, argv);
+	int rc = -1;   /* exit now with this status */
+	for (int id; rc < 0 && (id = rt_flags_next(&fl)) != RT_FLAG_END;) {
+		if (id == RT_FLAG_ERROR) {
+			rc = 2;
+		} else if (id == 0) {
 			printf("usage: %s NET.onnx -o OUT\n"
 			       "\n"
 			       "Writes OUT.lln (the network as an lln model, commented with the ONNX nodes\n"
@@ -1305,20 +1311,18 @@ int onnx_import_main(int argc, char **argv)
 			       "'llnc build OUT.lln --certifier --weights OUT.safetensors' certifies the\n"
 			       "ONNX network in its own input units.  Operators, folding rules and what is\n"
 			       "refused: docs/formats.md.\n", argv[0]);
-			return 0;
-		}
-		if (!strcmp(argv[i], "-o")) {
-			if (i + 1 >= argc)
-				return rt_cmd_fail(argv[0], 2, "-o needs a value");
-			out = argv[++i];
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return rt_cmd_fail(argv[0], 2, "unknown option '%s' (see --help)", argv[i]);
+			rc = 0;
+		} else if (id == 1) {
+			out = fl.value;
 		} else if (!in) {
-			in = argv[i];
+			in = fl.value;
 		} else {
-			return rt_cmd_fail(argv[0], 2, "unexpected argument '%s' (see --help)", argv[i]);
+			rc = rt_cmd_fail(argv[0], 2, "unexpected argument '%s' (see --help)", fl.value);
 		}
 	}
+	rt_flags_done(&fl);
+	if (rc >= 0)
+		return rc;
 	if (!in || !out)
 		return rt_cmd_fail(argv[0], 2, "give NET.onnx and -o OUT (see --help)");
 	FILE *f = fopen(in, "rb");
@@ -1349,7 +1353,7 @@ int onnx_import_main(int argc, char **argv)
 		return rt_cmd_fail(argv[0], 1, "%s: cannot read: %s", in, strerror(errno ? errno : EIO));
 	}
 	char err[RT_ERRLEN];
-	int rc = onnx_import_buffer(in, buf, len, out, err);
+	rc = onnx_import_buffer(in, buf, len, out, err);
 	free(buf);
 	if (rc)
 		fprintf(stderr, "%s\n", err);

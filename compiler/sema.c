@@ -39,12 +39,13 @@ typedef enum pkind {
 typedef struct range {
 	double lo, hi;
 	bool lo_open, hi_open;
+	int setting;          /* RT_SET_X + 1: the range of setting X (settings.def) */
 } range;
 
-#define ANY      { -INFINITY, INFINITY, true, true }
-#define GE(x)    { (x), INFINITY, false, true }
-#define GT(x)    { (x), INFINITY, true, true }
-#define UNIT_RO  { 0, 1, false, true }            /* [0, 1) */
+#define ANY      { -INFINITY, INFINITY, true, true, 0 }
+#define GE(x)    { (x), INFINITY, false, true, 0 }
+#define GT(x)    { (x), INFINITY, true, true, 0 }
+#define SET(id)  { .setting = RT_SET_##id + 1 }   /* as the flag --id */
 
 typedef struct pspec {
 	const char *name;
@@ -85,51 +86,12 @@ static void err(checker *ck, loc at, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Levenshtein distance, giving up (returning a large value) for names too
- * long to be typos of each other in a small table. */
-static int distance(const char *a, const char *b)
-{
-	enum { MAX = 64 };
-	size_t n = strlen(a), m = strlen(b);
-	if (n >= MAX || m >= MAX)
-		return INT_MAX;
-	int row[MAX + 1];
-	for (size_t j = 0; j <= m; j++)
-		row[j] = (int)j;
-	for (size_t i = 1; i <= n; i++) {
-		int diag = row[0];
-		row[0] = (int)i;
-		for (size_t j = 1; j <= m; j++) {
-			int up = row[j];
-			int best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[m];
-}
-
-/* "; did you mean 'lambda'?" for the closest candidate within edit distance
- * 2, or "" when nothing is close.  A one-letter name is "close" to every
- * other one-letter name, so the distance must also be less than the length
- * of the shorter name. */
+/* "; did you mean 'lambda'?" for the closest candidate (rt_closest), or
+ * "" when nothing is close. */
 static const char *suggest(checker *ck, const char *name, const char *const *cands, int n)
 {
-	const char *best = NULL;
-	int bd = 3;
-	for (int i = 0; i < n; i++) {
-		int d = distance(name, cands[i]);
-		size_t shorter = strlen(name) < strlen(cands[i]) ? strlen(name) : strlen(cands[i]);
-		if (d < bd && (size_t)d < shorter) {
-			bd = d;
-			best = cands[i];
-		}
-	}
-	return best ? arena_printf(ck->a, "; did you mean '%s'?", best) : "";
+	int k = rt_closest(name, cands, n);
+	return k >= 0 ? arena_printf(ck->a, "; did you mean '%s'?", cands[k]) : "";
 }
 
 /* "a, b or c" */
@@ -232,6 +194,8 @@ static bool bind(checker *ck, const ast_expr *call, const char *fname,
  * ---------------------------------------------------------------------- */
 static bool in_range(range r, double v)
 {
+	if (r.setting)
+		return rt_setting_in_range(r.setting - 1, v, (char[64]){ 0 }, 64);
 	if (r.lo_open ? !(v > r.lo) : !(v >= r.lo))
 		return false;
 	if (r.hi_open ? !(v < r.hi) : !(v <= r.hi))
@@ -239,9 +203,12 @@ static bool in_range(range r, double v)
 	return true;
 }
 
-static const char *range_text(checker *ck, const pspec *p)
+static const char *range_text(checker *ck, const pspec *p, double v)
 {
 	range r = p->r;
+	char rule[64];
+	if (r.setting && !rt_setting_in_range(r.setting - 1, v, rule, sizeof rule))
+		return arena_printf(ck->a, "%s", rule);
 	if (p->kind == P_INT && r.lo == 1 && !r.lo_open && isinf(r.hi))
 		return "a positive integer";
 	if (p->kind == P_INT && r.lo == 0 && !r.lo_open && isinf(r.hi))
@@ -270,7 +237,7 @@ static bool get_num(checker *ck, const ast_expr *e, const pspec *p, double *out)
 		return false;
 	}
 	if (!in_range(p->r, v)) {
-		err(ck, e->at, "%s must be %s, got %s", what(p), range_text(ck, p), num_text(ck, e));
+		err(ck, e->at, "%s must be %s, got %s", what(p), range_text(ck, p, v), num_text(ck, e));
 		return false;
 	}
 	if (p->kind == P_INT && fabs(v) > INT_MAX) {
@@ -389,8 +356,12 @@ typedef struct fspec fspec;
 typedef void apply_fn(checker *ck, const fspec *f, const ast_expr *call,
                       const ast_expr **args, void *dst);
 
+/* A family's name is the runtime's where the command line has the same
+ * choice (rt_optimizer_names, ...), so that each is written once. */
+#define NAME(s) ((const char *const[]){ s })
+
 struct fspec {
-	const char *name;
+	const char *const *name;
 	const pspec *params;
 	int n_params;
 	apply_fn *apply;
@@ -423,20 +394,20 @@ static void apply_sce(checker *ck, const fspec *f, const ast_expr *call,
 }
 
 static const fspec loss_fns[] = {
-	{ "cross_entropy", NULL, 0, apply_ce },
-	{ "sigmoid_cross_entropy", NULL, 0, apply_sce },
+	{ &rt_loss_names[0], NULL, 0, apply_ce },
+	{ &rt_loss_names[1], NULL, 0, apply_sce },
 };
 static const family loss_family = { "loss", loss_fns, NELEM(loss_fns) };
 
 /* -- regularizer -- */
 static const pspec roll_params[] = {
-	{ "lambda", P_NUM, true, GE(0), NULL },
-	{ "C", P_NUM, true, GE(0), NULL },
-	{ "gamma", P_NUM, false, { 0, 100, true, false }, NULL },
+	{ "lambda", P_NUM, true, SET(LAMBDA), NULL },
+	{ "C", P_NUM, true, SET(C), NULL },
+	{ "gamma", P_NUM, false, SET(GAMMA), NULL },
 	{ "samples", P_INT, false, GE(1), NULL },
 };
 static const pspec distance_params[] = {
-	{ "lambda", P_NUM, true, GE(0), NULL },
+	{ "lambda", P_NUM, true, SET(LAMBDA), NULL },
 	{ "p", P_NORM, false, ANY, NULL },
 };
 
@@ -468,8 +439,12 @@ static void apply_distance(checker *ck, const fspec *f, const ast_expr *call,
 	o->reg = REG_DISTANCE;
 	opt_num(ck, args[0], &f->params[0], &o->lambda);
 	int p;
-	if (args[1] && get_norm(ck, args[1], &f->params[1], &p))
+	if (args[1] && get_norm(ck, args[1], &f->params[1], &p)) {
 		o->p = p;
+		const char *why = rt_distance_unsupported(p);
+		if (why)
+			err(ck, args[1]->at, "%s, got p = %s", why, rt_p_names[p]);
+	}
 }
 
 static void apply_noreg(checker *ck, const fspec *f, const ast_expr *call,
@@ -479,23 +454,24 @@ static void apply_noreg(checker *ck, const fspec *f, const ast_expr *call,
 }
 
 static const fspec reg_fns[] = {
-	{ "roll", roll_params, NELEM(roll_params), apply_roll },
-	{ "distance", distance_params, NELEM(distance_params), apply_distance },
-	{ "none", NULL, 0, apply_noreg },
+	{ &rt_objective_names[RT_OBJ_ROLL], roll_params, NELEM(roll_params), apply_roll },
+	{ &rt_objective_names[RT_OBJ_DISTANCE], distance_params, NELEM(distance_params), apply_distance },
+	{ NAME("none"), NULL, 0, apply_noreg },
+	{ &rt_objective_names[RT_OBJ_VANILLA], NULL, 0, apply_noreg },
 };
 static const family reg_family = { "regularizer", reg_fns, NELEM(reg_fns) };
 
 /* -- optimizer -- */
 static const pspec sgd_params[] = {
-	{ "momentum", P_NUM, false, UNIT_RO, NULL },
+	{ "momentum", P_NUM, false, SET(MOMENTUM), NULL },
 	{ "nesterov", P_BOOL, false, ANY, NULL },
-	{ "weight_decay", P_NUM, false, GE(0), NULL },
+	{ "weight_decay", P_NUM, false, SET(WEIGHT_DECAY), NULL },
 };
 static const pspec adam_params[] = {
-	{ "beta1", P_NUM, false, UNIT_RO, NULL },
-	{ "beta2", P_NUM, false, UNIT_RO, NULL },
-	{ "eps", P_NUM, false, GT(0), NULL },
-	{ "weight_decay", P_NUM, false, GE(0), NULL },
+	{ "beta1", P_NUM, false, SET(BETA1), NULL },
+	{ "beta2", P_NUM, false, SET(BETA2), NULL },
+	{ "eps", P_NUM, false, SET(EPS), NULL },
+	{ "weight_decay", P_NUM, false, SET(WEIGHT_DECAY), NULL },
 };
 
 static void apply_sgd(checker *ck, const fspec *f, const ast_expr *call,
@@ -515,8 +491,9 @@ static void apply_sgd(checker *ck, const fspec *f, const ast_expr *call,
 	opt_num(ck, args[2], &f->params[2], &t->weight_decay);
 	/* Nesterov's look-ahead is a step along the momentum; without momentum
 	 * it silently does nothing, which is surely not what was meant. */
-	if (t->nesterov && momentum_ok && t->momentum == 0)
-		err(ck, args[1]->at, "nesterov needs momentum > 0");
+	const char *why = momentum_ok ? rt_nesterov_unsupported(t->nesterov, t->momentum) : NULL;
+	if (why)
+		err(ck, args[1] ? args[1]->at : call->at, "%s", why);
 }
 
 static void apply_adam_like(checker *ck, const fspec *f, const ast_expr **args, sema_train *t)
@@ -542,16 +519,16 @@ static void apply_amsgrad(checker *ck, const fspec *f, const ast_expr *call,
 }
 
 static const fspec opt_fns[] = {
-	{ "sgd", sgd_params, NELEM(sgd_params), apply_sgd },
-	{ "adam", adam_params, NELEM(adam_params), apply_adam },
-	{ "amsgrad", adam_params, NELEM(adam_params), apply_amsgrad },
+	{ &rt_optimizer_names[RT_SGD], sgd_params, NELEM(sgd_params), apply_sgd },
+	{ &rt_optimizer_names[RT_ADAM], adam_params, NELEM(adam_params), apply_adam },
+	{ &rt_optimizer_names[RT_AMSGRAD], adam_params, NELEM(adam_params), apply_amsgrad },
 };
 static const family opt_family = { "optimizer", opt_fns, NELEM(opt_fns) };
 
 /* -- learning-rate schedule -- */
 static const pspec step_params[] = {
-	{ "every", P_INT, true, GE(1), NULL },
-	{ "factor", P_NUM, false, GT(0), NULL },
+	{ "every", P_INT, true, SET(LR_STEP), NULL },
+	{ "factor", P_NUM, false, SET(LR_GAMMA), NULL },
 };
 
 static void apply_step(checker *ck, const fspec *f, const ast_expr *call,
@@ -569,8 +546,8 @@ static void apply_constant(checker *ck, const fspec *f, const ast_expr *call,
 }
 
 static const fspec sched_fns[] = {
-	{ "constant", NULL, 0, apply_constant },
-	{ "step", step_params, NELEM(step_params), apply_step },
+	{ NAME("constant"), NULL, 0, apply_constant },
+	{ NAME("step"), step_params, NELEM(step_params), apply_step },
 };
 static const family sched_family = { "learning-rate schedule", sched_fns, NELEM(sched_fns) };
 
@@ -662,10 +639,10 @@ static void apply_toy2d(checker *ck, const fspec *f, const ast_expr *call,
 }
 
 static const fspec data_fns[] = {
-	{ "idx", idx_params, NELEM(idx_params), apply_idx },
-	{ "csv", csv_params, NELEM(csv_params), apply_csv },
-	{ "npy", npy_params, NELEM(npy_params), apply_npy },
-	{ "toy2d", toy2d_params, NELEM(toy2d_params), apply_toy2d },
+	{ NAME("idx"), idx_params, NELEM(idx_params), apply_idx },
+	{ NAME("csv"), csv_params, NELEM(csv_params), apply_csv },
+	{ NAME("npy"), npy_params, NELEM(npy_params), apply_npy },
+	{ NAME("toy2d"), toy2d_params, NELEM(toy2d_params), apply_toy2d },
 };
 static const family data_family = { "data format", data_fns, NELEM(data_fns) };
 
@@ -683,8 +660,8 @@ static void apply_init_he(checker *ck, const fspec *f, const ast_expr *call,
 }
 
 static const fspec init_fns[] = {
-	{ "pytorch", NULL, 0, apply_init_pytorch },
-	{ "he", NULL, 0, apply_init_he },
+	{ &rt_init_names[RT_INIT_PYTORCH], NULL, 0, apply_init_pytorch },
+	{ &rt_init_names[RT_INIT_HE], NULL, 0, apply_init_he },
 };
 static const family init_family = { "initialisation", init_fns, NELEM(init_fns) };
 
@@ -698,12 +675,12 @@ static const setting objective_settings[] = {
 
 static const setting train_settings[] = {
 	{ "optimizer", NOSPEC, &opt_family, AT(train) },
-	{ "lr", { "lr", P_NUM, true, GT(0), NULL }, NULL, AT(train.lr) },
+	{ "lr", { "lr", P_NUM, true, SET(LR), NULL }, NULL, AT(train.lr) },
 	{ "lr_schedule", NOSPEC, &sched_family, AT(train) },
-	{ "batch", { "batch", P_INT, true, GE(1), NULL }, NULL, AT(train.batch) },
-	{ "epochs", { "epochs", P_INT, true, GE(1), NULL }, NULL, AT(train.epochs) },
+	{ "batch", { "batch", P_INT, true, SET(BATCH), NULL }, NULL, AT(train.batch) },
+	{ "epochs", { "epochs", P_INT, true, SET(EPOCHS), NULL }, NULL, AT(train.epochs) },
 	{ "seed", { "seed", P_SEED, true, GE(0), NULL }, NULL, AT(train.seed) },
-	{ "valid", { "valid", P_INT, true, GE(0), NULL }, NULL, AT(train.valid) },
+	{ "valid", { "valid", P_INT, true, SET(VALID), NULL }, NULL, AT(train.valid) },
 	{ "init", NOSPEC, &init_family, AT(train.init) },
 	{ "data", NOSPEC, &data_family, AT(train.data) },
 	{ "test", NOSPEC, &data_family, AT(train.test) },
@@ -714,7 +691,7 @@ static void apply_family(checker *ck, const ast_expr *e, const family *fam, void
 {
 	const char **names = arena_alloc(ck->a, sizeof *names * (size_t)fam->n);
 	for (int i = 0; i < fam->n; i++)
-		names[i] = fam->fns[i].name;
+		names[i] = *fam->fns[i].name;
 	if (e->kind != AST_NAME && e->kind != AST_CALL) {
 		err(ck, e->at, "%s must be %s, got %s", fam->what, alternatives(ck, names, fam->n),
 		    describe(ck, e));
@@ -722,7 +699,7 @@ static void apply_family(checker *ck, const ast_expr *e, const family *fam, void
 	}
 	const fspec *f = NULL;
 	for (int i = 0; i < fam->n; i++)
-		if (!strcmp(fam->fns[i].name, e->text))
+		if (!strcmp(*fam->fns[i].name, e->text))
 			f = &fam->fns[i];
 	if (!f) {
 		const char *s = suggest(ck, e->text, names, fam->n);
@@ -736,7 +713,7 @@ static void apply_family(checker *ck, const ast_expr *e, const family *fam, void
 	/* Arguments that did bind are still checked, so a misspelt option does
 	 * not hide an out-of-range value next to it. */
 	const ast_expr **args = arena_alloc(ck->a, sizeof *args * (size_t)(f->n_params + 1));
-	bind(ck, e, f->name, f->params, f->n_params, args);
+	bind(ck, e, *f->name, f->params, f->n_params, args);
 	f->apply(ck, f, e, args, dst);
 }
 
@@ -1018,10 +995,7 @@ static bool shape_RELU(checker *ck, const ast_expr **args, const int *in, sema_n
  * linear in the number of statements. */
 static uint64_t name_hash(const char *s)
 {
-	uint64_t h = 14695981039346656037ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	return rt_fnv1a(RT_FNV_BASIS, s, strlen(s));
 }
 
 static symbol *find_sym(checker *ck, const char *name)
@@ -1190,8 +1164,8 @@ static int count_calls(const ast_expr *e)
  * from overflow and underflow in the kernels' doubles and the floats they
  * report) */
 static const pspec normalize_params[] = {
-	{ "mean", P_NUM, true, { -1e30, 1e30, false, false }, NULL },
-	{ "std", P_NUM, true, { 1e-30, 1e30, false, false }, NULL },
+	{ "mean", P_NUM, true, { -1e30, 1e30, false, false, 0 }, NULL },
+	{ "std", P_NUM, true, { 1e-30, 1e30, false, false, 0 }, NULL },
 };
 
 static void check_input(checker *ck, const ast_stmt *s, symbol *sym)
@@ -1404,16 +1378,30 @@ static void set_defaults(sema_program *p)
 	p->model.mean = 0;
 	p->model.std = 1;
 	p->model.output = -1;
+	/* the defaults of the command line's flags (runtime/settings.def) */
+#define D(id) rt_setting_default(RT_SET_##id)
 	p->objective = (sema_objective){
-		.loss = LOSS_CROSS_ENTROPY, .reg = REG_NONE, .gamma = 100, .p = 2,
+		.loss = LOSS_CROSS_ENTROPY, .reg = (sema_reg)D(OBJECTIVE), .lambda = D(LAMBDA), .C = D(C),
+		.gamma = D(GAMMA), .p = (int)D(P),
 	};
 	p->train = (sema_train){
-		.optimizer = OPT_SGD, .lr = 0.01, .momentum = 0, .nesterov = false,
-		.beta1 = 0.9, .beta2 = 0.999, .adam_eps = 1e-8, .weight_decay = 0,
-		.lr_step = 0, .lr_gamma = 0.1, .batch = 64, .epochs = 10, .seed = 0,
-		.valid = 0, .data = { DATA_NONE, { NULL, NULL } }, .test = { DATA_NONE, { NULL, NULL } },
+		.optimizer = (sema_optimizer)D(OPTIMIZER), .lr = D(LR), .momentum = D(MOMENTUM),
+		.nesterov = D(NESTEROV) != 0, .beta1 = D(BETA1), .beta2 = D(BETA2), .adam_eps = D(EPS),
+		.weight_decay = D(WEIGHT_DECAY), .lr_step = (int)D(LR_STEP), .lr_gamma = D(LR_GAMMA),
+		.batch = (int)D(BATCH), .epochs = (int)D(EPOCHS), .seed = (uint64_t)D(SEED),
+		.valid = (int)D(VALID), .init = (rt_init_scheme)D(INIT_SCHEME),
+		.data = { DATA_NONE, { NULL, NULL } }, .test = { DATA_NONE, { NULL, NULL } },
 	};
+#undef D
 }
+
+/* sema's choices index the runtime's name lists */
+_Static_assert((int)REG_NONE == RT_OBJ_VANILLA && (int)REG_ROLL == RT_OBJ_ROLL &&
+               (int)REG_DISTANCE == RT_OBJ_DISTANCE, "sema_reg follows rt_obj_kind");
+_Static_assert((int)OPT_SGD == RT_SGD && (int)OPT_ADAM == RT_ADAM && (int)OPT_AMSGRAD == RT_AMSGRAD,
+               "sema_optimizer follows rt_opt_kind");
+_Static_assert((int)LOSS_CROSS_ENTROPY == 0 && (int)LOSS_SIGMOID_CROSS_ENTROPY == 1,
+               "sema_loss follows rt_loss_names");
 
 /* The loss decides how many logits the model must have. */
 static void check_loss(checker *ck)

@@ -292,61 +292,53 @@ int main(int argc, char **argv)
 	int format = FORMAT_JSONL;
 	bool summary_only = false;
 	int threads = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout, prog);
-			return 0;
-		} else if (strcmp(a, "--summary") == 0) {
-			summary_only = true;
-		} else if (strcmp(a, "--norms") == 0 || strcmp(a, "--format") == 0 || strcmp(a, "--threads") == 0 ||
-		           strcmp(a, "--direction") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "--vnnlib") == 0) {
-			if (!val) {
-				fprintf(stderr, "%s: %s needs a value\n", prog, a);
-				return 2;
-			}
-			i++;
-			if (strcmp(a, "--norms") == 0 && rt_parse_norms(val, &norms) != 0) {
-				fprintf(stderr, "%s: --norms takes a comma-separated list of 1, 2, inf; got '%s'\n", prog, val);
-				return 2;
-			} else if (strcmp(a, "--format") == 0) {
-				if (strcmp(val, "jsonl") == 0)
-					format = FORMAT_JSONL;
-				else if (strcmp(val, "csv") == 0)
-					format = FORMAT_CSV;
-				else if (strcmp(val, "table") == 0)
-					format = FORMAT_TABLE;
-				else {
-					fprintf(stderr, "%s: --format takes jsonl, csv or table; got '%s'\n", prog, val);
-					return 2;
-				}
-			} else if (strcmp(a, "--threads") == 0) {
-				char *end;
-				long n = strtol(val, &end, 10);
-				if (!*val || *end || n < 0 || n > 1024) {
-					fprintf(stderr, "%s: --threads takes a number from 0 (all cores) to 1024; got '%s'\n",
-					        prog, val);
-					return 2;
-				}
+	enum { F_HELP, F_SUMMARY, F_NORMS, F_FORMAT, F_THREADS, F_DIRECTION, F_OUT, F_VNNLIB };
+	static const rt_flag flags[] = {
+		{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "summary", false, F_SUMMARY },
+		{ "norms", true, F_NORMS }, { "format", true, F_FORMAT }, { "threads", true, F_THREADS },
+		{ "direction", true, F_DIRECTION }, { "-o", true, F_OUT }, { "vnnlib", true, F_VNNLIB },
+	};
+	rt_flags fl;
+	rt_flags_init(&fl, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
+	int urc = -1;   /* exit now with this status */
+	for (int id; urc < 0 && (id = rt_flags_next(&fl)) != RT_FLAG_END;) {
+		const char *val = fl.value;
+		char *end;
+		double n;
+		switch (id) {
+		case RT_FLAG_ERROR: urc = 2; break;
+		case F_HELP: usage(stdout, prog); urc = 0; break;
+		case F_SUMMARY: summary_only = true; break;
+		case F_NORMS:
+			if (rt_parse_norms(val, &norms) != 0)
+				urc = rt_cmd_fail(prog, 2, "--norms takes a comma-separated list of 1, 2, inf; got '%s'", val);
+			break;
+		case F_FORMAT:
+			format = !strcmp(val, "jsonl") ? FORMAT_JSONL : !strcmp(val, "csv") ? FORMAT_CSV
+			       : !strcmp(val, "table") ? FORMAT_TABLE : -1;
+			if (format < 0)
+				urc = rt_cmd_fail(prog, 2, "--format takes jsonl, csv or table; got '%s'", val);
+			break;
+		case F_THREADS:
+			/* the range of --threads everywhere (settings.def) */
+			n = strtod(val, &end);
+			if (!*val || *end || !rt_setting_in_range(RT_SET_THREADS, n, (char[64]){ 0 }, 64) || n != floor(n))
+				urc = rt_cmd_fail(prog, 2, "--threads takes a number from 0 (all cores) to 1024; got '%s'", val);
+			else
 				threads = (int)n;
-			} else if (strcmp(a, "--direction") == 0) {
-				dir_path = val;
-			} else if (strcmp(a, "-o") == 0) {
-				out_path = val;
-			} else if (strcmp(a, "--vnnlib") == 0) {
-				vnnlib = val;
-			}
-		} else if (a[0] == '-' && a[1] != 0) {
-			fprintf(stderr, "%s: unknown option '%s' (see --help)\n", prog, a);
-			return 2;
-		} else if (input) {
-			fprintf(stderr, "%s: more than one INPUT ('%s' and '%s')\n", prog, input, a);
-			return 2;
-		} else {
-			input = a;
+			break;
+		case F_DIRECTION: dir_path = val; break;
+		case F_OUT: out_path = val; break;
+		case F_VNNLIB: vnnlib = val; break;
+		default:
+			if (input)
+				urc = rt_cmd_fail(prog, 2, "more than one INPUT ('%s' and '%s')", input, val);
+			input = val;
 		}
 	}
+	rt_flags_done(&fl);
+	if (urc >= 0)
+		return urc;
 	if (!input) {
 		usage(stderr, prog);
 		return 2;

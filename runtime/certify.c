@@ -34,44 +34,6 @@ typedef struct share {
 	bool started;
 } share;
 
-int rt_fail(char *err, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, RT_ERRLEN, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
-int rt_fail_file(char *err, const char *path, const char *fmt, ...)
-{
-	if (!err)
-		return -1;
-	int k = snprintf(err, RT_ERRLEN, "%s: ", path);
-	if (k < 0)
-		k = 0;
-	if (k < RT_ERRLEN) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err + k, RT_ERRLEN - (size_t)k, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
-int rt_cmd_fail(const char *prog, int status, const char *fmt, ...)
-{
-	fprintf(stderr, "%s: ", prog);
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return status;
-}
-
 int rt_parse_norms(const char *s, int32_t *norms)
 {
 	*norms = 0;

@@ -35,24 +35,11 @@ static const char *shown(const char *path)
 	return strcmp(path, "-") == 0 ? "stdin" : path;
 }
 
-static int vfail(char *err, const char *path, int64_t rec, const char *fmt, va_list ap)
-{
-	if (!err)
-		return -1;
-	int k = rec > 0 ? snprintf(err, RT_ERRLEN, "%s: record %lld: ", shown(path), (long long)rec)
-	                : snprintf(err, RT_ERRLEN, "%s: ", shown(path));
-	if (k < 0)
-		k = 0;
-	if (k < RT_ERRLEN)
-		vsnprintf(err + k, RT_ERRLEN - (size_t)k, fmt, ap);
-	return -1;
-}
-
 static int fail(char *err, const char *path, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vfail(err, path, 0, fmt, ap);
+	rt_vfail_at(err, shown(path), 0, fmt, ap);
 	va_end(ap);
 	return -1;
 }
@@ -61,7 +48,7 @@ static int fail_rec(char *err, const char *path, int64_t rec, const char *fmt, .
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vfail(err, path, rec, fmt, ap);
+	rt_vfail_at(err, shown(path), rec, fmt, ap);
 	va_end(ap);
 	return -1;
 }

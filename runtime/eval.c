@@ -17,17 +17,6 @@
 
 #include "rt.h"
 
-static uint64_t fnv1a(const void *data, size_t len)
-{
-	const unsigned char *p = data;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 typedef struct eval_job {
 	const rt_model *m;
 	const rt_objective *o;
@@ -52,7 +41,8 @@ static void *eval_share(void *arg)
 	const int64_t H = m->n_hidden, O = m->n_out, D = m->n_in;
 	float *ws = rt_alloc_floats(m->ws_floats), *z = rt_alloc_floats(H + 1), *logits = rt_alloc_floats(O), *sq = rt_alloc_floats(H + 1);
 	int32_t *scratch = malloc(sizeof(int32_t) * (size_t)(H + 1)), *axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
-	if (!ws || !z || !logits || !sq || !scratch || !axes) {
+	double *jg = malloc(sizeof(double) * (size_t)D);
+	if (!ws || !z || !logits || !sq || !scratch || !axes || !jg) {
 		j->failed = 1;
 		goto done;
 	}
@@ -66,8 +56,14 @@ static void *eval_share(void *arg)
 		for (int p = 0; p < RT_NNORMS; p++)
 			j->eps[p][i] = c.eps[p];
 		j->pattern[i] = rt_pattern_hash(z, H);
-		j->jac[i] = m->logit_jac_off >= 0
-			? fnv1a(ws + m->logit_jac_off, sizeof(float) * (size_t)(O * D)) : 0;
+		/* every logit's gradient by input_grad, whatever certify computed
+		 * (eps_2 alone by the Gram recurrence forms no Jacobian) */
+		uint64_t h = RT_FNV_BASIS;
+		for (int k = 0; k < O; k++) {
+			m->input_grad(j->P, x, k, ws, jg);
+			h = rt_fnv1a(h, jg, sizeof *jg * (size_t)D);
+		}
+		j->jac[i] = h;
 		if (y < 0) {
 			j->loss[i] = j->ce[i] = NAN;
 		} else if (m->train_forward) {
@@ -95,6 +91,7 @@ done:
 	free(sq);
 	free(scratch);
 	free(axes);
+	free(jg);
 	return NULL;
 }
 
@@ -167,7 +164,7 @@ int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *
 		for (int k = 0; k < 4; k++)
 			out->eps_pct[p][k] = (norms & RT_NORM_BIT(p)) ? rt_percentile(eps + p * cnt, n, q[k]) : NAN;
 	out->patterns = rt_count_distinct(pattern, n);
-	out->jacobians = m->logit_jac_off >= 0 ? rt_count_distinct(jac, n) : (n > 0);
+	out->jacobians = rt_count_distinct(jac, n);
 	rc = out->patterns < 0 || out->jacobians < 0 ? -1 : 0;
 done:
 	free(correct);

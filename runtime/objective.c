@@ -5,7 +5,7 @@
  * to the normalized input, masks held constant).  Every objective lln trains
  * is a function of those three vectors; this file evaluates it in double
  * precision and returns d loss / d logits, d loss / d z and d loss / d sq,
- * which train_backward turns into the parameter gradient (PAPER.md,
+ * which train_backward turns into the parameter gradient (docs/method.md,
  * "Learning"):
  *
  *   cross-entropy      logsumexp(f) - f_y            (softmax over n_out logits)

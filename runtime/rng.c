@@ -74,18 +74,17 @@ double rt_rng_normal(rt_rng *r)
 
 const char *rt_init_name(rt_init_scheme s)
 {
-	return s == RT_INIT_HE ? "he" : "pytorch";
+	return rt_init_names[s == RT_INIT_HE];
 }
 
 int rt_init_parse(const char *name, rt_init_scheme *s)
 {
-	if (!strcmp(name, "pytorch"))
-		*s = RT_INIT_PYTORCH;
-	else if (!strcmp(name, "he"))
-		*s = RT_INIT_HE;
-	else
-		return -1;
-	return 0;
+	for (int i = 0; rt_init_names[i]; i++)
+		if (!strcmp(name, rt_init_names[i])) {
+			*s = (rt_init_scheme)i;
+			return 0;
+		}
+	return -1;
 }
 
 void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, rt_init_scheme scheme, float *P)

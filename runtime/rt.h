@@ -14,6 +14,7 @@
 #ifndef LLN_RT_H
 #define LLN_RT_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -160,6 +161,10 @@ int rt_ncpus(void);
 int rt_fail(char *err, const char *fmt, ...);
 /* The same as "PATH: message"; returns -1. */
 int rt_fail_file(char *err, const char *path, const char *fmt, ...);
+/* "PATH: record N: message" (N > 0; else as rt_fail_file); returns -1.
+ * rt_vfail_at is all three (path NULL: the message alone). */
+int rt_fail_record(char *err, const char *path, int64_t rec, const char *fmt, ...);
+int rt_vfail_at(char *err, const char *path, int64_t rec, const char *fmt, va_list ap);
 /* Prints "PROG: message" on stderr, for the commands; returns status. */
 int rt_cmd_fail(const char *prog, int status, const char *fmt, ...);
 /* A zeroed, 64-byte aligned buffer of n floats (free with free), for
@@ -169,12 +174,113 @@ float *rt_alloc_floats(int64_t n);
 int rt_parse_norms(const char *s, int32_t *norms);
 
 /* ------------------------------------------------------------------------
+ * Flags (flags.c): getopt_long with lln's conventions, for every command.
+ * `--flag value` and `--flag=value`; flags spelt in full; a misspelt flag
+ * gets the closest one suggested; usage errors print "PROG: ..." and
+ * rt_flags_next returns RT_FLAG_ERROR (the command exits 2).
+ * ---------------------------------------------------------------------- */
+struct option;
+
+typedef struct rt_flag {
+	const char *name;   /* "epochs" for --epochs, "-o" for -o */
+	bool value;         /* takes a value */
+	int id;             /* returned by rt_flags_next, >= 0 */
+} rt_flag;
+
+enum { RT_FLAG_END = -1, RT_FLAG_ARG = -2, RT_FLAG_ERROR = -3 };
+
+typedef struct rt_flags {
+	const char *prog;          /* argv[0]: how messages name the command */
+	const char *context;       /* appended to usage errors (may be NULL) */
+	const rt_flag *flags;
+	int n, argc;
+	char **argv;
+	const char *name;          /* the flag just read, without dashes */
+	const char *value;         /* its value, or the non-flag argument */
+	struct option *longopts;
+	char shortopts[64];
+	bool rest;                 /* after "--": only arguments */
+} rt_flags;
+
+void rt_flags_init(rt_flags *f, const rt_flag *flags, int n, int argc, char **argv);
+/* The next flag's id (value in f->value), RT_FLAG_ARG (f->value), RT_FLAG_END
+ * or RT_FLAG_ERROR after printing why. */
+int rt_flags_next(rt_flags *f);
+void rt_flags_done(rt_flags *f);
+/* "--lr" or "-o": the flag just read as the user would type it. */
+const char *rt_flag_spelling(const rt_flags *f, char *buf, size_t cap);
+/* Levenshtein distance (INT_MAX when out of memory), and
+ * the index of the candidate closest to name, -1 when none is within 2
+ * edits (and fewer than the shorter name's length); NULL candidates are
+ * skipped. */
+int rt_edit_distance(const char *a, const char *b);
+int rt_closest(const char *name, const char *const *cands, int n);
+
+/* ------------------------------------------------------------------------
+ * Settings (settings.c, settings.def): every setting of training and
+ * evaluation with its flag, kind, range, default and help, declared once;
+ * read by the runtime's command lines, their --help and compiler/sema.c.
+ * ---------------------------------------------------------------------- */
+typedef enum { RT_SK_NUM, RT_SK_INT, RT_SK_SEED, RT_SK_CHOICE, RT_SK_NORMS, RT_SK_TEXT, RT_SK_LIST,
+               RT_SK_SWITCH } rt_setting_kind;
+enum { RT_SG_DATA, RT_SG_OBJECTIVE, RT_SG_OPTIMIZATION, RT_SG_FILES, RT_SG_REPORT, RT_SG_DISTORTION, RT_SG_COUNT };
+enum { RT_MODE_TRAIN = 1, RT_MODE_EVAL = 2 };
+
+enum {
+#define SETTING(id, ...) RT_SET_##id,
+#include "settings.def"
+#undef SETTING
+	RT_NSETTINGS
+};
+
+typedef struct rt_setting {
+	const char *flag;             /* "lr" (--lr); "-o" (-o) */
+	rt_setting_kind kind;
+	double lo, hi;                /* NUM, INT */
+	bool lo_open, hi_open;
+	const char *const *choices;   /* CHOICE: NULL-terminated; the index is stored */
+	const char *def;              /* default as a flag value; NULL: none */
+	const char *metavar, *help;
+	int group, modes;
+} rt_setting;
+
+extern const rt_setting rt_settings[RT_NSETTINGS];
+/* Choice lists, in the order of the enums they index. */
+extern const char *const rt_objective_names[];   /* vanilla, roll, distance (rt_obj_kind) */
+extern const char *const rt_optimizer_names[];   /* sgd, adam, amsgrad (rt_opt_kind) */
+extern const char *const rt_loss_names[];        /* cross_entropy, sigmoid_cross_entropy */
+extern const char *const rt_p_names[];           /* inf, 1, 2: the index is the norm, 0 for inf */
+extern const char *const rt_switch_names[];      /* off, on */
+extern const char *const rt_init_names[];        /* pytorch, he (rt_init_scheme) */
+
+/* Whether v lies in setting id's range (NUM, INT); when not, *rule gets
+ * its text (">= 0", "in [0, 1)", "from 0 to 1024"), for "X must be RULE". */
+bool rt_setting_in_range(int id, double v, char *rule, size_t cap);
+/* The index of name among setting id's choices (aliases: none for vanilla,
+ * true/1 and false/0 for on/off), or -1; *alts gets "a, b or c". */
+int rt_setting_choice(int id, const char *name, char *alts, size_t cap);
+/* The default of a NUM, INT or CHOICE setting as a number (its index). */
+double rt_setting_default(int id);
+/* Combinations no kernel supports, one rule each for the .lln checker and
+ * the command lines: NULL when fine, else why not. */
+const char *rt_distance_unsupported(int p);               /* p: 0 inf, 1, 2 */
+const char *rt_nesterov_unsupported(bool nesterov, double momentum);
+/* The flags of mode (RT_MODE_TRAIN, RT_MODE_EVAL) with their defaults, as
+ * `PROG --help` prints them without a model (train_flags.c). */
+void rt_settings_help(FILE *f, int mode, const char *prog);
+
+/* ------------------------------------------------------------------------
  * Statistics (stats.c)
  * ---------------------------------------------------------------------- */
 /* Percentile q in [0,100] of v[0..n) with linear interpolation between
  * order statistics (numpy's default); v is not modified.  inf values sort
  * last; NaN if n == 0 or any value is NaN. */
 double rt_percentile(const float *v, int64_t n, double q);
+/* The one hash of lln: 64-bit FNV-1a of len bytes, continuing from h
+ * (RT_FNV_BASIS to start).  Patterns, Jacobians and the .lln checker's
+ * symbol table all use it. */
+#define RT_FNV_BASIS 0xcbf29ce484222325ULL
+uint64_t rt_fnv1a(uint64_t h, const void *data, size_t len);
 /* 64-bit FNV-1a hash of the sign pattern (z > 0) of n values: over the 8
  * little-endian bytes of n, then the bits packed 8 per byte, z[8k+j] in bit
  * j of byte k; so it depends on the signs only, never on the values. */
@@ -373,9 +479,13 @@ int rt_init_parse(const char *name, rt_init_scheme *s);  /* 0, or -1 if unknown 
 void rt_init_params(const rt_tensor *t, int n_tensors, uint64_t seed, rt_init_scheme scheme, float *P);
 
 /* ------------------------------------------------------------------------
- * Training (objective.c, optim.c, train.c, eval.c; library llnrt_train,
- * which needs llnrt_st).  Everything is deterministic: a given seed and
- * thread count give bit-identical weights.
+ * Training (library llnrt_train, which needs llnrt_st): objectives
+ * (objective.c), optimizers (optim.c), batch gradients across threads
+ * (grad.c), evaluation (eval.c), the labeled-data loader (labeled.c); the
+ * commands: train's loop (train.c), its checkpoints (checkpoint.c) and log
+ * (train_log.c), their flags (train_flags.c, internal header train.h),
+ * eval (eval_main.c), reports (report.c).  Everything is deterministic: a
+ * given seed and thread count give bit-identical weights.
  * ---------------------------------------------------------------------- */
 typedef enum { RT_OBJ_VANILLA, RT_OBJ_ROLL, RT_OBJ_DISTANCE } rt_obj_kind;
 
@@ -447,6 +557,9 @@ void rt_grad_ctx_free(rt_grad_ctx *c);
 int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                       const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
                       float *grad, double *loss, double *ce);
+/* How many examples of the last batch the weights before the step
+ * classified correctly. */
+int64_t rt_grad_ctx_correct(const rt_grad_ctx *c);
 
 /* Evaluation over a labeled data set: accuracy, mean loss and cross-entropy
  * (objective o), percentiles P25/P50/P75/P100 of the margins (raw units) for
@@ -467,6 +580,11 @@ int rt_evaluate(const rt_model *m, const rt_objective *o, const float *P, const 
 int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *P, const rt_data *d,
                          int threads, int32_t norms, rt_eval *out, float *eps_out,
                          unsigned char *correct_out);
+
+/* The one loader of labeled data (labeled.c): FILE[,LABELS] or a toy2d:
+ * spec, every label checked against the model's outputs (sigmoid: 0 or 1);
+ * 0, or 1 after printing "PROG: ..." or "FILE: record N: ..." on stderr. */
+int rt_load_labeled(const char *prog, const rt_model *m, bool sigmoid, const char *spec, rt_data *d);
 
 /* Gradient distortion of the true class's logit (distortion.c): for each
  * labeled example e, expected[e] the mean of ||grad f_y(x') - grad f_y(x)||_1
@@ -529,7 +647,8 @@ int rt_data_main(int argc, char **argv);
 int rt_toy2d_spec(const char *spec, const rt_model *m, rt_data *out, char *err);
 
 /* ------------------------------------------------------------------------
- * Plots (plot.c, in llnrt_train; needs cairo).  `llnc plot FILE.lln
+ * Plots (plot.c and plot_flags.c, plot_compute.c, plot_draw.c, chart.c,
+ * internal header plot.h; in llnrt_train; needs cairo).  `llnc plot FILE.lln
  * --weights W[,W2,...] -o OUT.svg|OUT.png`: per weights file a panel with
  * the prediction, every exact activation region of a 2-input model in a
  * window (rt_regions_2d), the data points with a circle of radius eps_2 and

@@ -19,6 +19,7 @@
  * Only little-endian hosts are supported: tensors are copied as raw bytes.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -494,33 +495,6 @@ static void shape_str(char *buf, size_t cap, const int64_t *shape, int rank)
 		snprintf(buf + k, cap - k, "]");
 }
 
-/* Edit distance, for suggesting the file's name closest to a missing one. */
-static size_t distance(const char *a, const char *b)
-{
-	size_t lb = strlen(b), *row = malloc((lb + 1) * sizeof *row);
-	if (!row)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; a[i - 1]; i++) {
-		size_t diag = row[0];
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j];
-			size_t best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	size_t d = row[lb];
-	free(row);
-	return d;
-}
-
 /* "missing tensor 'x'" with what the file does hold: the closest unused
  * name first, then as many names as fit the message. */
 static int missing(const char *path, stfile *s, const char *want, char *err)
@@ -528,9 +502,9 @@ static int missing(const char *path, stfile *s, const char *want, char *err)
 	if (!err)
 		return -1;
 	const entry *best = NULL;
-	size_t bd = SIZE_MAX;
+	int bd = INT_MAX;
 	for (int i = 0; i < s->n; i++) {
-		size_t d = s->e[i].used ? SIZE_MAX : distance(want, name_of(&s->e[i]));
+		int d = s->e[i].used ? INT_MAX : rt_edit_distance(want, name_of(&s->e[i]));
 		if (d < bd) {
 			bd = d;
 			best = &s->e[i];

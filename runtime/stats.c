@@ -76,26 +76,32 @@ double rt_percentile(const float *v, int64_t n, double q)
 	return r;
 }
 
+uint64_t rt_fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
 uint64_t rt_pattern_hash(const float *z, int64_t n)
 {
 	/* Only the signs matter: two inputs in the same activation region must
 	 * hash equal however different their pre-activations are.  n is mixed
 	 * in first so that patterns of different lengths whose packed bytes
 	 * coincide (trailing zero bits) still differ. */
-	const uint64_t prime = 0x100000001b3ULL;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	uint64_t un = (uint64_t)n;
-	for (int i = 0; i < 8; i++) {
-		h ^= (un >> (8 * i)) & 0xff;
-		h *= prime;
-	}
+	unsigned char le[8];
+	for (int i = 0; i < 8; i++)
+		le[i] = (unsigned char)((uint64_t)n >> (8 * i));
+	uint64_t h = rt_fnv1a(RT_FNV_BASIS, le, 8);
 	for (int64_t i = 0; i < n; i += 8) {
-		unsigned byte = 0;
+		unsigned char byte = 0;
 		int64_t m = n - i < 8 ? n - i : 8;
 		for (int64_t j = 0; j < m; j++)
-			byte |= (unsigned)(z[i + j] > 0) << j;
-		h ^= byte;
-		h *= prime;
+			byte |= (unsigned char)((z[i + j] > 0) << j);
+		h = rt_fnv1a(h, &byte, 1);
 	}
 	return h;
 }

@@ -202,53 +202,65 @@ static int usage_err(const char *prog, const char *fmt, ...)
 int rt_data_main(int argc, char **argv)
 {
 	const char *prog = argc > 0 && argv[0] ? argv[0] : "llnc data";
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			data_usage(stdout, prog);
-			return 0;
-		}
-	if (argc < 2)
-		return usage_err(prog, "missing the data set to generate (toy2d)");
-	if (strcmp(argv[1], "toy2d") != 0)
-		return usage_err(prog, "unknown data set '%s': expected toy2d", argv[1]);
-	const char *kind = "spirals", *outp = NULL;
+	enum { F_HELP, F_KIND, F_N, F_NOISE, F_SEED, F_OUT };
+	static const rt_flag flags[] = {
+		{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "kind", true, F_KIND }, { "n", true, F_N },
+		{ "noise", true, F_NOISE }, { "seed", true, F_SEED }, { "-o", true, F_OUT },
+	};
+	const char *set = NULL, *kind = "spirals", *outp = NULL;
 	long long n = 400;
 	double noise = 0.1;
 	unsigned long long seed = 0;
-	for (int i = 2; i < argc; i++) {
-		const char *a = argv[i];
-		bool known = !strcmp(a, "--kind") || !strcmp(a, "--n") || !strcmp(a, "--noise") ||
-		             !strcmp(a, "--seed") || !strcmp(a, "-o");
-		if (!known)
-			return usage_err(prog, "unknown option '%s'", a);
-		if (i + 1 >= argc)
-			return usage_err(prog, "%s needs a value", a);
-		const char *v = argv[++i];
+	rt_flags f;
+	rt_flags_init(&f, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
+	f.prog = prog;
+	int rc = -1;   /* exit now with this status */
+	for (int id; rc < 0 && (id = rt_flags_next(&f)) != RT_FLAG_END;) {
+		const char *v = f.value;
 		char *end;
 		errno = 0;
-		if (!strcmp(a, "--kind")) {
+		switch (id) {
+		case RT_FLAG_ERROR: rc = 2; break;
+		case F_HELP: data_usage(stdout, prog); rc = 0; break;
+		case RT_FLAG_ARG:
+			if (set)
+				rc = usage_err(prog, "unexpected argument '%s'", v);
+			else if (strcmp(v, "toy2d") != 0)
+				rc = usage_err(prog, "unknown data set '%s': expected toy2d", v);
+			set = v;
+			break;
+		case F_KIND:
 			if (strcmp(v, "spirals") && strcmp(v, "moons"))
-				return usage_err(prog, "--kind must be spirals or moons, got '%s'", v);
+				rc = usage_err(prog, "--kind must be spirals or moons, got '%s'", v);
 			kind = v;
-		} else if (!strcmp(a, "--n")) {
+			break;
+		case F_N:
 			n = strtoll(v, &end, 10);
 			if (!*v || *end || errno == ERANGE || n < 2 || n > (1LL << 31))
-				return usage_err(prog, "--n must be an integer in [2, %lld], got '%s'",
-				                 1LL << 31, v);
-		} else if (!strcmp(a, "--noise")) {
+				rc = usage_err(prog, "--n must be an integer in [2, %lld], got '%s'", 1LL << 31, v);
+			break;
+		case F_NOISE:
 			noise = strtod(v, &end);
 			if (!*v || *end || !isfinite(noise) || noise < 0)
-				return usage_err(prog, "--noise must be a finite number >= 0, got '%s'", v);
-		} else if (!strcmp(a, "--seed")) {
+				rc = usage_err(prog, "--noise must be a finite number >= 0, got '%s'", v);
+			break;
+		case F_SEED:
 			seed = strtoull(v, &end, 10);
 			if (!*v || *end || errno == ERANGE || v[0] == '-' || v[0] == '+')
-				return usage_err(prog, "--seed must be a non-negative integer, got '%s'", v);
-		} else {
+				rc = usage_err(prog, "--seed must be a non-negative integer, got '%s'", v);
+			break;
+		case F_OUT:
 			if (!*v)
-				return usage_err(prog, "-o needs a file name");
+				rc = usage_err(prog, "-o needs a file name");
 			outp = v;
+			break;
 		}
 	}
+	rt_flags_done(&f);
+	if (rc >= 0)
+		return rc;
+	if (!set)
+		return usage_err(prog, "missing the data set to generate (toy2d)");
 	if (!outp)
 		return usage_err(prog, "missing -o FILE.csv");
 
@@ -275,7 +287,7 @@ int rt_data_main(int argc, char **argv)
 		len += (size_t)snprintf(buf + len, cap - len, "%d,%.9g,%.9g\n", d.y[i],
 		                        (double)d.x[2 * i], (double)d.x[2 * i + 1]);
 	rt_data_free(&d);
-	int rc = rt_write_atomic(outp, buf, len, err);
+	rc = rt_write_atomic(outp, buf, len, err);
 	free(buf);
 	if (rc != 0) {
 		fprintf(stderr, "%s\n", err);

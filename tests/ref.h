@@ -1,5 +1,5 @@
 /* ref.h: a naive double-precision reference for fully connected ReLU
- * networks, written from PAPER.md and independently of compiler/cg.c.
+ * networks, written from docs/method.md and independently of compiler/cg.c.
  *
  * The network is a chain  x -> normalize -> dense+relu (L times) -> dense.
  * Everything is computed in double from the float parameters:

@@ -1,6 +1,6 @@
 /* ref_graph.h: a naive double-precision reference for graphs of dense,
  * conv2d, avgpool and add operations with ReLUs, written from the language
- * specification and PAPER.md, independently of the compiler.
+ * specification and docs/method.md, independently of the compiler.
  *
  * Every operation is expanded into explicit dense matrices over flattened
  * values (C-major order, c then y then x), one per operand, plus a constant

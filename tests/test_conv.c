@@ -25,7 +25,7 @@
  *                 the largest relative error to the point reference is printed.
  *   parameter gradients: 2e-3 |fd| + 2e-4 of the largest |fd| of the model
  *                 and objective (float32 sums over thousands of terms).
- * Soundness (PAPER.md): no radius may exceed the exact one, for which the
+ * Soundness (docs/method.md): no radius may exceed the exact one, for which the
  * double reference stands in (1e-12 of the magnitudes for its own rounding).
  */
 #include <float.h>
@@ -902,7 +902,7 @@ static void test_certify(void **state)
 	       over[1], over[2], n_eps / 3, max_over);
 }
 
-/* Soundness (PAPER.md): every radius must hold in exact arithmetic, so
+/* Soundness (docs/method.md): every radius must hold in exact arithmetic, so
  * rounding may only make it smaller.  The double reference stands in for
  * exact arithmetic, with 1e-12 of the magnitudes summed into each value for
  * its own rounding.  eps_p, eps_pred_p and directional margins must not

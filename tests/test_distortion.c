@@ -342,6 +342,22 @@ static void test_command(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The Jacobian count does not depend on the norms evaluated: eps_2 alone
+ * takes the Gram recurrence on this chain, which forms no Jacobian. */
+static void test_jacobian_count(void **state)
+{
+	(void)state;
+	fixture f;
+	open_fixture(&f, 0);
+	rt_objective o = { .kind = RT_OBJ_VANILLA };
+	rt_eval e2, all;
+	assert_int_equal(rt_evaluate(f.m, &o, f.P, &f.d, 1, RT_NORM_BIT(RT_L2), &e2), 0);
+	assert_int_equal(rt_evaluate(f.m, &o, f.P, &f.d, 1, RT_ALL_NORMS, &all), 0);
+	assert_int_equal(e2.jacobians, all.jacobians);
+	assert_true(e2.jacobians > 1 && e2.jacobians <= e2.patterns);
+	close_fixture(&f);
+}
+
 static void test_bad_labels(void **state)
 {
 	(void)state;
@@ -369,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_conv_model),
 		cmocka_unit_test(test_command),
+		cmocka_unit_test(test_jacobian_count),
 		cmocka_unit_test(test_bad_labels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -259,7 +259,7 @@ static void test_settings_reach_the_program(void **state)
 	         "  data = npy(\"x.npy\", \"y.npy\");\n"
 	         "  test = csv(\"t.csv\");\n"
 	         "}\n"
-	         "objective { loss = sigmoid_cross_entropy; regularizer = distance(lambda = 0.5, p = inf); }\n"
+	         "objective { loss = sigmoid_cross_entropy; regularizer = distance(lambda = 0.5, p = 2); }\n"
 	         "model m { input x[2]; h = relu(dense(x, 4)); y = dense(h, 1); output y; }\n");
 	assert_non_null(r.prog);
 	const sema_train *t = &r.prog->train;
@@ -276,7 +276,7 @@ static void test_settings_reach_the_program(void **state)
 	assert_null(t->test.path[1]);
 	assert_int_equal(r.prog->objective.loss, LOSS_SIGMOID_CROSS_ENTROPY);
 	assert_int_equal(r.prog->objective.reg, REG_DISTANCE);
-	assert_int_equal(r.prog->objective.p, 0);
+	assert_int_equal(r.prog->objective.p, 2);
 	run_free(&r);
 }
 

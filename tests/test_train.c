@@ -910,7 +910,7 @@ static void error_tests(const rt_model *m)
 	expect_error(TRAIN(m, NULL, "--data", data, "--optimizer", "rmsprop", "-o", out), 2,
 	             "llnc train: --optimizer takes sgd, adam or amsgrad, got 'rmsprop'");
 	expect_error(TRAIN(m, NULL, "--data", data, "--nesterov", "yes", "-o", out), 2,
-	             "llnc train: --nesterov takes on or off, got 'yes'");
+	             "llnc train: --nesterov takes off or on, got 'yes'");
 	expect_error(TRAIN(m, NULL, "--data", data, "--nesterov", "on", "-o", out), 2,
 	             "llnc train: --nesterov on needs --momentum > 0");
 	expect_error(TRAIN(m, NULL, "--data", data, "--seed", "-3", "-o", out), 2,

@@ -1,10 +1,10 @@
 /* fuzz_checkpoint.c: libFuzzer harness for reading checkpoints, as
- * `llnc train --resume` does (runtime/train.c, whose resume() is static, so
+ * `llnc train --resume` does (runtime/checkpoint.c, whose rt_resume() needs a run, so
  * the harness makes the same calls into the public readers).
  *
  * Each input is a candidate checkpoint of tests/fuzz/tiny.lln trained with
  * Adam and a validation split: its metadata is read key by key into
- * buffers of the sizes train.c uses, then the weights with the optimizer
+ * buffers of the sizes checkpoint.c uses, then the weights with the optimizer
  * state and best weights as the extra table, all or nothing, and once more
  * with no extra table (optim.* ignored), as `--init CKPT` reads it.
  * Promises checked besides crashes and sanitizer reports: a failure names

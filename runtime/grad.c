@@ -1,0 +1,219 @@
+/* grad.c: the mean gradient of a batch, across threads.
+ *
+ * Each thread takes a contiguous share of the batch and accumulates its
+ * examples' parameter gradients (train_forward, the objective, then
+ * train_backward) into a float buffer of its own; the shares are then added
+ * in thread order, so the result depends on the thread count and on nothing
+ * else.  The buffers live in an rt_grad_ctx kept across the batches of a
+ * run.  Each example's loss, cross-entropy and whether its prediction (under
+ * the weights before the step) was right are kept, for the epoch's report.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+typedef struct gthread {
+	float *ws, *z, *logits, *sq, *dlogits, *dz, *dsq, *grad;
+	int32_t *scratch, *axes;   /* axes: approximate ROLL's draw */
+} gthread;
+
+struct rt_grad_ctx {
+	const rt_model *m;
+	int threads;
+	gthread *t;
+	double *loss, *ce;   /* per example of the batch */
+	unsigned char *right;
+	int64_t correct;     /* of the last batch */
+	int64_t cap;
+};
+
+typedef struct gjob {
+	rt_grad_ctx *c;
+	gthread *t;
+	const rt_objective *o;
+	const float *P, *pre, *X;
+	const int32_t *y;
+	const int64_t *idx;
+	int64_t begin, end;
+	pthread_t tid;
+	bool started;
+} gjob;
+
+void rt_grad_ctx_free(rt_grad_ctx *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; c->t && i < c->threads; i++) {
+		gthread *t = &c->t[i];
+		free(t->ws);
+		free(t->z);
+		free(t->logits);
+		free(t->sq);
+		free(t->dlogits);
+		free(t->dz);
+		free(t->dsq);
+		free(t->grad);
+		free(t->scratch);
+		free(t->axes);
+	}
+	free(c->t);
+	free(c->loss);
+	free(c->ce);
+	free(c->right);
+	free(c);
+}
+
+rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
+{
+	rt_grad_ctx *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->m = m;
+	c->threads = threads > 0 ? threads : rt_ncpus();
+	c->t = calloc((size_t)c->threads, sizeof *c->t);
+	if (!c->t) {
+		free(c);
+		return NULL;
+	}
+	const int64_t H = m->n_hidden + 1;
+	for (int i = 0; i < c->threads; i++) {
+		gthread *t = &c->t[i];
+		t->ws = rt_alloc_floats(m->ws_floats);
+		t->z = rt_alloc_floats(H);
+		t->logits = rt_alloc_floats(m->n_out);
+		t->sq = rt_alloc_floats(H);
+		t->dlogits = rt_alloc_floats(m->n_out);
+		t->dz = rt_alloc_floats(H);
+		t->dsq = rt_alloc_floats(H);
+		t->grad = rt_alloc_floats(m->grad_floats > m->n_params ? m->grad_floats : m->n_params);
+		t->scratch = malloc(sizeof(int32_t) * (size_t)H);
+		t->axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
+		if (!t->ws || !t->z || !t->logits || !t->sq || !t->dlogits || !t->dz || !t->dsq ||
+		    !t->grad || !t->scratch || !t->axes) {
+			rt_grad_ctx_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* The predicted class, as the certifier has it: the first largest logit;
+ * with one logit, 1 when it is positive. */
+static int32_t predict(const rt_model *m, const float *logits)
+{
+	if (m->n_out == 1)
+		return logits[0] > 0;
+	int32_t best = 0;
+	for (int32_t k = 1; k < m->n_out; k++)
+		if (logits[k] > logits[best])
+			best = k;
+	return best;
+}
+
+static void *grad_share(void *arg)
+{
+	gjob *j = arg;
+	const rt_model *m = j->c->m;
+	gthread *t = j->t;
+	int64_t gf = m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
+	memset(t->grad, 0, sizeof(float) * (size_t)gf);
+	const bool need_sq = rt_objective_needs_sq(j->o);
+	for (int64_t i = j->begin; i < j->end; i++) {
+		int64_t r = j->idx ? j->idx[i] : i;
+		if (need_sq && m->samples)
+			rt_sample_axes(j->o->sample_seed, (uint64_t)r, m->n_in, m->samples, t->axes);
+		m->train_forward(j->P, j->pre, j->X + r * m->n_in, need_sq, t->ws, t->z, t->logits, t->sq, t->axes);
+		j->c->loss[i] = rt_objective_eval(j->o, m, t->logits, t->z, t->sq, j->y[r], t->dlogits,
+		                                  t->dz, t->dsq, &j->c->ce[i], t->scratch);
+		j->c->right[i] = predict(m, t->logits) == j->y[r];
+		m->train_backward(j->P, j->pre, t->ws, t->dlogits, t->dz, need_sq ? t->dsq : NULL, t->grad);
+	}
+	return NULL;
+}
+
+int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                      const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
+                      float *grad, double *loss, double *ce)
+{
+	const rt_model *m = c->m;
+	if (nb <= 0)
+		return -1;
+	if (nb > c->cap) {
+		double *l = realloc(c->loss, sizeof(double) * (size_t)nb);
+		if (l)
+			c->loss = l;
+		double *e = realloc(c->ce, sizeof(double) * (size_t)nb);
+		if (e)
+			c->ce = e;
+		unsigned char *k = realloc(c->right, (size_t)nb);
+		if (k)
+			c->right = k;
+		if (!l || !e || !k)
+			return -1;
+		c->cap = nb;
+	}
+	int threads = c->threads < nb ? c->threads : (int)nb;
+	gjob jobs[threads];
+	for (int t = 0; t < threads; t++) {
+		jobs[t] = (gjob){ .c = c, .t = &c->t[t], .o = o, .P = P, .pre = pre, .X = X, .y = y,
+		                  .idx = idx, .begin = nb * t / threads, .end = nb * (t + 1) / threads };
+		if (t < threads - 1)
+			jobs[t].started = pthread_create(&jobs[t].tid, NULL, grad_share, &jobs[t]) == 0;
+	}
+	for (int t = threads - 1; t >= 0; t--) {
+		if (jobs[t].started)
+			pthread_join(jobs[t].tid, NULL);
+		else
+			grad_share(&jobs[t]);
+	}
+	/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
+	 * past n_params hold only the Gram terms of sq-based objectives */
+	const bool need_sq = rt_objective_needs_sq(o);
+	int64_t gf = need_sq && m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
+	float *g0 = c->t[0].grad;
+	for (int t = 1; t < threads; t++) {
+		const float *gt = c->t[t].grad;
+		for (int64_t i = 0; i < gf; i++)
+			g0[i] += gt[i];
+	}
+	if (need_sq)
+		m->train_finish(P, g0);
+	const float inv = (float)nb;
+	for (int64_t i = 0; i < m->n_params; i++)
+		grad[i] = g0[i] / inv;
+	double sl = 0, sc = 0;
+	c->correct = 0;
+	for (int64_t i = 0; i < nb; i++) {
+		sl += c->loss[i];
+		sc += c->ce[i];
+		c->correct += c->right[i];
+	}
+	if (loss)
+		*loss = sl / (double)nb;
+	if (ce)
+		*ce = sc / (double)nb;
+	return 0;
+}
+
+int rt_batch_grad(const rt_model *m, const rt_objective *o, const float *P, const float *pre,
+                  const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int threads,
+                  float *grad, double *loss, double *ce)
+{
+	if (threads <= 0)
+		threads = rt_ncpus();
+	if (threads > nb)
+		threads = nb > 0 ? (int)nb : 1;
+	rt_grad_ctx *c = rt_grad_ctx_new(m, threads);
+	if (!c)
+		return -1;
+	int rc = rt_batch_grad_ctx(c, o, P, pre, X, y, idx, nb, grad, loss, ce);
+	rt_grad_ctx_free(c);
+	return rc;
+}
+
+int64_t rt_grad_ctx_correct(const rt_grad_ctx *c)
+{
+	return c->correct;
+}
