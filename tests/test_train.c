@@ -548,6 +548,19 @@ static void fake_certify(const float *P, const float *pre, const float *x, int32
 		}
 }
 
+/* the gradient of logit k in raw units: W2[k] diag(z > 0) W1 / std */
+static void fake_input_grad(const float *P, const float *x, int32_t k, float *ws, double *g)
+{
+	float z[FH], logits[4], sq[FH];   /* FO <= 3 */
+	fake_train_forward(P, NULL, x, 0, ws, z, logits, sq, NULL);
+	for (int d = 0; d < FD_; d++) {
+		g[d] = 0;
+		for (int h = 0; h < FH; h++)
+			if (z[h] > 0)
+				g[d] += (double)W2[k * FH + h] * W1[h * FD_ + d] / FSTD;
+	}
+}
+
 static rt_tensor fake_tensors[4];
 static const rt_layer fake_layers[1] = { { "fc1", FH, 0, 0, 0, 0 } };
 
@@ -564,7 +577,7 @@ static rt_model fake_model(int O, const char *name)
 		.n_layers = 1, .n_tensors = 4, .n_params = np, .ws_floats = FD_ + FH + O * FD_,
 		.pre_floats = 1, .grad_floats = np + FH, .logit_jac_off = FD_ + FH, .mean = FMEAN,
 		.std = FSTD, .layers = fake_layers, .tensors = fake_tensors, .prepare = fake_prepare,
-		.certify = fake_certify, .train_forward = fake_train_forward,
+		.certify = fake_certify, .input_grad = fake_input_grad, .train_forward = fake_train_forward,
 		.train_backward = fake_train_backward, .train_finish = fake_train_finish,
 	};
 }
@@ -972,7 +985,6 @@ static void error_tests(const rt_model *m)
 		if (!strstr(out_text, all[i]))
 			fail_msg("--help does not mention %s:\n%s", all[i], out_text);
 }
-
 static void test_loop_fake(void **state)
 {
 	(void)state;
