@@ -2,13 +2,13 @@
  *
  *   source_load -> ast_parse -> sema_check -> ir_lower -> cg_generate
  *     -> cg_emit_object -> cg_link        (build)
- *     -> cg_jit -> rt_train_main / rt_eval_main / rt_plot_main
+ *     -> cg_jit -> rt_train_main / rt_eval_main / rt_plot_main / rt_certify_main
  *
  * Each command runs the pipeline as far as it needs: `check` stops after
  * the checks, `init` and `export` after the IR (which fixes the parameter
  * layout), `build` goes all the way to an executable; `train`, `eval` and
  * `plot` compile in process and hand the model to the runtime, which parses
- * their flags.  `data` compiles nothing: it writes a built-in data set.
+ * their flags; so does `certify`, after taking the weights.  `data` compiles nothing: it writes a built-in data set.
  * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
  * 1, usage errors 2, internal errors 70.
  */
@@ -40,6 +40,7 @@ static const char usage_text[] =
 	      "  init    write initial weights for FILE's model\n"
 	      "  build   compile FILE to a standalone certifier or trainer\n"
 	      "  train   compile FILE in process and train its model\n"
+	      "  certify certify inputs in process, as a built certifier would\n"
 	      "  eval    evaluate weights on a data set: accuracy, radii, regions\n"
 	      "  plot    draw a model's linear regions, margins and gradients\n"
 	      "  data    generate a data set: 'llnc data toy2d --help'\n"
@@ -99,6 +100,14 @@ static const struct command_help {
 	            "takes the raw input: normalize is part of it, so radii and VNN-LIB\n"
 	            "properties of FILE's certifier apply to it as they are.  --rename and\n"
 	            "--strip-prefix as for build (docs/formats.md).\n" },
+	{ "certify", "usage: llnc certify FILE.lln --weights W.safetensors [certifier flags] INPUT\n"
+	             "\n"
+	             "Compiles FILE in process and certifies INPUT with the weights W: the same\n"
+	             "code, flags and output, byte for byte, as the certifier 'llnc build\n"
+	             "--certifier' would write; for exploring, where a built certifier is the\n"
+	             "way to ship.  --rename and --strip-prefix map the weights' names as for\n"
+	             "build.  'llnc certify FILE --help' lists the certifier's flags\n"
+	             "(docs/certifier.md).\n" },
 	{ "eval", "usage: llnc eval FILE.lln --weights W.safetensors --data FILE[,LABELS] [--json]\n"
 	          "\n"
 	          "Evaluates weights on a labelled data set: accuracy, loss, P25/P50/P75/P100\n"
@@ -125,7 +134,7 @@ static int print_help(const char *command)
 
 static bool runtime_command(const char *c)
 {
-	return c && (!strcmp(c, "train") || !strcmp(c, "eval") || !strcmp(c, "plot"));
+	return c && (!strcmp(c, "train") || !strcmp(c, "eval") || !strcmp(c, "plot") || !strcmp(c, "certify"));
 }
 
 static int parse_args(int argc, char **argv, options *o)
@@ -188,7 +197,7 @@ static int parse_args(int argc, char **argv, options *o)
 		} else if (!o->command) {
 			o->command = a;
 			o->command_name = !strcmp(a, "train") ? "llnc train" : !strcmp(a, "eval") ? "llnc eval"
-			                : !strcmp(a, "plot") ? "llnc plot" : "llnc";
+			                : !strcmp(a, "plot") ? "llnc plot" : !strcmp(a, "certify") ? "llnc certify" : "llnc";
 		} else if (!o->file) {
 			o->file = a;
 		} else {
@@ -349,7 +358,86 @@ static int check_files(const options *o)
 	return rc;
 }
 
-/* train, eval, plot: JIT-compile for this CPU and hand over to the runtime. */
+/* The value of flag `name` at argv[*i], as "--name VALUE" (stepping *i
+ * past it) or "--name=VALUE"; NULL if argv[*i] is another flag, or with
+ * *missing when the value is. */
+static const char *flag_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+	if (strncmp(a, name, n) != 0)
+		return NULL;
+	if (a[n] == '=')
+		return a + n + 1;
+	if (a[n])
+		return NULL;
+	if (*i + 1 >= argc) {
+		*missing = true;
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+/* certify: the weights (--weights, --rename, --strip-prefix, before or
+ * after FILE) taken out of the flags, the rest handed to the certifier's
+ * command line with the model compiled in process. */
+static int run_certify(const options *o, const ir_module *ir, const rt_model *m)
+{
+	char err[RT_ERRLEN];
+	const char *weights = o->weights;
+	rt_names names = o->names;
+	char **argv = malloc(sizeof *argv * (size_t)(o->rest_argc + 3));
+	if (!argv)
+		return fail("llnc certify: out of memory");
+	int argc = 0;
+	argv[argc++] = o->rest_argv[0];
+	if (o->out) {   /* -o given before FILE */
+		argv[argc++] = "-o";
+		argv[argc++] = (char *)o->out;
+	}
+	for (int i = 1; i < o->rest_argc; i++) {
+		static const char *const taken[] = { "--weights", "--rename", "--strip-prefix" };
+		const char *val = NULL;
+		int k = 0;
+		bool missing = false;
+		while (k < 3 && !(val = flag_value(o->rest_argc, o->rest_argv, &i, taken[k], &missing)) && !missing)
+			k++;
+		if (missing) {
+			free(argv);
+			return usage_error("%s needs a value", taken[k]);
+		}
+		if (k == 3) {
+			argv[argc++] = o->rest_argv[i];
+		} else if (k == 0) {
+			weights = val;
+		} else if (rt_names_flag(&names, taken[k], val, err)) {
+			free(argv);
+			return usage_error("%s", err);
+		}
+	}
+	argv[argc] = NULL;
+	int rc;
+	float *P = NULL;
+	bool help = false;
+	for (int i = 1; i < argc; i++)
+		help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+	if (!weights && !help) {
+		rc = usage_error("certify needs --weights WEIGHTS.safetensors%s", "");
+	} else if (!(P = rt_alloc_floats(ir->n_params))) {
+		rc = fail("llnc certify: out of memory for the parameters");
+	} else if (weights && rt_params_load_named(ir->tensors, ir->n_tensors, &names, weights, P, err)) {
+		rc = fail(err);
+	} else {
+		char synopsis[512];
+		snprintf(synopsis, sizeof synopsis, "llnc certify %.200s --weights W [options] INPUT", o->file);
+		rc = rt_certify_main(m, P, synopsis, argc, argv);
+	}
+	free(P);
+	free(argv);
+	return rc;
+}
+
+/* train, eval, plot, certify: JIT-compile for this CPU and hand over to the runtime. */
 static int run_runtime(const options *o, arena *a, const sema_program *p, const ir_module *ir)
 {
 	char err[RT_ERRLEN];
@@ -363,6 +451,8 @@ static int run_runtime(const options *o, arena *a, const sema_program *p, const 
 		rc = fail(err);
 	else if (!strcmp(o->command, "train"))
 		rc = rt_train_main(m, defaults, o->rest_argc, o->rest_argv);
+	else if (!strcmp(o->command, "certify"))
+		rc = run_certify(o, ir, m);
 	else if (!strcmp(o->command, "eval"))
 		rc = rt_eval_main(m, defaults, o->rest_argc, o->rest_argv);
 	else

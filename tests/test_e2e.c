@@ -293,9 +293,9 @@ static void check_jsonl(const char *text, const rt_model *m, const results *r, i
 		bool isnull;
 		assert_true(json_number(rec, "index", &v, &isnull));
 		assert_true(v == (double)i);
-		assert_true(json_number(rec, "label", &v, &isnull));
+		assert_true(json_number(rec, "pred", &v, &isnull));
 		if ((int)v != r->cert[i].label)
-			fail_msg("record %lld: label %d, in process %d", (long long)i, (int)v, r->cert[i].label);
+			fail_msg("record %lld: pred %d, in process %d", (long long)i, (int)v, r->cert[i].label);
 		for (int p = 0; p < 3; p++) {
 			char k[32], layer[64];
 			long idx;
@@ -354,7 +354,7 @@ static void check_csv(const char *text, const rt_model *m, const results *r, int
 	char *save = NULL;
 	char *line = strtok_r(copy, "\n", &save);
 	/* header */
-	char want[512] = "index,label";
+	char want[512] = "index,pred";
 	for (int p = 0; p < 3; p++)
 		if ((norms >> p) & 1) {
 			const char *n = norm_names[p];
@@ -671,12 +671,12 @@ static void test_custom_model(void **state)
 	free(s);
 
 	/* summary */
-	const char *a4[] = { bin, "--summary", "--direction", DIRS, X, NULL };
+	const char *a4[] = { bin, "--summary", "--format", "table", "--direction", DIRS, X, NULL };
 	run_ok(a4, true, NULL);
 	s = out_text();
 	check_summary(s, &r, RT_ALL_NORMS, true);
 	free(s);
-	const char *a4b[] = { bin, "--summary", "--norms", "1", X, NULL };
+	const char *a4b[] = { bin, "--summary", "--format", "table", "--norms", "1", X, NULL };
 	run_ok(a4b, true, NULL);
 	s = out_text();
 	results r1only;
@@ -781,7 +781,7 @@ static void test_certifier_errors(void **state)
 	expect_error(a1, 1, NULL, bad, "record 3: expected 5 values, found 4");
 	/* a long row */
 	spit(bad, "0.1,0.2,0.3,0.4,0.5,0.6\n");
-	expect_error(a1, 1, NULL, bad, "record 1: expected 5 values, found 6");
+	expect_error(a1, 1, NULL, bad, "record 1: expected 5 values, or a label and 5 values; found 6 whose first, '0.1', is not a label");
 	/* NaN and infinity */
 	char nanf[512];
 	snprintf(nanf, sizeof nanf, "%s", path_in("nan.csv"));

@@ -729,9 +729,9 @@ static int check_vnnlib(const char *lln, const char *name, int n_inputs, int see
 	for (int i = 0; i < n_inputs; i++) {
 		int label;
 		float eps;
-		char *lp = strstr(line, "\"label\":"), *ep = strstr(line, "\"eps_pred_linf\":");
+		char *lp = strstr(line, "\"pred\":"), *ep = strstr(line, "\"eps_pred_linf\":");
 		assert_true(lp && ep);
-		assert_int_equal(sscanf(lp, "\"label\":%d", &label), 1);
+		assert_int_equal(sscanf(lp, "\"pred\":%d", &label), 1);
 		assert_int_equal(sscanf(ep, "\"eps_pred_linf\":%g", &eps), 1);
 		labels |= 1 << label;
 		check_property(dir, i, X + (int64_t)i * n_in, n_in, n_out, label, eps);
