@@ -242,39 +242,6 @@ static int run_init(const options *o, const ir_module *ir, uint64_t seed, rt_ini
 	return rc ? fail(err) : 0;
 }
 
-/* The train and objective blocks as the runtime's default flags, one
- * argument per line (paths may hold spaces, never newlines).  Numbers are
- * printed with 15 significant digits, which gives back the literal of the
- * source exactly. */
-static char *train_defaults(arena *a, const sema_program *p)
-{
-	static const char *objective[] = { [REG_NONE] = "vanilla", [REG_ROLL] = "roll", [REG_DISTANCE] = "distance" };
-	static const char *optimizer[] = { [OPT_SGD] = "sgd", [OPT_ADAM] = "adam", [OPT_AMSGRAD] = "amsgrad" };
-	const sema_objective *ob = &p->objective;
-	const sema_train *t = &p->train;
-	char *s = arena_printf(a,
-		"--objective\n%s\n--lambda\n%.15g\n--C\n%.15g\n--gamma\n%.15g\n"
-		"--optimizer\n%s\n--lr\n%.15g\n--momentum\n%.15g\n--nesterov\n%s\n--beta1\n%.15g\n"
-		"--beta2\n%.15g\n--eps\n%.15g\n--weight-decay\n%.15g\n--lr-step\n%d\n--lr-gamma\n%.15g\n"
-		"--batch\n%d\n--epochs\n%d\n--seed\n%llu\n--init-scheme\n%s\n--valid\n%d\n--p\n%s\n",
-		objective[ob->reg], ob->lambda, ob->C, ob->reg == REG_ROLL ? ob->gamma : 100.0,
-		optimizer[t->optimizer], t->lr, t->momentum, t->nesterov ? "on" : "off", t->beta1,
-		t->beta2, t->adam_eps, t->weight_decay, t->lr_step, t->lr_gamma,
-		t->batch, t->epochs, (unsigned long long)t->seed, rt_init_name(t->init), t->valid,
-		ob->p == 1 ? "1" : ob->p == 2 ? "2" : "inf");
-	const sema_data *d[2] = { &t->data, &t->test };
-	for (int i = 0; i < 2; i++) {
-		const char *flag = i ? "test" : "data";
-		if (d[i]->kind == DATA_TOY2D)
-			s = arena_printf(a, "%s--%s\ntoy2d:kind=%s,n=%lld,noise=%.15g,seed=%llu\n", s, flag, d[i]->toy_kind,
-			                 (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed);
-		else if (d[i]->kind != DATA_NONE)
-			s = arena_printf(a, "%s--%s\n%s%s%s\n", s, flag, d[i]->path[0],
-			                 d[i]->path[1] ? "," : "", d[i]->path[1] ? d[i]->path[1] : "");
-	}
-	return s;
-}
-
 /* build: kernels generated for the IR (with the weights embedded, for a
  * certifier; with the training defaults, for a trainer), emitted to a
  * temporary object, linked with the runtime. */
@@ -298,7 +265,7 @@ static int run_build(const options *o, arena *a, const sema_program *p, const ir
 		}
 	}
 	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .weights = P,
-	                  .train_defaults = o->trainer ? train_defaults(a, p) : NULL };
+	                  .train_defaults = o->trainer ? sema_defaults(a, p) : NULL };
 	cg_unit *u = cg_generate(ir, &co, err);
 	free(P);
 	if (!u)
@@ -446,7 +413,7 @@ static int run_runtime(const options *o, arena *a, const sema_program *p, const 
 	const rt_model *m = u ? cg_jit(u, err) : NULL;
 	int rc;
 	/* the source goes along so that no output can overwrite it */
-	char *defaults = arena_printf(a, "%s--source\n%s\n", train_defaults(a, p), o->file);
+	char *defaults = arena_printf(a, "%s--source\n%s\n", sema_defaults(a, p), o->file);
 	if (!m)
 		rc = fail(err);
 	else if (!strcmp(o->command, "train"))
