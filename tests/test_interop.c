@@ -67,20 +67,6 @@ static const char *put_st(const char *name, const char *header, const void *data
 	return p;
 }
 
-/* Runs a shell command line with stdout and stderr in tmpdir's "out" and
- * "err"; returns the exit status. */
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	int k = vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	snprintf(cmd + k, sizeof cmd - (size_t)k, " >%s/out 2>%s/err", tmpdir, tmpdir);
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 #define assert_err(call, want)              \
 	do {                                    \
 		err[0] = 0;                         \

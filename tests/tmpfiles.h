@@ -7,7 +7,9 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static char tmpdir[256];
 
@@ -49,6 +51,20 @@ static inline const char *put(const char *name, const void *data, size_t len)
 static inline const char *puts_(const char *name, const char *text)
 {
 	return put(name, text, strlen(text));
+}
+
+/* Runs a shell command line with stdout and stderr in tmpdir's "out" and
+ * "err"; returns the exit status. */
+static inline int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	int k = vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	snprintf(cmd + k, sizeof cmd - (size_t)k, " >%s/out 2>%s/err", tmpdir, tmpdir);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 #endif
