@@ -155,15 +155,21 @@ class Model:
     def save_weights(self, path):
         _check(_lib.lln_save_weights(self._h, _enc(path)) == 0)
 
-    def load_state_dict(self, state_dict, strip_prefix=None):
+    def load_state_dict(self, state_dict, strip_prefix=None, rename=None):
         """Weights from a PyTorch state_dict (torch tensors or numpy arrays),
         by name; every tensor of the model must be there with its shape, and
-        names the model does not have are an error (after strip_prefix)."""
+        names the model does not have are an error.  As llnc's --strip-prefix
+        and --rename: strip_prefix is removed from every name first, then
+        rename={"0": "fc1"} renames a leading module ("0.weight" becomes
+        "fc1.weight"), for an nn.Sequential's numbered layers."""
         want = self.tensors
         got = {}
         for k, v in state_dict.items():
             if strip_prefix and k.startswith(strip_prefix):
                 k = k[len(strip_prefix):]
+            head, dot, rest = k.partition(".")
+            if rename and head in rename:
+                k = rename[head] + dot + rest
             if hasattr(v, "detach"):
                 v = v.detach().cpu().numpy()
             got[k] = np.ascontiguousarray(v, dtype=np.float32)

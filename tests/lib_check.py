@@ -76,7 +76,8 @@ for name, shape in m.tensors.items():
     sd["net." + name] = flat[at:at + k].reshape(shape).copy()
     at += k
 m2 = lln.compile(lln_path)
-m2.load_state_dict(sd, strip_prefix="net.")
+seq = {k.replace("net.a.", "net.0."): v for k, v in sd.items()}   # an nn.Sequential's names
+m2.load_state_dict(seq, strip_prefix="net.", rename={"0": "a"})
 check(np.array_equal(m2.params, m.params), "load_state_dict: parameters differ")
 c2 = m2.certify(x.reshape(64, -1))
 check(np.array_equal(c2["eps_pred_l2"], c["eps_pred_l2"]), "load_state_dict: radii differ")
@@ -105,6 +106,26 @@ try:
     check(False, "a bad source compiled")
 except lln.Error as e:
     check("b.lln:3:18: error: unknown name 'y'" in str(e), "diagnostic: %s" % e)
+
+# a PyTorch module's state_dict as it is (torch tensors), when torch is there
+try:
+    import torch
+except ImportError:
+    torch = None
+if torch is not None:
+    torch.manual_seed(0)
+    seqnet = torch.nn.Sequential(torch.nn.Linear(m.n_inputs, 9), torch.nn.ReLU(), torch.nn.Linear(9, 8),
+                                 torch.nn.ReLU(), torch.nn.Linear(8, m.n_outputs))
+    mt = lln.compile(lln_path)
+    # the model normalizes the input; compare on inputs torch sees normalized alike
+    mt.load_state_dict(seqnet.state_dict(), rename={"0": "a", "2": "b", "4": "out"})
+    with torch.no_grad():
+        logits = seqnet((torch.tensor(x) - 0.1) / 0.7)
+    ct = mt.certify(x, norms="2")
+    check(np.array_equal(ct["pred"], logits.argmax(1).numpy()), "torch state_dict: predictions differ from torch's")
+    print("torch: %d predictions of a torch.nn.Sequential agree" % len(x))
+else:
+    print("torch: not installed, state_dict of torch tensors not tried")
 
 if failures:
     print("\n".join(failures[:20]))

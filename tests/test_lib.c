@@ -8,7 +8,9 @@
  * weights of `llnc init`.  It also checks what the library exports (the
  * header's functions and nothing else), its errors, and runs
  * tests/lib_check.py, which certifies a numpy batch through the Python
- * module of the build tree and compares it with the certifier.
+ * module of the build tree and compares it with the certifier; then
+ * installs the module with cmake --install and imports it from there, and
+ * runs the README's Python example when the MNIST files are present.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -416,6 +418,41 @@ static void test_python(void **state)
 		fail_msg("tests/lib_check.py exited %d:\n%s%s", rc, out, err);
 	free(out);
 	free(err);
+
+	/* installed by cmake --install into a prefix other than the configured
+	 * one: the module finds its library relative to itself */
+	SH_OK("'%s' --install '%s' --prefix '%s/inst'", LLN_CMAKE, LLN_BINARY_DIR, tmpdir);
+	SH_OK("cd / && env -u LLN_LIBRARY PYTHONPATH=$(dirname $(find '%s/inst' -name lln.py)) %s -c "
+	      "'import lln, numpy; m = lln.compile(\"%s\"); print(lln.__file__, m.certify(numpy.zeros(6))[\"pred\"])'",
+	      tmpdir, py, lln);
+	char *inst = slurp(P_("out"));
+	printf("installed: %s", inst);
+	assert_non_null(strstr(inst, "/inst/"));
+	free(inst);
+
+	/* the README's example, as written, when the MNIST files are there */
+	char *readme = slurp(LLN_SOURCE_DIR "/README.md");
+	char *start = strstr(readme, "```python\n");
+	assert_non_null(start);
+	start += 10;
+	char *end = strstr(start, "```");
+	assert_non_null(end);
+	*end = 0;
+	int lines = 0;
+	for (char *c = start; *c; c++)
+		lines += *c == '\n';
+	assert_true(lines <= 5);   /* five lines, as the README promises */
+	const char *script = put("readme.py", start, strlen(start));
+	if (access(LLN_SOURCE_DIR "/data/t10k-images-idx3-ubyte", R_OK) != 0) {
+		printf("README example: skipped, no data/t10k-images-idx3-ubyte (scripts/get-mnist)\n");
+	} else {
+		SH_OK("cd '%s' && PYTHONPATH=%s/python %s %s", LLN_SOURCE_DIR, LLN_BINARY_DIR, py, script);
+		char *o = slurp(P_("out"));
+		printf("README example:\n%s", o);
+		assert_true(strlen(o) > 100);
+		free(o);
+	}
+	free(readme);
 #endif
 }
 
