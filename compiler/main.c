@@ -6,9 +6,10 @@
  *
  * Each command runs the pipeline as far as it needs: `check` stops after
  * the checks, `init` and `export` after the IR (which fixes the parameter
- * layout), `build` goes all the way to an executable; `train`, `eval` and
- * `plot` compile in process and hand the model to the runtime, which parses
- * their flags; so does `certify`, after taking the weights.  `data` compiles nothing: it writes a built-in data set.
+ * layout), `build` goes all the way to an executable; `train`, `eval`,
+ * `plot` and `certify` compile in process and hand the model to the
+ * runtime, which parses their flags (`certify` after taking the weights).
+ * `data` compiles nothing: it writes a built-in data set.
  * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
  * 1, usage errors 2, internal errors 70.
  */
@@ -404,7 +405,8 @@ static int run_certify(const options *o, const ir_module *ir, const rt_model *m)
 	return rc;
 }
 
-/* train, eval, plot, certify: JIT-compile for this CPU and hand over to the runtime. */
+/* train, eval, plot, certify: JIT-compile for this CPU and hand over to
+ * the runtime. */
 static int run_runtime(const options *o, arena *a, const sema_program *p, const ir_module *ir)
 {
 	char err[RT_ERRLEN];

@@ -4,11 +4,12 @@
  * around the generated lln_model and the embedded lln_weights) and `llnc
  * certify` (the same model compiled in process) both run this function, so
  * they print the same bytes.  It reads inputs, and their true labels when
- * given (a labeled CSV, or --labels), certifies them across threads and prints, per input,
- * the prediction, the l1 / l2 / linf margins of its activation region with
- * their binding neurons, the certified-prediction radius, whether the
- * prediction is correct and certified at the radii of --eps, and a hash of
- * the activation pattern, or a summary (cert_summary.c).  It streams: inputs are
+ * given (a labeled CSV, or --labels), certifies them across threads and
+ * prints, per input, the prediction, the l1 / l2 / linf margins of its
+ * activation region with their binding neurons, the certified-prediction
+ * radius, whether the prediction is correct and certified at the radii of
+ * --eps, and a hash of the activation pattern, or a summary
+ * (cert_summary.c).  It streams: inputs are
  * read, certified and written in chunks of CHUNK examples, so memory does
  * not grow with the number of inputs (--summary keeps the radii, 32 bytes
  * an input, for exact percentiles) and a bad record stops the run as soon
@@ -289,7 +290,6 @@ static const int32_t *chunk_labels(const rt_model *m, const rt_data *chunk, cons
 {
 	const int32_t *y = chunk->y;
 	const char *from = input;
-	int64_t rec0 = first;
 	if (labels_path) {
 		if (first + chunk->n > n_labels) {
 			rt_fail(err, "%s: holds %lld labels but %s has more examples", labels_path, (long long)n_labels,
@@ -303,7 +303,7 @@ static const int32_t *chunk_labels(const rt_model *m, const rt_data *chunk, cons
 	for (int64_t i = 0; i < chunk->n; i++)
 		if (y[i] >= classes) {
 			rt_fail(err, "%s: record %lld: label %d is not a class of model '%s' (0 to %d)",
-			        strcmp(from, "-") ? from : "stdin", (long long)(rec0 + i + 1), y[i], m->name, classes - 1);
+			        strcmp(from, "-") ? from : "stdin", (long long)(first + i + 1), y[i], m->name, classes - 1);
 			return NULL;
 		}
 	return y;
@@ -346,7 +346,7 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 					fprintf(stderr, "%s: --norm takes one of 1, 2, inf; got '%s'\n", prog, val);
 					return 2;
 				}
-				norm = one == RT_NORM_BIT(RT_L1) ? RT_L1 : one == RT_NORM_BIT(RT_L2) ? RT_L2 : RT_LINF;
+				norm = __builtin_ctz((unsigned)one);   /* the bit's index: RT_L1, RT_L2 or RT_LINF */
 			} else if (strcmp(a, "--eps") == 0) {
 				eps_text = val;
 			} else if (strcmp(a, "--labels") == 0) {
@@ -398,7 +398,7 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 			return rt_cmd_fail(prog, 2, "--eps takes up to %d comma-separated radii >= 0; got '%s'",
 			                   RT_MAX_RADII, eps_text);
 		if (norm < 0 && norms_given && !(norms & (norms - 1)))
-			norm = norms == RT_NORM_BIT(RT_L1) ? RT_L1 : norms == RT_NORM_BIT(RT_L2) ? RT_L2 : RT_LINF;
+			norm = __builtin_ctz((unsigned)norms);
 		if (norm < 0)
 			return rt_cmd_fail(prog, 2, "--eps needs the norm of its radii: --norm 1, 2 or inf");
 		if (!(norms & RT_NORM_BIT(norm)))

@@ -42,12 +42,11 @@
 
 #include "llnc.h"
 #include "jit.h"
+#include "tmpfiles.h"
 
 extern char **environ;
 
 #define LLNC LLN_BINARY_DIR "/llnc"
-
-static char tmpdir[256];
 
 /* ---- small utilities ---- */
 
@@ -507,24 +506,16 @@ static void write_csv(const char *path, const float *x, int64_t n, int dim)
 	fclose(f);
 }
 
-/* float32 .npy written by hand: magic, version 1.0, header padded to 64. */
+static void write_npy_as(const char *path, const char *descr, const void *data, size_t size, const char *shape)
+{
+	FILE *f = npy_open(path, descr, shape);
+	fwrite(data, 1, size, f);
+	fclose(f);
+}
+
 static void write_npy(const char *path, const float *x, const char *shape, size_t count)
 {
-	char hdr[256];
-	int k = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
-	int total = 10 + k + 1;
-	int pad = (64 - total % 64) % 64;
-	for (int i = 0; i < pad; i++)
-		hdr[k++] = ' ';
-	hdr[k++] = '\n';
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
-	fwrite(len, 1, 2, f);
-	fwrite(hdr, 1, (size_t)k, f);
-	fwrite(x, sizeof(float), count, f);
-	fclose(f);
+	write_npy_as(path, "<f4", x, sizeof(float) * count, shape);
 }
 
 /* ---- fixture: a custom model, its weights and its certifier ---- */
@@ -1333,22 +1324,13 @@ static void make_labels(const results *r, int n_out, int32_t *y)
 
 static void write_labels_npy(const char *path, const int32_t *y, int n)
 {
-	char hdr[128];
-	int k = snprintf(hdr, sizeof hdr, "{'descr': '<i8', 'fortran_order': False, 'shape': (%d,), }", n);
-	while ((10 + k + 1) % 64)
-		hdr[k++] = ' ';
-	hdr[k++] = '\n';
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
-	fwrite(len, 1, 2, f);
-	fwrite(hdr, 1, (size_t)k, f);
-	for (int i = 0; i < n; i++) {
-		int64_t v = y[i];
-		fwrite(&v, sizeof v, 1, f);
-	}
-	fclose(f);
+	int64_t *v = malloc(sizeof *v * (size_t)n);
+	for (int i = 0; i < n; i++)
+		v[i] = y[i];
+	char shape[32];
+	snprintf(shape, sizeof shape, "(%d,)", n);
+	write_npy_as(path, "<i8", v, sizeof *v * (size_t)n, shape);
+	free(v);
 }
 
 static double pct_of(const results *r, int p, bool pred, double q)
@@ -1367,15 +1349,22 @@ static void near(double got, double want, const char *what)
 		fail_msg("%s: %.9g, expected %.9g", what, got, want);
 }
 
+/* The certifier of custom_lln with weights of seed 7, built once: its
+ * path, the model's and the weights' (buffers of 512). */
+static void custom_certifier(char *bin, char *lln, char *w)
+{
+	snprintf(bin, 512, "%s", path_in("t-cert"));
+	snprintf(lln, 512, "%s", path_in("t.lln"));
+	snprintf(w, 512, "%s", path_in("t.safetensors"));
+	if (!exists(bin))
+		build_certifier(lln, w, bin, "7");
+}
+
 static void test_labels(void **state)
 {
 	(void)state;
 	char bin[512], lln[512], w[512];
-	snprintf(bin, sizeof bin, "%s", path_in("t-cert"));
-	snprintf(lln, sizeof lln, "%s", path_in("t.lln"));
-	snprintf(w, sizeof w, "%s", path_in("t.safetensors"));
-	if (!exists(bin))
-		build_certifier(lln, w, bin, "7");
+	custom_certifier(bin, lln, w);
 	enum { N = 60 };
 	float x[N * 5];
 	for (int i = 0; i < N * 5; i++)
@@ -1589,11 +1578,7 @@ static void test_certify_command(void **state)
 {
 	(void)state;
 	char bin[512], lln[512], w[512];
-	snprintf(bin, sizeof bin, "%s", path_in("t-cert"));
-	snprintf(lln, sizeof lln, "%s", path_in("t.lln"));
-	snprintf(w, sizeof w, "%s", path_in("t.safetensors"));
-	if (!exists(bin))
-		build_certifier(lln, w, bin, "7");
+	custom_certifier(bin, lln, w);
 	enum { N = 50 };
 	float x[N * 5];
 	for (int i = 0; i < N * 5; i++)

@@ -50,17 +50,7 @@ static char lln[512], wts[512], xnpy[512], ynpy[512], cert[512];
 
 static void write_npy(const char *path, const char *descr, const void *data, size_t size, const char *shape)
 {
-	char hdr[128];
-	int k = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
-	while ((10 + k + 1) % 64)
-		hdr[k++] = ' ';
-	hdr[k++] = '\n';
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
-	fwrite(len, 1, 2, f);
-	fwrite(hdr, 1, (size_t)k, f);
+	FILE *f = npy_open(path, descr, shape);
 	fwrite(data, 1, size, f);
 	fclose(f);
 }
