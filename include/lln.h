@@ -78,7 +78,8 @@ int lln_tensor_shape(const lln_model *m, int tensor, int64_t shape[4]);
 
 /* ---- weights ---- */
 
-/* The parameter vector itself (lln_n_params floats), to read or write. */
+/* The parameter vector itself (lln_n_params floats), to read or write; the
+ * pointer stays valid until lln_free (loads and training write into it). */
 float *lln_params(lln_model *m);
 /* From a safetensors file (a PyTorch state_dict saved with
  * safetensors.torch.save_file); float64/float16/bfloat16 are converted.

@@ -211,8 +211,9 @@ int lln_load_weights(lln_model *m, const char *path, const char *strip_prefix)
 		free(P);
 		return set_error("%s", err);
 	}
-	free(m->P);
-	m->P = P;
+	/* copied, not swapped: lln_params pointers (numpy views) stay valid */
+	memcpy(m->P, P, sizeof(float) * (size_t)m->m->n_params);
+	free(P);
 	return 0;
 }
 

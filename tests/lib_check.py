@@ -76,9 +76,14 @@ for name, shape in m.tensors.items():
     sd["net." + name] = flat[at:at + k].reshape(shape).copy()
     at += k
 m2 = lln.compile(lln_path)
+view = m2.params   # a view of the parameters: it follows every load
 seq = {k.replace("net.a.", "net.0."): v for k, v in sd.items()}   # an nn.Sequential's names
 m2.load_state_dict(seq, strip_prefix="net.", rename={"0": "a"})
 check(np.array_equal(m2.params, m.params), "load_state_dict: parameters differ")
+view[:] = 0
+check(not m2.certify(x[:4])["pred"].any(), "params view: zero weights (all logits 0) predict other than 0")
+m2.load_weights(weights)
+check(np.array_equal(view, m.params), "params view: not the loaded weights")
 c2 = m2.certify(x.reshape(64, -1))
 check(np.array_equal(c2["eps_pred_l2"], c["eps_pred_l2"]), "load_state_dict: radii differ")
 try:
