@@ -715,9 +715,9 @@ static int csv_record(csv *c, const char *s, const char *e, growbuf *g, char *er
 			c->maybe_labeled = false;
 			c->labeled = guessed = fields == c->width + 1;
 		}
-		const char *fe = field_end(s, e), *f = s;
+		const char *f = s, *fe = field_end(s, e);
 		int32_t y;
-		if (guessed && !parse_label(s, fe, &y)) {
+		if (guessed && !parse_label(f, fe, &y)) {
 			trim(&f, &fe);
 			return fail_rec(err, path, rec, "expected %lld values, or a label and %lld values; found %lld "
 			                "whose first, '%s', is not a label (a non-negative integer)", (long long)c->width,
