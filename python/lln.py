@@ -33,7 +33,7 @@ class Error(Exception):
 
 def _find_library():
     here = os.path.dirname(os.path.abspath(__file__))
-    for path in (os.environ.get("LLN_LIBRARY"), os.path.join(here, "@LLN_LIBRARY_REL@"), "@LLN_LIBRARY@"):
+    for path in (os.environ.get("LLN_LIBRARY"), os.path.normpath(os.path.join(here, "@LLN_LIBRARY_REL@")), "@LLN_LIBRARY@"):
         if path and os.path.exists(path):
             return path
     raise ImportError("lln: cannot find liblln (looked next to %s and at @LLN_LIBRARY@; "
