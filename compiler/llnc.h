@@ -256,6 +256,10 @@ typedef struct sema_program {
 
 /* NULL if there were errors (all reported through src). */
 sema_program *sema_check(arena *a, const ast_program *p);
+/* The objective and train blocks as the runtime's default flags, one
+ * argument per line ("--epochs\n20\n..."), for rt_train_main and its
+ * kin (defaults.c). */
+char *sema_defaults(arena *a, const sema_program *p);
 
 /* ------------------------------------------------------------------------
  * IR (ir.c): the model as a list of shaped tensor operations over numbered

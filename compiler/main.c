@@ -2,13 +2,14 @@
  *
  *   source_load -> ast_parse -> sema_check -> ir_lower -> cg_generate
  *     -> cg_emit_object -> cg_link        (build)
- *     -> cg_jit -> rt_train_main / rt_eval_main / rt_plot_main
+ *     -> cg_jit -> rt_train_main / rt_eval_main / rt_plot_main / rt_certify_main
  *
  * Each command runs the pipeline as far as it needs: `check` stops after
  * the checks, `init` and `export` after the IR (which fixes the parameter
- * layout), `build` goes all the way to an executable; `train`, `eval` and
- * `plot` compile in process and hand the model to the runtime, which parses
- * their flags.  `data` compiles nothing: it writes a built-in data set.
+ * layout), `build` goes all the way to an executable; `train`, `eval`,
+ * `plot` and `certify` compile in process and hand the model to the
+ * runtime, which parses their flags (`certify` after taking the weights).
+ * `data` compiles nothing: it writes a built-in data set.
  * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
  * 1, usage errors 2, internal errors 70.
  */
@@ -41,6 +42,7 @@ static const char usage_text[] =
 	      "  init    write initial weights for FILE's model\n"
 	      "  build   compile FILE to a standalone certifier or trainer\n"
 	      "  train   compile FILE in process and train its model\n"
+	      "  certify certify inputs in process, as a built certifier would\n"
 	      "  eval    evaluate weights on a data set: accuracy, radii, regions\n"
 	      "  plot    draw a model's linear regions, margins and gradients\n"
 	      "  data    generate a data set: 'llnc data toy2d --help'\n"
@@ -102,6 +104,14 @@ static const struct command_help {
 	            "takes the raw input: normalize is part of it, so radii and VNN-LIB\n"
 	            "properties of FILE's certifier apply to it as they are.  --rename and\n"
 	            "--strip-prefix as for build (docs/formats.md).\n" },
+	{ "certify", "usage: llnc certify FILE.lln --weights W.safetensors [certifier flags] INPUT\n"
+	             "\n"
+	             "Compiles FILE in process and certifies INPUT with the weights W: the same\n"
+	             "code, flags and output, byte for byte, as the certifier 'llnc build\n"
+	             "--certifier' would write; for exploring, where a built certifier is the\n"
+	             "way to ship.  --rename and --strip-prefix map the weights' names as for\n"
+	             "build.  'llnc certify FILE --help' lists the certifier's flags\n"
+	             "(docs/certifier.md).\n" },
 	{ "eval", "usage: llnc eval FILE.lln --weights W.safetensors --data FILE[,LABELS] [--json]\n"
 	          "\n"
 	          "Evaluates weights on a labelled data set: accuracy, loss, P25/P50/P75/P100\n"
@@ -128,7 +138,7 @@ static int print_help(const char *command)
 
 static bool runtime_command(const char *c)
 {
-	return c && (!strcmp(c, "train") || !strcmp(c, "eval") || !strcmp(c, "plot"));
+	return c && (!strcmp(c, "train") || !strcmp(c, "eval") || !strcmp(c, "plot") || !strcmp(c, "certify"));
 }
 
 enum { F_HELP, F_VERSION, F_DUMP, F_CERTIFIER, F_TRAINER, F_OPT, F_OUT, F_WEIGHTS, F_SEED, F_CPU,
@@ -214,7 +224,8 @@ static int parse_args(int argc, char **argv, options *o)
 		} else if (!o->command) {
 			o->command = f.value;
 			o->command_name = !strcmp(f.value, "train") ? "llnc train" : !strcmp(f.value, "eval") ? "llnc eval"
-			                : !strcmp(f.value, "plot") ? "llnc plot" : "llnc";
+			                : !strcmp(f.value, "plot") ? "llnc plot"
+			                : !strcmp(f.value, "certify") ? "llnc certify" : "llnc";
 		} else if (!o->file) {
 			o->file = f.value;
 			/* train, eval, plot: the flags after FILE belong to the runtime,
@@ -270,59 +281,6 @@ static int run_init(const options *o, const ir_module *ir, uint64_t seed, rt_ini
 	return rc ? fail(err) : 0;
 }
 
-/* s and one more default flag, named as the settings table names it */
-static char *put(arena *a, char *s, int id, const char *value)
-{
-	return arena_printf(a, "%s--%s\n%s\n", s, rt_settings[id].flag, value);
-}
-
-/* The train and objective blocks as the runtime's default flags, one
- * argument per line (paths may hold spaces, never newlines).  Numbers are
- * printed with 15 significant digits, which gives back the literal of the
- * source exactly. */
-static char *train_defaults(arena *a, const sema_program *p)
-{
-	const sema_objective *ob = &p->objective;
-	const sema_train *t = &p->train;
-	char *s = "";
-#define NUM(id, v) s = put(a, s, RT_SET_##id, arena_printf(a, "%.15g", (double)(v)))
-#define NAME(id, v) s = put(a, s, RT_SET_##id, v)
-	NAME(OBJECTIVE, rt_objective_names[ob->reg]);
-	NUM(LAMBDA, ob->lambda);
-	NUM(C, ob->C);
-	NUM(GAMMA, ob->gamma);
-	NAME(P, rt_p_names[ob->p]);
-	NAME(OPTIMIZER, rt_optimizer_names[t->optimizer]);
-	NUM(LR, t->lr);
-	NUM(MOMENTUM, t->momentum);
-	NAME(NESTEROV, rt_switch_names[t->nesterov]);
-	NUM(BETA1, t->beta1);
-	NUM(BETA2, t->beta2);
-	NUM(EPS, t->adam_eps);
-	NUM(WEIGHT_DECAY, t->weight_decay);
-	NUM(LR_STEP, t->lr_step);
-	NUM(LR_GAMMA, t->lr_gamma);
-	NUM(BATCH, t->batch);
-	NUM(EPOCHS, t->epochs);
-	NAME(SEED, arena_printf(a, "%llu", (unsigned long long)t->seed));
-	NAME(INIT_SCHEME, rt_init_names[t->init]);
-	NUM(VALID, t->valid);
-	const sema_data *d[2] = { &t->data, &t->test };
-	for (int i = 0; i < 2; i++) {
-		if (d[i]->kind == DATA_TOY2D)
-			s = put(a, s, i ? RT_SET_TEST : RT_SET_DATA,
-			        arena_printf(a, "toy2d:kind=%s,n=%lld,noise=%.15g,seed=%llu", d[i]->toy_kind,
-			                     (long long)d[i]->toy_n, d[i]->toy_noise, (unsigned long long)d[i]->toy_seed));
-		else if (d[i]->kind != DATA_NONE)
-			s = put(a, s, i ? RT_SET_TEST : RT_SET_DATA,
-			        arena_printf(a, "%s%s%s", d[i]->path[0], d[i]->path[1] ? "," : "",
-			                     d[i]->path[1] ? d[i]->path[1] : ""));
-	}
-#undef NUM
-#undef NAME
-	return s;
-}
-
 /* build: kernels generated for the IR (with the weights embedded, for a
  * certifier; with the training defaults, for a trainer), emitted to a
  * temporary object, linked with the runtime. */
@@ -346,7 +304,7 @@ static int run_build(const options *o, arena *a, const sema_program *p, const ir
 		}
 	}
 	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .weights = P,
-	                  .train_defaults = o->trainer ? train_defaults(a, p) : NULL };
+	                  .train_defaults = o->trainer ? sema_defaults(a, p) : NULL };
 	cg_unit *u = cg_generate(ir, &co, err);
 	free(P);
 	if (!u)
@@ -406,7 +364,87 @@ static int check_files(const options *o)
 	return rc;
 }
 
-/* train, eval, plot: JIT-compile for this CPU and hand over to the runtime. */
+/* The value of flag `name` at argv[*i], as "--name VALUE" (stepping *i
+ * past it) or "--name=VALUE"; NULL if argv[*i] is another flag, or with
+ * *missing when the value is. */
+static const char *flag_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+	if (strncmp(a, name, n) != 0)
+		return NULL;
+	if (a[n] == '=')
+		return a + n + 1;
+	if (a[n])
+		return NULL;
+	if (*i + 1 >= argc) {
+		*missing = true;
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+/* certify: the weights (--weights, --rename, --strip-prefix, before or
+ * after FILE) taken out of the flags, the rest handed to the certifier's
+ * command line with the model compiled in process. */
+static int run_certify(const options *o, const ir_module *ir, const rt_model *m)
+{
+	char err[RT_ERRLEN];
+	const char *weights = o->weights;
+	rt_names names = o->names;
+	char **argv = malloc(sizeof *argv * (size_t)(o->rest_argc + 3));
+	if (!argv)
+		return fail("llnc certify: out of memory");
+	int argc = 0;
+	argv[argc++] = o->rest_argv[0];
+	if (o->out) {   /* -o given before FILE */
+		argv[argc++] = "-o";
+		argv[argc++] = (char *)o->out;
+	}
+	for (int i = 1; i < o->rest_argc; i++) {
+		static const char *const taken[] = { "--weights", "--rename", "--strip-prefix" };
+		const char *val = NULL;
+		int k = 0;
+		bool missing = false;
+		while (k < 3 && !(val = flag_value(o->rest_argc, o->rest_argv, &i, taken[k], &missing)) && !missing)
+			k++;
+		if (missing) {
+			free(argv);
+			return usage_error("%s needs a value", taken[k]);
+		}
+		if (k == 3) {
+			argv[argc++] = o->rest_argv[i];
+		} else if (k == 0) {
+			weights = val;
+		} else if (rt_names_flag(&names, taken[k], val, err)) {
+			free(argv);
+			return usage_error("%s", err);
+		}
+	}
+	argv[argc] = NULL;
+	int rc;
+	float *P = NULL;
+	bool help = false;
+	for (int i = 1; i < argc; i++)
+		help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+	if (!weights && !help) {
+		rc = usage_error("certify needs --weights WEIGHTS.safetensors%s", "");
+	} else if (!(P = rt_alloc_floats(ir->n_params))) {
+		rc = fail("llnc certify: out of memory for the parameters");
+	} else if (weights && rt_params_load_named(ir->tensors, ir->n_tensors, &names, weights, P, err)) {
+		rc = fail(err);
+	} else {
+		char synopsis[512];
+		snprintf(synopsis, sizeof synopsis, "llnc certify %.200s --weights W [options] INPUT", o->file);
+		rc = rt_certify_main(m, P, synopsis, argc, argv);
+	}
+	free(P);
+	free(argv);
+	return rc;
+}
+
+/* train, eval, plot, certify: JIT-compile for this CPU and hand over to
+ * the runtime. */
 static int run_runtime(const options *o, arena *a, const sema_program *p, const ir_module *ir)
 {
 	char err[RT_ERRLEN];
@@ -415,11 +453,13 @@ static int run_runtime(const options *o, arena *a, const sema_program *p, const 
 	const rt_model *m = u ? cg_jit(u, err) : NULL;
 	int rc;
 	/* the source goes along so that no output can overwrite it */
-	char *defaults = arena_printf(a, "%s--source\n%s\n", train_defaults(a, p), o->file);
+	char *defaults = arena_printf(a, "%s--source\n%s\n", sema_defaults(a, p), o->file);
 	if (!m)
 		rc = fail(err);
 	else if (!strcmp(o->command, "train"))
 		rc = rt_train_main(m, defaults, o->rest_argc, o->rest_argv);
+	else if (!strcmp(o->command, "certify"))
+		rc = run_certify(o, ir, m);
 	else if (!strcmp(o->command, "eval"))
 		rc = rt_eval_main(m, defaults, o->rest_argc, o->rest_argv);
 	else

@@ -807,8 +807,12 @@ static int do_alias(imp *im, const Onnx__NodeProto *n, size_t ni)
 		const Onnx__AttributeProto *pa = attr(n, "pads");
 		if (im->opset >= 11 ? !pt || pt->n != 8 : !pa || pa->n_ints != 8)
 			return node_fail(im, n, ni, "needs 8 constant pads (N, C, H, W at both ends)");
-		for (int i = 0; i < 8; i++)
+		for (int i = 0; i < 8; i++) {
+			/* a float outside int64's range would not convert */
+			if (im->opset >= 11 && !(fabs(pt->v[i]) < 1e15))
+				return node_fail(im, n, ni, "has a pad of %g, out of range", pt->v[i]);
 			p[i] = im->opset >= 11 ? (int64_t)pt->v[i] : pa->ints[i];
+		}
 		const tensor *cv = n->n_input > 2 && n->input[2][0] ? const_of(im, n->input[2]) : NULL;
 		double value = im->opset >= 11 ? (cv && cv->n ? cv->v[0] : 0) : attr_float(n, "value", 0);
 		if (n->n_input > 2 && n->input[2][0] && !cv)

@@ -1,11 +1,15 @@
-/* certifier_main.c: the command-line driver of standalone certifiers.
+/* certifier_main.c: the certifier's command line, rt_certify_main.
  *
- * `llnc build --certifier` links this file with the generated kernels, the
- * lln_model descriptor and the embedded lln_weights into one executable.
- * It reads inputs, certifies them across threads and prints, per input,
- * the prediction, the l1 / l2 / linf margins of its activation region with
- * their binding neurons, the certified-prediction radius and a hash of the
- * activation pattern, or a percentile summary.  It streams: inputs are
+ * A standalone certifier (`llnc build --certifier`: certifier_exe.c's main
+ * around the generated lln_model and the embedded lln_weights) and `llnc
+ * certify` (the same model compiled in process) both run this function, so
+ * they print the same bytes.  It reads inputs, and their true labels when
+ * given (a labeled CSV, or --labels), certifies them across threads and
+ * prints, per input, the prediction, the l1 / l2 / linf margins of its
+ * activation region with their binding neurons, the certified-prediction
+ * radius, whether the prediction is correct and certified at the radii of
+ * --eps, and a hash of the activation pattern, or a summary
+ * (cert_summary.c).  It streams: inputs are
  * read, certified and written in chunks of CHUNK examples, so memory does
  * not grow with the number of inputs (--summary keeps the radii, 32 bytes
  * an input, for exact percentiles) and a bad record stops the run as soon
@@ -21,20 +25,19 @@
 
 #include "rt.h"
 
-extern const rt_model lln_model;
-extern const float lln_weights[];
-
 static const char *norm_name[RT_NNORMS] = { "l1", "l2", "linf" };
-static const char *eps_title[RT_NNORMS] = { "eps_1", "eps_2", "eps_inf" };
-enum { FORMAT_JSONL, FORMAT_CSV, FORMAT_TABLE };
+enum { FORMAT_JSONL = RT_FORMAT_JSONL, FORMAT_CSV = RT_FORMAT_CSV, FORMAT_TABLE = RT_FORMAT_TABLE };
 /* Examples per chunk: enough to keep every core busy, small enough that a
  * chunk of MNIST-sized inputs is a few megabytes. */
 #define CHUNK 4096
 
-static void usage(FILE *out, const char *prog)
+static void usage(FILE *out, const rt_model *m, const char *prog, const char *synopsis)
 {
+	if (synopsis)
+		fprintf(out, "usage: %s\n", synopsis);
+	else
+		fprintf(out, "usage: %s [options] INPUT\n", prog);
 	fprintf(out,
-		"usage: %s [options] INPUT\n"
 		"\n"
 		"Certifies each input of INPUT for the model '%s' (%d inputs, %d outputs,\n"
 		"%d hidden neurons): how far it can move, in raw input units, while the\n"
@@ -42,6 +45,8 @@ static void usage(FILE *out, const char *prog)
 		"\n"
 		"INPUT: a .csv file (one example of %d values per line), a .npy array\n"
 		"(float32/float64), an IDX file (MNIST format), or - for CSV on stdin.\n"
+		"A CSV file whose records have %d values holds each example's true label\n"
+		"first; --labels gives them for other inputs.\n"
 		"\n"
 		"options:\n"
 		"  --norms LIST        norms to certify, from 1,2,inf (default 1,2,inf)\n"
@@ -50,15 +55,24 @@ static void usage(FILE *out, const char *prog)
 		"  --threads N         threads, 0: all cores (default, %d here)\n"
 		"  --direction FILE    also report the directional margin along each\n"
 		"                      direction of FILE (one row for all inputs, or one per input)\n"
-		"  --summary           print P25/P50/P75/P100 of each radius and the number of\n"
-		"                      distinct activation patterns instead of per-input lines\n"
+		"  --labels FILE       the true labels (IDX, .npy or CSV, one per input): adds\n"
+		"                      'label' and 'correct' to each record, accuracy to --summary\n"
+		"  --eps R[,R2...]     radii: is each prediction certified at R in --norm, and\n"
+		"                      (with labels) correct too: 'certified' (without labels:\n"
+		"                      'robust'); --summary gives certified accuracy at each R\n"
+		"  --norm P            the norm of --eps: 1, 2 or inf (default: the one norm of\n"
+		"                      --norms, when it names one)\n"
+		"  --summary           print accuracy, certified accuracy, P25/P50/P75/P100 of\n"
+		"                      each radius and the number of distinct activation patterns\n"
+		"                      instead of per-input lines, in --format (jsonl: one object)\n"
 		"  -o FILE             write the per-input output to FILE (default: stdout)\n"
 		"  --vnnlib DIR        also write DIR/prop_N.vnnlib for input N: its certified\n"
 		"                      l_inf prediction ball as a VNN-LIB property, for the\n"
 		"                      ONNX graph of 'llnc export' (docs/certifier.md)\n"
-		"  --help              show this help\n",
-		prog, lln_model.name, lln_model.n_in, lln_model.n_out, lln_model.n_hidden,
-		lln_model.n_in, rt_ncpus());
+		"  --help              show this help\n"
+		"\n"
+		"Exit status: 0 done, 1 bad input (data, labels) or a failed write, 2 usage.\n",
+		m->name, m->n_in, m->n_out, m->n_hidden, m->n_in, m->n_in + 1, rt_ncpus());
 }
 
 static void print_number(FILE *out, float v, bool json)
@@ -68,10 +82,19 @@ static void print_number(FILE *out, float v, bool json)
 	fputs(isinf(v) ? (json ? "null" : "inf") : buf, out);
 }
 
-static void print_binding(FILE *out, int32_t h, bool json)
+/* What each record holds, fixed for a run. */
+typedef struct layout {
+	const rt_model *m;
+	int32_t norms;
+	bool dirs, labeled;
+	int format;
+	const rt_radii *radii;
+} layout;
+
+static void print_binding(FILE *out, const rt_model *m, int32_t h, bool json)
 {
 	int32_t idx = 0;
-	const rt_layer *l = h >= 0 ? rt_layer_of(&lln_model, h, &idx) : NULL;
+	const rt_layer *l = h >= 0 ? rt_layer_of(m, h, &idx) : NULL;
 	if (json) {
 		if (l && l->h > 0)   /* an image layer: also where in it */
 			fprintf(out, "{\"layer\":\"%s\",\"index\":%d,\"channel\":%d,\"row\":%d,\"col\":%d}", l->name, idx,
@@ -87,38 +110,61 @@ static void print_binding(FILE *out, int32_t h, bool json)
 	}
 }
 
-static void print_header(FILE *out, int32_t norms, bool dirs, int format)
+/* Without labels a radius says whether the prediction is robust; with
+ * them, whether it is certified (robust and correct). */
+static const char *radius_field(const layout *L)
 {
-	if (format == FORMAT_TABLE) {
-		fprintf(out, "%6s %5s", "input", "label");
+	return L->labeled ? "certified" : "robust";
+}
+
+static void print_header(FILE *out, const layout *L)
+{
+	const rt_radii *r = L->radii;
+	if (L->format == FORMAT_TABLE) {
+		fprintf(out, "%6s %5s", "input", "pred");
+		if (L->labeled)
+			fprintf(out, " %5s %7s", "label", "correct");
 		for (int p = 0; p < RT_NNORMS; p++)
-			if (norms & RT_NORM_BIT(p))
-				fprintf(out, " %11s %-14s %11s", eps_title[p], "binding", "eps_pred");
-		if (dirs)
+			if (L->norms & RT_NORM_BIT(p)) {
+				char t[16];
+				snprintf(t, sizeof t, "eps_%s", norm_name[p]);
+				fprintf(out, " %11s %-14s %11s", t, "binding", "eps_pred");
+			}
+		if (L->dirs)
 			fprintf(out, " %11s", "eps_dir");
+		for (int k = 0; k < r->n; k++) {
+			char t[48];
+			snprintf(t, sizeof t, "%s@%s", L->labeled ? "cert" : "robust", r->key[k]);
+			fprintf(out, " %11s", t);
+		}
 		fprintf(out, "  %-16s\n", "pattern");
-	} else if (format == FORMAT_CSV) {
-		fputs("index,label", out);
+	} else if (L->format == FORMAT_CSV) {
+		fputs(L->labeled ? "index,pred,label,correct" : "index,pred", out);
 		for (int p = 0; p < RT_NNORMS; p++)
-			if (norms & RT_NORM_BIT(p))
+			if (L->norms & RT_NORM_BIT(p))
 				fprintf(out, ",eps_%s,bind_%s_layer,bind_%s_index,eps_pred_%s", norm_name[p],
 				        norm_name[p], norm_name[p], norm_name[p]);
-		if (dirs)
+		if (L->dirs)
 			fputs(",eps_dir,bind_dir_layer,bind_dir_index", out);
+		for (int k = 0; k < r->n; k++)
+			fprintf(out, ",%s_%s@%s", radius_field(L), norm_name[r->norm], r->key[k]);
 		fputs(",pattern\n", out);
 	}
 }
 
-static void print_table_row(FILE *out, const rt_batch *b, int64_t i, int64_t index)
+static void print_table_row(FILE *out, const layout *L, const rt_batch *b, const int32_t *y, int64_t i,
+                            int64_t index)
 {
 	const rt_cert *c = &b->cert[i];
 	fprintf(out, "%6lld %5d", (long long)index, c->label);
+	if (L->labeled)
+		fprintf(out, " %5d %7s", y[i], y[i] == c->label ? "yes" : "no");
 	for (int p = 0; p < RT_NNORMS; p++) {
 		if (!(b->norms & RT_NORM_BIT(p)))
 			continue;
 		char bind[64] = "-";
 		int32_t idx;
-		const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(&lln_model, c->bind[p], &idx) : NULL;
+		const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(L->m, c->bind[p], &idx) : NULL;
 		if (l && l->h > 0)
 			snprintf(bind, sizeof bind, "%s[%d,%d,%d]", l->name, idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
 		else if (l)
@@ -133,27 +179,37 @@ static void print_table_row(FILE *out, const rt_batch *b, int64_t i, int64_t ind
 		rt_format_down(t, sizeof t, b->t[i], 4);
 		fprintf(out, " %11s", t);
 	}
+	for (int k = 0; k < L->radii->n; k++) {
+		bool ok = rt_robust_at(c, L->radii, k) && (!L->labeled || y[i] == c->label);
+		fprintf(out, " %11s", ok ? "yes" : "no");
+	}
 	fprintf(out, "  %016llx\n", (unsigned long long)b->pattern[i]);
 }
 
-/* The records of one chunk; `first` is the index of its first input. */
-static void print_records(FILE *out, const rt_batch *b, int64_t first, int format)
+/* The records of one chunk; `first` is the index of its first input, y
+ * its true labels (when L->labeled). */
+static void print_records(FILE *out, const layout *L, const rt_batch *b, const int32_t *y, int64_t first)
 {
-	bool json = format == FORMAT_JSONL;
+	bool json = L->format == FORMAT_JSONL;
+	const rt_radii *r = L->radii;
 	for (int64_t i = 0; i < b->n; i++) {
-		if (format == FORMAT_TABLE) {
-			print_table_row(out, b, i, first + i);
+		if (L->format == FORMAT_TABLE) {
+			print_table_row(out, L, b, y, i, first + i);
 			continue;
 		}
 		const rt_cert *c = &b->cert[i];
-		fprintf(out, json ? "{\"index\":%lld,\"label\":%d" : "%lld,%d", (long long)(first + i), c->label);
+		bool correct = L->labeled && y[i] == c->label;
+		fprintf(out, json ? "{\"index\":%lld,\"pred\":%d" : "%lld,%d", (long long)(first + i), c->label);
+		if (L->labeled)
+			fprintf(out, json ? ",\"label\":%d,\"correct\":%s" : ",%d,%s", y[i],
+			        json ? (correct ? "true" : "false") : (correct ? "1" : "0"));
 		for (int p = 0; p < RT_NNORMS; p++) {
 			if (!(b->norms & RT_NORM_BIT(p)))
 				continue;
 			fprintf(out, json ? ",\"eps_%s\":" : ",", norm_name[p]);
 			print_number(out, c->eps[p], json);
 			fprintf(out, json ? ",\"bind_%s\":" : ",", norm_name[p]);
-			print_binding(out, c->bind[p], json);
+			print_binding(out, L->m, c->bind[p], json);
 			fprintf(out, json ? ",\"eps_pred_%s\":" : ",", norm_name[p]);
 			print_number(out, c->eps_pred[p], json);
 		}
@@ -161,82 +217,23 @@ static void print_records(FILE *out, const rt_batch *b, int64_t first, int forma
 			fputs(json ? ",\"eps_dir\":" : ",", out);
 			print_number(out, b->t[i], json);
 			fputs(json ? ",\"bind_dir\":" : ",", out);
-			print_binding(out, b->tbind[i], json);
+			print_binding(out, L->m, b->tbind[i], json);
 		}
+		if (r->n && json)
+			fprintf(out, ",\"%s\":{", radius_field(L));
+		for (int k = 0; k < r->n; k++) {
+			bool ok = rt_robust_at(c, r, k) && (!L->labeled || correct);
+			if (json)
+				fprintf(out, "%s\"%s\":%s", k ? "," : "", r->key[k], ok ? "true" : "false");
+			else
+				fputs(ok ? ",1" : ",0", out);
+		}
+		if (r->n && json)
+			fputc('}', out);
 		if (json && c->undecided)   /* signs within rounding error of 0: every radius is 0 */
 			fprintf(out, ",\"undecided\":%d", c->undecided);
 		fprintf(out, json ? ",\"pattern\":\"%016llx\"}\n" : ",%016llx\n", (unsigned long long)b->pattern[i]);
 	}
-}
-
-/* What --summary needs of every input: its radii and pattern. */
-typedef struct summary {
-	int64_t n, cap;
-	float *v[2 * RT_NNORMS + 1];   /* eps_p, eps_pred_p, eps_dir */
-	uint64_t *pattern;
-} summary;
-
-static int summary_add(summary *s, const rt_batch *b)
-{
-	if (s->n + b->n > s->cap) {
-		int64_t cap = s->cap ? s->cap : CHUNK;
-		while (cap < s->n + b->n)
-			cap *= 2;
-		for (int k = 0; k < 2 * RT_NNORMS + 1; k++) {
-			float *v = rt_realloc(s->v[k], sizeof(float) * (size_t)cap);
-			if (!v)
-				return -1;
-			s->v[k] = v;
-		}
-		uint64_t *pt = rt_realloc(s->pattern, sizeof(uint64_t) * (size_t)cap);
-		if (!pt)
-			return -1;
-		s->pattern = pt;
-		s->cap = cap;
-	}
-	for (int64_t i = 0; i < b->n; i++) {
-		for (int p = 0; p < RT_NNORMS; p++) {
-			s->v[2 * p][s->n + i] = b->cert[i].eps[p];
-			s->v[2 * p + 1][s->n + i] = b->cert[i].eps_pred[p];
-		}
-		s->v[2 * RT_NNORMS][s->n + i] = b->dirs ? b->t[i] : 0;
-		s->pattern[s->n + i] = b->pattern[i];
-	}
-	s->n += b->n;
-	return 0;
-}
-
-static void summary_free(summary *s)
-{
-	for (int k = 0; k < 2 * RT_NNORMS + 1; k++)
-		free(s->v[k]);
-	free(s->pattern);
-}
-
-static void print_pct(FILE *out, const char *name, const float *v, int64_t n)
-{
-	fprintf(out, "%-12s", name);
-	for (int q = 25; q <= 100; q += 25)
-		fprintf(out, " %12.6g", rt_percentile(v, n, q));
-	fputc('\n', out);
-}
-
-static void print_summary(FILE *out, const summary *s, int32_t norms, bool dirs)
-{
-	fprintf(out, "%lld inputs, %lld distinct activation patterns\n", (long long)s->n,
-	        (long long)rt_count_distinct(s->pattern, s->n));
-	fprintf(out, "%-12s %12s %12s %12s %12s\n", "radius", "P25", "P50", "P75", "P100");
-	for (int p = 0; p < RT_NNORMS; p++) {
-		if (!(norms & RT_NORM_BIT(p)))
-			continue;
-		for (int which = 0; which < 2; which++) {
-			char name[32];
-			snprintf(name, sizeof name, "%s_%s", which ? "eps_pred" : "eps", norm_name[p]);
-			print_pct(out, name, s->v[2 * p + which], s->n);
-		}
-	}
-	if (dirs)
-		print_pct(out, "eps_dir", s->v[2 * RT_NNORMS], s->n);
 }
 
 /* Directions: one row for every input, or one per input read in step with
@@ -249,10 +246,10 @@ typedef struct directions {
 	rt_data chunk;     /* the per-input rows of the current chunk */
 } directions;
 
-static int dirs_open(directions *d, const char *path, char *err)
+static int dirs_open(directions *d, const rt_model *m, const char *path, char *err)
 {
 	d->path = path;
-	if (rt_reader_open(path, lln_model.n_in, &d->r, err) || rt_reader_next(d->r, CHUNK, &d->chunk, err))
+	if (rt_reader_open(path, m->n_in, &d->r, err) || rt_reader_next(d->r, CHUNK, &d->chunk, err))
 		return -1;
 	if (d->chunk.n == 0)
 		return rt_fail(err, "%s: holds no examples", path);
@@ -261,10 +258,10 @@ static int dirs_open(directions *d, const char *path, char *err)
 		d->per_input = true;
 		return 0;
 	}
-	d->one = rt_alloc_floats(lln_model.n_in);
+	d->one = rt_alloc_floats(m->n_in);
 	if (!d->one)
 		return rt_fail(err, "%s: out of memory", path);
-	memcpy(d->one, d->chunk.x, sizeof(float) * (size_t)lln_model.n_in);
+	memcpy(d->one, d->chunk.x, sizeof(float) * (size_t)m->n_in);
 	return 0;
 }
 
@@ -285,18 +282,49 @@ static int directions_mismatch(directions *d, rt_reader *in, char *err)
 	               (long long)nd, (long long)ni);
 }
 
-int main(int argc, char **argv)
+/* The true labels of a chunk: its CSV's first column, or the next n of
+ * --labels; each must be a class of the model.  NULL with err on failure. */
+static const int32_t *chunk_labels(const rt_model *m, const rt_data *chunk, const char *input,
+                                   const char *labels_path, const int32_t *labels, int64_t n_labels,
+                                   int64_t first, char *err)
+{
+	const int32_t *y = chunk->y;
+	const char *from = input;
+	if (labels_path) {
+		if (first + chunk->n > n_labels) {
+			rt_fail(err, "%s: holds %lld labels but %s has more examples", labels_path, (long long)n_labels,
+			        strcmp(input, "-") ? input : "stdin");
+			return NULL;
+		}
+		y = labels + first;
+		from = labels_path;
+	}
+	int32_t classes = m->n_out > 1 ? m->n_out : 2;
+	for (int64_t i = 0; i < chunk->n; i++)
+		if (y[i] >= classes) {
+			rt_fail(err, "%s: record %lld: label %d is not a class of model '%s' (0 to %d)",
+			        strcmp(from, "-") ? from : "stdin", (long long)(first + i + 1), y[i], m->name, classes - 1);
+			return NULL;
+		}
+	return y;
+}
+
+int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv)
 {
 	const char *prog = argv[0], *input = NULL, *dir_path = NULL, *out_path = NULL, *vnnlib = NULL;
+	const char *labels_path = NULL, *eps_text = NULL;
+	int norm = -1;
+	bool norms_given = false;
 	int32_t norms = RT_ALL_NORMS;
 	int format = FORMAT_JSONL;
 	bool summary_only = false;
 	int threads = 0;
-	enum { F_HELP, F_SUMMARY, F_NORMS, F_FORMAT, F_THREADS, F_DIRECTION, F_OUT, F_VNNLIB };
+	enum { F_HELP, F_SUMMARY, F_NORMS, F_FORMAT, F_THREADS, F_DIRECTION, F_OUT, F_VNNLIB, F_LABELS, F_EPS, F_NORM };
 	static const rt_flag flags[] = {
 		{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "summary", false, F_SUMMARY },
 		{ "norms", true, F_NORMS }, { "format", true, F_FORMAT }, { "threads", true, F_THREADS },
 		{ "direction", true, F_DIRECTION }, { "-o", true, F_OUT }, { "vnnlib", true, F_VNNLIB },
+		{ "labels", true, F_LABELS }, { "eps", true, F_EPS }, { "norm", true, F_NORM },
 	};
 	rt_flags fl;
 	rt_flags_init(&fl, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
@@ -307,12 +335,23 @@ int main(int argc, char **argv)
 		double n;
 		switch (id) {
 		case RT_FLAG_ERROR: urc = 2; break;
-		case F_HELP: usage(stdout, prog); urc = 0; break;
+		case F_HELP: usage(stdout, m, prog, synopsis); urc = 0; break;
 		case F_SUMMARY: summary_only = true; break;
 		case F_NORMS:
 			if (rt_parse_norms(val, &norms) != 0)
 				urc = rt_cmd_fail(prog, 2, "--norms takes a comma-separated list of 1, 2, inf; got '%s'", val);
+			norms_given = true;
 			break;
+		case F_NORM: {
+			int32_t one;
+			if (rt_parse_norms(val, &one) != 0 || (one & (one - 1)))
+				urc = rt_cmd_fail(prog, 2, "--norm takes one of 1, 2, inf; got '%s'", val);
+			else
+				norm = __builtin_ctz((unsigned)one);   /* the bit's index: RT_L1, RT_L2 or RT_LINF */
+			break;
+		}
+		case F_EPS: eps_text = val; break;
+		case F_LABELS: labels_path = val; break;
 		case F_FORMAT:
 			format = !strcmp(val, "jsonl") ? FORMAT_JSONL : !strcmp(val, "csv") ? FORMAT_CSV
 			       : !strcmp(val, "table") ? FORMAT_TABLE : -1;
@@ -340,17 +379,35 @@ int main(int argc, char **argv)
 	if (urc >= 0)
 		return urc;
 	if (!input) {
-		usage(stderr, prog);
+		usage(stderr, m, prog, synopsis);
 		return 2;
 	}
+	rt_radii radii = { 0 };
+	if (eps_text) {
+		if (rt_radii_parse(eps_text, &radii) != 0)
+			return rt_cmd_fail(prog, 2, "--eps takes up to %d comma-separated radii >= 0; got '%s'",
+			                   RT_MAX_RADII, eps_text);
+		if (norm < 0 && norms_given && !(norms & (norms - 1)))
+			norm = __builtin_ctz((unsigned)norms);
+		if (norm < 0)
+			return rt_cmd_fail(prog, 2, "--eps needs the norm of its radii: --norm 1, 2 or inf");
+		if (!(norms & RT_NORM_BIT(norm)))
+			return rt_cmd_fail(prog, 2, "--norm %s is not among --norms", norm_name[norm] + 1);
+		radii.norm = norm;
+	} else if (norm >= 0) {
+		return rt_cmd_fail(prog, 2, "--norm is the norm of the radii of --eps; give --eps R too");
+	}
+	if (labels_path && !strcmp(labels_path, "-") && !strcmp(input, "-"))
+		return rt_cmd_fail(prog, 2, "INPUT and --labels cannot both be standard input");
 
 	char err[RT_ERRLEN];
 	const rt_file files[] = {
 		{ "INPUT", input, RT_FILE_IN, 0 },
 		{ "--direction", dir_path, RT_FILE_IN, 0 },
+		{ "--labels", labels_path, RT_FILE_IN, 0 },
 		{ "-o", out_path, RT_FILE_OUT, 0 },
 	};
-	int rc = rt_files_check(files, 3, err);
+	int rc = rt_files_check(files, 4, err);
 	if (rc)
 		return rt_cmd_fail(prog, rc, "%s", err);
 	if (vnnlib && !(norms & RT_NORM_BIT(RT_LINF)))
@@ -361,7 +418,9 @@ int main(int argc, char **argv)
 	rc = 1;
 	rt_reader *in = NULL;
 	directions dirs = { 0 };
-	summary sum = { 0 };
+	rt_cert_summary sum = { 0 };
+	int32_t *labels = NULL;
+	int64_t n_labels = 0;
 	rt_atomic atom = { .fd = -1 };
 	FILE *out = stdout;
 	rt_batch b = { .norms = norms, .threads = threads };
@@ -373,7 +432,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: out of memory\n", prog);
 		goto done;
 	}
-	if (rt_reader_open(input, lln_model.n_in, &in, err) || (dir_path && dirs_open(&dirs, dir_path, err))) {
+	if (rt_reader_open_labeled(input, m->n_in, &in, err) || (dir_path && dirs_open(&dirs, m, dir_path, err)) ||
+	    (labels_path && rt_labels_read(labels_path, 0, &labels, &n_labels, err))) {
 		fprintf(stderr, "%s\n", err);
 		goto done;
 	}
@@ -390,9 +450,8 @@ int main(int argc, char **argv)
 		}
 		atom.fd = -1;   /* fclose closes it */
 	}
-	if (records)
-		print_header(out, norms, dir_path != NULL, format);
-
+	layout L = { .m = m, .norms = norms, .dirs = dir_path != NULL, .labeled = labels_path != NULL,
+	             .format = format, .radii = &radii };
 	bool progress = isatty(2);
 	int64_t done_n = 0;
 	for (;;) {
@@ -403,6 +462,22 @@ int main(int argc, char **argv)
 		}
 		if (chunk.n == 0)
 			break;
+		if (done_n == 0) {
+			/* a CSV's first record says whether it carries labels */
+			if (chunk.y && labels_path) {
+				fprintf(stderr, "%s: its records carry a label in the first column, and --labels "
+				        "gives them again; give one of the two\n", input);
+				goto done;
+			}
+			L.labeled |= chunk.y != NULL;
+			if (records)
+				print_header(out, &L);
+		}
+		const int32_t *y = NULL;
+		if (L.labeled && !(y = chunk_labels(m, &chunk, input, labels_path, labels, n_labels, done_n, err))) {
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
 		b.x = chunk.x;
 		b.xlo = chunk.xlo;
 		b.n = chunk.n;
@@ -422,17 +497,17 @@ int main(int argc, char **argv)
 			b.dirs = dirs.one;
 			b.n_dirs = 1;
 		}
-		if (rt_certify_batch(&lln_model, lln_weights, &b) != 0) {
+		if (rt_certify_batch(m, P, &b) != 0) {
 			fprintf(stderr, "%s: out of memory\n", prog);
 			goto done;
 		}
 		if (records)
-			print_records(out, &b, done_n, format);
-		if (vnnlib && rt_vnnlib_batch(vnnlib, &lln_model, &b, done_n, err) != 0) {
+			print_records(out, &L, &b, y, done_n);
+		if (vnnlib && rt_vnnlib_batch(vnnlib, m, &b, done_n, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}
-		if (summary_only && summary_add(&sum, &b) != 0) {
+		if (summary_only && rt_summary_add(&sum, &b, y, &radii) != 0) {
 			fprintf(stderr, "%s: out of memory\n", prog);
 			goto done;
 		}
@@ -444,6 +519,11 @@ int main(int argc, char **argv)
 		fputc('\n', stderr);
 	if (done_n == 0) {
 		fprintf(stderr, "%s: holds no examples\n", strcmp(input, "-") == 0 ? "stdin" : input);
+		goto done;
+	}
+	if (labels_path && n_labels != done_n) {
+		fprintf(stderr, "%s: holds %lld labels but %s has %lld examples\n", labels_path, (long long)n_labels,
+		        strcmp(input, "-") ? input : "stdin", (long long)done_n);
 		goto done;
 	}
 	if (dir_path && dirs.per_input) {
@@ -470,8 +550,10 @@ int main(int argc, char **argv)
 			goto done;
 		}
 	}
-	if (summary_only)
-		print_summary(stdout, &sum, norms, dir_path != NULL);
+	if (summary_only && rt_summary_print(stdout, &sum, &radii, norms, dir_path != NULL, format) != 0) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		goto done;
+	}
 	rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 	if (rc)
 		fprintf(stderr, "%s: cannot write the output: %s\n", prog, strerror(errno ? errno : EIO));
@@ -487,6 +569,7 @@ done:
 	rt_reader_close(in);
 	rt_reader_close(dirs.r);
 	free(dirs.one);
-	summary_free(&sum);
+	rt_summary_free(&sum);
+	free(labels);
 	return rc;
 }

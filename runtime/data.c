@@ -656,6 +656,7 @@ typedef struct csv {
 	const char *path;
 	int64_t width;      /* values per record, 0 until known */
 	bool labeled;       /* a label in the first column */
+	bool maybe_labeled; /* the first record decides: width + 1 values are a label and x */
 	bool labels_only;   /* the labels file form: one integer per record, no x */
 	bool first;         /* no line of data seen yet */
 	int64_t rec;        /* records so far */
@@ -696,6 +697,19 @@ static int csv_record(csv *c, const char *s, const char *e, growbuf *g, char *er
 		if (fields != 1)
 			return fail_rec(err, path, rec, "expected 1 label, found %lld values", (long long)fields);
 	} else {
+		bool guessed = false;
+		if (c->maybe_labeled) {
+			c->maybe_labeled = false;
+			c->labeled = guessed = fields == c->width + 1;
+		}
+		const char *f = s, *fe = field_end(s, e);
+		int32_t y;
+		if (guessed && !parse_label(f, fe, &y)) {
+			trim(&f, &fe);
+			return fail_rec(err, path, rec, "expected %lld values, or a label and %lld values; found %lld "
+			                "whose first, '%s', is not a label (a non-negative integer)", (long long)c->width,
+			                (long long)c->width, (long long)fields, quote(q, sizeof q, f, fe));
+		}
 		int64_t nv = fields - c->labeled;
 		if (c->width == 0) {
 			if (nv == 0)
@@ -761,7 +775,7 @@ static int csv_line(csv *c, const char *s, const char *e, growbuf *g, char *err)
 		if (!any_number(s, e)) {
 			int64_t fields = count_fields(s, e);
 			int64_t want = c->labels_only ? 1 : c->width ? c->width + c->labeled : 0;
-			if (want == fields)
+			if (want == fields || (c->maybe_labeled && want + 1 == fields))
 				return 0;
 			if (want == 0) {
 				c->pending = rt_malloc((size_t)(e - s) + 1);
@@ -1195,6 +1209,16 @@ int rt_reader_open(const char *path, int64_t dim, rt_reader **out, char *err)
 	return reader_open(path, dim, false, false, out, err);
 }
 
+int rt_reader_open_labeled(const char *path, int64_t dim, rt_reader **out, char *err)
+{
+	if (dim < 1)
+		return fail(err, path, "invalid example size %lld", (long long)dim);
+	if (reader_open(path, dim, false, false, out, err))
+		return -1;
+	(*out)->c.maybe_labeled = true;
+	return 0;
+}
+
 int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err)
 {
 	memset(chunk, 0, sizeof *chunk);
@@ -1204,6 +1228,7 @@ int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err)
 	chunk->n = r->g.n;
 	chunk->dim = r->is_csv ? r->c.width : r->w;
 	chunk->x = r->g.x;
+	chunk->y = r->is_csv && r->c.labeled ? r->g.y : NULL;
 	chunk->xlo = any_rest(r->g.xlo, chunk->n * chunk->dim) ? r->g.xlo : NULL;
 	return 0;
 }

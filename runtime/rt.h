@@ -323,6 +323,11 @@ void rt_data_free(rt_data *d);
 typedef struct rt_reader rt_reader;
 int rt_reader_open(const char *path, int64_t dim, rt_reader **out, char *err);
 int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err);
+/* rt_reader_open for inputs that may carry labels: a CSV file whose first
+ * record has dim + 1 values holds a label in the first column of every
+ * record (as rt_data_read with `labeled`), and its chunks have y; other
+ * files and CSV files of dim values have none (chunk->y NULL). */
+int rt_reader_open_labeled(const char *path, int64_t dim, rt_reader **out, char *err);
 int64_t rt_reader_count(const rt_reader *r);   /* examples read so far */
 void rt_reader_close(rt_reader *r);
 /* Formats recognised by their first bytes (len of them, of a file of `size`
@@ -385,6 +390,51 @@ typedef struct rt_file {
 	int share;
 } rt_file;
 int rt_files_check(const rt_file *files, int n, char *err);
+
+/* ------------------------------------------------------------------------
+ * The certifier's command line (certifier_main.c, cert_summary.c): the
+ * standalone certifier's main and `llnc certify` both run rt_certify_main,
+ * so they print the same bytes (docs/certifier.md).  `synopsis` is the
+ * usage line's text after "usage: " (NULL: "PROG [options] INPUT").
+ * Returns the exit status: 0, 1 for bad input or failed writes, 2 for
+ * usage errors.
+ * ---------------------------------------------------------------------- */
+int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv);
+
+enum { RT_FORMAT_JSONL, RT_FORMAT_CSV, RT_FORMAT_TABLE };
+#define RT_MAX_RADII 16
+/* The radii of --eps in the norm of --norm.  An input is robust at radius
+ * r when eps_pred of that norm is >= r (its prediction is certified within
+ * r), and certified at r when it is robust and its prediction equals its
+ * true label.  key[k] is r[k] as printed ("%.9g"), the name of its fields. */
+typedef struct rt_radii {
+	int n, norm;
+	double r[RT_MAX_RADII];
+	char key[RT_MAX_RADII][24];
+} rt_radii;
+/* "0.1,0.3" into r (norm left as it is); -1 for anything but 1 to
+ * RT_MAX_RADII finite numbers >= 0. */
+int rt_radii_parse(const char *s, rt_radii *r);
+bool rt_robust_at(const rt_cert *c, const rt_radii *r, int k);
+
+/* What --summary reports, gathered chunk by chunk: every input's radii and
+ * pattern (exact percentiles), and the counts of correct, robust and
+ * certified inputs. */
+typedef struct rt_cert_summary {
+	int64_t n, cap;
+	float *v[2 * RT_NNORMS + 1];   /* eps_p, eps_pred_p (p-major), eps_dir */
+	uint64_t *pattern;
+	bool labeled;
+	int64_t correct, undecided;
+	int64_t robust[RT_MAX_RADII], certified[RT_MAX_RADII];
+} rt_cert_summary;
+/* Adds a certified batch; y: its true labels, or NULL.  -1: out of memory. */
+int rt_summary_add(rt_cert_summary *s, const rt_batch *b, const int32_t *y, const rt_radii *r);
+/* Prints it in format RT_FORMAT_*: a JSON object, CSV rows of
+ * "statistic,value", or a table for reading.  -1: out of memory. */
+int rt_summary_print(FILE *out, const rt_cert_summary *s, const rt_radii *r, int32_t norms, bool dirs,
+                     int format);
+void rt_summary_free(rt_cert_summary *s);
 
 /* ------------------------------------------------------------------------
  * VNN-LIB properties (vnnlib.c): `--vnnlib DIR` of the certifier.  For

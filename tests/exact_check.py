@@ -268,7 +268,7 @@ def main():
         zs, gs, f, J = net.run(x)
         z = [v for layer in zs for v in layer]
         g = [r for layer in gs for r in layer]
-        y = rec["label"]
+        y = rec["pred"]
         for p in ("l1", "l2", "linf"):
             key = "eps_" + p
             if key not in rec:

@@ -371,8 +371,8 @@ def main():
         f = ref["logits"]
         srt = np.sort(f)[::-1]
         tie = len(f) > 1 and (srt[0] - srt[1]) < 1e-6 * max(1.0, abs(srt[0]))
-        if not tie and rec["label"] != ref["label"]:
-            failures.append(f"record {i}: label {rec['label']}, reference {ref['label']}")
+        if not tie and rec["pred"] != ref["label"]:
+            failures.append(f"record {i}: pred {rec['pred']}, reference {ref['label']}")
         for p in NORMS:
             for key in ("eps_" + p, "eps_pred_" + p):
                 if key not in rec:

@@ -34,8 +34,9 @@
 
 static char out[1 << 16];
 
-/* Runs a shell command; its stdout and stderr in `out`; the exit status. */
-static int sh(const char *fmt, ...)
+/* Runs a shell command; its stdout and stderr in `out` (tmpfiles.h's sh()
+ * writes them to files); the exit status. */
+static int run_sh(const char *fmt, ...)
 {
 	char cmd[4096];
 	va_list ap;
@@ -92,15 +93,15 @@ static void test_file_and_flag_agree(void **state)
 	/* the flags as a standalone trainer of a file that sets nothing reads
 	 * them (the code of llnc train, without compiling per probe) */
 	const char *plain = puts_("plain.lln", small_model), *trainer = P_("trainer");
-	assert_int_equal(sh("%s build %s --trainer -o %s", LLNC, plain, trainer), 0);
+	assert_int_equal(run_sh("%s build %s --trainer -o %s", LLNC, plain, trainer), 0);
 	for (size_t i = 0; i < sizeof probes / sizeof *probes; i++) {
 		for (const char *const *v = probes[i].values; *v; v++) {
 			char text[512], block[256];
 			snprintf(block, sizeof block, probes[i].file, *v);
 			snprintf(text, sizeof text, "%s%s\n", small_model, block);
 			const char *path = puts_("probe.lln", text);
-			int in_file = sh("%s check %s", LLNC, path);
-			int as_flag = sh("%s %s %s --help", trainer, probes[i].flag, *v);
+			int in_file = run_sh("%s check %s", LLNC, path);
+			int as_flag = run_sh("%s %s %s --help", trainer, probes[i].flag, *v);
 			if ((in_file == 0) != (as_flag == 0))
 				fail_msg("'%s' in a file gives %d, '%s %s' gives %d: %s", block, in_file, probes[i].flag, *v,
 				         as_flag, out);
@@ -118,14 +119,14 @@ static void test_unsupported_combinations(void **state)
 	char text[512];
 	snprintf(text, sizeof text, "%sobjective {\n  regularizer = distance(lambda = 1, p = 1);\n}\n", small_model);
 	const char *f = puts_("p1.lln", text);
-	assert_int_equal(sh("%s check %s", LLNC, f), 1);
+	assert_int_equal(run_sh("%s check %s", LLNC, f), 1);
 	expect_out(msg("%s:3:42: error: the distance regularizer trains only with p = 2", f));
 	const char *plain = puts_("plain.lln", small_model);
-	assert_int_equal(sh("%s train %s --objective distance --p inf --data toy2d: -o %s", LLNC, plain,
+	assert_int_equal(run_sh("%s train %s --objective distance --p inf --data toy2d: -o %s", LLNC, plain,
 	                    P_("w.safetensors")), 2);
 	expect_out("the distance regularizer trains only with p = 2");
 	snprintf(text, sizeof text, "%strain { optimizer = sgd(nesterov = on); }\n", small_model);
-	assert_int_equal(sh("%s check %s", LLNC, puts_("n.lln", text)), 1);
+	assert_int_equal(run_sh("%s check %s", LLNC, puts_("n.lln", text)), 1);
 	expect_out("nesterov needs momentum > 0");
 }
 
@@ -135,43 +136,43 @@ static void test_flag_forms(void **state)
 	(void)state;
 	const char *m = puts_("plain.lln", small_model);
 	/* --flag=value and --flag value, in force as --help shows */
-	assert_int_equal(sh("%s train %s --lr=0.25 --epochs 7 --optimizer=adam --help", LLNC, m), 0);
+	assert_int_equal(run_sh("%s train %s --lr=0.25 --epochs 7 --optimizer=adam --help", LLNC, m), 0);
 	expect_out("--lr X                learning rate [0.25]");
 	expect_out("[7]");
 	expect_out("sgd, adam or amsgrad [adam]");
 	/* a typo, on each kind of command */
-	assert_int_equal(sh("%s train %s --epoch 3 -o %s", LLNC, m, P_("w.safetensors")), 2);
+	assert_int_equal(run_sh("%s train %s --epoch 3 -o %s", LLNC, m, P_("w.safetensors")), 2);
 	expect_out("llnc train: unknown option '--epoch'; did you mean '--epochs'?");
-	assert_int_equal(sh("%s eval %s --weight w.safetensors", LLNC, m), 2);
+	assert_int_equal(run_sh("%s eval %s --weight w.safetensors", LLNC, m), 2);
 	expect_out("did you mean '--weights'?");
-	assert_int_equal(sh("%s check %s --dupm=ir", LLNC, m), 2);
+	assert_int_equal(run_sh("%s check %s --dupm=ir", LLNC, m), 2);
 	expect_out("did you mean '--dump'?");
-	assert_int_equal(sh("%s data toy2d --nosie 0.1 -o %s", LLNC, P_("t.csv")), 2);
+	assert_int_equal(run_sh("%s data toy2d --nosie 0.1 -o %s", LLNC, P_("t.csv")), 2);
 	expect_out("did you mean '--noise'?");
 	/* no prefix matching: --epo is not --epochs */
-	assert_int_equal(sh("%s train %s --epo 3 --help", LLNC, m), 2);
+	assert_int_equal(run_sh("%s train %s --epo 3 --help", LLNC, m), 2);
 	/* a value where none is taken, a missing value */
-	assert_int_equal(sh("%s eval %s --json=yes", LLNC, m), 2);
+	assert_int_equal(run_sh("%s eval %s --json=yes", LLNC, m), 2);
 	expect_out("--json takes no value");
-	assert_int_equal(sh("%s train %s --data", LLNC, m), 2);
+	assert_int_equal(run_sh("%s train %s --data", LLNC, m), 2);
 	expect_out("--data needs a value");
 	/* --dump both ways */
-	assert_int_equal(sh("%s check %s --dump ir", LLNC, m), 0);
+	assert_int_equal(run_sh("%s check %s --dump ir", LLNC, m), 0);
 	expect_out("strategy");
-	assert_int_equal(sh("%s check %s --dump=ir", LLNC, m), 0);
+	assert_int_equal(run_sh("%s check %s --dump=ir", LLNC, m), 0);
 	/* --threads 0: all cores, in train and eval alike; 1025 refused by both */
-	assert_int_equal(sh("%s train %s --threads 0 --help", LLNC, m), 0);
-	assert_int_equal(sh("%s eval %s --threads=0 --help", LLNC, m), 0);
-	assert_int_equal(sh("%s eval %s --threads 1025 --help", LLNC, m), 2);
+	assert_int_equal(run_sh("%s train %s --threads 0 --help", LLNC, m), 0);
+	assert_int_equal(run_sh("%s eval %s --threads=0 --help", LLNC, m), 0);
+	assert_int_equal(run_sh("%s eval %s --threads 1025 --help", LLNC, m), 2);
 	expect_out("--threads must be from 0 to 1024, got 1025");
 	/* without a FILE, --help lists the table's flags and defaults */
-	assert_int_equal(sh("%s train --help", LLNC), 0);
+	assert_int_equal(run_sh("%s train --help", LLNC), 0);
 	expect_out("--momentum X          sgd momentum [0]");
 	expect_out("--batch N             examples per step [64]");
 	/* eval's --data defaults to the train block's test set, and --help says so */
 	char text[512];
 	snprintf(text, sizeof text, "%strain { data = csv(\"a.csv\"); test = csv(\"b.csv\"); }\n", small_model);
-	assert_int_equal(sh("%s eval %s --help", LLNC, puts_("ab.lln", text)), 0);
+	assert_int_equal(run_sh("%s eval %s --help", LLNC, puts_("ab.lln", text)), 0);
 	expect_out("[b.csv]");
 	assert_null(strstr(out, "[a.csv]"));
 }
@@ -179,18 +180,18 @@ static void test_flag_forms(void **state)
 static void test_version_and_summaries(void **state)
 {
 	(void)state;
-	assert_int_equal(sh("%s --version", LLNC), 0);
+	assert_int_equal(run_sh("%s --version", LLNC), 0);
 	expect_out("llnc ");
 	expect_out("(LLVM 19.");
 	const char *m = puts_("plain.lln", small_model);
 	/* 2*16+16 + 16*2+2 = 82 parameters, 16 hidden neurons */
-	assert_int_equal(sh("%s check %s", LLNC, m), 0);
+	assert_int_equal(run_sh("%s check %s", LLNC, m), 0);
 	expect_out(msg("%s: model small: 2 inputs, 2 outputs, 82 parameters, 16 hidden neurons; eps_2 alone by", m));
-	assert_int_equal(sh("%s init %s -o %s", LLNC, m, P_("i.safetensors")), 0);
+	assert_int_equal(run_sh("%s init %s -o %s", LLNC, m, P_("i.safetensors")), 0);
 	expect_out(msg("82 parameters, 16 hidden neurons; eps_2 alone by "));
 	expect_out(msg("; wrote %s", P_("i.safetensors")));
 	/* a dump keeps stdout to itself */
-	assert_int_equal(sh("%s check %s --dump=ast 2>/dev/null", LLNC, m), 0);
+	assert_int_equal(run_sh("%s check %s --dump=ast 2>/dev/null", LLNC, m), 0);
 	assert_null(strstr(out, "parameters"));
 }
 
@@ -247,7 +248,7 @@ static void test_sigint_resume(void **state)
 	assert_non_null(strstr(line, ck));
 	/* the checkpoint is whole (it loads), and the printed command, as it is,
 	 * resumes the run: here for one more epoch */
-	assert_int_equal(sh("%s --epochs %d", line, saved + 1), 0);
+	assert_int_equal(run_sh("%s --epochs %d", line, saved + 1), 0);
 	expect_out(msg("trained %d epochs", saved + 1));
 }
 
@@ -256,7 +257,7 @@ static void test_install(void **state)
 {
 	(void)state;
 	const char *pre = P_("prefix");
-	assert_int_equal(sh("cmake --install %s --prefix %s", LLN_BINARY_DIR, pre), 0);
+	assert_int_equal(run_sh("cmake --install %s --prefix %s", LLN_BINARY_DIR, pre), 0);
 	struct stat st;
 	const char *files[] = { "bin/llnc", "lib/lln/libllnrt.a", "lib/lln/libllnrt_certifier.a",
 	                        "lib/lln/libllnrt_trainer.a", "include/lln/rt.h", "include/lln/settings.def",
@@ -264,17 +265,17 @@ static void test_install(void **state)
 	for (size_t i = 0; i < sizeof files / sizeof *files; i++)
 		if (stat(msg("%s/%s", pre, files[i]), &st) != 0)
 			fail_msg("cmake --install wrote no %s", files[i]);
-	assert_int_equal(sh("grep -c 'TH LLNC-TRAIN\\|--epochs N' %s/share/man/man1/llnc-train.1", pre), 0);
+	assert_int_equal(run_sh("grep -c 'TH LLNC-TRAIN\\|--epochs N' %s/share/man/man1/llnc-train.1", pre), 0);
 	assert_int_equal(atoi(out), 2);
 	/* the installed llnc builds a certifier from the installed runtime */
 	const char *m = puts_("plain.lln", small_model);
-	assert_int_equal(sh("env -u LLN_RUNTIME_DIR %s/bin/llnc init %s -o %s && env -u LLN_RUNTIME_DIR "
+	assert_int_equal(run_sh("env -u LLN_RUNTIME_DIR %s/bin/llnc init %s -o %s && env -u LLN_RUNTIME_DIR "
 	                    "%s/bin/llnc build %s --certifier --weights %s -o %s && echo 0.5,0.25 | %s -",
 	                    pre, m, P_("iw.safetensors"), pre, m, P_("iw.safetensors"), P_("icert"), P_("icert")), 0);
 	assert_true(strlen(out) > 0);
 	/* a certifier reads its flags the same way */
-	assert_int_equal(sh("echo 0.5,0.25 | %s --threads=0 --format=csv --norms 2 -", P_("icert")), 0);
-	assert_int_equal(sh("echo 0.5,0.25 | %s --thread 2 -", P_("icert")), 2);
+	assert_int_equal(run_sh("echo 0.5,0.25 | %s --threads=0 --format=csv --norms 2 -", P_("icert")), 0);
+	assert_int_equal(run_sh("echo 0.5,0.25 | %s --thread 2 -", P_("icert")), 2);
 	expect_out("unknown option '--thread'; did you mean '--threads'?");
 }
 
@@ -287,17 +288,17 @@ static void test_doc_examples(void **state)
 #endif
 	/* the runner itself: a failing example fails, a skipped one needs a reason */
 	puts_("bad.md", "text\n```sh\ntrue\nfalse\n```\n");
-	assert_int_equal(sh("python3 %s/tests/doc_examples.py %s %s %s", LLN_SOURCE_DIR, LLN_SOURCE_DIR,
+	assert_int_equal(run_sh("python3 %s/tests/doc_examples.py %s %s %s", LLN_SOURCE_DIR, LLN_SOURCE_DIR,
 	                    LLN_BINARY_DIR, P_("bad.md")), 1);
 	expect_out("bad.md:2: the example exits 1");
 	puts_("skip.md", "<!-- not run: a reason -->\n```sh\nfalse\n```\n```text\nfalse\n```\n");
-	assert_int_equal(sh("python3 %s/tests/doc_examples.py %s %s %s", LLN_SOURCE_DIR, LLN_SOURCE_DIR,
+	assert_int_equal(run_sh("python3 %s/tests/doc_examples.py %s %s %s", LLN_SOURCE_DIR, LLN_SOURCE_DIR,
 	                    LLN_BINARY_DIR, P_("skip.md")), 0);
 	puts_("noreason.md", "<!-- not run -->\n```sh\nfalse\n```\n");
-	assert_int_not_equal(sh("python3 %s/tests/doc_examples.py %s %s %s", LLN_SOURCE_DIR, LLN_SOURCE_DIR,
+	assert_int_not_equal(run_sh("python3 %s/tests/doc_examples.py %s %s %s", LLN_SOURCE_DIR, LLN_SOURCE_DIR,
 	                        LLN_BINARY_DIR, P_("noreason.md")), 0);
 	/* README.md and the docs */
-	int rc = sh("cd %s && python3 tests/doc_examples.py %s %s README.md docs/*.md", LLN_SOURCE_DIR,
+	int rc = run_sh("cd %s && python3 tests/doc_examples.py %s %s README.md docs/*.md", LLN_SOURCE_DIR,
 	            LLN_SOURCE_DIR, LLN_BINARY_DIR);
 	if (rc)
 		fail_msg("%s", out);

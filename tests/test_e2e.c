@@ -13,7 +13,12 @@
  * [N, 1, 12, 12] and on IDX image files.  test_exact_soundness checks the
  * certifier's printed radii against the model as written in exact rational
  * arithmetic (tests/exact_check.py), for a dense and a residual conv model
- * with normalize(0.1307, 0.3081) and decimal CSV inputs.
+ * with normalize(0.1307, 0.3081) and decimal CSV inputs.  test_labels
+ * gives the certifier true labels in every form (labeled CSV, --labels as
+ * CSV, .npy, IDX) and checks pred, label, correct, certified at radii and
+ * the summary in each format against the in-process numbers, and its exit
+ * statuses; test_certify_command checks that `llnc certify` prints the
+ * built certifier's bytes.
  */
 #define _XOPEN_SOURCE 700   /* nftw */
 #include <dirent.h>
@@ -33,15 +38,15 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "llnc.h"
 #include "jit.h"
+#include "tmpfiles.h"
 
 extern char **environ;
 
 #define LLNC LLN_BINARY_DIR "/llnc"
-
-static char tmpdir[256];
 
 /* ---- small utilities ---- */
 
@@ -293,9 +298,9 @@ static void check_jsonl(const char *text, const rt_model *m, const results *r, i
 		bool isnull;
 		assert_true(json_number(rec, "index", &v, &isnull));
 		assert_true(v == (double)i);
-		assert_true(json_number(rec, "label", &v, &isnull));
+		assert_true(json_number(rec, "pred", &v, &isnull));
 		if ((int)v != r->cert[i].label)
-			fail_msg("record %lld: label %d, in process %d", (long long)i, (int)v, r->cert[i].label);
+			fail_msg("record %lld: pred %d, in process %d", (long long)i, (int)v, r->cert[i].label);
 		for (int p = 0; p < 3; p++) {
 			char k[32], layer[64];
 			long idx;
@@ -354,7 +359,7 @@ static void check_csv(const char *text, const rt_model *m, const results *r, int
 	char *save = NULL;
 	char *line = strtok_r(copy, "\n", &save);
 	/* header */
-	char want[512] = "index,label";
+	char want[512] = "index,pred";
 	for (int p = 0; p < 3; p++)
 		if ((norms >> p) & 1) {
 			const char *n = norm_names[p];
@@ -501,24 +506,16 @@ static void write_csv(const char *path, const float *x, int64_t n, int dim)
 	fclose(f);
 }
 
-/* float32 .npy written by hand: magic, version 1.0, header padded to 64. */
+static void write_npy_as(const char *path, const char *descr, const void *data, size_t size, const char *shape)
+{
+	FILE *f = npy_open(path, descr, shape);
+	fwrite(data, 1, size, f);
+	fclose(f);
+}
+
 static void write_npy(const char *path, const float *x, const char *shape, size_t count)
 {
-	char hdr[256];
-	int k = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
-	int total = 10 + k + 1;
-	int pad = (64 - total % 64) % 64;
-	for (int i = 0; i < pad; i++)
-		hdr[k++] = ' ';
-	hdr[k++] = '\n';
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
-	fwrite(len, 1, 2, f);
-	fwrite(hdr, 1, (size_t)k, f);
-	fwrite(x, sizeof(float), count, f);
-	fclose(f);
+	write_npy_as(path, "<f4", x, sizeof(float) * count, shape);
 }
 
 /* ---- fixture: a custom model, its weights and its certifier ---- */
@@ -671,12 +668,12 @@ static void test_custom_model(void **state)
 	free(s);
 
 	/* summary */
-	const char *a4[] = { bin, "--summary", "--direction", DIRS, X, NULL };
+	const char *a4[] = { bin, "--summary", "--format", "table", "--direction", DIRS, X, NULL };
 	run_ok(a4, true, NULL);
 	s = out_text();
 	check_summary(s, &r, RT_ALL_NORMS, true);
 	free(s);
-	const char *a4b[] = { bin, "--summary", "--norms", "1", X, NULL };
+	const char *a4b[] = { bin, "--summary", "--format", "table", "--norms", "1", X, NULL };
 	run_ok(a4b, true, NULL);
 	s = out_text();
 	results r1only;
@@ -781,7 +778,7 @@ static void test_certifier_errors(void **state)
 	expect_error(a1, 1, NULL, bad, "record 3: expected 5 values, found 4");
 	/* a long row */
 	spit(bad, "0.1,0.2,0.3,0.4,0.5,0.6\n");
-	expect_error(a1, 1, NULL, bad, "record 1: expected 5 values, found 6");
+	expect_error(a1, 1, NULL, bad, "record 1: expected 5 values, or a label and 5 values; found 6 whose first, '0.1', is not a label");
 	/* NaN and infinity */
 	char nanf[512];
 	snprintf(nanf, sizeof nanf, "%s", path_in("nan.csv"));
@@ -1315,12 +1312,344 @@ static void test_cnn(void **state)
 	inproc_close(&ip);
 }
 
+/* ---- true labels, radii and summaries ---- */
+
+/* Labels for the in-process predictions: every third one right, the others
+ * the next class. */
+static void make_labels(const results *r, int n_out, int32_t *y)
+{
+	for (int64_t i = 0; i < r->n; i++)
+		y[i] = i % 3 == 0 ? r->cert[i].label : (r->cert[i].label + 1) % n_out;
+}
+
+static void write_labels_npy(const char *path, const int32_t *y, int n)
+{
+	int64_t *v = malloc(sizeof *v * (size_t)n);
+	for (int i = 0; i < n; i++)
+		v[i] = y[i];
+	char shape[32];
+	snprintf(shape, sizeof shape, "(%d,)", n);
+	write_npy_as(path, "<i8", v, sizeof *v * (size_t)n, shape);
+	free(v);
+}
+
+static double pct_of(const results *r, int p, bool pred, double q)
+{
+	float *v = malloc(sizeof(float) * (size_t)r->n);
+	for (int64_t i = 0; i < r->n; i++)
+		v[i] = pred ? r->cert[i].eps_pred[p] : r->cert[i].eps[p];
+	double x = percentile(v, r->n, q);
+	free(v);
+	return x;
+}
+
+static void near(double got, double want, const char *what)
+{
+	if (isinf(want) ? !isinf(got) : fabs(got - want) > 1e-6 * fabs(want) + 1e-12)
+		fail_msg("%s: %.9g, expected %.9g", what, got, want);
+}
+
+/* The certifier of custom_lln with weights of seed 7, built once: its
+ * path, the model's and the weights' (buffers of 512). */
+static void custom_certifier(char *bin, char *lln, char *w)
+{
+	snprintf(bin, 512, "%s", path_in("t-cert"));
+	snprintf(lln, 512, "%s", path_in("t.lln"));
+	snprintf(w, 512, "%s", path_in("t.safetensors"));
+	if (!exists(bin))
+		build_certifier(lln, w, bin, "7");
+}
+
+static void test_labels(void **state)
+{
+	(void)state;
+	char bin[512], lln[512], w[512];
+	custom_certifier(bin, lln, w);
+	enum { N = 60 };
+	float x[N * 5];
+	for (int i = 0; i < N * 5; i++)
+		x[i] = (float)urand();
+	char X[512], XL[512];
+	snprintf(X, sizeof X, "%s", path_in("lx.csv"));
+	snprintf(XL, sizeof XL, "%s", path_in("lxl.csv"));
+	write_csv(X, x, N, 5);
+	inproc ip;
+	inproc_open(&ip, lln, w);
+	results r;
+	certify_inproc(&ip, x, N, NULL, 0, RT_ALL_NORMS, &r);
+	int32_t y[N];
+	make_labels(&r, 3, y);
+	/* the labels in every form: a labeled CSV, with a header, and files */
+	FILE *f = fopen(XL, "w");
+	fputs("# labeled\nlabel,a,b,c,d,e\n", f);
+	for (int i = 0; i < N; i++) {
+		fprintf(f, "%d", y[i]);
+		for (int d = 0; d < 5; d++)
+			fprintf(f, ",%.70g", x[i * 5 + d]);
+		fputc('\n', f);
+	}
+	fclose(f);
+	char lcsv[512], lnpy[512], lidx[512];
+	snprintf(lcsv, sizeof lcsv, "%s", path_in("l.csv"));
+	f = fopen(lcsv, "w");
+	for (int i = 0; i < N; i++)
+		fprintf(f, "%d\n", y[i]);
+	fclose(f);
+	snprintf(lnpy, sizeof lnpy, "%s", path_in("l.npy"));
+	write_labels_npy(lnpy, y, N);
+	snprintf(lidx, sizeof lidx, "%s", path_in("l-idx1-ubyte"));
+	unsigned char yb[N];
+	for (int i = 0; i < N; i++)
+		yb[i] = (unsigned char)y[i];
+	write_idx(lidx, yb, N, 0, 0);
+
+	/* radii: 0 (certified = correct), the median eps_pred_2, and above all */
+	char radii[128], r1[32];
+	double R[3] = { 0, pct_of(&r, RT_L2, true, 50), 1e30 };
+	snprintf(r1, sizeof r1, "%.9g", R[1]);
+	R[1] = strtod(r1, NULL);
+	snprintf(radii, sizeof radii, "0,%s,1e30", r1);
+	const char *keys[3] = { "0", r1, "1e+30" };
+	char *want = NULL;
+	const char *forms[4][4] = { { XL, NULL }, { "--labels", lcsv, X }, { "--labels", lnpy, X }, { "--labels", lidx, X } };
+	for (int fm = 0; fm < 4; fm++) {
+		const char *argv[12] = { bin, "--eps", radii, "--norm", "2" };
+		int k = 5;
+		for (int j = 0; forms[fm][j]; j++)
+			argv[k++] = forms[fm][j];
+		run_ok(argv, true, NULL);
+		char *out = out_text();
+		if (!want) {
+			want = out;
+			continue;
+		}
+		assert_string_equal(out, want);   /* every form, the same records */
+		free(out);
+	}
+	/* each record: pred, label, correct, certified at each radius */
+	const char *line = want;
+	int64_t right = 0, cert[3] = { 0 }, robust[3] = { 0 };
+	for (int i = 0; i < N; i++) {
+		const char *nl = strchr(line, '\n');
+		assert_non_null(nl);
+		json_error_t je;
+		json_t *o = json_loadb(line, (size_t)(nl - line), 0, &je);
+		assert_non_null(o);
+		assert_int_equal(json_integer_value(json_object_get(o, "pred")), r.cert[i].label);
+		assert_int_equal(json_integer_value(json_object_get(o, "label")), y[i]);
+		bool correct = y[i] == r.cert[i].label;
+		right += correct;
+		assert_true(json_is_boolean(json_object_get(o, "correct")));
+		assert_int_equal(json_is_true(json_object_get(o, "correct")), correct);
+		json_t *c = json_object_get(o, "certified");
+		assert_int_equal(json_object_size(c), 3);
+		for (int k = 0; k < 3; k++) {
+			bool rob = (double)r.cert[i].eps_pred[RT_L2] >= R[k];
+			robust[k] += rob;
+			cert[k] += rob && correct;
+			json_t *v = json_object_get(c, keys[k]);
+			assert_non_null(v);
+			assert_int_equal(json_is_true(v), rob && correct);
+		}
+		json_decref(o);
+		line = nl + 1;
+	}
+	assert_int_equal(*line, 0);
+	assert_int_equal(cert[0], right);
+	assert_true(cert[1] > 0 && cert[1] < right);
+	assert_int_equal(cert[2], 0);
+	free(want);
+
+	/* the summary: JSON (the default), CSV and table say the same */
+	const char *sj[] = { bin, "--summary", "--eps", radii, "--norm", "2", "--labels", lidx, X, NULL };
+	run_ok(sj, true, NULL);
+	char *js = out_text();
+	json_error_t je;
+	json_t *o = json_loads(js, 0, &je);
+	if (!o)
+		fail_msg("summary is not JSON (%s): %s", je.text, js);
+	free(js);
+	long long distinct = 0;
+	for (int i = 0; i < N; i++) {
+		bool seen = false;
+		for (int j = 0; j < i; j++)
+			seen |= r.pattern[j] == r.pattern[i];
+		distinct += !seen;
+	}
+	assert_int_equal(json_integer_value(json_object_get(o, "inputs")), N);
+	assert_int_equal(json_integer_value(json_object_get(o, "patterns")), distinct);
+	assert_int_equal(json_integer_value(json_object_get(o, "correct")), right);
+	near(json_real_value(json_object_get(o, "accuracy")), (double)right / N, "accuracy");
+	assert_string_equal(json_string_value(json_object_get(o, "norm")), "l2");
+	for (int k = 0; k < 3; k++) {
+		near(json_number_value(json_object_get(json_object_get(o, "certified_accuracy"), keys[k])),
+		     (double)cert[k] / N, "certified accuracy");
+		near(json_number_value(json_object_get(json_object_get(o, "robust"), keys[k])), (double)robust[k] / N,
+		     "robust");
+	}
+	json_t *pc = json_object_get(o, "percentiles");
+	assert_int_equal(json_object_size(pc), 6);
+	for (int p = 0; p < 3; p++)
+		for (int pred = 0; pred < 2; pred++) {
+			char name[32];
+			snprintf(name, sizeof name, "%s_%s", pred ? "eps_pred" : "eps", norm_names[p]);
+			for (int q = 25; q <= 100; q += 25) {
+				char pq[8];
+				snprintf(pq, sizeof pq, "P%d", q);
+				near(json_real_value(json_object_get(json_object_get(pc, name), pq)), pct_of(&r, p, pred, q), name);
+			}
+		}
+	/* CSV: statistic,value rows with the same numbers */
+	const char *sc[] = { bin, "--summary", "--format", "csv", "--eps", radii, "--norm", "2", XL, NULL };
+	run_ok(sc, true, NULL);
+	char *cs = out_text();
+	assert_true(!strncmp(cs, "statistic,value\n", 16));
+	char row[96];
+	snprintf(row, sizeof row, "\ncorrect,%lld\n", (long long)right);
+	assert_non_null(strstr(cs, row));
+	snprintf(row, sizeof row, "\ncertified_accuracy_l2@%s,", r1);
+	const char *ca = strstr(cs, row);
+	assert_non_null(ca);
+	near(strtod(ca + strlen(row), NULL), (double)cert[1] / N, "csv certified accuracy");
+	const char *p50 = strstr(cs, "\neps_pred_linf_P50,");
+	assert_non_null(p50);
+	near(strtod(p50 + 19, NULL), pct_of(&r, RT_LINF, true, 50), "csv eps_pred_linf P50");
+	free(cs);
+	/* table: for reading, the same counts */
+	const char *st[] = { bin, "--summary", "--format", "table", "--eps", radii, "--norm", "2", XL, NULL };
+	run_ok(st, true, NULL);
+	char *ts = out_text();
+	snprintf(row, sizeof row, "(%lld of %d)", (long long)right, N);
+	assert_non_null(strstr(ts, row));
+	check_summary(ts, &r, RT_ALL_NORMS, false);
+	free(ts);
+	json_decref(o);
+
+	/* without labels, --eps says whether the prediction is robust */
+	const char *ar[] = { bin, "--eps", r1, "--norms", "2", X, NULL };
+	run_ok(ar, true, NULL);
+	char *rs_ = out_text();
+	assert_null(strstr(rs_, "\"label\""));
+	assert_null(strstr(rs_, "\"certified\""));
+	assert_non_null(strstr(rs_, "\"robust\":{"));
+	free(rs_);
+
+	/* exit statuses: 1 for bad labels, 2 for usage */
+	char few[512], many[512], big[512], none[512];
+	snprintf(few, sizeof few, "%s", path_in("few.csv"));
+	snprintf(many, sizeof many, "%s", path_in("many.csv"));
+	snprintf(big, sizeof big, "%s", path_in("big.csv"));
+	snprintf(none, sizeof none, "%s", path_in("none.csv"));
+	spit(few, "0\n1\n");
+	const char *e1[] = { bin, "--labels", few, X, NULL };
+	expect_error(e1, 1, NULL, "few.csv: holds 2 labels but", NULL);
+		f = fopen(many, "w");
+	for (int i = 0; i < N + 1; i++)
+		fputs("1\n", f);
+	fclose(f);
+	const char *e2[] = { bin, "--labels", many, X, NULL };
+	expect_error(e2, 1, NULL, "many.csv: holds 61 labels but", "has 60 examples");
+		spit(big, "0,0.1,0.2,0.3,0.4,0.5\n3,0.1,0.2,0.3,0.4,0.5\n");
+	const char *e3[] = { bin, big, NULL };
+	expect_error(e3, 1, NULL, "big.csv: record 2: label 3 is not a class of model 't' (0 to 2)", NULL);
+	const char *e4[] = { bin, "--labels", lcsv, XL, NULL };
+	expect_error(e4, 1, NULL, "carry a label in the first column", NULL);
+	const char *e5[] = { bin, "--labels", none, X, NULL };
+	expect_error(e5, 1, NULL, "none.csv", NULL);
+	const char *e6[] = { bin, "--eps", "0.1", X, NULL };
+	expect_error(e6, 2, NULL, "--eps needs the norm", NULL);
+	const char *e7[] = { bin, "--eps", "-1", "--norm", "2", X, NULL };
+	expect_error(e7, 2, NULL, "--eps takes", NULL);
+	const char *e8[] = { bin, "--eps", "0.1", "--norm", "3", X, NULL };
+	expect_error(e8, 2, NULL, "--norm takes", NULL);
+	const char *e9[] = { bin, "--norm", "2", X, NULL };
+	expect_error(e9, 2, NULL, "give --eps", NULL);
+	const char *e10[] = { bin, "--eps", "0.1", "--norm", "1", "--norms", "2", X, NULL };
+	expect_error(e10, 2, NULL, "--norm 1 is not among --norms", NULL);
+	const char *e11[] = { bin, "--labels", "-", "-", NULL };
+	expect_error(e11, 2, NULL, "standard input", NULL);
+	results_free(&r);
+	inproc_close(&ip);
+}
+
+/* llnc certify runs the certifier's code on the model compiled in process:
+ * the same bytes for the same arguments, in every output mode. */
+static void test_certify_command(void **state)
+{
+	(void)state;
+	char bin[512], lln[512], w[512];
+	custom_certifier(bin, lln, w);
+	enum { N = 50 };
+	float x[N * 5];
+	for (int i = 0; i < N * 5; i++)
+		x[i] = (float)urand() * 2 - 0.5f;
+	char X[512], D[512];
+	snprintf(X, sizeof X, "%s", path_in("cx.csv"));
+	snprintf(D, sizeof D, "%s", path_in("cd.csv"));
+	write_csv(X, x, N, 5);
+	write_csv(D, x + 5, 1, 5);
+	char lab[512], none[512], nonew[512];
+	snprintf(lab, sizeof lab, "%s", path_in("cl.csv"));
+	snprintf(none, sizeof none, "%s", path_in("none.csv"));
+	snprintf(nonew, sizeof nonew, "%s", path_in("none.safetensors"));
+	FILE *f = fopen(lab, "w");
+	for (int i = 0; i < N; i++)
+		fprintf(f, "%d\n", i % 3);
+	fclose(f);
+	char weq[600];
+	snprintf(weq, sizeof weq, "--weights=%s", w);
+	const char *modes[][10] = {
+		{ X },
+		{ "--format", "csv", "--labels", lab, "--eps", "0.001,0.01", "--norm", "inf", X },
+		{ "--format", "table", "--direction", D, "--norms", "1,inf", X },
+		{ "--summary", "--labels", lab, "--eps", "0.001", "--norms", "2", X },
+		{ "--summary", "--format", "table", "--threads", "1", X },
+	};
+	for (size_t k = 0; k < sizeof modes / sizeof *modes; k++) {
+		const char *a[16] = { bin };
+		const char *b[20] = { LLNC, "certify", lln, k % 2 ? weq : "--weights", k % 2 ? NULL : w };
+		int na = 1, nb = k % 2 ? 4 : 5;
+		if (k == 2) {   /* --weights before FILE, too */
+			b[2] = "--weights";
+			b[3] = w;
+			b[4] = lln;
+		}
+		for (int j = 0; modes[k][j]; j++)
+			a[na++] = b[nb++] = modes[k][j];
+		run_ok(a, true, NULL);
+		char *want = out_text();
+		run_ok(b, false, NULL);
+		char *got = out_text();
+		assert_true(strlen(want) > 100);
+		assert_string_equal(got, want);
+		free(want);
+		free(got);
+	}
+	/* the same exit statuses; --help shows the certifier's flags */
+	const char *u1[] = { LLNC, "certify", lln, X, NULL };
+	expect_error(u1, 2, NULL, "certify needs --weights", NULL);
+	const char *u2[] = { LLNC, "certify", lln, "--weights", w, "--eps", "0.1", X, NULL };
+	expect_error(u2, 2, NULL, "--eps needs the norm", NULL);
+	const char *u3[] = { LLNC, "certify", lln, "--weights", w, "--labels", none, X, NULL };
+	expect_error(u3, 1, NULL, "none.csv", NULL);
+	const char *u4[] = { LLNC, "certify", lln, "--weights", nonew, X, NULL };
+	expect_error(u4, 1, NULL, "none.safetensors", NULL);
+	const char *h[] = { LLNC, "certify", lln, "--help", NULL };
+	run_ok(h, false, NULL);
+	char *s = out_text();
+	assert_non_null(strstr(s, "usage: llnc certify"));
+	assert_non_null(strstr(s, "--labels FILE"));
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_custom_model),
 		cmocka_unit_test(test_ldd),
 		cmocka_unit_test(test_certifier_errors),
+		cmocka_unit_test(test_labels),
+		cmocka_unit_test(test_certify_command),
 		cmocka_unit_test(test_llnc_errors),
 		cmocka_unit_test(test_toy2d),
 		cmocka_unit_test(test_mnist),

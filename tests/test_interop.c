@@ -67,20 +67,6 @@ static const char *put_st(const char *name, const char *header, const void *data
 	return p;
 }
 
-/* Runs a shell command line with stdout and stderr in tmpdir's "out" and
- * "err"; returns the exit status. */
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	int k = vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	snprintf(cmd + k, sizeof cmd - (size_t)k, " >%s/out 2>%s/err", tmpdir, tmpdir);
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 #define assert_err(call, want)              \
 	do {                                    \
 		err[0] = 0;                         \
@@ -729,9 +715,9 @@ static int check_vnnlib(const char *lln, const char *name, int n_inputs, int see
 	for (int i = 0; i < n_inputs; i++) {
 		int label;
 		float eps;
-		char *lp = strstr(line, "\"label\":"), *ep = strstr(line, "\"eps_pred_linf\":");
+		char *lp = strstr(line, "\"pred\":"), *ep = strstr(line, "\"eps_pred_linf\":");
 		assert_true(lp && ep);
-		assert_int_equal(sscanf(lp, "\"label\":%d", &label), 1);
+		assert_int_equal(sscanf(lp, "\"pred\":%d", &label), 1);
 		assert_int_equal(sscanf(ep, "\"eps_pred_linf\":%g", &eps), 1);
 		labels |= 1 << label;
 		check_property(dir, i, X + (int64_t)i * n_in, n_in, n_out, label, eps);

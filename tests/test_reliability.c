@@ -200,25 +200,6 @@ static const char *make_data(const char *name, int n)
 	return P_(name);
 }
 
-/* Opens a float32 .npy of shape (n, w) and writes its header (format 1.0,
- * padded to 64 bytes as numpy does); the caller writes the data. */
-static FILE *npy_open(const char *path, int64_t n, int64_t w)
-{
-	char hdr[128];
-	int k = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
-	                 (long long)n, (long long)w);
-	while ((10 + k + 1) % 64)
-		hdr[k++] = ' ';
-	hdr[k++] = '\n';
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	fwrite("\x93NUMPY\x01\x00", 1, 8, f);
-	unsigned char len[2] = { (unsigned char)(k & 255), (unsigned char)(k >> 8) };
-	fwrite(len, 1, 2, f);
-	fwrite(hdr, 1, (size_t)k, f);
-	return f;
-}
-
 /* ========================================================================
  * Outputs
  * ====================================================================== */
@@ -562,7 +543,7 @@ static void test_reader_chunks(void **state)
 	for (int64_t i = 0; i < n * w; i++)
 		x[i] = (float)i;
 	x[(n - 3) * w + 5] = NAN;
-	f = npy_open(P_("big.npy"), n, w);
+	f = npy_open(P_("big.npy"), "<f4", msg("(%lld, %lld)", (long long)n, (long long)w));
 	fwrite(x, sizeof(float), (size_t)(n * w), f);
 	fclose(f);
 	assert_int_equal(rt_reader_open(P_("big.npy"), w, &r, err), 0);
@@ -768,7 +749,7 @@ static void test_certifier_streams(void **state)
 	 * .npy) certified with the certifier's data limited to 24 MB */
 	{
 		int64_t n = 200000;
-		FILE *f = npy_open(P_("many.npy"), n, 64);
+		FILE *f = npy_open(P_("many.npy"), "<f4", msg("(%lld, 64)", (long long)n));
 		float row[64];
 		for (int64_t i = 0; i < n; i++) {
 			for (int j = 0; j < 64; j++)

@@ -12,7 +12,8 @@
  *   - failure: the output zeroed and a message that starts with the file's
  *     name, so the user learns which file is wrong;
  *   - the chunked reader the certifier streams with gives the examples of
- *     the whole-file reader, chunk by chunk, or fails with its message.
+ *     the whole-file reader, chunk by chunk, or fails with its message;
+ *     so does its form for inputs that may carry labels, with the labels.
  */
 #include <math.h>
 
@@ -78,6 +79,48 @@ static void read_chunks(const char *path, int64_t max)
 	rt_data_free(&whole);
 }
 
+/* The certifier's reader of inputs that may carry labels: a CSV whose
+ * first record has dim + 1 values is read as labeled, and then gives the
+ * examples and labels of the whole-file labeled read; otherwise those of
+ * the unlabeled one. */
+static void read_maybe_labeled(const char *path, int64_t dim, int64_t max)
+{
+	rt_reader *r = NULL;
+	char err[RT_ERRLEN] = "";
+	if (rt_reader_open_labeled(path, dim, &r, err) != 0) {
+		check_failure(path, err);
+		return;
+	}
+	rt_data whole = { 0 };
+	int wrc = -1, labeled = -1, rc;
+	int64_t n = 0;
+	for (;;) {
+		rt_data c;
+		if ((rc = rt_reader_next(r, max, &c, err)) != 0 || c.n == 0)
+			break;
+		if (labeled < 0) {
+			labeled = c.y != NULL;
+			char werr[RT_ERRLEN];
+			wrc = rt_data_read(path, dim, labeled, &whole, werr);
+		}
+		promise(labeled == (c.y != NULL), "every chunk has labels, or none");
+		for (int64_t i = 0; c.y && i < c.n; i++)
+			promise(c.y[i] >= 0, "labels are non-negative");
+		if (wrc == 0)
+			promise(n + c.n <= whole.n && c.dim == dim &&
+			        memcmp(c.x, whole.x + n * dim, sizeof(float) * (size_t)(c.n * dim)) == 0 &&
+			        (!c.y || memcmp(c.y, whole.y + n, sizeof(int32_t) * (size_t)c.n) == 0),
+			        "chunks hold the examples and labels of the whole file");
+		n += c.n;
+	}
+	if (rc != 0)
+		check_failure(path, err);
+	else if (wrc == 0)
+		promise(n == whole.n, "chunks end where the whole file does");
+	rt_reader_close(r);
+	rt_data_free(&whole);
+}
+
 static void read_labels(const char *path, int64_t n_expected)
 {
 	int32_t *y;
@@ -103,6 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	read_examples(path, 2, false);
 	read_examples(path, 784, true);
 	read_chunks(path, 1 + (int64_t)(size % 3));   /* chunk boundaries anywhere */
+	read_maybe_labeled(path, 2, 1 + (int64_t)(size % 3));
 	read_labels(path, 0);
 	read_labels(path, 3);
 	return 0;
