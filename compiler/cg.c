@@ -708,6 +708,21 @@ static void emit_direction(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
+/* Zeroes the adjoints (the tangent areas of ws) of values first..n_ops. */
+static void zero_adjoints(gen *g, LLVMValueRef ws, int first)
+{
+	const ir_module *m = g->m;
+	cg_part part = { 0 };
+	for (int v = first; v <= m->n_ops; v++) {
+		cg_part_step(g, &part);
+		loop l;
+		LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, value_size(m, v)));
+		store(g, cd(g, 0), tan_ptr(g, ws, v), i);
+		loop_end(g, &l);
+	}
+	cg_part_close(g, &part);
+}
+
 /* The gradient of logit k with respect to the raw input, in double: the
  * forward pass, then e_k back through the masked network to the input. */
 static void emit_input_grad(gen *g)
@@ -717,15 +732,8 @@ static void emit_input_grad(gen *g)
 	const ir_module *m = g->m;
 	LLVMValueRef P = cg_param(g, 0), ws = cg_param(g, 3), out = cg_param(g, 4);
 	cg_forward(g, P, cg_param(g, 1), NULL, ws, NULL, NULL);
+	zero_adjoints(g, ws, 0);
 	cg_part part = { 0 };
-	for (int v = 0; v <= m->n_ops; v++) {
-		cg_part_step(g, &part);
-		loop l;
-		LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, value_size(m, v)));
-		store(g, cd(g, 0), tan_ptr(g, ws, v), i);
-		loop_end(g, &l);
-	}
-	cg_part_close(g, &part);
 	store(g, cd(g, 1), tan_ptr(g, ws, m->n_ops), LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""));
 	for (int k = m->n_ops - 1; k >= 0; k--) {
 		cg_part_step(g, &part);
@@ -839,15 +847,8 @@ static void emit_rows_backward(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValu
 static void emit_backprop(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef dlogits, LLVMValueRef dz, LLVMValueRef grad)
 {
 	const ir_module *m = g->m;
+	zero_adjoints(g, ws, 1);
 	cg_part part = { 0 };
-	for (int v = 1; v <= m->n_ops; v++) {
-		cg_part_step(g, &part);
-		loop l;
-		LLVMValueRef i = loop_begin(g, &l, ci(g, 0), ci(g, value_size(m, v)));
-		store(g, cd(g, 0), tan_ptr(g, ws, v), i);
-		loop_end(g, &l);
-	}
-	cg_part_close(g, &part);
 	LLVMValueRef has_dz = LLVMBuildIsNotNull(g->b, dz, "");
 	for (int k = m->n_ops - 1; k >= 0; k--) {
 		cg_part_step(g, &part);
