@@ -9,7 +9,6 @@
  * computed once per batch by the model's prepare kernel.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +29,6 @@ typedef struct share {
 	rt_batch *b;
 	int64_t begin, end;
 	int failed;
-	pthread_t tid;
-	bool started;
 } share;
 
 int rt_parse_norms(const char *s, int32_t *norms)
@@ -102,18 +99,11 @@ int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b)
 	for (int t = 0; t < threads; t++) {
 		sh[t] = (share){ .m = m, .P = P, .pre = pre, .b = b,
 		                 .begin = b->n * t / threads, .end = b->n * (t + 1) / threads };
-		/* the calling thread takes the last share itself */
-		if (t < threads - 1)
-			sh[t].started = pthread_create(&sh[t].tid, NULL, run_share, &sh[t]) == 0;
 	}
+	rt_parallel(threads, run_share, sh, sizeof *sh);
 	int failed = 0;
-	for (int t = threads - 1; t >= 0; t--) {
-		if (sh[t].started)
-			pthread_join(sh[t].tid, NULL);
-		else
-			run_share(&sh[t]);
+	for (int t = 0; t < threads; t++)
 		failed |= sh[t].failed;
-	}
 	free(pre);
 	free(sh);
 	return failed ? -1 : 0;

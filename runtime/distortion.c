@@ -22,7 +22,6 @@
  * the thread count.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +37,6 @@ typedef struct dist_job {
 	double *expected, *maximum;
 	float *witness;
 	int failed;
-	pthread_t tid;
-	bool started;
 } dist_job;
 
 /* Per-thread buffers for one gradient evaluation. */
@@ -226,17 +223,11 @@ int rt_distortion(const rt_model *m, const float *P, const rt_data *d, const rt_
 		jobs[t] = (dist_job){ .m = m, .P = P, .pre = pre, .d = d, .o = o,
 		                      .begin = d->n * t / threads, .end = d->n * (t + 1) / threads,
 		                      .expected = expected, .maximum = maximum, .witness = witness };
-		if (t < threads - 1)
-			jobs[t].started = pthread_create(&jobs[t].tid, NULL, dist_share, &jobs[t]) == 0;
 	}
+	rt_parallel(threads, dist_share, jobs, sizeof *jobs);
 	int failed = 0;
-	for (int t = threads - 1; t >= 0; t--) {
-		if (jobs[t].started)
-			pthread_join(jobs[t].tid, NULL);
-		else
-			dist_share(&jobs[t]);
+	for (int t = 0; t < threads; t++)
 		failed |= jobs[t].failed;
-	}
 	free(pre);
 	free(jobs);
 	return failed ? rt_fail(err, "out of memory") : 0;

@@ -11,7 +11,6 @@
  * thread count.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +29,6 @@ typedef struct eval_job {
 	float *eps[RT_NNORMS];
 	uint64_t *pattern, *jac;
 	int failed;
-	pthread_t tid;
-	bool started;
 } eval_job;
 
 static void *eval_share(void *arg)
@@ -131,17 +128,11 @@ int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *
 		                      .correct = correct, .loss = loss, .ce = ce,
 		                      .eps = { eps, eps + cnt, eps + 2 * cnt },
 		                      .pattern = pattern, .jac = jac };
-		if (t < threads - 1)
-			jobs[t].started = pthread_create(&jobs[t].tid, NULL, eval_share, &jobs[t]) == 0;
 	}
+	rt_parallel(threads, eval_share, jobs, sizeof *jobs);
 	int failed = 0;
-	for (int t = threads - 1; t >= 0; t--) {
-		if (jobs[t].started)
-			pthread_join(jobs[t].tid, NULL);
-		else
-			eval_share(&jobs[t]);
+	for (int t = 0; t < threads; t++)
 		failed |= jobs[t].failed;
-	}
 	if (failed)
 		goto done;
 

@@ -8,7 +8,6 @@
  * run.  Each example's loss, cross-entropy and whether its prediction (under
  * the weights before the step) was right are kept, for the epoch's report.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +36,6 @@ typedef struct gjob {
 	const int32_t *y;
 	const int64_t *idx;
 	int64_t begin, end;
-	pthread_t tid;
-	bool started;
 } gjob;
 
 void rt_grad_ctx_free(rt_grad_ctx *c)
@@ -159,15 +156,8 @@ int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, con
 	for (int t = 0; t < threads; t++) {
 		jobs[t] = (gjob){ .c = c, .t = &c->t[t], .o = o, .P = P, .pre = pre, .X = X, .y = y,
 		                  .idx = idx, .begin = nb * t / threads, .end = nb * (t + 1) / threads };
-		if (t < threads - 1)
-			jobs[t].started = pthread_create(&jobs[t].tid, NULL, grad_share, &jobs[t]) == 0;
 	}
-	for (int t = threads - 1; t >= 0; t--) {
-		if (jobs[t].started)
-			pthread_join(jobs[t].tid, NULL);
-		else
-			grad_share(&jobs[t]);
-	}
+	rt_parallel(threads, grad_share, jobs, sizeof *jobs);
 	/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
 	 * past n_params hold only the Gram terms of sq-based objectives */
 	const bool need_sq = rt_objective_needs_sq(o);

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +34,6 @@ typedef struct heat_job {
 	int gw, gh, row0, row1;
 	float *heat;
 	int failed;
-	pthread_t tid;
-	bool started;
 } heat_job;
 
 /* Value of one heatmap cell: binary, the probability of class 1; otherwise
@@ -95,16 +92,10 @@ static int compute_heat(const rt_model *m, panel *p, const double *win, int gw, 
 		jobs[t] = (heat_job){ .m = m, .P = p->P, .win = win, .gw = gw, .gh = gh,
 		                      .row0 = gh * t / threads, .row1 = gh * (t + 1) / threads,
 		                      .heat = p->heat };
-		if (t < threads - 1)
-			jobs[t].started = pthread_create(&jobs[t].tid, NULL, heat_rows, &jobs[t]) == 0;
 	}
-	for (int t = threads - 1; t >= 0; t--) {
-		if (jobs[t].started)
-			pthread_join(jobs[t].tid, NULL);
-		else
-			heat_rows(&jobs[t]);
+	rt_parallel(threads, heat_rows, jobs, sizeof *jobs);
+	for (int t = 0; t < threads; t++)
 		failed |= jobs[t].failed;
-	}
 	return failed ? -1 : 0;
 }
 

@@ -636,6 +636,11 @@ int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *
  * 0, or 1 after printing "PROG: ..." or "FILE: record N: ..." on stderr. */
 int rt_load_labeled(const char *prog, const rt_model *m, bool sigmoid, const char *spec, rt_data *d);
 
+/* Runs fn(args + t * stride) for t < n, one thread each, the calling
+ * thread taking the last (parallel.c); a share whose thread cannot start
+ * runs in the calling thread. */
+void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride);
+
 /* Gradient distortion of the true class's logit (distortion.c): for each
  * labeled example e, expected[e] the mean of ||grad f_y(x') - grad f_y(x)||_1
  * over `samples` uniform points x' of the l_inf ball of radius eps around x
