@@ -1665,6 +1665,18 @@ static void approx_open(approx_case *c, const char *fmt, int K)
 			snprintf(extra, sizeof extra, ", samples = %d", K);
 		snprintf(text, sizeof text, fmt, extra);
 		c->m[v] = jit_text(c->a, text, 2, &c->u[v]);
+		/* --dump=ir states the cost */
+		char *dump = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&dump, &len);
+		ir_dump(f, jit_ir(c->a, source_from_string(c->a, "approx.lln", text)));
+		fclose(f);
+		char want[160];
+		snprintf(want, sizeof want, "approximate ROLL, %d of the %d input axes sampled per example: %d + 1 tangent "
+		         "passes instead of %d + 1", K, c->m[v]->n_in, K, c->m[v]->n_in);
+		if ((strstr(dump, want) != NULL) != (v == 1))
+			fail_msg("--dump=ir of %s:\n%s", v ? "approximate ROLL" : "exact ROLL", dump);
+		free(dump);
 	}
 	assert_int_equal(c->m[0]->samples, 0);
 	assert_int_equal(c->m[1]->samples, K);
