@@ -30,7 +30,7 @@
 
 typedef struct dist_job {
 	const rt_model *m;
-	const float *P, *pre;
+	const float *P;
 	const rt_data *d;
 	const rt_distortion_opts *o;
 	int64_t begin, end;
@@ -98,8 +98,8 @@ static int tournament(rt_rng *r, const double *fit, int n)
 	return fit[b] > fit[a] ? b : a;
 }
 
-/* The search from the example's own uniform draws; updates *best and the
- * witness. */
+/* The search, from a population of fresh uniform points; updates *best and
+ * the witness. */
 static void search(const dist_job *j, grad_buf *b, rt_rng *r, const double *x, int y, double *best, float *wit)
 {
 	const rt_distortion_opts *o = j->o;
@@ -211,24 +211,17 @@ int rt_distortion(const rt_model *m, const float *P, const rt_data *d, const rt_
 	int threads = o->threads > 0 ? o->threads : rt_ncpus();
 	if (threads > d->n)
 		threads = d->n > 0 ? (int)d->n : 1;
-	float *pre = rt_alloc_floats(m->pre_floats);
 	dist_job *jobs = calloc((size_t)threads, sizeof *jobs);
-	if (!pre || !jobs) {
-		free(pre);
-		free(jobs);
+	if (!jobs)
 		return rt_fail(err, "out of memory");
-	}
-	m->prepare(P, pre);
-	for (int t = 0; t < threads; t++) {
-		jobs[t] = (dist_job){ .m = m, .P = P, .pre = pre, .d = d, .o = o,
+	for (int t = 0; t < threads; t++)
+		jobs[t] = (dist_job){ .m = m, .P = P, .d = d, .o = o,
 		                      .begin = d->n * t / threads, .end = d->n * (t + 1) / threads,
 		                      .expected = expected, .maximum = maximum, .witness = witness };
-	}
 	rt_parallel(threads, dist_share, jobs, sizeof *jobs);
 	int failed = 0;
 	for (int t = 0; t < threads; t++)
 		failed |= jobs[t].failed;
-	free(pre);
 	free(jobs);
 	return failed ? rt_fail(err, "out of memory") : 0;
 }
