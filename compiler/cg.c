@@ -54,6 +54,7 @@ _Static_assert(offsetof(rt_tensor, shape) == 12 && offsetof(rt_tensor, offset) =
 /* Code generation of each linear operation (compiler/cg_NAME.c). */
 const cg_op *const cg_ops[OP_COUNT] = {
 	[OP_DENSE] = &cg_op_dense, [OP_CONV2D] = &cg_op_conv2d, [OP_AVGPOOL] = &cg_op_avgpool, [OP_ADD] = &cg_op_add,
+	[OP_RNN] = &cg_op_rnn,
 };
 
 /* ---- a register-blocked matrix product ---- */

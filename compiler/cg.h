@@ -1,6 +1,6 @@
 /* cg.h: the code generator's internal map, shared by cg.c (the kernels)
  * and one file per operation (cg_dense.c, cg_conv2d.c, cg_avgpool.c,
- * cg_add.c).
+ * cg_add.c, cg_rnn.c).
  *
  * The kernels of rt_model are written once, in cg.c, over the small
  * interface `cg_op` below: how an operation maps its operands forward (in
@@ -419,7 +419,7 @@ typedef struct cg_op {
 	                     LLVMValueRef dbar, LLVMValueRef sbar[2], LLVMValueRef grad);
 } cg_op;
 
-extern const cg_op cg_op_dense, cg_op_conv2d, cg_op_avgpool, cg_op_add;
+extern const cg_op cg_op_dense, cg_op_conv2d, cg_op_avgpool, cg_op_add, cg_op_rnn;
 extern const cg_op *const cg_ops[OP_COUNT];   /* by op_kind (cg.c) */
 
 /* ---- kernel pieces shared by cg.c and cg_certify.c ---- */
@@ -475,6 +475,7 @@ static inline int64_t op_taps(const ir_op *op)
 	case OP_DENSE: return op->in_size;
 	case OP_CONV2D: return (int64_t)op->ic * op->kernel * op->kernel;
 	case OP_AVGPOOL: return (int64_t)op->kernel * op->kernel;
+	case OP_RNN: return (int64_t)op->in_size + op->out_size + 2;
 	default: return 2;
 	}
 }
@@ -484,6 +485,7 @@ static inline int64_t op_fanout(const ir_op *op)
 	case OP_DENSE: return op->out_size;
 	case OP_CONV2D: return (int64_t)op->oc * op->kernel * op->kernel;
 	case OP_AVGPOOL: return (int64_t)op->kernel * op->kernel;
+	case OP_RNN: return op->out_size;
 	default: return 1;
 	}
 }

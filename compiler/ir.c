@@ -46,6 +46,65 @@ static void add_params(arena *a, ir_module *m, ir_op *op)
 	add_tensor(m, arena_printf(a, "%s.bias", op->name), 1, &op->oc, fan_in, true);
 }
 
+/* nn.RNN's tensors, shared by the step ops of one rnn: PyTorch
+ * initialises all four U(-1/sqrt(n), 1/sqrt(n)), n the hidden size. */
+static void add_rnn_params(arena *a, ir_module *m, ir_op *op)
+{
+	int n = op->oc, ih[2] = { n, op->in_size }, hh[2] = { n, n };
+	op->w_off = m->n_params;
+	add_tensor(m, arena_printf(a, "%s.weight_ih_l0", op->name), 2, ih, n, false);
+	op->wh_off = m->n_params;
+	add_tensor(m, arena_printf(a, "%s.weight_hh_l0", op->name), 2, hh, n, false);
+	op->b_off = m->n_params;
+	add_tensor(m, arena_printf(a, "%s.bias_ih_l0", op->name), 1, &n, n, true);
+	op->bh_off = m->n_params;
+	add_tensor(m, arena_printf(a, "%s.bias_hh_l0", op->name), 1, &n, n, true);
+}
+
+/* rnn node n over the sequence whose step t is value x0 + t (a stacked
+ * rnn) or the slice t of value 0 (the input): one op per step, all relu'd,
+ * one hidden layer for all their states.  Returns the first step's value. */
+static int lower_rnn(arena *a, ir_module *m, const sema_node *n, int x0, bool over_input)
+{
+	int T = n->dims[0], H = n->dims[1];
+	rt_layer *l = &m->layers[m->n_layers++];
+	l->name = n->name;
+	l->size = T * H;
+	l->offset = m->n_hidden;
+	l->w = H;   /* a sequence layer: c = h = 0, w units per time step */
+	int first = m->n_ops + 1;
+	for (int t = 0; t < T; t++) {
+		ir_op *op = &m->ops[m->n_ops];
+		op->kind = OP_RNN;
+		op->at = n->at;
+		op->name = n->name;
+		op->step = t;
+		op->n_in = t > 0 ? 2 : 1;
+		op->in[0] = over_input ? 0 : x0 + t;
+		op->in[1] = t > 0 ? first + t - 1 : -1;
+		op->slice = over_input ? t * (m->n_in / T) : 0;
+		op->in_size = over_input ? m->n_in / T : m->ops[x0 - 1].out_size;
+		op->out_size = H;
+		op->ic = op->in_size;
+		op->ih = op->iw = 1;
+		op->oc = H;
+		op->oh = op->ow = 1;
+		op->relu = true;
+		op->z_off = m->n_hidden;
+		m->n_hidden += H;
+		if (t == 0) {
+			add_rnn_params(a, m, op);
+		} else {
+			op->w_off = m->ops[first - 1].w_off;
+			op->b_off = m->ops[first - 1].b_off;
+			op->wh_off = m->ops[first - 1].wh_off;
+			op->bh_off = m->ops[first - 1].bh_off;
+		}
+		m->n_ops++;
+	}
+	return first;
+}
+
 /* A value as C x H x W: vectors are n x 1 x 1. */
 static void chw(const sema_node *n, int *c, int *h, int *w)
 {
@@ -84,8 +143,11 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 	chw(&sm->nodes[0], &m->in_c, &m->in_h, &m->in_w);
 	m->mean = sm->normalize ? sm->mean : 0.0;
 	m->std = sm->normalize ? sm->std : 1.0;
-	m->ops = arena_alloc(a, sizeof *m->ops * sm->n_nodes);
-	m->tensors = arena_alloc(a, sizeof *m->tensors * 2 * sm->n_nodes);
+	int n_ops = 0;
+	for (int i = 0; i < sm->n_nodes; i++)
+		n_ops += sm->nodes[i].op == OP_RNN ? sm->nodes[i].dims[0] : 1;
+	m->ops = arena_alloc(a, sizeof *m->ops * n_ops);
+	m->tensors = arena_alloc(a, sizeof *m->tensors * 4 * sm->n_nodes);
 	m->layers = arena_alloc(a, sizeof *m->layers * sm->n_nodes);
 
 	/* value[i]: the IR value holding sema node i's output. */
@@ -113,6 +175,14 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 			}
 			m->n_hidden += op->out_size;
 			value[i] = v;
+			continue;
+		}
+		if (n->op == OP_RNN) {
+			value[i] = lower_rnn(a, m, n, value[n->in[0]], n->in[0] == 0);
+			continue;
+		}
+		if (n->op == OP_LAST) {   /* the rnn's last step */
+			value[i] = value[n->in[0]] + sm->nodes[n->in[0]].dims[0] - 1;
 			continue;
 		}
 		ir_op *op = &m->ops[m->n_ops];
@@ -164,18 +234,25 @@ void ir_dump(FILE *out, const ir_module *m)
 	for (int i = 0; i < m->n_ops; i++) {
 		const ir_op *op = &m->ops[i];
 		fprintf(out, "  v%d = %s(v%d", i + 1, op_catalogue[op->kind].name, op->in[0]);
+		if (op->kind == OP_RNN)
+			fprintf(out, "[%d..%d)", op->slice, op->slice + op->in_size);
 		for (int k = 1; k < op->n_in; k++)
 			fprintf(out, ", v%d", op->in[k]);
 		if (op->kernel)
 			fprintf(out, ", kernel=%d, stride=%d", op->kernel, op->stride);
 		if (op->kind == OP_CONV2D)
 			fprintf(out, ", padding=%d", op->padding);
+		if (op->kind == OP_RNN)
+			fprintf(out, ", step=%d", op->step);
 		fprintf(out, ") %s [", op->name);
 		print_shape(out, op->oc, op->oh, op->ow);
 		fputs(" <- ", out);
 		print_shape(out, op->ic, op->ih, op->iw);
 		fputc(']', out);
-		if (op->w_off >= 0)
+		if (op->kind == OP_RNN)
+			fprintf(out, " W_ih@%lld W_hh@%lld b_ih@%lld b_hh@%lld", (long long)op->w_off, (long long)op->wh_off,
+			        (long long)op->b_off, (long long)op->bh_off);
+		else if (op->w_off >= 0)
 			fprintf(out, " W@%lld b@%lld", (long long)op->w_off, (long long)op->b_off);
 		if (op->relu)
 			fprintf(out, " relu z[%d..%d)", op->z_off, op->z_off + op->out_size);

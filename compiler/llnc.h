@@ -279,6 +279,12 @@ typedef struct ir_op {
 	bool relu;           /* output is a hidden layer */
 	int64_t w_off, b_off;/* offsets into P; -1 without parameters */
 	int z_off;           /* first hidden neuron, when relu */
+	/* rnn: one op per time step, h_t = relu(W_ih x_t + b_ih + W_hh h_{t-1}
+	 * + b_hh), sharing the four tensors (w_off, b_off: W_ih, b_ih).
+	 * Operand 0 is the sequence below, of which x_t is the in_size values
+	 * from `slice`; operand 1, from step 1 on, is h_{t-1}. */
+	int slice, step;
+	int64_t wh_off, bh_off;
 } ir_op;
 
 typedef struct ir_module {

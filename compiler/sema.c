@@ -824,8 +824,15 @@ static const pspec params_ADD[] = {
 static const pspec params_RELU[] = {
 	{ "x", P_VALUE, true, ANY, NULL },
 };
+static const pspec params_RNN[] = {
+	{ "x", P_VALUE, true, ANY, NULL },
+	{ "n", P_INT, true, GE(1), "rnn size" },
+};
+static const pspec params_LAST[] = {
+	{ "h", P_VALUE, true, ANY, NULL },
+};
 
-static shape_fn shape_DENSE, shape_CONV2D, shape_AVGPOOL, shape_ADD, shape_RELU;
+static shape_fn shape_DENSE, shape_CONV2D, shape_AVGPOOL, shape_ADD, shape_RELU, shape_RNN, shape_LAST;
 
 const op_info op_catalogue[OP_COUNT] = {
 	[OP_INPUT] = { "input", 0, false, false, "input x[dims]" },
@@ -991,6 +998,42 @@ static bool shape_RELU(checker *ck, const ast_expr **args, const int *in, sema_n
 	return true;
 }
 
+/* rnn(x, n) runs over a sequence [T, F]: the input, or the states of an
+ * rnn below it (stacked layers).  Its states [T, n] are hidden neurons
+ * with the ReLU built in; what reads them is another rnn or last(h). */
+static bool shape_RNN(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+{
+	const sema_node *x = &ck->nodes[in[0]];
+	int n;
+	if (!get_int(ck, args[1], &params_RNN[1], &n) || !size_ok(ck, args[1]->at, "rnn", n))
+		return false;
+	if (x->ndims != 2 || (x->op != OP_INPUT && x->op != OP_RNN)) {
+		err(ck, args[0]->at, "rnn needs a sequence [T, F] (the input or another rnn's states), but '%s' has shape %s",
+		    x->name, shape_text(ck, x));
+		return false;
+	}
+	int dims[2] = { x->dims[0], n };
+	if (!size_ok(ck, out->at, "rnn states", (int64_t)dims[0] * n) ||
+	    !size_ok(ck, args[1]->at, "rnn weight", (int64_t)n * (x->dims[1] + n)))
+		return false;
+	out->units = n;
+	set_dims(out, 2, dims);
+	return true;
+}
+
+/* last(h): the final state h_T of an rnn, a vector. */
+static bool shape_LAST(checker *ck, const ast_expr **args, const int *in, sema_node *out)
+{
+	const sema_node *h = &ck->nodes[in[0]];
+	if (h->op != OP_RNN) {
+		err(ck, args[0]->at, "last needs the states of an rnn, but '%s' is %s", h->name,
+		    h->op == OP_INPUT ? "the input" : arena_printf(ck->a, "a %s", op_name(h->op)));
+		return false;
+	}
+	set_dims(out, 1, &h->dims[1]);
+	return true;
+}
+
 /* Symbols: an open-addressing table keyed by name, so that checking is
  * linear in the number of statements. */
 static uint64_t name_hash(const char *s)
@@ -1024,6 +1067,7 @@ static int64_t node_params(const checker *ck, const sema_node *n)
 	switch (n->op) {
 	case OP_DENSE: return (int64_t)n->units * (ck->nodes[n->in[0]].size + 1);
 	case OP_CONV2D: return (int64_t)n->units * ((int64_t)ck->nodes[n->in[0]].dims[0] * n->kernel * n->kernel + 1);
+	case OP_RNN: return (int64_t)n->units * (ck->nodes[n->in[0]].dims[1] + n->units + 2);
 	default: return 0;
 	}
 }
@@ -1034,7 +1078,7 @@ static int add_node(checker *ck, const sema_node *n, loc use_at, loc def_at)
 	if (ck->n_nodes == ck->cap_nodes)
 		internal_error("sema: more nodes than calls in the model");
 	ck->n_params += node_params(ck, n);
-	if (n->op == OP_RELU)
+	if (n->op == OP_RELU || n->op == OP_RNN)
 		ck->n_hidden += n->size;
 	if (ck->n_params > MAX_PARAMS) {
 		err(ck, n->at, "the model has more than %lld parameters up to here; lln supports at most that many",
@@ -1142,6 +1186,12 @@ static int apply_op(checker *ck, const ast_expr *call, stmt_ctx *sc)
 		else if (!use_at.line)
 			use_at = args[i]->at;
 	}
+	for (int i = 0; ok && i < op->n_params; i++)
+		if (in[i] >= 0 && ck->nodes[in[i]].op == OP_RNN && op->op != OP_RNN && op->op != OP_LAST) {
+			err(ck, args[i]->at, "'%s' is the states of an rnn, a sequence %s; %s cannot read it: take last(%s)",
+			    ck->nodes[in[i]].name, shape_text(ck, &ck->nodes[in[i]]), op->name, ck->nodes[in[i]].name);
+			ok = false;
+		}
 	if (!ok)
 		return -1;
 	sema_node n = { .op = op->op, .at = call->at, .name = sc->name, .in = { in[0], in[1] } };
@@ -1360,7 +1410,7 @@ static void check_model(checker *ck, const ast_block *b)
 			if (!is_layer(x->op))
 				err(ck, output->name_at,
 				    "the output must be a layer such as dense (its values are the logits), but '%s' is %s",
-				    output->name, x->op == OP_INPUT ? "the input" : "a relu");
+				    output->name, x->op == OP_INPUT ? "the input" : arena_printf(ck->a, "a %s", op_name(x->op)));
 			else
 				m->output = o;
 		}

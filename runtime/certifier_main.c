@@ -99,6 +99,9 @@ static void print_binding(FILE *out, const rt_model *m, int32_t h, bool json)
 		if (l && l->h > 0)   /* an image layer: also where in it */
 			fprintf(out, "{\"layer\":\"%s\",\"index\":%d,\"channel\":%d,\"row\":%d,\"col\":%d}", l->name, idx,
 			        idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
+		else if (l && l->w > 0)   /* a sequence layer (rnn): the time step and unit */
+			fprintf(out, "{\"layer\":\"%s\",\"index\":%d,\"step\":%d,\"unit\":%d}", l->name, idx, idx / l->w,
+			        idx % l->w);
 		else if (l)
 			fprintf(out, "{\"layer\":\"%s\",\"index\":%d}", l->name, idx);
 		else
@@ -167,6 +170,8 @@ static void print_table_row(FILE *out, const layout *L, const rt_batch *b, const
 		const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(L->m, c->bind[p], &idx) : NULL;
 		if (l && l->h > 0)
 			snprintf(bind, sizeof bind, "%s[%d,%d,%d]", l->name, idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
+		else if (l && l->w > 0)
+			snprintf(bind, sizeof bind, "%s[t=%d,%d]", l->name, idx / l->w, idx % l->w);
 		else if (l)
 			snprintf(bind, sizeof bind, "%s[%d]", l->name, idx);
 		char e[32], ep[32];

@@ -51,7 +51,8 @@ typedef struct rt_layer {  /* one hidden layer: a block of neurons followed by R
 	const char *name;
 	int32_t size;
 	int32_t offset;        /* index of its first neuron in the z vector */
-	int32_t c, h, w;       /* an image layer's channels, rows, columns (C-major); 0 for vectors */
+	int32_t c, h, w;       /* an image layer's channels, rows, columns (C-major); 0 for vectors;
+	                          a sequence layer (rnn) has c = h = 0 and w units per time step */
 } rt_layer;
 
 typedef struct rt_cert {

@@ -19,8 +19,8 @@ input units), and each printed radius r of the l_p ball (q its dual norm):
               worst unit direction for the norm (for l2 g / N with N >= ||g||_2
               rational), has exactly the activation pattern of x
 
-The model is any graph of dense, conv2d, avgpool, add and relu, parsed from
-the .lln model block.  Usage:
+The model is any graph of dense, conv2d, avgpool, add, relu, rnn and last,
+parsed from the .lln model block.  Usage:
   exact_check.py --lln M.lln --weights W.safetensors --input X.csv
                  --certified OUT.jsonl [--direction D.csv] [--tol 1e-5]
 Exit status 0 when every check holds, 1 otherwise (each failure printed).
@@ -105,8 +105,38 @@ class Net:
         zs, gs = [], []
         for name, relu, op, pos, kw in m["stmts"]:
             a = pos[0]
+            if a.startswith("last("):   # the final state of an rnn: its last n values
+                a = a[5:-1].strip()
+                (v, (T, n, _)), t = val[a], tan.get(a)
+                v, t = (v[-n:], (n, 1, 1)), t[-n:] if t else None
+                val[name + "/last"], tan[name + "/last"] = v, t
+                a = name + "/last"
             v, (C, H, W) = val[a]
             t = tan.get(a)
+            if op == "rnn":   # h_t = relu(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), h_0 = 0
+                Wi, (n, k) = self.w[name + ".weight_ih_l0"]
+                Wh = self.w[name + ".weight_hh_l0"][0]
+                bi, bh = self.w[name + ".bias_ih_l0"][0], self.w[name + ".bias_hh_l0"][0]
+                T = len(v) // k
+                z, h, g, gh = [], [F(0)] * n, [], [{}] * n
+                for step in range(T):
+                    xs = [(step * k + i) for i in range(k)]
+                    zt = [bi[j] + bh[j] + sum(Wi[j * k + i] * v[xs[i]] for i in range(k)) +
+                          sum(Wh[j * n + q] * h[q] for q in range(n)) for j in range(n)]
+                    if tangents:
+                        gt = [addrow(combine([(xs[i], Wi[j * k + i]) for i in range(k)], t),
+                                     combine([(q, Wh[j * n + q]) for q in range(n)], gh)) for j in range(n)]
+                        g += gt
+                        gh = [r if o > 0 else {} for r, o in zip(gt, zt)]
+                    z += zt
+                    h = [o if o > 0 else F(0) for o in zt]
+                zs.append(z)
+                if tangents:
+                    gs.append(g)
+                val[name] = ([o if o > 0 else F(0) for o in z], (T, n, "steps"))
+                if tangents:
+                    tan[name] = [r if o > 0 else {} for r, o in zip(g, z)]
+                continue
             if op == "dense":
                 Wt, (n, k) = self.w[name + ".weight"]
                 b = self.w[name + ".bias"][0]

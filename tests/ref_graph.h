@@ -1,6 +1,9 @@
 /* ref_graph.h: a naive double-precision reference for graphs of dense,
- * conv2d, avgpool and add operations with ReLUs, written from the language
- * specification and docs/method.md, independently of the compiler.
+ * conv2d, avgpool, add and rnn operations with ReLUs, written from the
+ * language specification and docs/method.md, independently of the compiler.
+ * An rnn over T steps is T nodes, step t reading frame t of the sequence
+ * (a block of columns of its operand) and step t - 1, all of them expanded
+ * from the same four tensors.
  *
  * Every operation is expanded into explicit dense matrices over flattened
  * values (C-major order, c then y then x), one per operand, plus a constant
@@ -33,7 +36,7 @@
 
 #define RG_MAXN 24
 
-typedef enum { RG_INPUT, RG_DENSE, RG_CONV, RG_POOL, RG_ADD } rg_kind;
+typedef enum { RG_INPUT, RG_DENSE, RG_CONV, RG_POOL, RG_ADD, RG_RNN } rg_kind;
 
 /* A sparse row-compressed copy of an expanded matrix. */
 typedef struct rg_csr {
@@ -46,7 +49,8 @@ typedef struct rg_csr {
 typedef struct rg_node {
 	rg_kind kind;
 	char name[32];
-	int arg[2];           /* operand nodes (arg[1]: add only) */
+	int arg[2];           /* operand nodes (arg[1]: add, and rnn steps after the first) */
+	int slice, F;         /* rnn: the frame is F columns of arg[0] from slice */
 	int C, H, W, n;       /* output shape, n = C H W */
 	int out, k, stride, pad;
 	bool relu;
@@ -166,13 +170,44 @@ static inline int rg_add(rg_graph *g, const char *name, int a, int b, bool relu)
 	return rg_finish_node(g, i);
 }
 
+/* rnn(a, n) over T steps: nn.RNN(F, n, nonlinearity='relu'), the frames
+ * being T blocks of F values of the input (a = 0, D = T F) or the steps of
+ * a stacked rnn starting at node a.  Its tensors W_ih [n, F], W_hh [n, n],
+ * b_ih [n], b_hh [n] follow each other in P.  Returns the last step. */
+static inline int rg_rnn(rg_graph *g, const char *name, int a, int T, int n)
+{
+	int first = g->nn, F = a == 0 ? g->D / T : g->node[a].n;
+	for (int t = 0; t < T; t++) {
+		int i = rg_add_node(g, RG_RNN, name, a == 0 ? 0 : a + t, t ? first + t - 1 : -1, true);
+		rg_node *v = &g->node[i];
+		v->out = n;
+		v->C = n, v->H = 1, v->W = 1;
+		v->F = F;
+		v->slice = a == 0 ? t * F : 0;
+		if (t == 0) {
+			v->wcount = (int64_t)n * (F + n);
+			v->bcount = 2 * n;
+		}
+		rg_finish_node(g, i);
+		if (t > 0) {
+			v->poff = g->node[first].poff;
+			v->wcount = g->node[first].wcount;
+			v->bcount = g->node[first].bcount;
+		}
+	}
+	return first + T - 1;
+}
+
 static inline void rg_output(rg_graph *g, int i)
 {
 	g->out = i;
 	g->O = g->node[i].n;
 }
 
-static inline int rg_nargs(const rg_node *v) { return v->kind == RG_INPUT ? 0 : v->kind == RG_ADD ? 2 : 1; }
+static inline int rg_nargs(const rg_node *v)
+{
+	return v->kind == RG_INPUT ? 0 : v->kind == RG_ADD || (v->kind == RG_RNN && v->arg[1] >= 0) ? 2 : 1;
+}
 
 /* ---- expansion into matrices ---- */
 
@@ -259,6 +294,16 @@ static inline void rg_load(rg_graph *g, const double *P)
 			for (int k = 0; k < 2; k++)
 				for (int r = 0; r < v->n; r++)
 					v->M[k][(size_t)r * v->n + r] += 1;
+			break;
+		case RG_RNN:     /* z_t = W_ih x_t + b_ih + W_hh relu(z_{t-1}) + b_hh */
+			for (int j = 0; j < v->n; j++) {
+				for (int i = 0; i < v->F; i++)
+					M[(size_t)j * u->n + v->slice + i] = Wt[(size_t)j * v->F + i];
+				if (na > 1)
+					for (int k = 0; k < v->n; k++)
+						v->M[1][(size_t)j * v->n + k] = Wt[(size_t)v->n * v->F + (size_t)j * v->n + k];
+				v->c[j] = bias[j] + bias[v->n + j];
+			}
 			break;
 		case RG_INPUT:
 			break;

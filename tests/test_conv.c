@@ -204,6 +204,40 @@ static void build_border(rg_graph *g)
 	rg_output(g, rg_dense(g, "out", b, 3, false));
 }
 
+/* Recurrent models: nn.RNN(F, n, nonlinearity='relu') unrolled over a
+ * fixed length, alone and stacked (every step's states hidden neurons). */
+static const char rnn_lln[] =
+	"model rnn {\n"
+	"  input x[4, 3] normalize(0.2, 0.9);\n"
+	"  h = rnn(x, 5);\n"
+	"  out = dense(last(h), 3);\n"
+	"  output out;\n"
+	"}\n";
+static void build_rnn(rg_graph *g)
+{
+	rg_input(g, 1, 4, 3, 0.2, 0.9);
+	int h = rg_rnn(g, "h", 0, 4, 5);
+	rg_output(g, rg_dense(g, "out", h, 3, false));
+}
+
+static const char rnn2_lln[] =
+	"model rnn2 {\n"
+	"  input x[6, 2];\n"
+	"  h = rnn(x, 4);\n"
+	"  s = rnn(h, 3);\n"
+	"  f = relu(dense(last(s), 5));\n"
+	"  out = dense(f, 2);\n"
+	"  output out;\n"
+	"}\n";
+static void build_rnn2(rg_graph *g)
+{
+	rg_input(g, 1, 6, 2, 0, 1);
+	int h = rg_rnn(g, "h", 0, 6, 4);
+	int s = rg_rnn(g, "s", h - 5, 6, 3);
+	int f = rg_dense(g, "f", s, 5, true);
+	rg_output(g, rg_dense(g, "out", f, 2, false));
+}
+
 /* A random graph: a few of {conv (+relu), avgpool, residual block} on an
  * image, then one or two dense layers. */
 static void build_random(rg_graph *g, uint64_t seed)
@@ -263,6 +297,8 @@ static const spec specs[] = {
 	{ "r1", NULL, NULL, build_r1, 1001, true, 1 },
 	{ "r2", NULL, NULL, build_r2, 1002, false, 0 },
 	{ "r3", NULL, NULL, build_r3, 1003, true, 0 },
+	{ "rnn", rnn_lln, NULL, build_rnn, 28, false, 0 },
+	{ "rnn2", rnn2_lln, NULL, build_rnn2, 29, false, 5 },
 	{ "border", border_lln, NULL, build_border, 27, false, 0 },
 };
 #define NSPECS (sizeof specs / sizeof *specs)
@@ -356,15 +392,40 @@ static void check_descriptor(const tmodel *t)
 	int L = 0, nt = 0;
 	for (int i = 1; i < g->nn; i++) {
 		const rg_node *v = &g->node[i];
+		if (v->kind == RG_RNN && v->arg[1] >= 0)
+			continue;   /* a later step: one layer and one set of tensors for all */
+		int steps = 1;
+		while (v->kind == RG_RNN && i + steps < g->nn && g->node[i + steps].kind == RG_RNN &&
+		       g->node[i + steps].arg[1] == i + steps - 1)
+			steps++;
 		if (v->relu) {
 			assert_true(L < m->n_layers);
-			if (strcmp(m->layers[L].name, v->name) != 0 || m->layers[L].size != v->n || m->layers[L].offset != v->zoff)
+			if (strcmp(m->layers[L].name, v->name) != 0 || m->layers[L].size != steps * v->n ||
+			    m->layers[L].offset != v->zoff || (v->kind == RG_RNN && m->layers[L].w != v->n))
 				fail_msg("%s: layer %d is %s (%d at %d), expected %s (%d at %d)", t->s->name, L, m->layers[L].name,
-				         m->layers[L].size, m->layers[L].offset, v->name, v->n, v->zoff);
+				         m->layers[L].size, m->layers[L].offset, v->name, steps * v->n, v->zoff);
 			L++;
 		}
 		if (v->poff < 0)
 			continue;
+		if (v->kind == RG_RNN) {   /* W_ih [n, F], W_hh [n, n], b_ih [n], b_hh [n] */
+			static const char *const names[4] = { "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0" };
+			int64_t off = v->poff;
+			for (int b = 0; b < 4; b++) {
+				assert_true(nt < m->n_tensors);
+				const rt_tensor *tt = &m->tensors[nt++];
+				char want[48];
+				snprintf(want, sizeof want, "%s.%s", v->name, names[b]);
+				int64_t count = (int64_t)v->n * (b == 0 ? v->F : b == 1 ? v->n : 1);
+				if (strcmp(tt->name, want) != 0 || tt->rank != (b < 2 ? 2 : 1) || tt->offset != off ||
+				    tt->count != count || tt->shape[0] != v->n || (b < 2 && tt->shape[1] != (b ? v->n : v->F)) ||
+				    tt->is_bias != (b >= 2))
+					fail_msg("%s: tensor %d is %s at %lld, expected %s at %lld", t->s->name, nt - 1, tt->name,
+					         (long long)tt->offset, want, (long long)off);
+				off += count;
+			}
+			continue;
+		}
 		const rg_node *u = &g->node[v->arg[0]];
 		for (int b = 0; b < 2; b++) {
 			assert_true(nt < m->n_tensors);
@@ -1572,7 +1633,7 @@ static void check_training(size_t si, const rt_objective *ob, const rg_loss_spec
 	rg_example_free(&ex);
 }
 
-static const size_t train_models[] = { 0, 1, 2, 6 };   /* cnn, res3, wide (one logit), r1 */
+static const size_t train_models[] = { 0, 1, 2, 6, 9, 10 };   /* cnn, res3, wide (one logit), r1, rnn, rnn2 */
 #define NTRAIN (sizeof train_models / sizeof *train_models)
 
 static void test_train_vanilla(void **state)
@@ -1642,6 +1703,14 @@ static const char approx_chain_lln[] =
 	"  a = relu(dense(x, 9));\n"
 	"  b = relu(dense(a, 8));\n"
 	"  out = dense(b, 4);\n"
+	"  output out;\n"
+	"}\n"
+	"objective {\n  loss = cross_entropy;\n  regularizer = roll(lambda = 1, C = 1%s);\n}\n";
+static const char approx_rnn_lln[] =
+	"model seq {\n"
+	"  input x[10, 5] normalize(0.1, 0.5);\n"
+	"  h = rnn(x, 6);\n"
+	"  out = dense(last(h), 3);\n"
 	"  output out;\n"
 	"}\n"
 	"objective {\n  loss = cross_entropy;\n  regularizer = roll(lambda = 1, C = 1%s);\n}\n";
@@ -1732,8 +1801,8 @@ static void test_sample_axes(void **state)
 static void test_approx_all_axes(void **state)
 {
 	(void)state;
-	const char *fmts[2] = { approx_conv_lln, approx_chain_lln };
-	for (int f = 0; f < 2; f++) {
+	const char *fmts[3] = { approx_conv_lln, approx_chain_lln, approx_rnn_lln };
+	for (int f = 0; f < 3; f++) {
 		approx_case c;
 		approx_open(&c, fmts[f], 50);
 		const rt_model *m = c.m[0];
@@ -1763,10 +1832,10 @@ static void test_approx_all_axes(void **state)
 static void test_approx_unbiased(void **state)
 {
 	(void)state;
-	const char *fmts[2] = { approx_conv_lln, approx_chain_lln };
-	const int Ks[2] = { 7, 9 };
+	const char *fmts[3] = { approx_conv_lln, approx_chain_lln, approx_rnn_lln };
+	const int Ks[3] = { 7, 9, 8 };
 	enum { M = 500 };
-	for (int f = 0; f < 2; f++) {
+	for (int f = 0; f < 3; f++) {
 		approx_case c;
 		approx_open(&c, fmts[f], Ks[f]);
 		const rt_model *m = c.m[0];

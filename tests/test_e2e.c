@@ -12,8 +12,8 @@
  * also runs through `llnc eval` and the certifier on .npy images of shape
  * [N, 1, 12, 12] and on IDX image files.  test_exact_soundness checks the
  * certifier's printed radii against the model as written in exact rational
- * arithmetic (tests/exact_check.py), for a dense and a residual conv model
- * with normalize(0.1307, 0.3081) and decimal CSV inputs.  test_labels
+ * arithmetic (tests/exact_check.py), for a dense, a residual conv and a
+ * stacked rnn model, normalized, on decimal CSV inputs.  test_labels
  * gives the certifier true labels in every form (labeled CSV, --labels as
  * CSV, .npy, IDX) and checks pred, label, correct, certified at radii and
  * the summary in each format against the in-process numbers, and its exit
@@ -1145,9 +1145,13 @@ static void test_exact_soundness(void **state)
 		"  c1 = relu(conv2d(x, 2, kernel = 3, padding = 1));\n  c2 = conv2d(c1, 2, kernel = 3, padding = 1);\n"
 		"  r = relu(add(c2, c1));\n  p = avgpool(r, 2);\n  h = relu(dense(p, 6));\n  out = dense(h, 3);\n"
 		"  output out;\n}\n",
+		"model seq {\n  input x[5, 3] normalize(0.25, 0.5);\n  h = rnn(x, 4);\n  s = rnn(h, 3);\n"
+		"  out = dense(last(s), 2);\n  output out;\n}\n",
 	};
+	static const char *const seeds[] = { "4", "11", "12" };
+	static const int dims[] = { 12, 36, 15 }, records[] = { 60, 12, 30 };
 	const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-	for (int mi = 0; mi < 2; mi++) {
+	for (int mi = 0; mi < 3; mi++) {
 		char lln[512], w[512], bin[512], X[512], dir[512], out[512], cmd[4096];
 		snprintf(lln, sizeof lln, "%s", path_in("exact.lln"));
 		snprintf(w, sizeof w, "%s", path_in("exact.safetensors"));
@@ -1156,11 +1160,11 @@ static void test_exact_soundness(void **state)
 		snprintf(dir, sizeof dir, "%s", path_in("exact-dir.csv"));
 		snprintf(out, sizeof out, "%s", path_in("exact.jsonl"));
 		spit(lln, models[mi]);
-		const char *init[] = { LLNC, "init", lln, "--seed", mi ? "11" : "4", "-o", w, NULL };
+		const char *init[] = { LLNC, "init", lln, "--seed", seeds[mi], "-o", w, NULL };
 		run_ok(init, false, NULL);
 		const char *build[] = { LLNC, "build", lln, "--certifier", "--weights", w, "-o", bin, NULL };
 		run_ok(build, false, NULL);
-		int D = mi ? 36 : 12, n = mi ? 12 : 60;
+		int D = dims[mi], n = records[mi];
 		FILE *f = fopen(X, "w");
 		assert_non_null(f);
 		for (int i = 0; i < n; i++)

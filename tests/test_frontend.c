@@ -494,6 +494,15 @@ static void test_ir_dump_lays_out_mnist_fc_like_pytorch(void **state)
 /* The IR of the convolutional acceptance example: two-operand add reading a
  * value two ops back, image shapes through stride, padding and pooling,
  * conv2d tensors in nn.Conv2d's layout, and the tangent strategy. */
+/* The IR of a stacked rnn: one op per time step, step t reading frame t of
+ * the input (a slice) or step t of the rnn below and step t - 1, every step
+ * sharing nn.RNN's four tensors; one hidden layer per rnn. */
+static void test_ir_dump_of_a_stacked_rnn_unrolled_with_shared_tensors(void **state)
+{
+	(void)state;
+	check_ir_golden(LLN_SOURCE_DIR "/tests/data/rnn.lln", LLN_SOURCE_DIR "/tests/golden/ir_rnn.txt");
+}
+
 static void test_ir_dump_of_a_residual_cnn_shapes_and_strategy(void **state)
 {
 	(void)state;
@@ -529,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_ast_dump_matches_golden_file),
 		cmocka_unit_test(test_ir_dump_lays_out_mnist_fc_like_pytorch),
 		cmocka_unit_test(test_ir_dump_of_a_residual_cnn_shapes_and_strategy),
+		cmocka_unit_test(test_ir_dump_of_a_stacked_rnn_unrolled_with_shared_tensors),
 		cmocka_unit_test(test_every_operation_is_documented),
 	};
 	int failed = cmocka_run_group_tests_name("frontend", tests, NULL, NULL);
