@@ -904,8 +904,9 @@ struct rt_reader {
 	FILE *f;
 	bool is_stdin;
 	char *mem;            /* a pipe's bytes, read whole (binary formats seek) */
-	bool is_csv;
+	bool is_csv, is_ts;
 	int64_t dim;
+	rt_seqdata ts;        /* a .ts file, read whole */
 	growbuf g;            /* the chunk rt_reader_next returns */
 	/* arrays */
 	array a;
@@ -929,6 +930,7 @@ void rt_reader_close(rt_reader *r)
 	else if (r->f)
 		clearerr(r->f);
 	free(r->mem);
+	rt_seqdata_free(&r->ts);
 	free(r->raw);
 	free(r->buf);
 	free(r->c.pending);
@@ -985,6 +987,50 @@ static int read_exact(rt_reader *r, void *dst, size_t n, char *err)
 	            ferror(r->f) ? strerror(errno ? errno : EIO) : "file changed while reading");
 }
 
+/* A .ts file of sequences (ts.c) as examples of a fixed-length model: every
+ * sequence must have dim / F frames (or, with dim 0, as many as the first). */
+static int ts_open(rt_reader *r, bool labeled, char *err)
+{
+	if (rt_ts_read(r->path, &r->ts, err))
+		return -1;
+	const rt_seqdata *d = &r->ts;
+	if (labeled && !d->y)
+		return fail(err, r->path, "has no class labels (@classLabel false)");
+	if (r->dim % d->F != 0)
+		return fail(err, r->path, "holds frames of %lld values, and %lld values per example are not a whole number "
+		            "of frames", (long long)d->F, (long long)r->dim);
+	int64_t T = r->dim ? r->dim / d->F : d->start[1];
+	for (int64_t i = 0; i < d->n; i++)
+		if (d->start[i + 1] - d->start[i] != T)
+			return fail_rec(err, r->path, i + 1, "a sequence of %lld frames, but the model takes %lld frames of %lld "
+			                "values (its input has a fixed length; docs/language.md, rnn)",
+			                (long long)(d->start[i + 1] - d->start[i]), (long long)T, (long long)d->F);
+	r->n = d->n;
+	r->w = T * d->F;
+	return 0;
+}
+
+/* Appends up to max - g->n sequences of a .ts file. */
+static int ts_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
+{
+	int64_t rows = r->n - r->row;
+	if (rows > max - g->n)
+		rows = max - g->n;
+	if (rows <= 0)
+		return 0;
+	bool labels = r->ts.y && (r->c.labeled || r->c.maybe_labeled);
+	if (!reserve(g, g->n + rows, r->w, labels))
+		return fail(err, r->path, "out of memory (%lld values)", (long long)(rows * r->w));
+	size_t bytes = (size_t)rows * (size_t)r->w * sizeof(float);
+	memcpy(g->x + g->n * r->w, r->ts.x + r->row * r->w, bytes);
+	memcpy(g->xlo + g->n * r->w, r->ts.xlo + r->row * r->w, bytes);
+	if (labels)
+		memcpy(g->y + g->n, r->ts.y + r->row, (size_t)rows * sizeof *g->y);
+	g->n += rows;
+	r->row += rows;
+	return 0;
+}
+
 /* Opens the file and, for IDX and .npy, reads and checks its header. */
 static int reader_open(const char *path, int64_t dim, bool labeled, bool labels_only, rt_reader **out,
                        char *err)
@@ -1007,8 +1053,15 @@ static int reader_open(const char *path, int64_t dim, bool labeled, bool labels_
 	r->is_csv = r->is_stdin || ends_with(r->path, ".csv");
 	r->c = (csv){ .path = path, .width = labels_only ? 0 : dim, .labeled = labeled,
 	              .labels_only = labels_only, .first = true };
-	r->f = r->is_stdin ? stdin : fopen(r->path, "rb");
 	int rc = 0;
+	if (!r->is_stdin && ends_with(r->path, ".ts")) {
+		r->is_ts = true;
+		if ((rc = ts_open(r, labeled, err)))
+			goto out;
+		*out = r;
+		return 0;
+	}
+	r->f = r->is_stdin ? stdin : fopen(r->path, "rb");
 	if (!r->f) {
 		rc = fail(err, path, "cannot read: %s", strerror(errno));
 		goto out;
@@ -1201,7 +1254,7 @@ static int csv_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
 
 static int reader_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
 {
-	return r->is_csv ? csv_fill(r, max, g, err) : array_fill(r, max, g, err);
+	return r->is_csv ? csv_fill(r, max, g, err) : r->is_ts ? ts_fill(r, max, g, err) : array_fill(r, max, g, err);
 }
 
 int rt_reader_open(const char *path, int64_t dim, rt_reader **out, char *err)
@@ -1228,7 +1281,8 @@ int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err)
 	chunk->n = r->g.n;
 	chunk->dim = r->is_csv ? r->c.width : r->w;
 	chunk->x = r->g.x;
-	chunk->y = r->is_csv && r->c.labeled ? r->g.y : NULL;
+	chunk->y = (r->is_csv && r->c.labeled) || (r->is_ts && r->ts.y && (r->c.labeled || r->c.maybe_labeled)) ? r->g.y
+	                                                                                                    : NULL;
 	chunk->xlo = any_rest(r->g.xlo, chunk->n * chunk->dim) ? r->g.xlo : NULL;
 	return 0;
 }

@@ -312,6 +312,22 @@ typedef struct rt_data {
 } rt_data;
 
 int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char *err);
+/* Sequences (ts.c): the UEA/UCR archive's .ts format, each sequence stored
+ * time-major (frame after frame of F values, as `input x[T, F]` takes
+ * them), lengths free.  The data readers above take a .ts file when every
+ * sequence has dim / F frames, its class indices as labels.  Errors:
+ * "FILE: line N: ...". */
+typedef struct rt_seqdata {
+	int64_t n, F;        /* sequences, values per frame */
+	int64_t *start;      /* n + 1: sequence i is frames start[i] .. start[i + 1] */
+	float *x, *xlo;      /* frames x F, and the rest of each value as written (rt_data) */
+	int32_t *y;          /* n class indices, or NULL without @classLabel true */
+	char **classes;      /* the @classLabel names, n_classes of them */
+	int32_t n_classes;
+} rt_seqdata;
+int rt_ts_read(const char *path, rt_seqdata *out, char *err);
+int rt_ts_parse(const char *path, const char *text, size_t len, rt_seqdata *out, char *err);
+void rt_seqdata_free(rt_seqdata *d);
 /* Labels from IDX (ubyte, 1-D), .npy (integer or float holding integers) or
  * CSV (one integer per line); n_expected > 0 makes a count mismatch an error. */
 int rt_labels_read(const char *path, int64_t n_expected, int32_t **out, int64_t *n, char *err);

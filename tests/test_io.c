@@ -214,6 +214,144 @@ static void test_csv_good(void **state)
 	rt_data_free(&d);
 }
 
+/* .ts sequences: channel-major lines become time-major frames, labels are
+ * positions in @classLabel, lengths may differ; the readers take a .ts file
+ * of one length as fixed-length examples. */
+static void test_ts_good(void **state)
+{
+	(void)state;
+	char err[RT_ERRLEN];
+	const char *p = puts_("a.ts", "# comment\n@problemName Toy\n@univariate false\n@dimensions 2\n"
+	                              "@equalLength false\n@classLabel true up down\n@data\n"
+	                              "1,2,3:0.1,0.2,0.3:down\r\n\n 4 , 5:6,7 : up\n0.1:2e-1:down\n");
+	rt_seqdata d;
+	assert_int_equal(rt_ts_read(p, &d, err), 0);
+	assert_int_equal(d.n, 3);
+	assert_int_equal(d.F, 2);
+	assert_int_equal(d.n_classes, 2);
+	assert_string_equal(d.classes[1], "down");
+	const int64_t start[] = { 0, 3, 5, 6 };
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(d.start[i], start[i]);
+	const int32_t y[] = { 1, 0, 1 };
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(d.y[i], y[i]);
+	const float x[] = { 1, 0.1f, 2, 0.2f, 3, 0.3f, 4, 6, 5, 7, 0.1f, 0.2f };
+	for (int i = 0; i < 12; i++)
+		assert_true(d.x[i] == x[i]);
+	assert_true(d.xlo[1] == (float)(0.1 - (double)0.1f) && d.xlo[1] != 0);
+	rt_seqdata_free(&d);
+
+	/* equal lengths: examples of a fixed-length model, with labels */
+	p = puts_("b.ts", "@univariate true\n@classLabel true 0 1\n@data\n1,2,3:1\n4,5,6:0\n");
+	rt_data e;
+	assert_int_equal(rt_data_read(p, 3, true, &e, err), 0);
+	assert_int_equal(e.n, 2);
+	assert_int_equal(e.dim, 3);
+	assert_true(e.x[3] == 4 && e.y[0] == 1 && e.y[1] == 0);
+	rt_data_free(&e);
+	assert_int_equal(rt_data_read(p, 0, false, &e, err), 0);
+	assert_int_equal(e.dim, 3);
+	assert_null(e.y);
+	rt_data_free(&e);
+	assert_err(rt_data_read(p, 4, false, &e, err),
+	           msg("%s: record 1: a sequence of 3 frames, but the model takes 4 frames of 1 values (its input has a "
+	               "fixed length; docs/language.md, rnn)", p));
+	p = puts_("c.ts", "@dimensions 2\n@classLabel false\n@data\n1,2:3,4\n");
+	assert_err(rt_data_read(p, 4, true, &e, err), msg("%s: has no class labels (@classLabel false)", p));
+	assert_err(rt_data_read(p, 5, false, &e, err),
+	           msg("%s: holds frames of 2 values, and 5 values per example are not a whole number of frames", p));
+	assert_int_equal(rt_data_read(p, 4, false, &e, err), 0);
+	assert_true(e.x[0] == 1 && e.x[1] == 3 && e.x[2] == 2 && e.x[3] == 4);
+	rt_data_free(&e);
+}
+
+/* Every malformed case is refused with the line it is on. */
+static void test_ts_errors(void **state)
+{
+	(void)state;
+	char err[RT_ERRLEN];
+	rt_seqdata d;
+	static const struct { const char *text, *want; } cases[] = {
+		{ "@classLabel true a\n@data\n1,2:a\n", NULL },
+		{ "@dimensions 2\n@classLabel true a b\n@data\n1,2:3:a\n",
+		  "line 4: channel 2 has 1 values but channel 1 has 2: the channels of a sequence must be equally long" },
+		{ "@dimensions 2\n@classLabel true a\n@data\n1,?:3,4:a\n",
+		  "line 4: channel 1, value 2 is missing ('?'); lln needs complete sequences" },
+		{ "@dimensions 2\n@classLabel true a\n@data\n1,2:3,4:c\n",
+		  "line 4: class label 'c' is not in the @classLabel list" },
+		{ "@dimensions 3\n@classLabel true a\n@data\n1,2:3,4:a\n", "line 4: 2 channels, expected 3 (@dimensions)" },
+		{ "@classLabel true a\n@data\n1,x2:a\n", "line 3: channel 1, value 2: expected a finite number, got 'x2'" },
+		{ "@classLabel true a\n@data\n1,inf:a\n", "line 3: channel 1, value 2: expected a finite number, got 'inf'" },
+		{ "@classLabel true a\n@data\n1,,2:a\n", "line 3: channel 1, value 2: expected a finite number, got ''" },
+		{ "@classLabel true a\n@data\n1,2\n", "line 3: no class label: the line must end with ':LABEL'" },
+		{ "@equalLength true\n@classLabel false\n@data\n1,2\n1,2,3\n",
+		  "line 5: 3 values per channel, but the first sequence has 2 and @equalLength is true" },
+		{ "@seriesLength 2\n@classLabel false\n@data\n1,2,3\n", "line 4: 3 values per channel, expected 2 (@seriesLength)" },
+		{ "@dimensions 0\n", "line 1: @dimensions takes a positive integer, got '0'" },
+		{ "@univariate maybe\n", "line 1: @univariate takes true or false" },
+		{ "@timeStamps true\n", "line 1: @timeStamps true is not supported: give the values without time stamps" },
+		{ "@targetLabel true\n", "line 1: @targetLabel (regression) is not supported: lln classifies" },
+		{ "@colour blue\n", "line 1: unknown header '@colour'" },
+		{ "@classLabel true a a\n", "line 1: class label 'a' is listed twice" },
+		{ "@classLabel true\n", "line 1: @classLabel true lists no labels" },
+		{ "@problemName x\n@data\n", "line 2: @data before @classLabel: say whether the sequences carry class labels" },
+		{ "1,2,3\n", "line 1: expected a header line (@name ...) or @data" },
+		{ "@classLabel false\n", "no @data line: not a .ts file" },
+		{ "@classLabel false\n@data\n# nothing\n", "holds no sequences" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "e%zu.ts", i);
+		const char *p = puts_(name, cases[i].text);
+		if (!cases[i].want) {
+			assert_int_equal(rt_ts_read(p, &d, err), 0);
+			rt_seqdata_free(&d);
+			continue;
+		}
+		assert_err(rt_ts_read(p, &d, err), msg("%s: %s", p, cases[i].want));
+		assert_null(d.x);
+	}
+	assert_err(rt_ts_read("/nonexistent/x.ts", &d, err), "/nonexistent/x.ts: cannot read: No such file or directory");
+}
+
+/* The shipped Japanese Vowels files (examples/data/japanese_vowels): 270
+ * training and 370 test sequences of 7 to 26 and 7 to 29 frames of 12 values, 9
+ * speakers, the test set's per-speaker counts those of the UCI description. */
+static void test_ts_japanese_vowels(void **state)
+{
+	(void)state;
+	char err[RT_ERRLEN];
+	static const char *const files[2] = { "JapaneseVowels_TRAIN.ts", "JapaneseVowels_TEST.ts" };
+	static const int64_t n[2] = { 270, 370 }, longest_want[2] = { 26, 29 };
+	static const int per_class[2][9] = { { 30, 30, 30, 30, 30, 30, 30, 30, 30 },
+	                                     { 31, 35, 88, 44, 29, 24, 40, 50, 29 } };
+	for (int f = 0; f < 2; f++) {
+		char path[512];
+		snprintf(path, sizeof path, "%s/examples/data/japanese_vowels/%s", LLN_SOURCE_DIR, files[f]);
+		rt_seqdata d;
+		if (rt_ts_read(path, &d, err))
+			fail_msg("%s", err);
+		assert_int_equal(d.n, n[f]);
+		assert_int_equal(d.F, 12);
+		assert_int_equal(d.n_classes, 9);
+		int count[9] = { 0 };
+		int64_t shortest = INT64_MAX, longest = 0;
+		for (int64_t i = 0; i < d.n; i++) {
+			int64_t T = d.start[i + 1] - d.start[i];
+			shortest = T < shortest ? T : shortest;
+			longest = T > longest ? T : longest;
+			assert_true(d.y[i] >= 0 && d.y[i] < 9);
+			count[d.y[i]]++;
+		}
+		assert_int_equal(shortest, 7);
+		assert_int_equal(longest, longest_want[f]);
+		for (int k = 0; k < 9; k++)
+			assert_int_equal(count[k], per_class[f][k]);
+		rt_seqdata_free(&d);
+	}
+}
+
 static void test_csv_errors(void **state)
 {
 	(void)state;
@@ -953,6 +1091,9 @@ int main(void)
 		cmocka_unit_test(test_layer_of),
 		cmocka_unit_test(test_csv_good),
 		cmocka_unit_test(test_csv_errors),
+		cmocka_unit_test(test_ts_good),
+		cmocka_unit_test(test_ts_errors),
+		cmocka_unit_test(test_ts_japanese_vowels),
 		cmocka_unit_test(test_npy_good),
 		cmocka_unit_test(test_npy_errors),
 		cmocka_unit_test(test_idx),
