@@ -1,8 +1,8 @@
 /* fuzz_data.c: libFuzzer harness for the data readers (runtime/data.c).
  *
- * Built three times, once per reader, with FUZZ_SUFFIX naming the file the
- * input is written to: ".csv" (CSV), ".npy" (NumPy) and ".idx" (IDX, which
- * the readers pick for any other name).  Each input is read the ways the
+ * Built four times, once per reader, with FUZZ_SUFFIX naming the file the
+ * input is written to: ".csv" (CSV), ".npy" (NumPy), ".ts" (sequences) and
+ * ".idx" (IDX, which the readers pick for any other name).  Each input is read the ways the
  * commands read data: examples of any width and of a fixed width, with and
  * without a label column, in chunks of 1 to 3 examples, and as a label
  * file.  Besides crashes and sanitizer reports, the harness checks
