@@ -800,6 +800,8 @@ typedef struct op_spec {
 #define MAX_VALUE_SIZE (1 << 26)
 #define MAX_PARAMS ((int64_t)1 << 31)
 #define MAX_HIDDEN (1 << 30)
+/* an rnn is unrolled into one op per step, built in about 0.4 s each */
+#define MAX_RNN_STEPS 1024
 
 static const pspec params_DENSE[] = {
 	{ "x", P_VALUE, true, ANY, NULL },
@@ -1010,6 +1012,11 @@ static bool shape_RNN(checker *ck, const ast_expr **args, const int *in, sema_no
 	if (x->ndims != 2 || (x->op != OP_INPUT && x->op != OP_RNN)) {
 		err(ck, args[0]->at, "rnn needs a sequence [T, F] (the input or another rnn's states), but '%s' has shape %s",
 		    x->name, shape_text(ck, x));
+		return false;
+	}
+	if (x->dims[0] > MAX_RNN_STEPS) {
+		err(ck, args[0]->at, "rnn over %d time steps; lln unrolls a recurrence step by step and supports at most %d",
+		    x->dims[0], MAX_RNN_STEPS);
 		return false;
 	}
 	int dims[2] = { x->dims[0], n };
