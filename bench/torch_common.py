@@ -253,8 +253,8 @@ class Cnn:
 
         def mask(t, m):
             if t.shape[0] == B * R:
-                return (t.view(B, R, *t.shape[1:]) * m.unsqueeze(1)).view(t.shape)
-            return (t.unsqueeze(0) * m.unsqueeze(1)).view(B * R, *t.shape[1:])
+                return (t.reshape(B, R, *t.shape[1:]) * m.unsqueeze(1)).reshape(t.shape)
+            return (t.unsqueeze(0) * m.unsqueeze(1)).reshape(B * R, *t.shape[1:])
         if t1 is None:
             t1 = self.conv(h, "c1", bias, 2)
         a1 = mask(t1, masks[0])
@@ -267,9 +267,9 @@ class Cnn:
         a4 = mask(t4, masks[3])
         t5 = self.conv(a4, "r2b", bias) + p1
         a5 = mask(t5, masks[4])
-        f = self.dense(a5, bias).view(B, R, -1)
+        f = self.dense(a5, bias).reshape(B, R, -1)
         first = t1.reshape(-1, R, t1[0].numel())
-        return [first.expand(B, R, -1)] + [t.view(B, R, -1) for t in (t2, t3, t4, t5)], f
+        return [first.expand(B, R, -1)] + [t.reshape(B, R, -1) for t in (t2, t3, t4, t5)], f
 
     def vanilla_loss(self, x, y):
         return F.cross_entropy(self.forward(x)[0], y)
