@@ -17,9 +17,9 @@ layers, ReLU after every one but the last, input normalised inside the model):
     respect to the normalised input (the network is affine once the masks are
     fixed).
   * ROLL loss (gamma = 100): CE + lambda/|I| sum over hidden neurons of
-    (||g||_2^2 + C max(0, 1 - |z|)), mean over the batch, lambda = 2, C = 0.25;
-    backward through all of it (autograd), then an SGD step (lr 0.01,
-    Nesterov momentum 0.5, as examples/mnist_fc.lln).
+    (||g||_2^2 + C max(0, 1 - |z|)), mean over the batch (--lambda, --C;
+    mnist_fc's 2 and 0.25); backward through all of it (autograd), then the
+    optimizer's step (mnist_fc: SGD, lr 0.01, Nesterov momentum 0.5).
   * Certification: eps_p = min over hidden neurons with g != 0 of
     |z| std / ||g||_q (q the dual of p; std converts to raw input units), and
     the prediction radius min(eps_p, min_k (f_y - f_k) std / ||g_y - g_k||_q)
