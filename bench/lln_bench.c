@@ -182,7 +182,8 @@ static void perf_ctl(const bench *b, const char *cmd)
 }
 
 static const rt_objective OBJ_VANILLA = { .kind = RT_OBJ_VANILLA };
-/* ROLL with --lambda and --C, gamma 100, sample_seed 0 (set in main) */
+/* ROLL: lambda and C from --lambda and --C (main sets them), gamma 100,
+ * sample_seed 0 */
 static rt_objective OBJ_ROLL = { .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 };
 /* the settings of the two examples: mnist_fc's SGD (lr 0.01, Nesterov
  * momentum 0.5), or with --opt adam mnist_cnn's Adam (lr 0.001, PyTorch's
@@ -255,6 +256,8 @@ static void run_check(bench *b)
 	}
 	printf("],\"samples\":%d,\"axes\":[", m->samples);
 	int32_t *axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
+	if (!axes)
+		die("out of memory%s", "");
 	for (int64_t i = 0; m->samples && i < nb; i++) {
 		rt_sample_axes(OBJ_ROLL.sample_seed, (uint64_t)i, m->n_in, m->samples, axes);
 		printf("%s[", i ? "," : "");
