@@ -2,7 +2,7 @@
  *
  *   lln_bench --model FILE.lln --weights W.safetensors --x X.npy --y Y.npy
  *             --mode MODE [--threads N] [--reps R] [--steps S] [--n N]
- *             [--batch B] [--grad-out FILE]
+ *             [--batch B] [--grad-out FILE] [--lambda L] [--C C] [--opt sgd|adam]
  *
  * JIT-compiles the model in process (the llnc pipeline: parse, check, IR,
  * LLVM, JIT), loads the weights and the examples, then runs one measurement
@@ -13,9 +13,14 @@
  *             gradient, written as safetensors to --grad-out), and the
  *             certificates of the first --n examples with norms = all and
  *             with norms = {2} (the Gram strategy), for bench/run to compare
- *             with the PyTorch template
+ *             with the PyTorch template; for a model with approximate ROLL
+ *             (samples = K) also the K input axes each example of the batch
+ *             drew (rt_sample_axes with the objective's sample_seed 0 and
+ *             the example's row as stream, as rt_batch_grad does), so that
+ *             PyTorch can recompute the same estimate
  *   vanilla   training steps: rt_batch_grad_ctx + SGD step (prepare only for ROLL)
- *   roll      the same with ROLL (lambda 2, C 0.25, gamma 100)
+ *   roll      the same with ROLL (--lambda, default 2; --C, default 0.25;
+ *             gamma 100; approximate when the model samples axes)
  *   cert_all  rt_certify_batch over --n examples, norms = 1, 2, inf
  *   cert_l2   the same with norms = 2 only
  *   kernels   one thread, per kernel: forward, train_forward (need_sq off and
@@ -45,6 +50,8 @@
 typedef struct opts {
 	const char *model, *weights, *x, *y, *mode, *grad_out, *perf_ctl;
 	int threads, reps, steps, n, batch, perf_map;
+	double lambda, C;
+	bool adam;
 } opts;
 
 static double now(void)
@@ -99,14 +106,14 @@ static void usage(void)
 	fputs("usage: lln_bench --model FILE.lln --weights W.safetensors --x X.npy --y Y.npy\n"
 	      "                 --mode check|vanilla|roll|cert_all|cert_l2|kernels|compile\n"
 	      "                 [--threads N] [--reps R] [--steps S] [--n N] [--batch B] [--grad-out FILE]\n"
-	      "                 [--perf-map 1] [--perf-ctl FIFO]\n",
+	      "                 [--perf-map 1] [--perf-ctl FIFO] [--lambda L] [--C C] [--opt sgd|adam]\n",
 	      stderr);
 	exit(2);
 }
 
 static void parse(int argc, char **argv, opts *o)
 {
-	*o = (opts){ .threads = 1, .reps = 5, .steps = 10, .n = 256, .batch = 64 };
+	*o = (opts){ .threads = 1, .reps = 5, .steps = 10, .n = 256, .batch = 64, .lambda = 2, .C = 0.25 };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v)
@@ -125,6 +132,9 @@ static void parse(int argc, char **argv, opts *o)
 		else if (!strcmp(a, "--batch")) o->batch = atoi(v);
 		else if (!strcmp(a, "--perf-map")) o->perf_map = atoi(v);
 		else if (!strcmp(a, "--perf-ctl")) o->perf_ctl = v;
+		else if (!strcmp(a, "--lambda")) o->lambda = atof(v);
+		else if (!strcmp(a, "--C")) o->C = atof(v);
+		else if (!strcmp(a, "--opt") && (!strcmp(v, "sgd") || !strcmp(v, "adam"))) o->adam = !strcmp(v, "adam");
 		else usage();
 	}
 	if (!o->model || !o->weights || !o->x || !o->y || !o->mode || o->threads < 1 || o->reps < 1 ||
@@ -172,8 +182,14 @@ static void perf_ctl(const bench *b, const char *cmd)
 }
 
 static const rt_objective OBJ_VANILLA = { .kind = RT_OBJ_VANILLA };
-static const rt_objective OBJ_ROLL = { .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 };
-static const rt_optimizer OPT = { .kind = RT_SGD, .lr = 0.01, .momentum = 0.5, .nesterov = true };
+/* ROLL: lambda and C from --lambda and --C (main sets them), gamma 100,
+ * sample_seed 0 */
+static rt_objective OBJ_ROLL = { .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 };
+/* the settings of the two examples: mnist_fc's SGD (lr 0.01, Nesterov
+ * momentum 0.5), or with --opt adam mnist_cnn's Adam (lr 0.001, PyTorch's
+ * betas and eps) */
+static rt_optimizer OPT = { .kind = RT_SGD, .lr = 0.01, .momentum = 0.5, .nesterov = true };
+static const rt_optimizer ADAM_CNN = { .kind = RT_ADAM, .lr = 0.001, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8 };
 
 static void header(const bench *b, const char *mode)
 {
@@ -238,6 +254,18 @@ static void run_check(bench *b)
 		printf("%s", i ? "," : "");
 		jnum(c2[i].eps_pred[RT_L2]);
 	}
+	printf("],\"samples\":%d,\"axes\":[", m->samples);
+	int32_t *axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
+	if (!axes)
+		die("out of memory%s", "");
+	for (int64_t i = 0; m->samples && i < nb; i++) {
+		rt_sample_axes(OBJ_ROLL.sample_seed, (uint64_t)i, m->n_in, m->samples, axes);
+		printf("%s[", i ? "," : "");
+		for (int32_t k = 0; k < m->samples; k++)
+			printf("%s%d", k ? "," : "", axes[k]);
+		printf("]");
+	}
+	free(axes);
 	printf("]");
 	footer(-1);
 	free(ca);
@@ -623,6 +651,10 @@ int main(int argc, char **argv)
 	}
 	bench b = { .o = &o };
 	char err[RT_ERRLEN];
+	OBJ_ROLL.lambda = o.lambda;
+	OBJ_ROLL.C = o.C;
+	if (o.adam)
+		OPT = ADAM_CNN;
 
 	double t0 = now();
 	arena *a = arena_new();
