@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""mpi_check.py: data-parallel training and sharded certification under MPI.
+
+Run by ctest (test "mpi"): mpi_check.py LLNC MPIRUN WORKDIR, MPIRUN "none"
+when lln was built without MPI, which skips the test with a message (exit
+77).  Each case trains small models with `llnc train` as one process and as
+K ranks of `mpirun -np K` and checks (docs/scale.md):
+  - the loss of every step (one step per epoch: batch = the training set)
+    agrees within 1e-5 relative for 50 steps, for vanilla, exact ROLL and
+    approximate ROLL, K = 2 and 3 on 31 examples (neither divides);
+  - with several batches per epoch and a last batch of one example (a rank
+    with nothing to do), the per-epoch losses and the final weights agree;
+  - a standalone trainer (llnc build --trainer) runs under mpirun alike;
+  - a run resumed under mpirun equals the run that was not stopped, bit
+    for bit, and a one-process run resumes a 2-rank checkpoint;
+  - a rank that reads bad data stops every rank with its error, and ranks
+    given different data refuse to train, with no output file and no hang;
+  - certification sharded with --shard I/N, and by mpirun, equals the
+    unsharded output, and --summary over shards equals the unsharded one.
+"""
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+
+LLNC, MPIRUN, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+if MPIRUN == "none":
+    print("SKIPPED: lln was built without MPI (install libopenmpi-dev and openmpi-bin; "
+          "scripts/deps does), so data-parallel training is not tested")
+    sys.exit(77)
+os.makedirs(WORK, exist_ok=True)
+os.chdir(WORK)
+# mpirun as root (CI containers) and more ranks than cores (2-core runners);
+# the real path: Open MPI takes the launcher's directory's parent as its
+# installation prefix, which for /bin/mpirun (usrmerge) is "/", refused
+MPI = [os.path.realpath(MPIRUN), "--allow-run-as-root", "--oversubscribe", "--bind-to", "none"]
+ENV = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1")
+failures = []
+
+
+def run(argv, ok=True, timeout=120):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ENV)
+    if ok and p.returncode != 0:
+        raise SystemExit("FAILED (exit %d): %s\n%s%s" % (p.returncode, " ".join(argv), p.stdout, p.stderr))
+    return p
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def model(name, regularizer):
+    with open(name + ".lln", "w") as f:
+        f.write("model %s {\n  input x[6];\n  h1 = relu(dense(x, 16));\n  h2 = relu(dense(h1, 12));\n"
+                "  out = dense(h2, 3);\n  output out;\n}\nobjective {\n  loss = cross_entropy;\n"
+                "  regularizer = %s;\n}\n" % (name, regularizer))
+    return name + ".lln"
+
+
+def data(name, n, seed, bad_record=0):
+    rnd = random.Random(seed)
+    with open(name, "w") as f:
+        for i in range(n):
+            x = [rnd.uniform(-1, 1) for _ in range(6)]
+            y = (x[0] + x[1] > 0) + (x[2] > 0.5)
+            vals = ",".join("%.6f" % v for v in x) if i + 1 != bad_record else "0.1,oops"
+            f.write("%d,%s\n" % (y, vals))
+    return name
+
+
+def log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def weights(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        body = f.read()
+    out = {}
+    for k, v in head.items():
+        if k != "__metadata__":
+            a, b = v["data_offsets"]
+            out[k] = struct.unpack("<%df" % ((b - a) // 4), body[a:b])
+    return out
+
+
+def rel(a, b):
+    return abs(a - b) / max(abs(a), abs(b), 1e-30)
+
+
+def max_rel_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    return max(abs(x - y) / max(1.0, abs(x), abs(y)) for k in wa for x, y in zip(wa[k], wb[k]))
+
+
+def train(k, lln, args, tag, threads=1, exe=None):
+    cmd = ([exe] if exe else [LLNC, "train", lln]) + args + [
+        "--threads", str(threads), "-o", tag + ".safetensors", "--log", tag + ".log"]
+    run((MPI + ["-np", str(k)] if k > 1 else []) + cmd)
+    return log(tag + ".log")
+
+
+data("d31.csv", 31, 1)
+data("d37.csv", 37, 2)
+
+# --- one step per epoch: the loss of every step, 50 steps ---
+cases = [("vanilla", "none", ["--optimizer", "sgd", "--lr", "0.2", "--momentum", "0.9", "--nesterov", "on"]),
+         ("roll", "roll(lambda = 0.5, C = 2)", ["--optimizer", "adam", "--lr", "0.01"]),
+         ("approx", "roll(lambda = 0.5, C = 2, samples = 3)", ["--optimizer", "amsgrad", "--lr", "0.01"])]
+for name, reg, opt in cases:
+    lln = model(name, reg)
+    args = ["--data", "d31.csv", "--batch", "31", "--epochs", "50", "--seed", "5"] + opt
+    ref = train(1, lln, args, name + "1")
+    for k, threads in ((2, 1), (3, 1)) + (((2, 2),) if name == "roll" else ()):
+        got = train(k, lln, args, "%s%d_%d" % (name, k, threads), threads)
+        worst = max(rel(a["train_loss"], b["train_loss"]) for a, b in zip(ref, got))
+        check(len(got) == 50 and worst <= 1e-5,
+              "%s: K=%d (--threads %d) per-step loss within 1e-5 of K=1 over 50 steps (worst %.2g)"
+              % (name, k, threads, worst))
+        check(all(a["train_accuracy"] == b["train_accuracy"] for a, b in zip(ref, got)),
+              "%s: K=%d per-step accuracy equal to K=1" % (name, k))
+
+# --- several batches per epoch, a last batch of one example ---
+lln = "roll.lln"
+args = ["--data", "d37.csv", "--batch", "8", "--epochs", "6", "--seed", "3", "--optimizer", "adam",
+        "--lr", "0.01", "--valid", "4"]
+ref = train(1, lln, args, "multi1")
+for k in (2, 3):
+    got = train(k, lln, args, "multi%d" % k)
+    worst = max(rel(a["train_loss"], b["train_loss"]) for a, b in zip(ref, got))
+    vworst = max(rel(a["valid"]["loss"], b["valid"]["loss"]) for a, b in zip(ref, got))
+    check(worst <= 1e-5 and vworst <= 1e-5,
+          "batch 8 over 33 examples, K=%d: epoch losses within 1e-5 (train %.2g, valid %.2g)"
+          % (k, worst, vworst))
+    d = max_rel_weights("multi1.safetensors", "multi%d.safetensors" % k)
+    check(d <= 1e-5, "batch 8 over 33 examples, K=%d: final weights within 1e-5 (%.2g)" % (k, d))
+
+# --- a standalone trainer under mpirun ---
+run([LLNC, "build", "approx.lln", "--trainer", "-o", "approx-trainer"])
+args = ["--data", "d31.csv", "--batch", "31", "--epochs", "50", "--seed", "5", "--optimizer", "amsgrad",
+        "--lr", "0.01"]
+got = train(2, None, args, "trainer2", exe="./approx-trainer")
+ref = log("approx1.log")
+worst = max(rel(a["train_loss"], b["train_loss"]) for a, b in zip(ref, got))
+check(worst <= 1e-5, "llnc build --trainer under mpirun -np 2: per-step loss within 1e-5 (%.2g)" % worst)
+
+# --- resume under mpirun ---
+args = ["--data", "d37.csv", "--batch", "8", "--seed", "3", "--optimizer", "adam", "--lr", "0.01"]
+train(2, lln, args + ["--epochs", "6"], "straight")
+train(2, lln, args + ["--epochs", "3"], "part")
+run(MPI + ["-np", "2", LLNC, "train", lln] + args + [
+    "--epochs", "6", "--threads", "1", "-o", "part.safetensors", "--log", "part.log",
+    "--resume", "part.ckpt.safetensors"])
+check(weights("straight.safetensors") == weights("part.safetensors") and
+      [e["train_loss"] for e in log("straight.log")] == [e["train_loss"] for e in log("part.log")],
+      "K=2: 3 epochs, then resumed under mpirun to 6, equals 6 epochs bit for bit")
+train(2, lln, args + ["--epochs", "3"], "mixed")
+train(1, lln, args + ["--epochs", "6", "--resume", "mixed.ckpt.safetensors"], "mixed")
+d = max_rel_weights("straight.safetensors", "mixed.safetensors")
+check(d <= 1e-5, "a 2-rank checkpoint resumed by one process: weights within 1e-5 (%.2g)" % d)
+
+# --- a rank that fails stops them all ---
+data("bad.csv", 31, 1, bad_record=7)
+for out in ("fail.safetensors",):
+    if os.path.exists(out):
+        os.remove(out)
+common = ["--batch", "31", "--epochs", "50", "-o", "fail.safetensors"]
+try:
+    p = run(MPI + ["-np", "1", LLNC, "train", "vanilla.lln", "--data", "d31.csv"] + common +
+            [":", "-np", "1", LLNC, "train", "vanilla.lln", "--data", "bad.csv"] + common, ok=False, timeout=60)
+    check(p.returncode != 0 and "bad.csv: record 7:" in p.stderr and not os.path.exists("fail.safetensors"),
+          "bad data on rank 1 alone: every rank stops with its error (exit %d)" % p.returncode)
+except subprocess.TimeoutExpired:
+    check(False, "bad data on rank 1 alone: the job hung")
+try:
+    p = run(MPI + ["-np", "1", LLNC, "train", "vanilla.lln", "--data", "d31.csv"] + common +
+            [":", "-np", "1", LLNC, "train", "vanilla.lln", "--data", "d31.csv", "--seed", "9"] + common,
+            ok=False, timeout=60)
+    check(p.returncode != 0 and "disagree" in p.stderr and not os.path.exists("fail.safetensors"),
+          "ranks with different settings refuse to train (exit %d)" % p.returncode)
+except subprocess.TimeoutExpired:
+    check(False, "ranks with different settings: the job hung")
+
+if failures:
+    print("%d check(s) failed" % len(failures))
+    sys.exit(1)
+print("all MPI checks passed")
