@@ -400,6 +400,18 @@ int rt_files_check(const rt_file *files, int n, char *err);
  * usage errors.
  * ---------------------------------------------------------------------- */
 int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv);
+/* The same run as part `part` of `parts` of a job (llnc certify under
+ * mpirun: docs/scale.md): it certifies its shard, and gather (collective:
+ * every part calls it alike) brings every part's bytes to part 0 in part
+ * order (malloc'd, NULL on the other parts), which writes the records and
+ * the summary of them all.  A part that returns non-zero leaves the others
+ * waiting: the caller ends the job.  job NULL: rt_certify_main. */
+typedef struct rt_cert_job {
+	int part, parts;
+	char *(*gather)(const char *buf, int64_t len, int64_t *total);
+} rt_cert_job;
+int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv,
+                   const rt_cert_job *job);
 
 enum { RT_FORMAT_JSONL, RT_FORMAT_CSV, RT_FORMAT_TABLE };
 #define RT_MAX_RADII 16
@@ -435,6 +447,12 @@ int rt_summary_add(rt_cert_summary *s, const rt_batch *b, const int32_t *y, cons
 int rt_summary_print(FILE *out, const rt_cert_summary *s, const rt_radii *r, int32_t norms, bool dirs,
                      int format);
 void rt_summary_free(rt_cert_summary *s);
+/* The summary as bytes (malloc'd, *len of them), for a job's part 0; NULL
+ * when out of memory.  rt_summary_unpack adds to s every packed summary of
+ * buf (several, one after another), so that the merged summary is the one
+ * of all their inputs, exactly; -1 when out of memory or buf is not such. */
+char *rt_summary_pack(const rt_cert_summary *s, int64_t *len);
+int rt_summary_unpack(rt_cert_summary *s, const char *buf, int64_t len);
 
 /* ------------------------------------------------------------------------
  * VNN-LIB properties (vnnlib.c): `--vnnlib DIR` of the certifier.  For

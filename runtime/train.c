@@ -565,7 +565,7 @@ int rt_train_main(const rt_model *m, const char *defaults, int argc, char **argv
 	rt_config_free(&c);
 	/* a rank that failed alone would leave the others waiting in the next
 	 * allreduce: its error ends them all (after it printed why) */
-	if (rc != 0 && rc != 130)
+	if (rc != 0 && rc != 130 && rt_dist_size() > 1)
 		rt_dist_abort(rc);
 	rt_dist_stop();
 	return rc;
