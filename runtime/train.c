@@ -144,6 +144,7 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 	config *c = r->c;
 	const int64_t n = r->n_train;
 	memcpy(r->perm, r->order, sizeof(int64_t) * (size_t)n);
+	r->comm_s = 0;
 	shuffle(r->perm, n, mix(c->seed ^ EPOCH_SALT, (uint64_t)epoch));
 	int64_t nbatches = (n + c->batch - 1) / c->batch, correct = 0;
 	bool tty = isatty(2) && rt_dist_rank() == 0;
@@ -175,7 +176,10 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 				return rt_user_fail(c, "out of memory");
 			float *tail = sums + len;
 			tail[-RT_SUM_FLAG] = stop_signal != 0;
+			double tc = rt_now();
 			rt_dist_sum(sums, len);
+			r->comm_s += rt_now() - tc;
+			r->comm_floats = len;
 			if (tail[-RT_SUM_FLAG] > 0)
 				return 130;
 			loss = tail[-RT_SUM_LOSS] / (double)nb;
@@ -248,6 +252,8 @@ static int interrupted(const run *r)
 	/* llnc passes the .lln file as --source: then the program is llnc's
 	 * executable and the command the last word of "llnc train" */
 	char exe[4096];
+	if (rt_dist_size() > 1)   /* the same job again (docs/scale.md) */
+		fprintf(stderr, "mpirun -np %d ", rt_dist_size());
 	ssize_t n = c->source ? readlink("/proc/self/exe", exe, sizeof exe - 1) : -1;
 	if (n > 0) {
 		exe[n] = 0;
@@ -483,7 +489,11 @@ static int train_run(const rt_model *m, config *c)
 		} else {
 			fprintf(stderr, "  train acc %.2f%%", 100 * acc);
 		}
-		fprintf(stderr, "  %.1fs  %.0f samples/s\n", secs, rate);
+		fprintf(stderr, "  %.1fs  %.0f samples/s", secs, rate);
+		if (rt_dist_size() > 1)   /* what data parallelism costs (docs/scale.md) */
+			fprintf(stderr, "  %d ranks, allreduce %.3gs (%lld floats/step)", rt_dist_size(), r->comm_s,
+			        (long long)r->comm_floats);
+		fputc('\n', stderr);
 		if (stop_signal)
 			break;
 	}

@@ -10,7 +10,8 @@ K ranks of `mpirun -np K` and checks (docs/scale.md):
     approximate ROLL, K = 2 and 3 on 31 examples (neither divides);
   - with several batches per epoch and a last batch of one example (a rank
     with nothing to do), the per-epoch losses and the final weights agree;
-  - a standalone trainer (llnc build --trainer) runs under mpirun alike;
+  - standalone trainers (llnc build --trainer) run the K > 1 cases, and
+    llnc train one of them, against llnc train's K = 1;
   - a run resumed under mpirun equals the run that was not stopped, bit
     for bit, and a one-process run resumes a 2-rank checkpoint;
   - a rank that reads bad data stops every rank with its error, and ranks
@@ -22,6 +23,7 @@ The --shard checks need no MPI and run in any build.
 import json
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -96,8 +98,12 @@ def max_rel_weights(a, b):
     return max(abs(x - y) / max(1.0, abs(x), abs(y)) for k in wa for x, y in zip(wa[k], wb[k]))
 
 
-def train(k, lln, args, tag, threads=1, exe=None):
-    cmd = ([exe] if exe else [LLNC, "train", lln]) + args + [
+def train(k, lln, args, tag, threads=1, llnc=False):
+    """K ranks of the model's trainer (built once: no JIT per rank), or of llnc train."""
+    exe = "./" + lln.replace(".lln", "-trainer")
+    if not llnc and not os.path.exists(exe):
+        run([LLNC, "build", lln, "--trainer", "-o", exe])
+    cmd = ([LLNC, "train", lln] if llnc else [exe]) + args + [
         "--threads", str(threads), "-o", tag + ".safetensors", "--log", tag + ".log"]
     run((MPI + ["-np", str(k)] if k > 1 else []) + cmd)
     return log(tag + ".log")
@@ -146,15 +152,19 @@ cases = [("vanilla", "none", ["--optimizer", "sgd", "--lr", "0.2", "--momentum",
 for name, reg, opt in cases:
     lln = model(name, reg)
     args = ["--data", "d31.csv", "--batch", "31", "--epochs", "50", "--seed", "5"] + opt
-    ref = train(1, lln, args, name + "1")
-    for k, threads in ((2, 1),) + (((3, 1), (2, 2)) if name == "roll" else ((3, 1),) if name == "approx" else ()):
-        got = train(k, lln, args, "%s%d_%d" % (name, k, threads), threads)
+    ref = train(1, lln, args, name + "1", llnc=True)
+    runs = ((2, 1, False),) + (((2, 1, True), (3, 1, False), (2, 2, False)) if name == "roll"
+                               else ((3, 1, False),) if name == "approx" else ())
+    for k, threads, llnc in runs:
+        got = train(k, lln, args, "%s%d_%d%s" % (name, k, threads, llnc), threads, llnc)
         worst = max(rel(a["train_loss"], b["train_loss"]) for a, b in zip(ref, got))
         check(len(got) == 50 and worst <= 1e-5,
-              "%s: K=%d (--threads %d) per-step loss within 1e-5 of K=1 over 50 steps (worst %.2g)"
-              % (name, k, threads, worst))
+              "%s: K=%d (%s, --threads %d) per-step loss within 1e-5 of K=1 over 50 steps (worst %.2g)"
+              % (name, k, "llnc train" if llnc else "trainer", threads, worst))
         check(all(a["train_accuracy"] == b["train_accuracy"] for a, b in zip(ref, got)),
               "%s: K=%d per-step accuracy equal to K=1" % (name, k))
+        check(got[0].get("ranks") == k and got[0].get("allreduce_floats", 0) >= 16 * 6 + 4,
+              "%s: K=%d: the log reports the ranks and the allreduce" % (name, k))
 
 # --- several batches per epoch, a last batch of one example ---
 lln = "roll.lln"
@@ -171,27 +181,19 @@ for k in (2, 3):
     d = max_rel_weights("multi1.safetensors", "multi%d.safetensors" % k)
     check(d <= 1e-5, "batch 8 over 33 examples, K=%d: final weights within 1e-5 (%.2g)" % (k, d))
 
-# --- a standalone trainer under mpirun ---
-run([LLNC, "build", "approx.lln", "--trainer", "-o", "approx-trainer"])
-args = ["--data", "d31.csv", "--batch", "31", "--epochs", "50", "--seed", "5", "--optimizer", "amsgrad",
-        "--lr", "0.01"]
-got = train(2, None, args, "trainer2", exe="./approx-trainer")
-ref = log("approx1.log")
-worst = max(rel(a["train_loss"], b["train_loss"]) for a, b in zip(ref, got))
-check(worst <= 1e-5, "llnc build --trainer under mpirun -np 2: per-step loss within 1e-5 (%.2g)" % worst)
-
 # --- resume under mpirun ---
 args = ["--data", "d37.csv", "--batch", "8", "--seed", "3", "--optimizer", "adam", "--lr", "0.01"]
 train(2, lln, args + ["--epochs", "6"], "straight")
 train(2, lln, args + ["--epochs", "3"], "part")
+shutil.copy("part.ckpt.safetensors", "mixed.ckpt.safetensors")
 run(MPI + ["-np", "2", LLNC, "train", lln] + args + [
     "--epochs", "6", "--threads", "1", "-o", "part.safetensors", "--log", "part.log",
     "--resume", "part.ckpt.safetensors"])
 check(weights("straight.safetensors") == weights("part.safetensors") and
       [e["train_loss"] for e in log("straight.log")] == [e["train_loss"] for e in log("part.log")],
       "K=2: 3 epochs, then resumed under mpirun to 6, equals 6 epochs bit for bit")
-train(2, lln, args + ["--epochs", "3"], "mixed")
-train(1, lln, args + ["--epochs", "6", "--resume", "mixed.ckpt.safetensors"], "mixed")
+train(1, lln, args + ["--epochs", "6", "--resume", "mixed.ckpt.safetensors", "--checkpoint", "mixed.ckpt"],
+      "mixed")
 d = max_rel_weights("straight.safetensors", "mixed.safetensors")
 check(d <= 1e-5, "a 2-rank checkpoint resumed by one process: weights within 1e-5 (%.2g)" % d)
 
@@ -216,6 +218,9 @@ try:
           "ranks with different settings refuse to train (exit %d)" % p.returncode)
 except subprocess.TimeoutExpired:
     check(False, "ranks with different settings: the job hung")
+p = run(MPI + ["-np", "2", "./certifier"] + CERT, ok=False, timeout=60)
+check(p.returncode != 0 and "--shard I/N" in p.stderr and "llnc certify" in p.stderr,
+      "a standalone certifier under mpirun -np 2 refuses, pointing at --shard and llnc certify")
 try:
     p = run(MPI + ["-np", "2"] + CC + ["--eps", "0.1", "--norm", "2", "bad.csv"], ok=False, timeout=60)
     check(p.returncode != 0 and "bad.csv: record 7:" in p.stderr,
