@@ -437,24 +437,24 @@ static int train_run(const rt_model *m, config *c)
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 	int epoch = r->start_epoch;
+	bool stopped = false;
 	if (r->start_epoch >= c->epochs && lead)
 		fprintf(stderr, "%s: %s has already trained %d epochs (--epochs %d); nothing to train\n",
 		        c->prog, c->resume, r->start_epoch, c->epochs);
 	for (; epoch < c->epochs; epoch++) {
 		double lr = rt_lr_at(&c->opt, epoch), loss = 0, ce = 0, acc = 0, secs = 0;
 		int erc = train_epoch(r, epoch, lr, &loss, &ce, &acc, &secs);
-		if (erc == 130)
+		if (erc == 130) {
+			stopped = true;
 			break;
+		}
 		if (erc)
 			goto restore;
 		double rate = (double)r->n_train / (secs > 0 ? secs : 1e-9);
 		rt_eval ve;
 		bool improved = false;
-		if (!lead) {   /* validation and saving are rank 0's (docs/scale.md) */
-			if (stop_signal)
-				break;
+		if (!lead)   /* validation and saving are rank 0's (docs/scale.md) */
 			continue;
-		}
 		if (run_has_valid(r)) {
 			if (rt_evaluate(m, &c->obj, r->P, &r->valid, threads, c->norms, &ve) != 0) {
 				rt_user_fail(c, "out of memory");
@@ -494,12 +494,15 @@ static int train_run(const rt_model *m, config *c)
 			fprintf(stderr, "  %d ranks, allreduce %.3gs (%lld floats/step)", rt_dist_size(), r->comm_s,
 			        (long long)r->comm_floats);
 		fputc('\n', stderr);
-		if (stop_signal)
+		/* ranks stop together, at the next step's allreduce, never alone */
+		if (stop_signal && rt_dist_size() == 1) {
+			stopped = true;
 			break;
+		}
 	}
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
-	if (stop_signal) {
+	if (stopped) {
 		rc = lead ? interrupted(r) : 130;
 		goto done;
 	}
