@@ -358,12 +358,6 @@ static int64_t count_inputs(const rt_model *m, const char *path, char *err)
 	return n;
 }
 
-/* Part 0 gets every part's bytes, in part order; the others NULL. */
-static char *job_gather(const rt_cert_job *job, const char *buf, int64_t len, int64_t *total)
-{
-	return job ? job->gather(buf, len, total) : NULL;
-}
-
 int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv)
 {
 	return rt_certify_job(m, P, synopsis, argc, argv, NULL);
@@ -647,7 +641,7 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 		fclose(out);
 		out = stdout;
 		int64_t total;
-		all = job_gather(job, mem, bad ? 0 : (int64_t)mem_len, &total);
+		all = job->gather(mem, bad ? 0 : (int64_t)mem_len, &total);
 		if (bad) {
 			fprintf(stderr, "%s: out of memory\n", prog);
 			goto done;
@@ -680,7 +674,7 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 			goto done;
 		}
 		free(all);
-		all = job_gather(job, packed, len, &total);
+		all = job->gather(packed, len, &total);
 		rt_summary_free(&sum);
 		if (all && rt_summary_unpack(&sum, all, total) != 0) {
 			fprintf(stderr, "%s: out of memory\n", prog);
