@@ -3,11 +3,12 @@
 
 Run by ctest (test "mpi"): mpi_check.py LLNC MPIRUN WORKDIR, MPIRUN "none"
 when lln was built without MPI, which skips the MPI checks with a message
-(exit 77).  Each case trains small models with `llnc train` as one process and as
-K ranks of `mpirun -np K` and checks (docs/scale.md):
+(exit 77).  Each case trains small models with `llnc train` as one process
+and as K ranks of `mpirun -np K` and checks (docs/scale.md):
   - the loss of every step (one step per epoch: batch = the training set)
-    agrees within 1e-5 relative for 50 steps, for vanilla, exact ROLL and
-    approximate ROLL, K = 2 and 3 on 31 examples (neither divides);
+    agrees within 1e-5 relative for 50 steps, for vanilla, exact and
+    approximate ROLL and the distance regularizer, with SGD (plain, momentum,
+    Nesterov), Adam and AMSGrad, K = 2 and 3 on 31 examples (neither divides);
   - with several batches per epoch and a last batch of one example (a rank
     with nothing to do), the per-epoch losses and the final weights agree;
   - standalone trainers (llnc build --trainer) run the K > 1 cases, and
@@ -155,7 +156,8 @@ for k in (2, 3):
 # --- one step per epoch: the loss of every step, 50 steps ---
 cases = [("vanilla", "none", ["--optimizer", "sgd", "--lr", "0.2", "--momentum", "0.9", "--nesterov", "on"]),
          ("roll", "roll(lambda = 0.5, C = 2)", ["--optimizer", "adam", "--lr", "0.01"]),
-         ("approx", "roll(lambda = 0.5, C = 2, samples = 3)", ["--optimizer", "amsgrad", "--lr", "0.01"])]
+         ("approx", "roll(lambda = 0.5, C = 2, samples = 3)", ["--optimizer", "amsgrad", "--lr", "0.01"]),
+         ("distance", "distance(lambda = 0.5)", ["--optimizer", "sgd", "--lr", "0.05"])]
 for name, reg, opt in cases:
     lln = model(name, reg)
     args = ["--data", "d31.csv", "--batch", "31", "--epochs", "50", "--seed", "5"] + opt
