@@ -30,6 +30,7 @@ import subprocess
 import sys
 
 LLNC, MPIRUN, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+shutil.rmtree(WORK, ignore_errors=True)   # no trainer or output of an earlier build
 os.makedirs(WORK, exist_ok=True)
 os.chdir(WORK)
 # mpirun as root (CI containers) and more ranks than cores (2-core runners);
