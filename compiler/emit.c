@@ -123,7 +123,12 @@ int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err)
 	if (!cc || !*cc)
 		cc = "cc";
 	snprintf(tmp, sizeof tmp, "%s.tmp%ld", out, (long)getpid());
-	char *argv[16];
+	char *argv[32];
+#ifdef LLN_MPI_LIBS
+	/* an lln built with MPI links trainers with it (docs/scale.md) */
+	char mpi[4096];
+	snprintf(mpi, sizeof mpi, "%s", LLN_MPI_LIBS);
+#endif
 	int n = 0;
 	argv[n++] = (char *)cc;
 	argv[n++] = "-o";
@@ -139,6 +144,11 @@ int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err)
 	}
 	if (kind == CG_TRAINER)
 		argv[n++] = "-l:libjansson.a";
+#ifdef LLN_MPI_LIBS
+	for (char *save = NULL, *lib = strtok_r(mpi, ";", &save); kind == CG_TRAINER && lib && n < 28;
+	     lib = strtok_r(NULL, ";", &save))
+		argv[n++] = lib;
+#endif
 	argv[n++] = "-lm";
 	argv[n++] = "-pthread";
 	argv[n] = NULL;

@@ -436,7 +436,14 @@ static int run_certify(const options *o, const ir_module *ir, const rt_model *m)
 	} else {
 		char synopsis[512];
 		snprintf(synopsis, sizeof synopsis, "llnc certify %.200s --weights W [options] INPUT", o->file);
-		rc = rt_certify_main(m, P, synopsis, argc, argv);
+		/* under mpirun each rank certifies its shard (docs/scale.md) */
+		if ((rc = rt_dist_start("llnc certify")) == 0) {
+			rt_cert_job job = { rt_dist_rank(), rt_dist_size(), rt_dist_gather };
+			rc = rt_certify_job(m, P, synopsis, argc, argv, job.parts > 1 ? &job : NULL);
+			if (rc && rt_dist_size() > 1)   /* the other ranks would wait for it */
+				rt_dist_abort(rc);
+			rt_dist_stop();
+		}
 	}
 	free(P);
 	free(argv);

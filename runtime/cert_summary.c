@@ -85,6 +85,74 @@ int rt_summary_add(rt_cert_summary *s, const rt_batch *b, const int32_t *y, cons
 	return 0;
 }
 
+/* The packed form: the counts as int64, then the radii arrays and the
+ * patterns of the n inputs, in the machine's byte order (the parts of one
+ * job run on machines of one kind). */
+enum { PACK_HEAD = 4 + 2 * RT_MAX_RADII, NV = 2 * RT_NNORMS + 1 };
+
+char *rt_summary_pack(const rt_cert_summary *s, int64_t *len)
+{
+	int64_t head[PACK_HEAD] = { s->n, s->labeled, s->correct, s->undecided };
+	memcpy(head + 4, s->robust, sizeof s->robust);
+	memcpy(head + 4 + RT_MAX_RADII, s->certified, sizeof s->certified);
+	size_t vbytes = sizeof(float) * (size_t)s->n, total = sizeof head + NV * vbytes + sizeof(uint64_t) * (size_t)s->n;
+	char *buf = malloc(total), *at = buf;
+	if (!buf)
+		return NULL;
+	memcpy(at, head, sizeof head);
+	at += sizeof head;
+	for (int k = 0; k < NV; k++, at += vbytes)
+		if (vbytes)
+			memcpy(at, s->v[k], vbytes);
+	if (s->n)
+		memcpy(at, s->pattern, sizeof(uint64_t) * (size_t)s->n);
+	*len = (int64_t)total;
+	return buf;
+}
+
+int rt_summary_unpack(rt_cert_summary *s, const char *buf, int64_t len)
+{
+	for (const char *at = buf, *end = buf + len; at < end;) {
+		int64_t head[PACK_HEAD];
+		if ((size_t)(end - at) < sizeof head)
+			return -1;
+		memcpy(head, at, sizeof head);
+		at += sizeof head;
+		const int64_t n = head[0];
+		size_t vbytes = sizeof(float) * (size_t)n;
+		if (n < 0 || (size_t)(end - at) < NV * vbytes + sizeof(uint64_t) * (size_t)n)
+			return -1;
+		if (s->n + n > s->cap) {   /* grown to exactly what the parts hold */
+			for (int k = 0; k < NV; k++) {
+				float *v = rt_realloc(s->v[k], sizeof(float) * (size_t)(s->n + n));
+				if (!v)
+					return -1;
+				s->v[k] = v;
+			}
+			uint64_t *pt = rt_realloc(s->pattern, sizeof(uint64_t) * (size_t)(s->n + n));
+			if (!pt)
+				return -1;
+			s->pattern = pt;
+			s->cap = s->n + n;
+		}
+		for (int k = 0; k < NV; k++, at += vbytes)
+			if (vbytes)
+				memcpy(s->v[k] + s->n, at, vbytes);
+		if (n)
+			memcpy(s->pattern + s->n, at, sizeof(uint64_t) * (size_t)n);
+		at += sizeof(uint64_t) * (size_t)n;
+		s->n += n;
+		s->labeled |= head[1] != 0;
+		s->correct += head[2];
+		s->undecided += head[3];
+		for (int k = 0; k < RT_MAX_RADII; k++) {
+			s->robust[k] += head[4 + k];
+			s->certified[k] += head[4 + RT_MAX_RADII + k];
+		}
+	}
+	return 0;
+}
+
 void rt_summary_free(rt_cert_summary *s)
 {
 	for (int k = 0; k < 2 * RT_NNORMS + 1; k++)

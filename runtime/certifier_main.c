@@ -14,6 +14,14 @@
  * not grow with the number of inputs (--summary keeps the radii, 32 bytes
  * an input, for exact percentiles) and a bad record stops the run as soon
  * as it is read.  An output file is written whole or not at all.
+ *
+ * --shard I/N certifies only the I-th of N contiguous parts of the input,
+ * its records keeping their index in the whole input, and only shard 0
+ * prints the header, so the shards' outputs concatenated in shard order
+ * are the unsharded output byte for byte.  Run as one part of a job
+ * (rt_certify_job: `llnc certify` under mpirun), the parts' records and
+ * --summary data go to part 0, which writes the one output
+ * (docs/scale.md).
  */
 #include <errno.h>
 #include <math.h>
@@ -66,6 +74,10 @@ static void usage(FILE *out, const rt_model *m, const char *prog, const char *sy
 		"                      each radius and the number of distinct activation patterns\n"
 		"                      instead of per-input lines, in --format (jsonl: one object)\n"
 		"  -o FILE             write the per-input output to FILE (default: stdout)\n"
+		"  --shard I/N         certify only the I-th (from 0) of N contiguous parts of\n"
+		"                      INPUT, records keeping their index; shard 0 alone prints\n"
+		"                      the header, so the outputs concatenated in shard order\n"
+		"                      are the unsharded output (docs/scale.md)\n"
 		"  --vnnlib DIR        also write DIR/prop_N.vnnlib for input N: its certified\n"
 		"                      l_inf prediction ball as a VNN-LIB property, for the\n"
 		"                      ONNX graph of 'llnc export' (docs/certifier.md)\n"
@@ -314,7 +326,50 @@ static const int32_t *chunk_labels(const rt_model *m, const rt_data *chunk, cons
 	return y;
 }
 
+/* "I/N" with 0 <= I < N into part and parts; -1 if it is not. */
+static int parse_shard(const char *s, int *part, int *parts)
+{
+	char *end;
+	long i = strtol(s, &end, 10);
+	if (end == s || *end != '/' || i < 0)
+		return -1;
+	const char *n_at = end + 1;
+	long n = strtol(n_at, &end, 10);
+	if (end == n_at || *end || n < 1 || n > 1000000 || i >= n)
+		return -1;
+	*part = (int)i;
+	*parts = (int)n;
+	return 0;
+}
+
+/* The inputs of INPUT, for the bounds of a shard: a pass that reads (and
+ * checks) every record; -1 with err on a bad record. */
+static int64_t count_inputs(const rt_model *m, const char *path, char *err)
+{
+	rt_reader *r;
+	if (rt_reader_open_labeled(path, m->n_in, &r, err))
+		return -1;
+	rt_data c;
+	int64_t n = -1;
+	for (;;) {
+		if (rt_reader_next(r, CHUNK, &c, err) != 0)
+			break;
+		if (c.n == 0) {
+			n = rt_reader_count(r);
+			break;
+		}
+	}
+	rt_reader_close(r);
+	return n;
+}
+
 int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv)
+{
+	return rt_certify_job(m, P, synopsis, argc, argv, NULL);
+}
+
+int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv,
+                   const rt_cert_job *job)
 {
 	const char *prog = argv[0], *input = NULL, *dir_path = NULL, *out_path = NULL, *vnnlib = NULL;
 	const char *labels_path = NULL, *eps_text = NULL;
@@ -323,13 +378,15 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 	int32_t norms = RT_ALL_NORMS;
 	int format = FORMAT_JSONL;
 	bool summary_only = false;
-	int threads = 0;
-	enum { F_HELP, F_SUMMARY, F_NORMS, F_FORMAT, F_THREADS, F_DIRECTION, F_OUT, F_VNNLIB, F_LABELS, F_EPS, F_NORM };
+	int threads = 0, part = 0, parts = 1;
+	enum { F_HELP, F_SUMMARY, F_NORMS, F_FORMAT, F_THREADS, F_DIRECTION, F_OUT, F_VNNLIB, F_LABELS, F_EPS, F_NORM,
+	       F_SHARD };
 	static const rt_flag flags[] = {
 		{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "summary", false, F_SUMMARY },
 		{ "norms", true, F_NORMS }, { "format", true, F_FORMAT }, { "threads", true, F_THREADS },
 		{ "direction", true, F_DIRECTION }, { "-o", true, F_OUT }, { "vnnlib", true, F_VNNLIB },
 		{ "labels", true, F_LABELS }, { "eps", true, F_EPS }, { "norm", true, F_NORM },
+		{ "shard", true, F_SHARD },
 	};
 	rt_flags fl;
 	rt_flags_init(&fl, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
@@ -371,6 +428,12 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 			else
 				threads = (int)n;
 			break;
+		case F_SHARD:
+			if (job)
+				urc = rt_cmd_fail(prog, 2, "--shard: under mpirun each rank is a shard already");
+			else if (parse_shard(val, &part, &parts) != 0)
+				urc = rt_cmd_fail(prog, 2, "--shard takes I/N, the I-th (0 to N-1) of N parts; got '%s'", val);
+			break;
 		case F_DIRECTION: dir_path = val; break;
 		case F_OUT: out_path = val; break;
 		case F_VNNLIB: vnnlib = val; break;
@@ -404,6 +467,12 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 	}
 	if (labels_path && !strcmp(labels_path, "-") && !strcmp(input, "-"))
 		return rt_cmd_fail(prog, 2, "INPUT and --labels cannot both be standard input");
+	if (job) {
+		part = job->part;
+		parts = job->parts;
+	}
+	if (parts > 1 && !strcmp(input, "-"))
+		return rt_cmd_fail(prog, 2, "a shard needs INPUT in a file (its parts are counted first), not stdin");
 
 	char err[RT_ERRLEN];
 	const rt_file files[] = {
@@ -412,7 +481,8 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 		{ "--labels", labels_path, RT_FILE_IN, 0 },
 		{ "-o", out_path, RT_FILE_OUT, 0 },
 	};
-	int rc = rt_files_check(files, 4, err);
+	/* only part 0 of a job writes the output file */
+	int rc = rt_files_check(files, job && part > 0 ? 3 : 4, err);
 	if (rc)
 		return rt_cmd_fail(prog, rc, "%s", err);
 	if (vnnlib && !(norms & RT_NORM_BIT(RT_LINF)))
@@ -428,6 +498,9 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 	int64_t n_labels = 0;
 	rt_atomic atom = { .fd = -1 };
 	FILE *out = stdout;
+	char *mem = NULL, *all = NULL, *packed = NULL;   /* a job's output, gathered; its summary */
+	size_t mem_len = 0;
+	int64_t begin = 0, end = INT64_MAX;   /* the shard */
 	rt_batch b = { .norms = norms, .threads = threads };
 	b.cert = rt_calloc(CHUNK, sizeof *b.cert);
 	b.pattern = rt_calloc(CHUNK, sizeof *b.pattern);
@@ -443,7 +516,22 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 		goto done;
 	}
 	bool records = out_path || !summary_only;
-	if (out_path) {
+	if (parts > 1) {
+		int64_t total = count_inputs(m, input, err);
+		if (total < 0) {
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
+		begin = total * part / parts;
+		end = total * (part + 1) / parts;
+	}
+	if (job && records) {   /* the records go to part 0 (below) */
+		if (!(out = open_memstream(&mem, &mem_len))) {
+			out = stdout;
+			fprintf(stderr, "%s: out of memory\n", prog);
+			goto done;
+		}
+	} else if (out_path) {
 		if (rt_atomic_open(out_path, &atom, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
@@ -475,7 +563,7 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 				goto done;
 			}
 			L.labeled |= chunk.y != NULL;
-			if (records)
+			if (records && part == 0)
 				print_header(out, &L);
 		}
 		const int32_t *y = NULL;
@@ -483,9 +571,18 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}
-		b.x = chunk.x;
-		b.xlo = chunk.xlo;
-		b.n = chunk.n;
+		/* the shard's part of the chunk: [lo, hi) */
+		int64_t lo = begin > done_n ? begin - done_n : 0;
+		int64_t hi = end - done_n < chunk.n ? end - done_n : chunk.n;
+		if (lo > chunk.n)
+			lo = chunk.n;
+		if (hi < lo)
+			hi = lo;
+		b.x = chunk.x + lo * m->n_in;
+		b.xlo = chunk.xlo ? chunk.xlo + lo * m->n_in : NULL;
+		b.n = hi - lo;
+		if (y)
+			y += lo;
 		if (dir_path && dirs.per_input) {
 			if (done_n > 0 && rt_reader_next(dirs.r, CHUNK, &dirs.chunk, err) != 0) {
 				fprintf(stderr, "%s\n", err);
@@ -496,19 +593,23 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 				fprintf(stderr, "%s\n", err);
 				goto done;
 			}
-			b.dirs = dirs.chunk.x;
-			b.n_dirs = chunk.n;
+			b.dirs = dirs.chunk.x + lo * m->n_in;
+			b.n_dirs = b.n;
 		} else if (dir_path) {
 			b.dirs = dirs.one;
 			b.n_dirs = 1;
+		}
+		if (b.n == 0) {
+			done_n += chunk.n;
+			continue;
 		}
 		if (rt_certify_batch(m, P, &b) != 0) {
 			fprintf(stderr, "%s: out of memory\n", prog);
 			goto done;
 		}
 		if (records)
-			print_records(out, &L, &b, y, done_n);
-		if (vnnlib && rt_vnnlib_batch(vnnlib, m, &b, done_n, err) != 0) {
+			print_records(out, &L, &b, y, done_n + lo);
+		if (vnnlib && rt_vnnlib_batch(vnnlib, m, &b, done_n + lo, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}
@@ -540,7 +641,23 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 			goto done;
 		}
 	}
-	if (out_path) {
+	if (job && records) {
+		int bad = ferror(out) || fflush(out) != 0;
+		fclose(out);
+		out = stdout;
+		int64_t total;
+		all = job->gather(mem, bad ? 0 : (int64_t)mem_len, &total);
+		if (bad) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			goto done;
+		}
+		if (all && out_path && rt_write_atomic(out_path, all, (size_t)total, err) != 0) {
+			fprintf(stderr, "%s\n", err);
+			goto done;
+		}
+		if (all && !out_path)
+			fwrite(all, 1, (size_t)total, stdout);
+	} else if (out_path) {
 		int bad = ferror(out) || fflush(out) != 0;
 		int e = errno;
 		atom.fd = dup(fileno(out));
@@ -555,7 +672,22 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 			goto done;
 		}
 	}
-	if (summary_only && rt_summary_print(stdout, &sum, &radii, norms, dir_path != NULL, format) != 0) {
+	if (summary_only && job) {   /* every part's radii, merged exactly on part 0 */
+		int64_t len, total;
+		if (!(packed = rt_summary_pack(&sum, &len))) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			goto done;
+		}
+		free(all);
+		all = job->gather(packed, len, &total);
+		rt_summary_free(&sum);
+		if (all && rt_summary_unpack(&sum, all, total) != 0) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			goto done;
+		}
+	}
+	if (summary_only && (!job || job->part == 0) &&
+	    rt_summary_print(stdout, &sum, &radii, norms, dir_path != NULL, format) != 0) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		goto done;
 	}
@@ -565,6 +697,9 @@ int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int
 done:
 	if (out != stdout)
 		fclose(out);
+	free(mem);
+	free(all);
+	free(packed);
 	if (atom.tmp)
 		rt_atomic_abort(&atom);
 	free(b.cert);

@@ -24,7 +24,8 @@ struct rt_grad_ctx {
 	gthread *t;
 	double *loss, *ce;   /* per example of the batch */
 	unsigned char *right;
-	int64_t correct;     /* of the last batch */
+	double sum_loss, sum_ce;   /* of the last batch */
+	int64_t correct;
 	int64_t cap;
 };
 
@@ -84,7 +85,8 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		t->dlogits = rt_alloc_floats(m->n_out);
 		t->dz = rt_alloc_floats(H);
 		t->dsq = rt_alloc_floats(H);
-		t->grad = rt_alloc_floats(m->grad_floats > m->n_params ? m->grad_floats : m->n_params);
+		/* thread 0's holds the batch's sums, and their tail (rt_grad_sums) */
+		t->grad = rt_alloc_floats((m->grad_floats > m->n_params ? m->grad_floats : m->n_params) + RT_SUM_TAIL);
 		t->scratch = malloc(sizeof(int32_t) * (size_t)H);
 		t->axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
 		if (!t->ws || !t->z || !t->logits || !t->sq || !t->dlogits || !t->dz || !t->dsq ||
@@ -130,13 +132,26 @@ static void *grad_share(void *arg)
 	return NULL;
 }
 
-int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
-                      const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
-                      float *grad, double *loss, double *ce)
+/* The accumulators of the last rt_grad_sums: all of grad_floats with an
+ * sq-based objective, else the parameters' gradient alone. */
+static int64_t sums_floats(const rt_model *m, const rt_objective *o)
+{
+	return rt_objective_needs_sq(o) && m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
+}
+
+float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                    const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len)
 {
 	const rt_model *m = c->m;
-	if (nb <= 0)
-		return -1;
+	const int64_t gf = sums_floats(m, o);
+	float *g0 = c->t[0].grad;
+	*len = gf + RT_SUM_TAIL;
+	c->sum_loss = c->sum_ce = 0;
+	c->correct = 0;
+	if (nb <= 0) {   /* a process whose part of the batch is empty */
+		memset(g0, 0, sizeof(float) * (size_t)*len);
+		return g0;
+	}
 	if (nb > c->cap) {
 		double *l = realloc(c->loss, sizeof(double) * (size_t)nb);
 		if (l)
@@ -148,7 +163,7 @@ int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, con
 		if (k)
 			c->right = k;
 		if (!l || !e || !k)
-			return -1;
+			return NULL;
 		c->cap = nb;
 	}
 	int threads = c->threads < nb ? c->threads : (int)nb;
@@ -160,30 +175,52 @@ int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, con
 	rt_parallel(threads, grad_share, jobs, sizeof *jobs);
 	/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
 	 * past n_params hold only the Gram terms of sq-based objectives */
-	const bool need_sq = rt_objective_needs_sq(o);
-	int64_t gf = need_sq && m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
-	float *g0 = c->t[0].grad;
 	for (int t = 1; t < threads; t++) {
 		const float *gt = c->t[t].grad;
 		for (int64_t i = 0; i < gf; i++)
 			g0[i] += gt[i];
 	}
-	if (need_sq)
-		m->train_finish(P, g0);
-	const float inv = (float)nb;
-	for (int64_t i = 0; i < m->n_params; i++)
-		grad[i] = g0[i] / inv;
-	double sl = 0, sc = 0;
-	c->correct = 0;
 	for (int64_t i = 0; i < nb; i++) {
-		sl += c->loss[i];
-		sc += c->ce[i];
+		c->sum_loss += c->loss[i];
+		c->sum_ce += c->ce[i];
 		c->correct += c->right[i];
 	}
+	float *tail = g0 + *len;
+	tail[-RT_SUM_LOSS] = (float)c->sum_loss;
+	tail[-RT_SUM_CE] = (float)c->sum_ce;
+	tail[-RT_SUM_CORRECT] = (float)c->correct;
+	tail[-RT_SUM_FLAG] = 0;
+	return g0;
+}
+
+void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums, int64_t nb,
+                  float *grad)
+{
+	const rt_model *m = c->m;
+	/* train_finish is linear in the accumulators: folding the sum of every
+	 * process's equals the sum of their folds, and costs one fold */
+	if (rt_objective_needs_sq(o))
+		m->train_finish(P, sums);
+	const float inv = (float)nb;
+	for (int64_t i = 0; i < m->n_params; i++)
+		grad[i] = sums[i] / inv;
+}
+
+int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                      const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
+                      float *grad, double *loss, double *ce)
+{
+	int64_t len;
+	if (nb <= 0)
+		return -1;
+	float *sums = rt_grad_sums(c, o, P, pre, X, y, idx, nb, &len);
+	if (!sums)
+		return -1;
+	rt_grad_mean(c, o, P, sums, nb, grad);
 	if (loss)
-		*loss = sl / (double)nb;
+		*loss = c->sum_loss / (double)nb;
 	if (ce)
-		*ce = sc / (double)nb;
+		*ce = c->sum_ce / (double)nb;
 	return 0;
 }
 

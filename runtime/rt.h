@@ -417,6 +417,18 @@ int rt_files_check(const rt_file *files, int n, char *err);
  * usage errors.
  * ---------------------------------------------------------------------- */
 int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv);
+/* The same run as part `part` of `parts` of a job (llnc certify under
+ * mpirun: docs/scale.md): it certifies its shard, and gather (collective:
+ * every part calls it alike) brings every part's bytes to part 0 in part
+ * order (malloc'd, NULL on the other parts), which writes the records and
+ * the summary of them all.  A part that returns non-zero leaves the others
+ * waiting: the caller ends the job.  job NULL: rt_certify_main. */
+typedef struct rt_cert_job {
+	int part, parts;
+	char *(*gather)(const char *buf, int64_t len, int64_t *total);
+} rt_cert_job;
+int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv,
+                   const rt_cert_job *job);
 
 enum { RT_FORMAT_JSONL, RT_FORMAT_CSV, RT_FORMAT_TABLE };
 #define RT_MAX_RADII 16
@@ -452,6 +464,12 @@ int rt_summary_add(rt_cert_summary *s, const rt_batch *b, const int32_t *y, cons
 int rt_summary_print(FILE *out, const rt_cert_summary *s, const rt_radii *r, int32_t norms, bool dirs,
                      int format);
 void rt_summary_free(rt_cert_summary *s);
+/* The summary as bytes (malloc'd, *len of them), for a job's part 0; NULL
+ * when out of memory.  rt_summary_unpack adds to s every packed summary of
+ * buf (several, one after another), so that the merged summary is the one
+ * of all their inputs, exactly; -1 when out of memory or buf is not such. */
+char *rt_summary_pack(const rt_cert_summary *s, int64_t *len);
+int rt_summary_unpack(rt_cert_summary *s, const char *buf, int64_t len);
 
 /* ------------------------------------------------------------------------
  * VNN-LIB properties (vnnlib.c): `--vnnlib DIR` of the certifier.  For
@@ -627,6 +645,44 @@ int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, con
 /* How many examples of the last batch the weights before the step
  * classified correctly. */
 int64_t rt_grad_ctx_correct(const rt_grad_ctx *c);
+
+/* The same in two halves, for data parallelism (train.c): rt_grad_sums
+ * sums the per-example gradients of X[idx[0..nb)] (nb may be 0) into a
+ * buffer of *len floats that c owns: the accumulators (n_params, and with
+ * an sq-based objective the rest of grad_floats), then RT_SUM_TAIL floats
+ * indexed from the end by RT_SUM_*: the sums of the loss and of the
+ * cross-entropy, the count of right predictions, and a flag the caller
+ * sets.  Buffers of several processes added element-wise are the sums of
+ * their examples together; rt_grad_mean turns the sums of nb examples into
+ * the mean gradient (n_params floats).  NULL or -1 when out of memory. */
+enum { RT_SUM_LOSS = 4, RT_SUM_CE = 3, RT_SUM_CORRECT = 2, RT_SUM_FLAG = 1, RT_SUM_TAIL = 4 };
+float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                    const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len);
+void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums, int64_t nb,
+                  float *grad);
+
+/* dist.c: the job's processes (MPI ranks; one process without MPI).
+ * rt_dist_start joins the job when an MPI launcher started this process
+ * (0, or the exit status after printing why); rt_dist_stop leaves it.
+ * rt_dist_part: the part-th of `parts` contiguous parts of n items,
+ * [n part / parts, n (part + 1) / parts).  rt_dist_sum adds buf across
+ * ranks in place (every rank gets the sum); rt_dist_agree is true when
+ * every rank passed the same v; rt_dist_max the largest v.
+ * rt_dist_gather concatenates every rank's bytes in rank order on rank 0
+ * (malloc'd, *total bytes; NULL on the other ranks).  rt_dist_abort ends
+ * every rank with the status (MPI_Abort), after the caller printed why.
+ * All but rt_dist_part, rank and size are collective: every rank calls
+ * them in the same order. */
+int rt_dist_start(const char *prog);
+void rt_dist_stop(void);
+int rt_dist_rank(void);
+int rt_dist_size(void);
+void rt_dist_part(int64_t n, int part, int parts, int64_t *begin, int64_t *end);
+void rt_dist_sum(float *buf, int64_t n);
+bool rt_dist_agree(uint64_t v);
+int64_t rt_dist_max(int64_t v);
+char *rt_dist_gather(const char *buf, int64_t len, int64_t *total);
+_Noreturn void rt_dist_abort(int status);
 
 /* Evaluation over a labeled data set: accuracy, mean loss and cross-entropy
  * (objective o), percentiles P25/P50/P75/P100 of the margins (raw units) for

@@ -144,12 +144,14 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 	config *c = r->c;
 	const int64_t n = r->n_train;
 	memcpy(r->perm, r->order, sizeof(int64_t) * (size_t)n);
+	r->comm_s = 0;
 	shuffle(r->perm, n, mix(c->seed ^ EPOCH_SALT, (uint64_t)epoch));
 	int64_t nbatches = (n + c->batch - 1) / c->batch, correct = 0;
-	bool tty = isatty(2);
+	bool tty = isatty(2) && rt_dist_rank() == 0;
+	const int ranks = rt_dist_size();
 	double t0 = rt_now(), last = t0, sum_loss = 0, sum_ce = 0;
 	for (int64_t b = 0; b < nbatches; b++) {
-		if (stop_signal)
+		if (stop_signal && ranks == 1)   /* with ranks, every one stops at the same step */
 			return 130;
 		int64_t begin = b * c->batch, nb = n - begin < c->batch ? n - begin : c->batch;
 		if (rt_objective_needs_sq(&c->obj))   /* vanilla reads nothing prepared */
@@ -157,15 +159,42 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 		/* approximate ROLL's axes: fresh every step, the same after --resume */
 		c->obj.sample_seed = mix(mix(c->seed ^ AXES_SALT, (uint64_t)epoch), (uint64_t)b);
 		double loss, ce;
-		if (rt_batch_grad_ctx(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin,
-		                      nb, r->grad, &loss, &ce) != 0)
-			return rt_user_fail(c, "out of memory");
+		int64_t right;
+		if (ranks == 1) {
+			if (rt_batch_grad_ctx(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin,
+			                      nb, r->grad, &loss, &ce) != 0)
+				return rt_user_fail(c, "out of memory");
+			right = rt_grad_ctx_correct(r->gc);
+		} else {
+			/* this rank's contiguous part of the batch; the sums of every
+			 * part, with the stop flag, in one allreduce (docs/scale.md) */
+			int64_t lo, hi, len;
+			rt_dist_part(nb, rt_dist_rank(), ranks, &lo, &hi);
+			float *sums = rt_grad_sums(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y,
+			                           r->perm + begin + lo, hi - lo, &len);
+			if (!sums)
+				return rt_user_fail(c, "out of memory");
+			float *tail = sums + len;
+			tail[-RT_SUM_FLAG] = stop_signal != 0;
+			double tc = rt_now();
+			rt_dist_sum(sums, len);
+			r->comm_s += rt_now() - tc;
+			r->comm_floats = len;
+			if (tail[-RT_SUM_FLAG] > 0)
+				return 130;
+			loss = tail[-RT_SUM_LOSS] / (double)nb;
+			ce = tail[-RT_SUM_CE] / (double)nb;
+			right = (int64_t)tail[-RT_SUM_CORRECT];
+			rt_grad_mean(r->gc, &c->obj, r->P, sums, nb, r->grad);
+		}
 		bool finite = isfinite(loss);
 		for (int64_t i = 0; finite && i < m->n_params; i++)
 			finite = isfinite(r->grad[i]);
-		if (!finite) {
+		if (!finite) {   /* the same on every rank: rank 0 says it */
 			if (tty)
 				fputc('\n', stderr);
+			if (rt_dist_rank() > 0)
+				return 1;
 			return rt_user_fail(c, "epoch %d, batch %lld: the %s is not finite; training diverged "
 			                    "(try a smaller --lr); the checkpoint holds the last finished epoch",
 			                    epoch + 1, (long long)(b + 1), isfinite(loss) ? "gradient" : "loss");
@@ -173,7 +202,7 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 		rt_opt_step(&c->opt, &r->os, lr, r->P, r->grad);
 		sum_loss += loss * (double)nb;
 		sum_ce += ce * (double)nb;
-		correct += rt_grad_ctx_correct(r->gc);
+		correct += right;
 		double t = rt_now();
 		if (tty && (t - last > 0.2 || b + 1 == nbatches)) {
 			last = t;
@@ -223,6 +252,8 @@ static int interrupted(const run *r)
 	/* llnc passes the .lln file as --source: then the program is llnc's
 	 * executable and the command the last word of "llnc train" */
 	char exe[4096];
+	if (rt_dist_size() > 1)   /* the same job again (docs/scale.md) */
+		fprintf(stderr, "mpirun -np %d ", rt_dist_size());
 	ssize_t n = c->source ? readlink("/proc/self/exe", exe, sizeof exe - 1) : -1;
 	if (n > 0) {
 		exe[n] = 0;
@@ -246,6 +277,36 @@ static int interrupted(const run *r)
 	shell_word(stderr, ck);
 	fputc('\n', stderr);
 	return 130;
+}
+
+/* What every rank of a job must hold alike before the first step: the
+ * data, the settings the steps depend on and the starting weights and
+ * optimizer state, as one 64-bit digest. */
+static uint64_t digest(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t w;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, b + i, 8);
+		h = mix(h, w);
+	}
+	for (w = 0; i < n; i++)
+		w = w << 8 | b[i];
+	return mix(h, w ^ n);
+}
+
+static uint64_t run_digest(const run *r)
+{
+	const config *c = r->c;
+	const int64_t n = r->data.n, D = r->data.dim;
+	const int64_t head[] = { n, D, r->n_train, (int64_t)c->seed, c->batch, c->epochs, r->start_epoch,
+	                         (int64_t)r->os.step, c->obj.kind, c->opt.kind };
+	uint64_t h = digest(0, head, sizeof head);
+	h = digest(h, r->data.x, sizeof(float) * (size_t)(n * D));
+	h = digest(h, r->data.y, sizeof(int32_t) * (size_t)n);
+	h = digest(h, r->P, sizeof(float) * (size_t)r->m->n_params);
+	return digest(h, r->os.mem, sizeof(float) * (size_t)r->os.nstate * (size_t)r->m->n_params);
 }
 
 static int train_run(const rt_model *m, config *c)
@@ -354,11 +415,20 @@ static int train_run(const rt_model *m, config *c)
 	} else {
 		rt_init_params(m->tensors, m->n_tensors, c->seed, c->init_scheme, r->P);
 	}
-	if (c->log && rt_log_open(r))
+	if (rt_dist_size() > 1 && !rt_dist_agree(run_digest(r))) {
+		if (rt_dist_rank() == 0)
+			rt_user_fail(c, "the %d ranks disagree on the data, the settings or the starting weights; "
+			             "each must read the same files with the same options (docs/scale.md)",
+			             rt_dist_size());
+		goto done;
+	}
+	/* rank 0 alone writes: the log, the weights, the checkpoint, reports */
+	const bool lead = rt_dist_rank() == 0;
+	if (lead && c->log && rt_log_open(r))
 		goto done;
 
 	/* -- epochs -- */
-	bool tty = isatty(2);
+	bool tty = isatty(2) && lead;
 	r->saved_epoch = r->start_epoch;
 	r->t_start = rt_now();
 	stop_signal = 0;
@@ -367,19 +437,24 @@ static int train_run(const rt_model *m, config *c)
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 	int epoch = r->start_epoch;
-	if (r->start_epoch >= c->epochs)
+	bool stopped = false;
+	if (r->start_epoch >= c->epochs && lead)
 		fprintf(stderr, "%s: %s has already trained %d epochs (--epochs %d); nothing to train\n",
 		        c->prog, c->resume, r->start_epoch, c->epochs);
 	for (; epoch < c->epochs; epoch++) {
 		double lr = rt_lr_at(&c->opt, epoch), loss = 0, ce = 0, acc = 0, secs = 0;
 		int erc = train_epoch(r, epoch, lr, &loss, &ce, &acc, &secs);
-		if (erc == 130)
+		if (erc == 130) {
+			stopped = true;
 			break;
+		}
 		if (erc)
 			goto restore;
 		double rate = (double)r->n_train / (secs > 0 ? secs : 1e-9);
 		rt_eval ve;
 		bool improved = false;
+		if (!lead)   /* validation and saving are rank 0's (docs/scale.md) */
+			continue;
 		if (run_has_valid(r)) {
 			if (rt_evaluate(m, &c->obj, r->P, &r->valid, threads, c->norms, &ve) != 0) {
 				rt_user_fail(c, "out of memory");
@@ -414,14 +489,25 @@ static int train_run(const rt_model *m, config *c)
 		} else {
 			fprintf(stderr, "  train acc %.2f%%", 100 * acc);
 		}
-		fprintf(stderr, "  %.1fs  %.0f samples/s\n", secs, rate);
-		if (stop_signal)
+		fprintf(stderr, "  %.1fs  %.0f samples/s", secs, rate);
+		if (rt_dist_size() > 1)   /* what data parallelism costs (docs/scale.md) */
+			fprintf(stderr, "  %d ranks, allreduce %.3gs (%lld floats/step)", rt_dist_size(), r->comm_s,
+			        (long long)r->comm_floats);
+		fputc('\n', stderr);
+		/* ranks stop together, at the next step's allreduce, never alone */
+		if (stop_signal && rt_dist_size() == 1) {
+			stopped = true;
 			break;
+		}
 	}
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
-	if (stop_signal) {
-		rc = interrupted(r);
+	if (stopped) {
+		rc = lead ? interrupted(r) : 130;
+		goto done;
+	}
+	if (!lead) {
+		rc = 0;
 		goto done;
 	}
 
@@ -476,11 +562,24 @@ done:
 int rt_train_main(const rt_model *m, const char *defaults, int argc, char **argv)
 {
 	config c;
-	int rc = rt_config_parse(&c, RT_MODE_TRAIN, defaults, argc, argv);
+	int rc = rt_dist_start(argc > 0 ? argv[0] : "train");
+	if (rc)
+		return rc;
+	rc = rt_config_parse(&c, RT_MODE_TRAIN, defaults, argc, argv);
+	char prog[512];
+	if (rc == 0 && rt_dist_rank() > 0) {   /* which rank says what */
+		snprintf(prog, sizeof prog, "%s (rank %d)", c.prog, rt_dist_rank());
+		c.prog = prog;
+	}
 	if (rc == 0 && c.help)
 		rt_config_usage(stdout, m, &c);
 	else if (rc == 0)
 		rc = train_run(m, &c);
 	rt_config_free(&c);
+	/* a rank that failed alone would leave the others waiting in the next
+	 * allreduce: its error ends them all (after it printed why) */
+	if (rc != 0 && rc != 130 && rt_dist_size() > 1)
+		rt_dist_abort(rc);
+	rt_dist_stop();
 	return rc;
 }

@@ -75,6 +75,8 @@ typedef struct run {
 	int saved_epoch;        /* the epoch the checkpoint on disk holds, 0: none */
 	double best_loss, t_start;
 	int64_t done_examples;  /* trained in this process, for the run's ETA */
+	double comm_s;          /* the epoch's time in allreduce (with ranks) */
+	int64_t comm_floats;    /* floats per allreduce */
 	FILE *log;
 } run;
 

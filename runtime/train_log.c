@@ -29,7 +29,11 @@ int rt_log_epoch(run *r, int epoch, double lr, double loss, double ce, double ac
 		rt_eval_json(f, ve, r->c->norms);
 		fprintf(f, ",\"best\":%s", improved ? "true" : "false");
 	}
-	fprintf(f, ",\"seconds\":%.3f,\"samples_per_s\":%.1f}\n", secs, rate);
+	fprintf(f, ",\"seconds\":%.3f,\"samples_per_s\":%.1f", secs, rate);
+	if (rt_dist_size() > 1)   /* data-parallel runs: the ranks and the time they spent in allreduce */
+		fprintf(f, ",\"ranks\":%d,\"allreduce_seconds\":%.6f,\"allreduce_floats\":%lld", rt_dist_size(), r->comm_s,
+		        (long long)r->comm_floats);
+	fputs("}\n", f);
 	if (fflush(f) != 0 || ferror(f))
 		return rt_user_fail(r->c, "cannot write %s: %s", r->c->log, strerror(errno ? errno : EIO));
 	return 0;
