@@ -194,6 +194,15 @@ static void put_radius(FILE *out, double v, bool json)
 	fputs(isinf(v) ? (json ? "null" : "inf") : buf, out);
 }
 
+/* ,"key":{"R1":fraction,...}: a count per radius of --eps, over n inputs */
+static void json_fractions(FILE *out, const char *key, const rt_radii *r, const int64_t *count, int64_t n)
+{
+	fprintf(out, ",\"%s\":{", key);
+	for (int k = 0; k < r->n; k++)
+		fprintf(out, "%s\"%s\":%.9g", k ? "," : "", r->key[k], frac(count[k], n));
+	fputc('}', out);
+}
+
 static void summary_json(FILE *out, const rt_cert_summary *s, const rt_radii *r, int nrows, const int *which,
                          char (*name)[24], int64_t patterns)
 {
@@ -202,16 +211,10 @@ static void summary_json(FILE *out, const rt_cert_summary *s, const rt_radii *r,
 	if (s->labeled)
 		fprintf(out, ",\"correct\":%lld,\"accuracy\":%.9g", (long long)s->correct, frac(s->correct, s->n));
 	if (r->n) {
-		fprintf(out, ",\"norm\":\"%s\",\"robust\":{", norm_name[r->norm]);
-		for (int k = 0; k < r->n; k++)
-			fprintf(out, "%s\"%s\":%.9g", k ? "," : "", r->key[k], frac(s->robust[k], s->n));
-		fputc('}', out);
-		if (s->labeled) {
-			fputs(",\"certified_accuracy\":{", out);
-			for (int k = 0; k < r->n; k++)
-				fprintf(out, "%s\"%s\":%.9g", k ? "," : "", r->key[k], frac(s->certified[k], s->n));
-			fputc('}', out);
-		}
+		fprintf(out, ",\"norm\":\"%s\"", norm_name[r->norm]);
+		json_fractions(out, "robust", r, s->robust, s->n);
+		if (s->labeled)
+			json_fractions(out, "certified_accuracy", r, s->certified, s->n);
 	}
 	fputs(",\"percentiles\":{", out);
 	for (int i = 0; i < nrows; i++) {
