@@ -118,10 +118,15 @@ LLVMValueRef cg_undecided(gen *g, LLVMValueRef ws, LLVMValueRef *first)
 		if (!op->relu)
 			continue;
 		loop l;
+		LLVMValueRef padded = cg_padded(g, ws, op);
 		LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
 		LLVMValueRef h = add(g, ci(g, op->z_off), j);
 		LLVMValueRef ez = dload(g, dptr(g, ws, g->ez_off[k + 1]), j);
 		LLVMValueRef s = LLVMBuildFSub(g->b, fabsv(g, dload(g, val_ptr(g, ws, k + 1), j)), ez, "");
+		/* a padding step's units are no neurons of the sequence: infinitely
+		 * far from their boundary, they never bind (and are exactly 0) */
+		if (padded)
+			s = LLVMBuildSelect(g->b, padded, cd(g, INFINITY), s, "");
 		store(g, s, zl, h);
 		/* ez = 0 with z^ = 0: z is exactly 0, a unit that is off (and whose
 		 * radius, 0 / ||g||, binds only if its gradient is not 0) */
