@@ -82,9 +82,8 @@ static double *dalloc(int64_t n)
 
 /* Compiled through the whole front end for MAXLEN frames; -O0 keeps the
  * build of 30 unrolled steps short, and changes no arithmetic. */
-static const smodel *model(size_t i)
+static const smodel *compiled(smodel *s, uint64_t seed)
 {
-	smodel *s = &models[i];
 	if (s->m)
 		return s;
 	s->a = arena_new();
@@ -107,21 +106,27 @@ static const smodel *model(size_t i)
 	assert_int_equal(s->m->n_in, MAXLEN * s->F);
 	s->P = falloc(s->m->n_params);
 	s->pre = falloc(s->m->pre_floats);
-	rt_init_params(s->m->tensors, s->m->n_tensors, 7 + i, RT_INIT_PYTORCH, s->P);
+	rt_init_params(s->m->tensors, s->m->n_tensors, seed, RT_INIT_PYTORCH, s->P);
 	s->m->prepare(s->P, s->pre);
 	return s;
+}
+
+static const smodel *model(size_t i) { return compiled(&models[i], 7 + i); }
+
+static void smodel_free(smodel *s)
+{
+	cg_unit_free(s->u);
+	if (s->a)
+		arena_free(s->a);
+	free(s->P);
+	free(s->pre);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < NMODELS; i++) {
-		cg_unit_free(models[i].u);
-		if (models[i].a)
-			arena_free(models[i].a);
-		free(models[i].P);
-		free(models[i].pre);
-	}
+	for (size_t i = 0; i < NMODELS; i++)
+		smodel_free(&models[i]);
 	return 0;
 }
 
@@ -521,6 +526,73 @@ static void test_data(void **state)
 	assert_string_equal(err, want);
 }
 
+/* Approximate ROLL over a sequence's own input values: with fewer own
+ * values than K every one is drawn and the regularizer is exact ROLL's;
+ * with more, the draws avoid the padding and the rescaled estimate of
+ * sum_h sq_h averages to the exact one. */
+static void test_approx(void **state)
+{
+	(void)state;
+	enum { K = 40 };
+	char text[512];
+	snprintf(text, sizeof text, "model v {\n  input x[*, 12];\n  h = rnn(x, 16);\n  out = dense(last(h), 9);\n"
+	         "  output out;\n}\nobjective {\n  loss = cross_entropy;\n"
+	         "  regularizer = roll(lambda = 1, C = 1, gamma = 100, samples = %d);\n}\n", K);
+	smodel s = { "approx", text, NULL, 12, build_vowels, NULL, NULL, NULL, NULL, NULL };
+	const smodel *a = compiled(&s, 8);
+	const rt_model *m = a->m;
+	assert_int_equal(m->samples, K);
+	const int H = m->n_hidden, D = m->n_in;
+	float *x = falloc(D), *ws = falloc(m->ws_floats), *z = falloc(H + 1), *lg = falloc(m->n_out), *sq = falloc(H + 1);
+	int32_t axes[K], *live = malloc(sizeof *live * (size_t)(H + 1));
+	rt_seqbuf *sb = rt_seqbuf_new(m);
+	trng r = { 900 };
+	rt_objective o = { .kind = RT_OBJ_ROLL, .lambda = 1, .C = 1, .gamma = 100 };
+	rg_loss_spec ls = { 1, 1, 1, 100 };
+	for (int L = 1; L <= 3; L++) {   /* L F <= K: exact */
+		random_seq(m, &r, L, x);
+		rt_seq_begin(m, ws, L);
+		rt_seq_axes(m, L, 3, (uint64_t)L, axes);
+		m->train_forward(a->P, a->pre, x, 1, ws, z, lg, sq, axes);
+		double loss = rt_objective_eval_seq(&o, m, L, lg, z, sq, 0, NULL, NULL, NULL, NULL, NULL, sb);
+		rg_graph g;
+		a->build(&g, L);
+		rg_load_f(&g, a->P);
+		rg_example ex;
+		rg_example_alloc(&g, &ex);
+		double want = rg_loss(&g, x + (MAXLEN - L) * 12, 0, &ls, &ex);
+		if (!(fabs(loss - want) <= 1e-5 * fabs(want)))
+			fail_msg("L=%d: approximate ROLL with every own axis drawn %.9g, exact %.12g", L, loss, want);
+		rg_example_free(&ex);
+		rg_free(&g);
+	}
+	enum { L = 20, DRAWS = 400 };
+	random_seq(m, &r, L, x);
+	ref e;
+	ref_open(&e, a, L, x);
+	double exact = 0, mean = 0;
+	for (int h = 0; h < e.g.Hn; h++)
+		for (int d = 0; d < e.g.D; d++)
+			exact += pow(e.G[(int64_t)h * e.g.D + d] * e.g.std, 2);
+	int32_t nlive = rt_seq_live(m, L, live);
+	for (int k = 0; k < DRAWS; k++) {
+		rt_seq_begin(m, ws, L);
+		rt_seq_axes(m, L, 11, (uint64_t)k, axes);
+		for (int j = 0; j < K; j++)
+			assert_true(axes[j] >= (MAXLEN - L) * 12 && axes[j] < D);
+		m->train_forward(a->P, a->pre, x, 1, ws, z, lg, sq, axes);
+		for (int32_t i = 0; i < nlive; i++)
+			mean += rt_seq_sq_scale(m, L) * sq[live[i]] / DRAWS;
+	}
+	if (!(fabs(mean - exact) <= 0.05 * exact))
+		fail_msg("L=%d: mean of %d estimates of sum sq %.9g, exact %.9g", L, DRAWS, mean, exact);
+	printf("[ approx ] L=%d: mean estimate of sum sq %.6g, exact %.6g\n", L, mean, exact);
+	ref_close(&e);
+	free(x), free(ws), free(z), free(lg), free(sq), free(live);
+	rt_seqbuf_free(sb);
+	smodel_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +600,7 @@ int main(void)
 		cmocka_unit_test(test_kernels),
 		cmocka_unit_test(test_train),
 		cmocka_unit_test(test_geometry),
+		cmocka_unit_test(test_approx),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
