@@ -213,7 +213,7 @@ typedef struct sema_model {
 typedef enum { LOSS_CROSS_ENTROPY, LOSS_SIGMOID_CROSS_ENTROPY } sema_loss;
 typedef enum { REG_NONE, REG_ROLL, REG_DISTANCE } sema_reg;
 typedef enum { OPT_SGD, OPT_ADAM, OPT_AMSGRAD } sema_optimizer;
-typedef enum { DATA_NONE, DATA_IDX, DATA_CSV, DATA_NPY, DATA_TOY2D } sema_data_kind;
+typedef enum { DATA_NONE, DATA_IDX, DATA_CSV, DATA_NPY, DATA_TS, DATA_TOY2D } sema_data_kind;
 
 typedef struct sema_objective {
 	sema_loss loss;

@@ -586,6 +586,12 @@ static void apply_csv(checker *ck, const fspec *f, const ast_expr *call,
 	apply_files(ck, f, args, dst, DATA_CSV);
 }
 
+static void apply_ts(checker *ck, const fspec *f, const ast_expr *call,
+                     const ast_expr **args, void *dst)
+{
+	apply_files(ck, f, args, dst, DATA_TS);
+}
+
 static void apply_npy(checker *ck, const fspec *f, const ast_expr *call,
                       const ast_expr **args, void *dst)
 {
@@ -643,6 +649,7 @@ static const fspec data_fns[] = {
 	{ NAME("idx"), idx_params, NELEM(idx_params), apply_idx },
 	{ NAME("csv"), csv_params, NELEM(csv_params), apply_csv },
 	{ NAME("npy"), npy_params, NELEM(npy_params), apply_npy },
+	{ NAME("ts"), csv_params, NELEM(csv_params), apply_ts },
 	{ NAME("toy2d"), toy2d_params, NELEM(toy2d_params), apply_toy2d },
 };
 static const family data_family = { "data format", data_fns, NELEM(data_fns) };
