@@ -12,6 +12,8 @@
  *
  * Models: the acceptance example of issue 12 (tests/data/vowels.lln, read
  * as the file is), and stacked rnns with a ReLU dense head and normalize.
+ * test_commands runs the acceptance example through llnc as a user would:
+ * check, build a certifier, certify a .ts file, train.
  * Tolerances are test_conv.c's (its header explains them).
  */
 #include <math.h>
@@ -27,6 +29,10 @@
 #include "llnc.h"
 #include "ref_graph.h"
 #include "sample.h"
+#include "tmpfiles.h"
+
+#define LLNC LLN_BINARY_DIR "/llnc"
+#define VOWELS LLN_SOURCE_DIR "/tests/data/vowels.lln"
 
 #define MAXLEN 30
 #define TOL_Z 1e-6
@@ -593,6 +599,100 @@ static void test_approx(void **state)
 	smodel_free(&s);
 }
 
+/* A file of tmpdir: "out" and "err" are the last sh()'s stdout and stderr. */
+static const char *output(const char *name)
+{
+	static char buf[1 << 16];
+	FILE *f = fopen(P_(name), "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+static void expect(const char *file, const char *want)
+{
+	const char *got = output(file);
+	if (!strstr(got, want))
+		fail_msg("expected %s to contain:\n%s\ngot:\n%s", file, want, got);
+}
+
+/* A .ts file of sequences of the given lengths (12 values a frame), labels
+ * 0, 1, 2, ... */
+static const char *ts_file(const char *name, const int *lens, int n)
+{
+	char *text = malloc(1 << 16);
+	size_t k = (size_t)snprintf(text, 1 << 16, "@problemName t\n@univariate false\n@dimensions 12\n"
+	                            "@equalLength false\n@classLabel true 0 1 2 3 4 5 6 7 8\n@data\n");
+	trng r = { 42 };
+	for (int i = 0; i < n; i++) {
+		for (int c = 0; c < 12; c++)
+			for (int t = 0; t < lens[i]; t++)
+				k += (size_t)snprintf(text + k, (1 << 16) - k, "%.4f%s", 2 * trng_u(&r) - 1,
+				                      t + 1 < lens[i] ? "," : ":");
+		k += (size_t)snprintf(text + k, (1 << 16) - k, "%d\n", i % 9);
+	}
+	const char *path = puts_(name, text);
+	free(text);
+	return path;
+}
+
+/* The acceptance example through llnc: check, init, build a certifier for
+ * up to 8 frames, certify sequences of 1 to 8 frames (as `llnc certify`
+ * does, byte for byte), refuse a longer one, train with ROLL. */
+static void test_commands(void **state)
+{
+	(void)state;
+	assert_int_equal(sh("%s check %s", LLNC, VOWELS), 0);
+	expect("out", "sequences of 1 to 32 frames of 12 (--max-len)");
+	assert_int_equal(sh("%s init %s --max-len 8 -o %s", LLNC, VOWELS, P_("w.safetensors")), 0);
+	assert_int_equal(sh("%s build -O1 %s --max-len 8 --certifier --weights %s -o %s", LLNC, VOWELS,
+	                    P_("w.safetensors"), P_("cert")), 0);
+	const int lens[] = { 1, 3, 8, 5, 2, 7 };
+	const char *seqs = ts_file("seqs.ts", lens, 6);
+	assert_int_equal(sh("%s --format jsonl %s", P_("cert"), seqs), 0);
+	char a[1 << 14];
+	snprintf(a, sizeof a, "%s", output("out"));
+	assert_int_equal(sh("%s certify -O1 --max-len 8 %s --weights %s --format jsonl %s", LLNC, VOWELS,
+	                    P_("w.safetensors"), seqs), 0);
+	assert_string_equal(a, output("out"));
+	/* binding neurons by layer, time step from the sequence's first frame, unit */
+	const char *line = a;
+	for (int i = 0; i < 6; i++, line = strchr(line, '\n') + 1) {
+		const char *st = strstr(line, "\"step\":");
+		assert_non_null(st);
+		int step = atoi(st + 7);
+		assert_true(step >= 0 && step < lens[i]);
+		assert_non_null(strstr(line, "\"bind_l2\":{\"layer\":\"h\""));
+	}
+	const int nine[] = { 4, 9 };
+	const char *bad = ts_file("long.ts", nine, 2);
+	assert_int_equal(sh("%s %s", P_("cert"), bad), 1);
+	expect("err", msg("%s: record 2: a sequence of 9 frames, longer than the 8 the model was built for", bad));
+	assert_int_equal(sh("%s train -O0 --max-len 8 %s --data %s --epochs 2 --batch 4 -o %s", LLNC, VOWELS, seqs,
+	                    P_("t.safetensors")), 0);
+	expect("out", "objective roll");
+	assert_int_equal(sh("%s check %s --max-len 0", LLNC, VOWELS), 2);
+	expect("err", "--max-len takes a number of frames from 1 to 1024, not '0'");
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/lln-seq-XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_all(void **state)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+	if (system(cmd) != 0)
+		return -1;
+	return teardown(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -601,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_train),
 		cmocka_unit_test(test_geometry),
 		cmocka_unit_test(test_approx),
+		cmocka_unit_test(test_commands),
 	};
-	return cmocka_run_group_tests(tests, NULL, teardown);
+	return cmocka_run_group_tests(tests, setup, teardown_all);
 }
