@@ -140,13 +140,17 @@ bool cg_rows_are_weights(const gen *g, const ir_op *op)
 /* Whether op is an rnn step before a left-padded sequence's first frame
  * (i1), NULL when no op of the model can be: then its units are held at 0,
  * off and exact, so nothing after them sees the padding, and they bind no
- * margin (cg_undecided). */
+ * margin (cg_undecided).  A length outside 1..max_len in the workspace (a
+ * caller that never set it) means the full max_len frames. */
 LLVMValueRef cg_padded(gen *g, LLVMValueRef ws, const ir_op *op)
 {
 	if (!g->m->max_len || op->kind != OP_RNN)
 		return NULL;
 	LLVMValueRef len = load(g, g->i32, ws, ci(g, 0));
-	return LLVMBuildICmp(g->b, LLVMIntSLT, LLVMBuildAdd(g->b, len, ci32(g, op->step), ""), ci32(g, g->m->max_len), "");
+	LLVMValueRef set = LLVMBuildICmp(g->b, LLVMIntSGE, len, ci32(g, 1), "");
+	LLVMValueRef before = LLVMBuildICmp(g->b, LLVMIntSLT, LLVMBuildAdd(g->b, len, ci32(g, op->step), ""),
+	                                    ci32(g, g->m->max_len), "");
+	return LLVMBuildAnd(g->b, set, before, "");
 }
 
 static int64_t *offsets(arena *a, int n)
