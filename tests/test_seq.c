@@ -11,7 +11,8 @@
  * silence) at the padding.  Lengths 1 to 30 are mixed in one batch.
  *
  * Models: the acceptance example of issue 12 (tests/data/vowels.lln, read
- * as the file is), and stacked rnns with a ReLU dense head and normalize.
+ * as the file is), a stacked rnn with a ReLU dense head and normalize, and
+ * two seeded random shapes (one or two layers, a head or none).
  * test_commands runs the acceptance example through llnc as a user would:
  * check, build a certifier, certify a .ts file, train.
  * Tolerances are test_conv.c's (its header explains them).
@@ -38,44 +39,62 @@
 #define TOL_Z 1e-6
 #define TOL_G 2e-5
 
+/* A model: rnn(x, h1) [, rnn(., h2)] -> last [-> relu(dense(., d))] ->
+ * dense(., o), over frames of f values. */
+typedef struct shape {
+	int f, h1, h2, d, o;
+	double mean, std;
+} shape;
+
 typedef struct smodel {
-	const char *name, *text, *file;
-	int F;
-	void (*build)(rg_graph *g, int L);   /* the reference for L frames */
+	const char *name, *file;   /* file: the .lln as written, else generated */
+	shape sh;
+	char text[512];
 	arena *a;
 	cg_unit *u;
 	const rt_model *m;
 	float *P, *pre;
 } smodel;
 
-static void build_vowels(rg_graph *g, int L)
+/* The reference for a sequence of L frames. */
+static void build(const shape *sh, rg_graph *g, int L)
 {
-	rg_input(g, 1, L, 12, 0, 1);
-	int h = rg_rnn(g, "h", 0, L, 16);
-	rg_output(g, rg_dense(g, "out", h, 9, false));
+	rg_input(g, 1, L, sh->f, sh->mean, sh->std);
+	int v = rg_rnn(g, "h", 0, L, sh->h1);
+	if (sh->h2)
+		v = rg_rnn(g, "s", v - (L - 1), L, sh->h2);
+	if (sh->d)
+		v = rg_dense(g, "f", v, sh->d, true);
+	rg_output(g, rg_dense(g, "out", v, sh->o, false));
 }
 
-static const char stack_lln[] =
-	"model stack {\n"
-	"  input x[*, 2] normalize(0.1, 0.8);\n"
-	"  h = rnn(x, 3);\n"
-	"  s = rnn(h, 2);\n"
-	"  f = relu(dense(last(s), 4));\n"
-	"  out = dense(f, 3);\n"
-	"  output out;\n"
-	"}\n";
-static void build_stack(rg_graph *g, int L)
+static void source_text(smodel *s)
 {
-	rg_input(g, 1, L, 2, 0.1, 0.8);
-	int h = rg_rnn(g, "h", 0, L, 3);
-	int s = rg_rnn(g, "s", h - (L - 1), L, 2);
-	int f = rg_dense(g, "f", s, 4, true);
-	rg_output(g, rg_dense(g, "out", f, 3, false));
+	const shape *sh = &s->sh;
+	int k = snprintf(s->text, sizeof s->text, "model %s {\n  input x[*, %d]", s->name, sh->f);
+	if (sh->mean != 0 || sh->std != 1)
+		k += snprintf(s->text + k, sizeof s->text - (size_t)k, " normalize(%.17g, %.17g)", sh->mean, sh->std);
+	k += snprintf(s->text + k, sizeof s->text - (size_t)k, ";\n  h = rnn(x, %d);\n", sh->h1);
+	const char *last = "h";
+	if (sh->h2) {
+		k += snprintf(s->text + k, sizeof s->text - (size_t)k, "  s = rnn(h, %d);\n", sh->h2);
+		last = "s";
+	}
+	if (sh->d)
+		k += snprintf(s->text + k, sizeof s->text - (size_t)k, "  f = relu(dense(last(%s), %d));\n"
+		              "  out = dense(f, %d);\n", last, sh->d, sh->o);
+	else
+		k += snprintf(s->text + k, sizeof s->text - (size_t)k, "  out = dense(last(%s), %d);\n", last, sh->o);
+	snprintf(s->text + k, sizeof s->text - (size_t)k, "  output out;\n}\n");
 }
 
+/* The acceptance example, a stacked rnn with a ReLU head and normalize, and
+ * two seeded random shapes (random_shapes). */
 static smodel models[] = {
-	{ "vowels", NULL, LLN_SOURCE_DIR "/tests/data/vowels.lln", 12, build_vowels, NULL, NULL, NULL, NULL, NULL },
-	{ "stack", stack_lln, NULL, 2, build_stack, NULL, NULL, NULL, NULL, NULL },
+	{ .name = "vowels", .file = LLN_SOURCE_DIR "/tests/data/vowels.lln", .sh = { 12, 16, 0, 0, 9, 0, 1 } },
+	{ .name = "stack", .sh = { 2, 3, 2, 4, 3, 0.1, 0.8 } },
+	{ .name = "random1" },
+	{ .name = "random2" },
 };
 #define NMODELS (sizeof models / sizeof *models)
 
@@ -93,7 +112,9 @@ static const smodel *compiled(smodel *s, uint64_t seed)
 	if (s->m)
 		return s;
 	s->a = arena_new();
-	source *src = s->text ? source_from_string(s->a, "test.lln", s->text) : source_load(s->a, s->file);
+	if (!s->file && !s->text[0])
+		source_text(s);
+	source *src = s->file ? source_load(s->a, s->file) : source_from_string(s->a, "test.lln", s->text);
 	assert_non_null(src);
 	ast_program *ast = ast_parse(s->a, src);
 	sema_program *p = ast ? sema_check_len(s->a, ast, MAXLEN) : NULL;
@@ -108,8 +129,8 @@ static const smodel *compiled(smodel *s, uint64_t seed)
 	if (!s->m)
 		fail_msg("%s: %s", s->name, err);
 	assert_int_equal(s->m->max_len, MAXLEN);
-	assert_int_equal(s->m->frame, s->F);
-	assert_int_equal(s->m->n_in, MAXLEN * s->F);
+	assert_int_equal(s->m->frame, s->sh.f);
+	assert_int_equal(s->m->n_in, MAXLEN * s->sh.f);
 	s->P = falloc(s->m->n_params);
 	s->pre = falloc(s->m->pre_floats);
 	rt_init_params(s->m->tensors, s->m->n_tensors, seed, RT_INIT_PYTORCH, s->P);
@@ -117,7 +138,27 @@ static const smodel *compiled(smodel *s, uint64_t seed)
 	return s;
 }
 
-static const smodel *model(size_t i) { return compiled(&models[i], 7 + i); }
+/* A seeded random shape: 1 to 4 values a frame, one or two rnn layers of 2
+ * to 6 units, a ReLU dense head or none, 2 to 4 logits, normalize or not. */
+static shape random_shape(uint64_t seed)
+{
+	trng r = { seed };
+	shape sh = { 1 + trng_int(&r, 4), 2 + trng_int(&r, 5), 0, 0, 2 + trng_int(&r, 3), 0, 1 };
+	if (trng_int(&r, 2))
+		sh.h2 = 2 + trng_int(&r, 3);
+	if (trng_int(&r, 2))
+		sh.d = 3 + trng_int(&r, 4);
+	if (trng_int(&r, 2))
+		sh.mean = trng_u(&r) - 0.5, sh.std = 0.5 + trng_u(&r);
+	return sh;
+}
+
+static const smodel *model(size_t i)
+{
+	if (!models[i].sh.f)
+		models[i].sh = random_shape(2000 + i);
+	return compiled(&models[i], 7 + i);
+}
 
 static void smodel_free(smodel *s)
 {
@@ -155,10 +196,10 @@ typedef struct ref {
 
 static void ref_open(ref *e, const smodel *s, int L, const float *x)
 {
-	s->build(&e->g, L);
+	build(&s->sh, &e->g, L);
 	rg_load_f(&e->g, s->P);
 	const rg_graph *g = &e->g;
-	int pad = (s->m->max_len - L) * s->F;
+	int pad = (s->m->max_len - L) * s->sh.f;
 	e->z = dalloc(g->Hn), e->zmag = dalloc(g->Hn), e->f = dalloc(g->O), e->fmag = dalloc(g->O);
 	e->G = dalloc((int64_t)g->Hn * g->D), e->Gabs = dalloc((int64_t)g->Hn * g->D), e->J = dalloc((int64_t)g->O * g->D);
 	rg_forward_f(g, x + pad, e->z, e->f, e->zmag, e->fmag);
@@ -232,7 +273,7 @@ static void test_kernels(void **state)
 		int32_t *live = malloc(sizeof *live * (size_t)(H + 1));
 		int binds = 0;
 		for (int i = 0; i < n; i++) {
-			int L = lens[i], pad = (MAXLEN - L) * s->F;
+			int L = lens[i], pad = (MAXLEN - L) * s->sh.f;
 			const float *x = X + (int64_t)i * D;
 			ref e;
 			ref_open(&e, s, L, x);
@@ -301,8 +342,8 @@ static void test_kernels(void **state)
 			}
 			ref_close(&e);
 		}
-		printf("[ kernels ] %s: %d sequences of 1 to %d frames in one batch agree with the reference "
-		       "(%d binding neurons compared)\n", s->name, n, MAXLEN, binds);
+		printf("[ kernels ] %s (%d values a frame, rnn %d, rnn %d, dense %d, %d logits): %d sequences of 1 to %d frames in one batch agree with the reference "
+		       "(%d binding neurons compared)\n", s->name, s->sh.f, s->sh.h1, s->sh.h2, s->sh.d, s->sh.o, n, MAXLEN, binds);
 		assert_true(binds >= n);
 		free(X), free(dirs), free(b.cert), free(b.pattern), free(b.t), free(b.tbind);
 		free(ws), free(z), free(lg), free(G), free(ig), free(live);
@@ -319,11 +360,11 @@ static double ref_batch_loss(const smodel *s, const double *Pd, const float *X, 
 	*kink = INFINITY;
 	for (int i = 0; i < nb; i++) {
 		rg_graph g;
-		s->build(&g, lens[i]);
+		build(&s->sh, &g, lens[i]);
 		rg_load(&g, Pd);
 		rg_example ex;
 		rg_example_alloc(&g, &ex);
-		sum += rg_loss(&g, X + (int64_t)i * s->m->n_in + (int64_t)(s->m->max_len - lens[i]) * s->F, y[i], ls, &ex);
+		sum += rg_loss(&g, X + (int64_t)i * s->m->n_in + (int64_t)(s->m->max_len - lens[i]) * s->sh.f, y[i], ls, &ex);
 		pc = rg_mix(pc, ex.piece);
 		*kink = fmin(*kink, ex.kink);
 		rg_example_free(&ex);
@@ -451,7 +492,7 @@ static void test_geometry(void **state)
 		trng r = { 500 + mi };
 		int32_t *live = malloc(sizeof *live * (size_t)(m->n_hidden + 1));
 		for (size_t li = 0; li < sizeof Ls / sizeof *Ls; li++) {
-			int L = Ls[li], pad = (MAXLEN - L) * s->F;
+			int L = Ls[li], pad = (MAXLEN - L) * s->sh.f;
 			random_seq(m, &r, L, x);
 			rt_cert c;
 			rt_seq_begin(m, ws, L);
@@ -544,7 +585,8 @@ static void test_approx(void **state)
 	snprintf(text, sizeof text, "model v {\n  input x[*, 12];\n  h = rnn(x, 16);\n  out = dense(last(h), 9);\n"
 	         "  output out;\n}\nobjective {\n  loss = cross_entropy;\n"
 	         "  regularizer = roll(lambda = 1, C = 1, gamma = 100, samples = %d);\n}\n", K);
-	smodel s = { "approx", text, NULL, 12, build_vowels, NULL, NULL, NULL, NULL, NULL };
+	smodel s = { .name = "approx", .sh = { 12, 16, 0, 0, 9, 0, 1 } };
+	snprintf(s.text, sizeof s.text, "%s", text);
 	const smodel *a = compiled(&s, 8);
 	const rt_model *m = a->m;
 	assert_int_equal(m->samples, K);
@@ -562,7 +604,7 @@ static void test_approx(void **state)
 		m->train_forward(a->P, a->pre, x, 1, ws, z, lg, sq, axes);
 		double loss = rt_objective_eval_seq(&o, m, L, lg, z, sq, 0, NULL, NULL, NULL, NULL, NULL, sb);
 		rg_graph g;
-		a->build(&g, L);
+		build(&a->sh, &g, L);
 		rg_load_f(&g, a->P);
 		rg_example ex;
 		rg_example_alloc(&g, &ex);
