@@ -103,10 +103,11 @@ typedef struct layout {
 	const rt_radii *radii;
 } layout;
 
-static void print_binding(FILE *out, const rt_model *m, int32_t h, bool json)
+static void print_binding(FILE *out, const rt_model *m, int32_t len, int32_t h, bool json)
 {
 	int32_t idx = 0;
 	const rt_layer *l = h >= 0 ? rt_layer_of(m, h, &idx) : NULL;
+	idx = rt_seq_index(m, l, len, idx);
 	if (json) {
 		if (l && l->h > 0)   /* an image layer: also where in it */
 			fprintf(out, "{\"layer\":\"%s\",\"index\":%d,\"channel\":%d,\"row\":%d,\"col\":%d}", l->name, idx,
@@ -180,6 +181,7 @@ static void print_table_row(FILE *out, const layout *L, const rt_batch *b, const
 		char bind[64] = "-";
 		int32_t idx;
 		const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(L->m, c->bind[p], &idx) : NULL;
+		idx = rt_seq_index(L->m, l, rt_seq_len(L->m, b->len, i), idx);
 		if (l && l->h > 0)
 			snprintf(bind, sizeof bind, "%s[%d,%d,%d]", l->name, idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
 		else if (l && l->w > 0)
@@ -226,7 +228,7 @@ static void print_records(FILE *out, const layout *L, const rt_batch *b, const i
 			fprintf(out, json ? ",\"eps_%s\":" : ",", norm_name[p]);
 			print_number(out, c->eps[p], json);
 			fprintf(out, json ? ",\"bind_%s\":" : ",", norm_name[p]);
-			print_binding(out, L->m, c->bind[p], json);
+			print_binding(out, L->m, rt_seq_len(L->m, b->len, i), c->bind[p], json);
 			fprintf(out, json ? ",\"eps_pred_%s\":" : ",", norm_name[p]);
 			print_number(out, c->eps_pred[p], json);
 		}
@@ -234,7 +236,7 @@ static void print_records(FILE *out, const layout *L, const rt_batch *b, const i
 			fputs(json ? ",\"eps_dir\":" : ",", out);
 			print_number(out, b->t[i], json);
 			fputs(json ? ",\"bind_dir\":" : ",", out);
-			print_binding(out, L->m, b->tbind[i], json);
+			print_binding(out, L->m, rt_seq_len(L->m, b->len, i), b->tbind[i], json);
 		}
 		if (r->n && json)
 			fprintf(out, ",\"%s\":{", radius_field(L));
@@ -266,10 +268,13 @@ typedef struct directions {
 static int dirs_open(directions *d, const rt_model *m, const char *path, char *err)
 {
 	d->path = path;
-	if (rt_reader_open(path, m->n_in, &d->r, err) || rt_reader_next(d->r, CHUNK, &d->chunk, err))
+	if (rt_reader_open_model(path, m, false, &d->r, err) || rt_reader_next(d->r, CHUNK, &d->chunk, err))
 		return -1;
 	if (d->chunk.n == 0)
 		return rt_fail(err, "%s: holds no examples", path);
+	if (m->max_len && d->chunk.n == 1 && d->chunk.len)
+		return rt_fail(err, "%s: holds one direction; a model over sequences of free length takes one per input, "
+		               "each as long as its input", path);
 	/* a chunk is short only at the end of the file: one row is all */
 	if (d->chunk.n > 1) {
 		d->per_input = true;
@@ -347,7 +352,7 @@ static int parse_shard(const char *s, int *part, int *parts)
 static int64_t count_inputs(const rt_model *m, const char *path, char *err)
 {
 	rt_reader *r;
-	if (rt_reader_open_labeled(path, m->n_in, &r, err))
+	if (rt_reader_open_model(path, m, true, &r, err))
 		return -1;
 	rt_data c;
 	int64_t n = -1;
@@ -485,6 +490,8 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 	int rc = rt_files_check(files, job && part > 0 ? 3 : 4, err);
 	if (rc)
 		return rt_cmd_fail(prog, rc, "%s", err);
+	if (vnnlib && m->max_len)   /* a property over max_len frames would free the padding */
+		return rt_cmd_fail(prog, 2, "--vnnlib does not take models over sequences of free length (input x[*, F])");
 	if (vnnlib && !(norms & RT_NORM_BIT(RT_LINF)))
 		return rt_cmd_fail(prog, 2, "--vnnlib states the l_inf ball: give inf among --norms");
 	if (vnnlib && rt_vnnlib_dir(vnnlib, err))
@@ -510,7 +517,7 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 		fprintf(stderr, "%s: out of memory\n", prog);
 		goto done;
 	}
-	if (rt_reader_open_labeled(input, m->n_in, &in, err) || (dir_path && dirs_open(&dirs, m, dir_path, err)) ||
+	if (rt_reader_open_model(input, m, true, &in, err) || (dir_path && dirs_open(&dirs, m, dir_path, err)) ||
 	    (labels_path && rt_labels_read(labels_path, 0, &labels, &n_labels, err))) {
 		fprintf(stderr, "%s\n", err);
 		goto done;
@@ -580,6 +587,7 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 			hi = lo;
 		b.x = chunk.x + lo * m->n_in;
 		b.xlo = chunk.xlo ? chunk.xlo + lo * m->n_in : NULL;
+		b.len = chunk.len ? chunk.len + lo : NULL;
 		b.n = hi - lo;
 		if (y)
 			y += lo;
@@ -593,6 +601,13 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 				fprintf(stderr, "%s\n", err);
 				goto done;
 			}
+			for (int64_t i = lo; i < hi; i++)
+				if (rt_seq_len(m, dirs.chunk.len, i) != rt_seq_len(m, chunk.len, i)) {
+					fprintf(stderr, "%s: record %lld: a direction of %d frames for an input of %d\n", dir_path,
+					        (long long)(done_n + i + 1), rt_seq_len(m, dirs.chunk.len, i),
+					        rt_seq_len(m, chunk.len, i));
+					goto done;
+				}
 			b.dirs = dirs.chunk.x + lo * m->n_in;
 			b.n_dirs = b.n;
 		} else if (dir_path) {
