@@ -80,10 +80,9 @@ static int get_int(json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *
 static int get_hex64(json_t *o, const char *key, uint64_t *v)
 {
 	const char *s = json_string_value(json_object_get(o, key));
-	char *end;
 	if (!s || strlen(s) != 16 || strspn(s, "0123456789abcdef") != 16)
 		return -1;
-	*v = strtoull(s, &end, 16);
+	*v = strtoull(s, NULL, 16);
 	return 0;
 }
 
@@ -181,14 +180,15 @@ static int parse_head(shard *s, const char *line, size_t len, char *err)
 	if (eps) {
 		/* the radii as the certifier's --eps read them: "%.17g" gives back the double */
 		char text[RT_MAX_RADII * 32] = "";
+		bool numbers = true;
 		json_array_foreach(eps, i, e) {
 			size_t at = strlen(text);
 			snprintf(text + at, sizeof text - at, "%s%.17g", i ? "," : "", json_number_value(e));
-			if (!json_is_number(e))
-				text[0] = 0;
+			numbers &= json_is_number(e);
 		}
 		s->radii.norm = norm_of(eps_norm);
-		if (s->radii.norm < 0 || !(s->L.norms & RT_NORM_BIT(s->radii.norm)) || rt_radii_parse(text, &s->radii)) {
+		if (!numbers || s->radii.norm < 0 || !(s->L.norms & RT_NORM_BIT(s->radii.norm)) ||
+		    rt_radii_parse(text, &s->radii)) {
 			rt_fail_file(err, s->path, "line 1: 'eps' must be radii >= 0 in 'eps_norm', one of 'norms'");
 			goto done;
 		}

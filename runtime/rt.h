@@ -409,7 +409,8 @@ typedef struct rt_file {
 int rt_files_check(const rt_file *files, int n, char *err);
 
 /* ------------------------------------------------------------------------
- * The certifier's command line (certifier_main.c, cert_summary.c): the
+ * The certifier's command line (certifier_main.c, cert_summary.c,
+ * cert_records.c; llnc merge in cert_merge.c): the
  * standalone certifier's main and `llnc certify` both run rt_certify_main,
  * so they print the same bytes (docs/certifier.md).  `synopsis` is the
  * usage line's text after "usage: " (NULL: "PROG [options] INPUT").
