@@ -9,7 +9,8 @@
  * layout), `build` goes all the way to an executable; `train`, `eval`,
  * `plot` and `certify` compile in process and hand the model to the
  * runtime, which parses their flags (`certify` after taking the weights).
- * `data` compiles nothing: it writes a built-in data set.
+ * `data` compiles nothing: it writes a built-in data set; nor does
+ * `merge`, which joins the shard files of a certifier run.
  * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
  * 1, usage errors 2, internal errors 70.
  */
@@ -47,6 +48,7 @@ static const char usage_text[] =
 	      "  eval    evaluate weights on a data set: accuracy, radii, regions\n"
 	      "  plot    draw a model's linear regions, margins and gradients\n"
 	      "  data    generate a data set: 'llnc data toy2d --help'\n"
+	      "  merge   join a sharded certifier run's shard files: records, exact summary\n"
 	      "  weights list the tensors of a safetensors file\n"
 	      "  import  convert an ONNX network: 'llnc import NET.onnx -o OUT'\n"
 	      "  export  write FILE's model and weights as an ONNX network\n"
@@ -581,6 +583,11 @@ int main(int argc, char **argv)
 			}
 	if (argc > 1 && !strcmp(argv[1], "weights"))
 		return run_weights(argc, argv);
+	/* merge: shard files of a certifier run, no model (docs/scale.md) */
+	if (argc > 1 && !strcmp(argv[1], "merge")) {
+		argv[1] = "llnc merge";
+		return rt_merge_main(argc - 1, argv + 1);
+	}
 	if (argc > 1 && !strcmp(argv[1], "import")) {
 		argv[1] = "llnc import";
 		return onnx_import_main(argc - 1, argv + 1);

@@ -427,7 +427,8 @@ typedef struct rt_file {
 int rt_files_check(const rt_file *files, int n, char *err);
 
 /* ------------------------------------------------------------------------
- * The certifier's command line (certifier_main.c, cert_summary.c): the
+ * The certifier's command line (certifier_main.c, cert_summary.c,
+ * cert_records.c; llnc merge in cert_merge.c): the
  * standalone certifier's main and `llnc certify` both run rt_certify_main,
  * so they print the same bytes (docs/certifier.md).  `synopsis` is the
  * usage line's text after "usage: " (NULL: "PROG [options] INPUT").
@@ -463,6 +464,55 @@ typedef struct rt_radii {
  * RT_MAX_RADII finite numbers >= 0. */
 int rt_radii_parse(const char *s, rt_radii *r);
 bool rt_robust_at(const rt_cert *c, const rt_radii *r, int k);
+
+/* One input's record as the certifier prints it (cert_records.c), whether
+ * from a certified batch or read back from a shard file by `llnc merge`:
+ * its binding neurons resolved to where they are in their layer, so that
+ * printing needs no model. */
+enum { RT_BIND_VECTOR, RT_BIND_IMAGE, RT_BIND_SEQUENCE };
+typedef struct rt_bind {
+	const char *layer;   /* NULL: no neuron bounds the radius */
+	int32_t index;       /* inside the layer */
+	int shape;           /* RT_BIND_*: an image's channel, row, col in a, b, c;
+	                      * a sequence's step, unit in a, b */
+	int32_t a, b, c;
+} rt_bind;
+typedef struct rt_record {
+	int64_t index;       /* in the whole input, from 0 */
+	rt_cert c;           /* c.label is the prediction; c.bind unused */
+	rt_bind bind[RT_NNORMS], tbind;
+	int32_t y;           /* the true label, when the layout is labeled */
+	float t;             /* eps_dir, when the layout has directions */
+	uint64_t pattern;
+} rt_record;
+/* What every record of a run holds. */
+typedef struct rt_record_layout {
+	int32_t norms;
+	bool dirs, labeled;
+	int format;          /* RT_FORMAT_* */
+	const rt_radii *radii;
+} rt_record_layout;
+/* Neuron h of a sequence of len frames (rt_seq_len), as records name it. */
+void rt_bind_of(const rt_model *m, int32_t len, int32_t h, rt_bind *out);
+/* The CSV or table header line (nothing for jsonl), and one record. */
+void rt_record_header(FILE *out, const rt_record_layout *L);
+void rt_record_print(FILE *out, const rt_record_layout *L, const rt_record *r);
+/* The first line of a shard file (--shard-out, docs/certifier.md): which
+ * model, input and settings its records come from, and which shard. */
+typedef struct rt_shard_head {
+	const char *model;
+	uint64_t model_digest, input_digest;
+	int32_t n_in, n_out;
+	int64_t inputs;        /* of the whole INPUT */
+	int part, parts;
+} rt_shard_head;
+#define RT_SHARD_VERSION 1
+void rt_shard_head_print(FILE *out, const rt_shard_head *h, const rt_record_layout *L);
+/* `llnc merge [--summary] [--format F] [-o OUT] SHARD...` (cert_merge.c, in
+ * llnrt_train: it reads JSON with jansson): the records of the shard files
+ * of one run in input order, and the summary of them all, each as the
+ * unsharded run prints it.  argv[0] names the command in messages. */
+int rt_merge_main(int argc, char **argv);
 
 /* What --summary reports, gathered chunk by chunk: every input's radii and
  * pattern (exact percentiles), and the counts of correct, robust and
