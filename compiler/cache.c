@@ -1,0 +1,351 @@
+/* cache.c: the kernel cache, compiled kernels kept across runs.
+ *
+ * Generating and optimizing a model's kernels and emitting their machine
+ * code takes seconds (docs/performance.md); reading them back takes
+ * milliseconds.  cg_cache_kernels returns the kernels' object for a model,
+ * from an entry of the user's cache directory ($XDG_CACHE_HOME/lln, else
+ * ~/.cache/lln) when one exists for the same key, else from cg_generate and
+ * the target machine, storing it there.  `llnc train`, `eval`, `certify`
+ * and `plot` JIT-link the object, `llnc build` links it into the executable.
+ *
+ * The key is the text of everything that decides the generated code: the
+ * IR (every field of ir_module, its ops, tensors and layers), the options,
+ * the target (triple, CPU, features), the versions of llnc and LLVM, the
+ * runtime ABI, and the build id of the binary holding the code generator,
+ * which changes with any change of llnc's code.  An entry is named by the
+ * 64-bit hash of its key and holds the key itself, so a hash collision is
+ * a miss, never the wrong code.  A header with the sizes and a checksum
+ * makes a truncated or damaged entry a miss too, which is then rebuilt;
+ * entries are written through a temporary file and a rename, so
+ * concurrent runs see whole entries or none.  LLN_NO_CACHE=1 (or llnc's
+ * --no-cache) turns the cache off; LLN_CACHE_VERBOSE=1 reports hits,
+ * misses and rebuilds on stderr.  The directory is kept under CACHE_LIMIT
+ * bytes, dropping the entries used longest ago.
+ */
+#define _GNU_SOURCE   /* dl_iterate_phdr */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <llvm-c/Core.h>
+
+#include "llnc.h"
+
+#define MAGIC "LLNKERN1"
+#define SUFFIX ".kernels"
+#define CACHE_LIMIT ((int64_t)512 << 20)
+
+/* Every field of these goes into the key (key_text); a new field that
+ * changes the generated code must be added there, and then here. */
+_Static_assert(sizeof(ir_op) == 136 && sizeof(ir_module) == 136 && sizeof(cg_options) == 24,
+               "the IR or cg_options changed: add the new fields to the kernel cache's key (cache.c)");
+
+typedef struct header {
+	char magic[8];
+	uint64_t key_len, obj_len;
+	uint64_t sum;   /* rt_fnv1a of the key, then of the object */
+} header;
+
+static bool verbose(void)
+{
+	const char *v = getenv("LLN_CACHE_VERBOSE");
+	return v && *v && strcmp(v, "0");
+}
+
+static void note(const char *what, const char *path)
+{
+	if (verbose())
+		fprintf(stderr, "lln kernel cache: %s %s\n", what, path);
+}
+
+/* ---- the key ---- */
+
+typedef struct build_id { const void *self; char hex[2 * 64 + 1]; } build_id;
+
+/* The GNU build id of the loaded object (llnc or liblln) that contains
+ * this code, from its PT_NOTE segments. */
+static int find_build_id(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+	build_id *b = ctx;
+	bool mine = false;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		mine |= ph->p_type == PT_LOAD && (uintptr_t)b->self >= lo && (uintptr_t)b->self < lo + ph->p_memsz;
+	}
+	if (!mine)
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *n = (const void *)p;
+			const char *name = p + sizeof *n;
+			const unsigned char *desc = (const void *)(name + ((n->n_namesz + 3) & ~3u));
+			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && !memcmp(name, "GNU", 4) && n->n_descsz <= 64) {
+				for (unsigned k = 0; k < n->n_descsz; k++)
+					snprintf(b->hex + 2 * k, 3, "%02x", desc[k]);
+				return 1;
+			}
+			p = (const char *)desc + ((n->n_descsz + 3) & ~3u);
+		}
+	}
+	return 1;
+}
+
+static void print_ir(FILE *f, const ir_module *m)
+{
+	fprintf(f, "module %s in %d out %d hidden %d layers %d input %d %d %d params %lld\n", m->name, m->n_in,
+	        m->n_out, m->n_hidden, m->n_layers, m->in_c, m->in_h, m->in_w, (long long)m->n_params);
+	/* exact: --dump=ir prints them with %g */
+	fprintf(f, "mean %a std %a dense_chain %d l2_by_gram %d cost %a %a samples %d\n", m->mean, m->std,
+	        m->dense_chain, m->l2_by_gram, m->cost_rows, m->cost_gram, m->samples);
+	for (int i = 0; i < m->n_ops; i++) {
+		const ir_op *o = &m->ops[i];
+		fprintf(f, "op %d %s %d:%d in %d %d %d sizes %d %d in %dx%dx%d out %dx%dx%d k %d %d %d relu %d "
+		        "w %lld b %lld z %d slice %d step %d wh %lld bh %lld\n", o->kind, o->name, o->at.line,
+		        o->at.col, o->n_in, o->in[0], o->in[1], o->in_size, o->out_size, o->ic, o->ih, o->iw, o->oc,
+		        o->oh, o->ow, o->kernel, o->stride, o->padding, o->relu, (long long)o->w_off,
+		        (long long)o->b_off, o->z_off, o->slice, o->step, (long long)o->wh_off, (long long)o->bh_off);
+	}
+	for (int i = 0; i < m->n_tensors; i++) {
+		const rt_tensor *t = &m->tensors[i];
+		fprintf(f, "tensor %s rank %d [%d %d %d %d] at %lld count %lld fan_in %d bias %d\n", t->name, t->rank,
+		        t->shape[0], t->shape[1], t->shape[2], t->shape[3], (long long)t->offset, (long long)t->count,
+		        t->fan_in, t->is_bias);
+	}
+	for (int i = 0; i < m->n_layers; i++) {
+		const rt_layer *l = &m->layers[i];
+		fprintf(f, "layer %s size %d at %d %dx%dx%d\n", l->name, l->size, l->offset, l->c, l->h, l->w);
+	}
+}
+
+/* The key as text (malloc'd, *len bytes); NULL if this binary has no
+ * build id, and then nothing is cached. */
+static char *key_text(const ir_module *m, const cg_options *o, LLVMTargetMachineRef tm, size_t *len)
+{
+	build_id b = { .self = (const void *)key_text };
+	dl_iterate_phdr(find_build_id, &b);
+	if (!b.hex[0])
+		return NULL;
+	char *text = NULL;
+	FILE *f = open_memstream(&text, len);
+	if (!f)
+		return NULL;
+	unsigned major, minor, patch;
+	LLVMGetVersion(&major, &minor, &patch);
+	char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
+	char *features = LLVMGetTargetMachineFeatureString(tm);
+	fprintf(f, "lln kernels\nllnc %s build %s\nllvm %u.%u.%u\nabi %d\ntarget %s cpu %s features %s\n"
+	        "opt %d certifier %d ops_per_part %d\n", LLN_VERSION, b.hex, major, minor, patch, RT_ABI_VERSION,
+	        triple, cpu, features, o->opt_level, o->certifier, o->ops_per_part);
+	LLVMDisposeMessage(triple);
+	LLVMDisposeMessage(cpu);
+	LLVMDisposeMessage(features);
+	print_ir(f, m);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* ---- the directory and its entries ---- */
+
+/* $XDG_CACHE_HOME/lln (an absolute XDG_CACHE_HOME only, as the XDG spec
+ * says), else $HOME/.cache/lln, created if missing; NULL when the cache is
+ * off or there is no such directory. */
+static char *cache_dir(void)
+{
+	const char *off = getenv("LLN_NO_CACHE");
+	if (off && *off && strcmp(off, "0"))
+		return NULL;
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	char *dir = NULL;
+	if (xdg && xdg[0] == '/') {
+		if (asprintf(&dir, "%s/lln", xdg) < 0)
+			return NULL;
+	} else if (home && home[0] == '/') {
+		if (asprintf(&dir, "%s/.cache/lln", home) < 0)
+			return NULL;
+	} else {
+		return NULL;
+	}
+	/* each missing component, the last one private to the user */
+	for (char *p = dir + 1; ; p++) {
+		if (*p != '/' && *p)
+			continue;
+		char c = *p;
+		*p = 0;
+		int rc = mkdir(dir, c ? 0777 : 0700);
+		*p = c;
+		if (rc != 0 && errno != EEXIST) {
+			note("cannot create the directory, not caching:", dir);
+			free(dir);
+			return NULL;
+		}
+		if (!c)
+			return dir;
+	}
+}
+
+static uint64_t checksum(const char *key, size_t key_len, const void *obj, size_t obj_len)
+{
+	return rt_fnv1a(rt_fnv1a(RT_FNV_BASIS, key, key_len), obj, obj_len);
+}
+
+/* The entry's object if it is whole and has this key, else NULL (and
+ * *bad when a file was there but not a valid entry for the key). */
+static LLVMMemoryBufferRef load(const char *path, const char *key, size_t key_len, bool *bad)
+{
+	*bad = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	header h;
+	char *buf = NULL;
+	LLVMMemoryBufferRef obj = NULL;
+	*bad = true;
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
+	    memcmp(h.magic, MAGIC, 8) != 0 || h.key_len != key_len || h.obj_len == 0 ||
+	    h.obj_len != (uint64_t)st.st_size - sizeof h - key_len || !(buf = malloc(st.st_size - sizeof h)))
+		goto done;
+	size_t n = (size_t)st.st_size - sizeof h;
+	if (pread(fd, buf, n, sizeof h) != (ssize_t)n || memcmp(buf, key, key_len) != 0 ||
+	    checksum(buf, key_len, buf + key_len, h.obj_len) != h.sum)
+		goto done;
+	obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(buf + key_len, h.obj_len, "lln kernels");
+	*bad = false;
+	futimens(fd, NULL);   /* used now: the last to be dropped */
+done:
+	free(buf);
+	close(fd);
+	return obj;
+}
+
+static void store(const char *path, const char *key, size_t key_len, LLVMMemoryBufferRef obj)
+{
+	const char *bytes = LLVMGetBufferStart(obj);
+	size_t len = LLVMGetBufferSize(obj);
+	header h = { .key_len = key_len, .obj_len = len, .sum = checksum(key, key_len, bytes, len) };
+	memcpy(h.magic, MAGIC, 8);
+	char err[RT_ERRLEN];
+	rt_atomic a;
+	if (rt_atomic_open(path, &a, err) != 0) {
+		note("cannot store", path);
+		return;
+	}
+	if (rt_write_fd(a.fd, &h, sizeof h) || rt_write_fd(a.fd, key, key_len) || rt_write_fd(a.fd, bytes, len)) {
+		rt_atomic_abort(&a);
+		note("cannot store", path);
+	} else if (rt_atomic_commit(&a, err) != 0) {
+		note("cannot store", path);
+	} else {
+		note("stored", path);
+	}
+}
+
+typedef struct entry { char *path; int64_t size; struct timespec used; } entry;
+
+static int older(const void *x, const void *y)
+{
+	const entry *a = x, *b = y;
+	if (a->used.tv_sec != b->used.tv_sec)
+		return a->used.tv_sec < b->used.tv_sec ? -1 : 1;
+	return (a->used.tv_nsec > b->used.tv_nsec) - (a->used.tv_nsec < b->used.tv_nsec);
+}
+
+/* Entries used longest ago dropped until the directory holds at most
+ * CACHE_LIMIT bytes of them. */
+static void trim(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	entry *e = NULL;
+	size_t n = 0, cap = 0;
+	int64_t total = 0;
+	for (struct dirent *de; (de = readdir(d));) {
+		size_t l = strlen(de->d_name);
+		struct stat st;
+		char *p = NULL;
+		if (l < sizeof SUFFIX || strcmp(de->d_name + l - (sizeof SUFFIX - 1), SUFFIX) ||
+		    asprintf(&p, "%s/%s", dir, de->d_name) < 0)
+			continue;
+		if (stat(p, &st) != 0 || (n == cap && !(e = realloc(e, (cap = 2 * cap + 16) * sizeof *e)))) {
+			free(p);
+			if (!e)
+				break;
+			continue;
+		}
+		e[n++] = (entry){ p, st.st_size, st.st_mtim };
+		total += st.st_size;
+	}
+	closedir(d);
+	if (total > CACHE_LIMIT)
+		qsort(e, n, sizeof *e, older);
+	for (size_t i = 0; i < n; i++) {
+		if (total > CACHE_LIMIT && unlink(e[i].path) == 0)
+			total -= e[i].size;
+		free(e[i].path);
+	}
+	free(e);
+}
+
+/* ---- the entry point ---- */
+
+static LLVMMemoryBufferRef generate(const ir_module *m, const cg_options *o, char *err)
+{
+	cg_unit *u = cg_generate(m, o, err);
+	if (!u)
+		return NULL;
+	LLVMMemoryBufferRef obj = NULL;
+	char *msg = NULL;
+	if (LLVMTargetMachineEmitToMemoryBuffer(u->tm, u->mod, LLVMObjectFile, &msg, &obj)) {
+		snprintf(err, RT_ERRLEN, "cannot emit the kernels' object: %s", msg);
+		LLVMDisposeMessage(msg);
+		obj = NULL;
+	}
+	cg_unit_free(u);
+	return obj;
+}
+
+LLVMMemoryBufferRef cg_cache_kernels(const ir_module *m, const cg_options *o, char *err)
+{
+	char *dir = cache_dir(), *key = NULL, *path = NULL;
+	size_t key_len = 0;
+	if (dir) {
+		LLVMTargetMachineRef tm = cg_target_machine(o->cpu, o->opt_level, err);
+		if (!tm) {
+			free(dir);
+			return NULL;
+		}
+		key = key_text(m, o, tm, &key_len);
+		LLVMDisposeTargetMachine(tm);
+		if (!key || asprintf(&path, "%s/%016llx" SUFFIX, dir,
+		                     (unsigned long long)rt_fnv1a(RT_FNV_BASIS, key, key_len)) < 0)
+			path = NULL;
+	}
+	LLVMMemoryBufferRef obj = NULL;
+	if (path) {
+		bool bad;
+		obj = load(path, key, key_len, &bad);
+		note(obj ? "hit" : bad ? "damaged or another key, rebuilding" : "miss", path);
+	}
+	if (!obj && (obj = generate(m, o, err)) && path) {
+		store(path, key, key_len, obj);
+		trim(dir);
+	}
+	free(path);
+	free(key);
+	free(dir);
+	return obj;
+}
