@@ -280,10 +280,16 @@ static void trim(const char *dir)
 		if (l < sizeof SUFFIX || strcmp(de->d_name + l - (sizeof SUFFIX - 1), SUFFIX) ||
 		    asprintf(&p, "%s/%s", dir, de->d_name) < 0)
 			continue;
-		if (stat(p, &st) != 0 || (n == cap && !(e = realloc(e, (cap = 2 * cap + 16) * sizeof *e)))) {
-			free(p);
-			if (!e)
+		if (n == cap) {
+			entry *more = realloc(e, (cap = 2 * cap + 16) * sizeof *e);
+			if (!more) {
+				free(p);
 				break;
+			}
+			e = more;
+		}
+		if (stat(p, &st) != 0) {
+			free(p);
 			continue;
 		}
 		e[n++] = (entry){ p, st.st_size, st.st_mtim };

@@ -8,7 +8,7 @@
  * differ only where --dump=ir rounds, or only in the target CPU, get
  * entries of their own; --no-cache and LLN_NO_CACHE=1 neither read nor
  * write the cache; concurrent runs on an empty cache all succeed and leave
- * one whole entry.
+ * one whole entry; past the size limit the entries used longest ago go.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -318,6 +318,27 @@ static void test_concurrent(void **state)
 	free(want);
 }
 
+/* Past 512 MB the entries used longest ago go first: two sparse fake
+ * entries of 300 MB, the older one touched a day ago; the store of a new
+ * entry drops it and keeps the other and the new one. */
+static void test_trim(void **state)
+{
+	(void)state;
+	clear_cache();
+	free(run("miss", NULL, "certify %s --weights %s %s", m1, weights, points));
+	char entry[512];
+	assert_int_equal(entries(entry), 1);
+	assert_int_equal(sh("cd %s && truncate -s 300M 00old.kernels 01new.kernels && touch -d '1 day ago' 00old.kernels "
+	                    "&& touch -d '1 hour ago' 01new.kernels && rm %s", cache_path(), entry), 0);
+	free(run("miss", NULL, "certify %s --weights %s %s", m1, weights, points));
+	struct stat st;
+	assert_int_not_equal(stat(P_("xdg/lln/00old.kernels"), &st), 0);
+	assert_int_equal(stat(P_("xdg/lln/01new.kernels"), &st), 0);
+	assert_int_equal(stat(entry, &st), 0);
+	assert_int_equal(entries(NULL), 2);
+	clear_cache();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +347,7 @@ int main(void)
 		cmocka_unit_test(test_key),
 		cmocka_unit_test(test_off),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_trim),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
