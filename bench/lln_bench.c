@@ -587,10 +587,9 @@ static void run_compile(const opts *o)
 			die("cannot create temporary files%s", "");
 		close(fe);
 		double t3 = now();
-		LLVMMemoryBufferRef obj = NULL;
-		char *msg = NULL;
-		if (LLVMTargetMachineEmitToMemoryBuffer(u->tm, u->mod, LLVMObjectFile, &msg, &obj))
-			die("%s", msg);
+		LLVMMemoryBufferRef obj = cg_emit_object(u, err);
+		if (!obj)
+			die("%s", err);
 		double t4 = now();
 		cg_exe e = { CG_CERTIFIER, NULL, P, ir->n_params, NULL };
 		if (cg_build_exe(obj, &e, exe, err))

@@ -311,15 +311,7 @@ static void trim(const char *dir)
 static LLVMMemoryBufferRef generate(const ir_module *m, const cg_options *o, char *err)
 {
 	cg_unit *u = cg_generate(m, o, err);
-	if (!u)
-		return NULL;
-	LLVMMemoryBufferRef obj = NULL;
-	char *msg = NULL;
-	if (LLVMTargetMachineEmitToMemoryBuffer(u->tm, u->mod, LLVMObjectFile, &msg, &obj)) {
-		snprintf(err, RT_ERRLEN, "cannot emit the kernels' object: %s", msg);
-		LLVMDisposeMessage(msg);
-		obj = NULL;
-	}
+	LLVMMemoryBufferRef obj = u ? cg_emit_object(u, err) : NULL;
 	cg_unit_free(u);
 	return obj;
 }

@@ -1,14 +1,14 @@
 /* emit.c: from an optimized LLVM module to something that runs.
  *
- * Three ways out of the code generator: an object file, in-process JIT
- * compilation through ORC's LLJIT (of the module, for the tests and
- * liblln, or of the kernels' object, for llnc's own commands), and a
- * standalone certifier or trainer: the kernels' object, a second object
- * holding the executable's data (the weights, or the training defaults),
- * and the runtime, linked by the system C compiler driver, which knows the
- * platform's start files and libc; the result needs only libc, libm and
- * pthreads.  Keeping the data out of the kernels' object is what lets
- * `build` take the kernels from the cache (cache.c).
+ * Three ways out of the code generator: an object file in memory (what the
+ * kernel cache keeps, cache.c), in-process code through ORC's LLJIT (the
+ * module compiled, for the tests, or an object linked, for llnc's commands
+ * and liblln), and a standalone certifier or trainer: the kernels' object,
+ * a second object holding the executable's data (the weights, or the
+ * training defaults) and the runtime, linked by the system C compiler
+ * driver, which knows the platform's start files and libc; the result
+ * needs only libc, libm and pthreads.  Keeping the data out of the
+ * kernels' object is what lets `build` take the kernels from the cache.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -27,15 +27,16 @@
 
 extern char **environ;
 
-int cg_emit_object(cg_unit *u, const char *path, char *err)
+LLVMMemoryBufferRef cg_emit_object(cg_unit *u, char *err)
 {
+	LLVMMemoryBufferRef obj = NULL;
 	char *msg = NULL;
-	if (LLVMTargetMachineEmitToFile(u->tm, u->mod, (char *)path, LLVMObjectFile, &msg)) {
-		snprintf(err, RT_ERRLEN, "%s: cannot write object file: %s", path, msg);
+	if (LLVMTargetMachineEmitToMemoryBuffer(u->tm, u->mod, LLVMObjectFile, &msg, &obj)) {
+		snprintf(err, RT_ERRLEN, "cannot emit the kernels' object: %s", msg);
 		LLVMDisposeMessage(msg);
-		return -1;
+		return NULL;
 	}
-	return 0;
+	return obj;
 }
 
 static int take_error(LLVMErrorRef e, const char *what, char *err)

@@ -336,7 +336,8 @@ typedef struct cg_unit {   /* one LLVM context, module and target, disposed toge
 LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt, char *err);
 cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err);  /* builds + optimizes; NULL + err */
 void cg_dump(FILE *out, cg_unit *u);                            /* textual LLVM IR */
-int cg_emit_object(cg_unit *u, const char *path, char *err);
+/* The module's machine code as an object file in memory; NULL + err. */
+LLVMMemoryBufferRef cg_emit_object(cg_unit *u, char *err);
 /* JIT-compile; returns the model descriptor, valid until cg_unit_free. */
 const rt_model *cg_jit(cg_unit *u, char *err);
 /* JIT-link an object holding lln_model (taking the buffer over) into a new
