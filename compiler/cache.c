@@ -161,7 +161,7 @@ static char *key_text(const ir_module *m, const cg_options *o, LLVMTargetMachine
 
 /* $XDG_CACHE_HOME/lln (an absolute XDG_CACHE_HOME only, as the XDG spec
  * says), else $HOME/.cache/lln, created if missing; NULL when the cache is
- * off or there is no such directory. */
+ * off or there is no such directory of the user's. */
 static char *cache_dir(void)
 {
 	const char *off = getenv("LLN_NO_CACHE");
@@ -192,8 +192,17 @@ static char *cache_dir(void)
 			return NULL;
 		}
 		if (!c)
-			return dir;
+			break;
 	}
+	/* the entries are code this process will run: only from a directory
+	 * of the user's that nobody else can write to */
+	struct stat st;
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)) {
+		note("not the user's own directory, not caching:", dir);
+		free(dir);
+		return NULL;
+	}
+	return dir;
 }
 
 static uint64_t checksum(const char *key, size_t key_len, const void *obj, size_t obj_len)

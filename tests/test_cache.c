@@ -7,8 +7,9 @@
  * truncated, damaged or foreign entry is rebuilt, not used; models that
  * differ only where --dump=ir rounds, or only in the target CPU, get
  * entries of their own; --no-cache and LLN_NO_CACHE=1 neither read nor
- * write the cache; concurrent runs on an empty cache all succeed and leave
- * one whole entry; past the size limit the entries used longest ago go.
+ * write the cache, and a cache directory others can write to is not used;
+ * concurrent runs on an empty cache all succeed and leave one whole entry;
+ * past the size limit the entries used longest ago go.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -275,7 +276,8 @@ static void test_key(void **state)
 	free(a), free(b);
 }
 
-/* The off switches neither read nor write: no directory appears. */
+/* The off switches neither read nor write: no directory appears.  A
+ * directory others can write to is not used either. */
 static void test_off(void **state)
 {
 	(void)state;
@@ -292,6 +294,13 @@ static void test_off(void **state)
 	free(run("miss", NULL, "certify %s --weights %s %s", m1, weights, points));
 	unsetenv("LLN_NO_CACHE");
 	assert_int_equal(entries(NULL), 1);
+	/* nor is a directory that others can write to used */
+	assert_int_equal(chmod(cache_path(), 0777), 0);
+	char *err = llnc("certify %s --weights %s %s", m1, weights, points);
+	expect(err, "not the user's own directory, not caching", 1);
+	expect(err, "lln kernel cache: hit", 0);
+	free(err);
+	assert_int_equal(chmod(cache_path(), 0700), 0);
 }
 
 /* Runs started together on an empty cache all succeed with the same
