@@ -49,7 +49,7 @@ static int take_error(LLVMErrorRef e, const char *what, char *err)
 	return -1;
 }
 
-/* The JIT of u, generating (for IR) for the CPU of builder's target. */
+/* u's JIT, from the builder jb (NULL: the defaults, for the host). */
 static int make_jit(cg_unit *u, LLVMOrcLLJITBuilderRef jb, char *err)
 {
 	return take_error(LLVMOrcCreateLLJIT(&u->jit, jb), "cannot create the JIT", err);
