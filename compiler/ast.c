@@ -235,8 +235,11 @@ static void dump_args(FILE *out, const ast_arg *g, int depth)
 			indent(out, depth);
 			fprintf(out, "arg %s @%d:%d\n", g->name, g->at.line, g->at.col);
 			dump_expr(out, g->value, depth + 1);
-		} else {
+		} else if (g->value) {
 			dump_expr(out, g->value, depth);
+		} else {
+			indent(out, depth);
+			fprintf(out, "* @%d:%d\n", g->at.line, g->at.col);
 		}
 	}
 }

@@ -105,8 +105,8 @@ static void print_ir(FILE *f, const ir_module *m)
 	fprintf(f, "module %s in %d out %d hidden %d layers %d input %d %d %d params %lld\n", m->name, m->n_in,
 	        m->n_out, m->n_hidden, m->n_layers, m->in_c, m->in_h, m->in_w, (long long)m->n_params);
 	/* exact: --dump=ir prints them with %g */
-	fprintf(f, "mean %a std %a dense_chain %d l2_by_gram %d cost %a %a samples %d\n", m->mean, m->std,
-	        m->dense_chain, m->l2_by_gram, m->cost_rows, m->cost_gram, m->samples);
+	fprintf(f, "mean %a std %a dense_chain %d l2_by_gram %d cost %a %a samples %d max_len %d\n", m->mean, m->std,
+	        m->dense_chain, m->l2_by_gram, m->cost_rows, m->cost_gram, m->samples, m->max_len);
 	for (int i = 0; i < m->n_ops; i++) {
 		const ir_op *o = &m->ops[i];
 		fprintf(f, "op %d %s %d:%d in %d %d %d sizes %d %d in %dx%dx%d out %dx%dx%d k %d %d %d relu %d "

@@ -41,10 +41,10 @@
 
 /* The descriptor is built field by field below; these pin rt.h's layout to
  * the LLVM structs (natural alignment on a 64-bit target). */
-_Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 40 &&
-               offsetof(rt_model, logit_jac_off) == 72 && offsetof(rt_model, mean) == 80 &&
-               offsetof(rt_model, layers) == 96 && offsetof(rt_model, prepare) == 112 &&
-               offsetof(rt_model, train_finish) == 176 && sizeof(rt_model) == 184,
+_Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 48 &&
+               offsetof(rt_model, logit_jac_off) == 80 && offsetof(rt_model, mean) == 88 &&
+               offsetof(rt_model, layers) == 104 && offsetof(rt_model, prepare) == 120 &&
+               offsetof(rt_model, train_finish) == 184 && sizeof(rt_model) == 192,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -138,6 +138,22 @@ bool cg_rows_are_weights(const gen *g, const ir_op *op)
 	return op->kind == OP_DENSE && op->in[0] == 0 && !g->sampled;
 }
 
+/* Whether op is an rnn step before a left-padded sequence's first frame
+ * (i1), NULL when no op of the model can be: then its units are held at 0,
+ * off and exact, so nothing after them sees the padding, and they bind no
+ * margin (cg_undecided).  A length outside 1..max_len in the workspace (a
+ * caller that never set it) means the full max_len frames. */
+LLVMValueRef cg_padded(gen *g, LLVMValueRef ws, const ir_op *op)
+{
+	if (!g->m->max_len || op->kind != OP_RNN)
+		return NULL;
+	LLVMValueRef len = load(g, g->i32, ws, ci(g, 0));
+	LLVMValueRef set = LLVMBuildICmp(g->b, LLVMIntSGE, len, ci32(g, 1), "");
+	LLVMValueRef before = LLVMBuildICmp(g->b, LLVMIntSLT, LLVMBuildAdd(g->b, len, ci32(g, op->step), ""),
+	                                    ci32(g, g->m->max_len), "");
+	return LLVMBuildAnd(g->b, set, before, "");
+}
+
 static int64_t *offsets(arena *a, int n)
 {
 	int64_t *t = arena_alloc(a, sizeof(int64_t) * (size_t)(n + 1));
@@ -164,7 +180,8 @@ static void plan_layout(gen *g, arena *a, bool training)
 	                     &g->gbar_off, &g->vc_off, &g->t_off, &g->kpre_off, &g->acc_off };
 	for (size_t t = 0; t < sizeof tabs / sizeof *tabs; t++)
 		*tabs[t] = offsets(a, m->n_ops);
-	int64_t off = 0;
+	/* a sequence's length L, set by the runtime, in the first word */
+	int64_t off = m->max_len ? 16 : 0;
 	for (int v = 0; v < nv; v++) {
 		g->val_off[v] = off;
 		off += round16(2 * (int64_t)value_size(m, v));
@@ -956,6 +973,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[9])
 	LLVMValueRef fields[] = {
 		ci32(g, RT_ABI_VERSION), cstring(g, m->name), ci32(g, m->n_in), ci32(g, m->n_out),
 		ci32(g, m->n_hidden), ci32(g, m->n_layers), ci32(g, m->n_tensors), ci32(g, m->samples),
+		ci32(g, m->max_len), ci32(g, m->max_len ? m->n_in / m->max_len : 0),
 		ci(g, m->n_params), ci(g, g->ws_floats), ci(g, g->pre_floats), ci(g, g->grad_floats),
 		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,

@@ -450,6 +450,7 @@ void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef xlo, LLVMVa
                 LLVMValueRef logits);
 /* A dense layer reading the input has its weights as gradient rows. */
 bool cg_rows_are_weights(const gen *g, const ir_op *op);
+LLVMValueRef cg_padded(gen *g, LLVMValueRef ws, const ir_op *op);
 /* Where each value's rows are; a NULL rows[v] is filled in. */
 void cg_row_places(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows);
 /* Every value's rows, op by op, `hook` seeing each op's rows after it. */

@@ -9,6 +9,8 @@
  * it (margins, training, rounding bounds) treat the states as hidden
  * neurons like any other.  Gradient rows go through the blocked matrix
  * kernel, gathering the active units of a hidden operand as dense does.
+ * Over a sequence of free length (input x[*, F]), the steps before its
+ * first frame are held at 0 in every mode (cg_padded).
  */
 #include "cg.h"
 
@@ -34,6 +36,7 @@ static void rnn_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, 
 	part p[2];
 	int np = parts(op, p);
 	loop lj, li;
+	LLVMValueRef padded = cg_padded(g, ws, op);
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef b = cd(g, 0);
 	if (bias)
@@ -47,7 +50,8 @@ static void rnn_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, 
 		set(g, acc, fadd(g, get(g, g->f64, acc), fmul(g, w, x)));
 		loop_end(g, &li);
 	}
-	store(g, get(g, g->f64, acc), dst, j);
+	LLVMValueRef r = get(g, g->f64, acc);
+	store(g, padded ? LLVMBuildSelect(g->b, padded, cd(g, 0), r, "") : r, dst, j);
 	loop_end(g, &lj);
 }
 

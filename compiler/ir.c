@@ -141,6 +141,7 @@ ir_module *ir_lower(arena *a, const sema_program *p)
 	m->name = sm->name;
 	m->n_in = sm->nodes[0].size;
 	chw(&sm->nodes[0], &m->in_c, &m->in_h, &m->in_w);
+	m->max_len = sm->max_len;
 	m->mean = sm->normalize ? sm->mean : 0.0;
 	m->std = sm->normalize ? sm->std : 1.0;
 	int n_ops = 0;
@@ -231,6 +232,9 @@ void ir_dump(FILE *out, const ir_module *m)
 	fprintf(out, "ir module %s: input %d, output %d, %d hidden neurons in %d layers, %lld parameters\n",
 	        m->name, m->n_in, m->n_out, m->n_hidden, m->n_layers, (long long)m->n_params);
 	fprintf(out, "  v0 = normalize(x, mean=%g, std=%g)  [%d]\n", m->mean, m->std, m->n_in);
+	if (m->max_len)
+		fprintf(out, "  sequences of 1 to %d frames of %d, left-padded: steps before the first frame are 0\n",
+		        m->max_len, m->n_in / m->max_len);
 	for (int i = 0; i < m->n_ops; i++) {
 		const ir_op *op = &m->ops[i];
 		fprintf(out, "  v%d = %s(v%d", i + 1, op_catalogue[op->kind].name, op->in[0]);

@@ -206,12 +206,14 @@ typedef struct sema_model {
 	int output;         /* index of the output node */
 	bool normalize;
 	double mean, std;   /* 0 and 1 without normalize */
+	int max_len;        /* input x[*, F]: sequences of 1 to max_len frames, held
+	                     * as max_len frames (docs/design.md); 0 otherwise */
 } sema_model;
 
 typedef enum { LOSS_CROSS_ENTROPY, LOSS_SIGMOID_CROSS_ENTROPY } sema_loss;
 typedef enum { REG_NONE, REG_ROLL, REG_DISTANCE } sema_reg;
 typedef enum { OPT_SGD, OPT_ADAM, OPT_AMSGRAD } sema_optimizer;
-typedef enum { DATA_NONE, DATA_IDX, DATA_CSV, DATA_NPY, DATA_TOY2D } sema_data_kind;
+typedef enum { DATA_NONE, DATA_IDX, DATA_CSV, DATA_NPY, DATA_TS, DATA_TOY2D } sema_data_kind;
 
 typedef struct sema_objective {
 	sema_loss loss;
@@ -256,6 +258,11 @@ typedef struct sema_program {
 
 /* NULL if there were errors (all reported through src). */
 sema_program *sema_check(arena *a, const ast_program *p);
+/* The same, 'input x[*, F]' taking sequences of up to max_len frames
+ * (sema_check: SEMA_MAX_LEN, llnc's --max-len default). */
+sema_program *sema_check_len(arena *a, const ast_program *p, int max_len);
+#define SEMA_MAX_LEN 32
+#define SEMA_MAX_STEPS 1024   /* time steps of an rnn (it is unrolled) */
 /* The objective and train blocks as the runtime's default flags, one
  * argument per line ("--epochs\n20\n..."), for rt_train_main and its
  * kin (defaults.c). */
@@ -307,6 +314,11 @@ typedef struct ir_module {
 	/* approximate ROLL: K sampled input axes, whose tangents the training
 	 * kernels push instead of all n_in (0: exact) */
 	int samples;
+	/* input x[*, F]: sequences of 1 to max_len frames, given as max_len
+	 * frames with the sequence at the end; the kernels read its length L
+	 * from the workspace and hold every rnn step before max_len - L at 0,
+	 * so those steps change nothing (docs/design.md).  0: fixed length */
+	int max_len;
 } ir_module;
 
 ir_module *ir_lower(arena *a, const sema_program *p);

@@ -10,7 +10,8 @@
  * layout), `build` goes all the way to an executable; `train`, `eval`,
  * `plot` and `certify` compile in process and hand the model to the
  * runtime, which parses their flags (`certify` after taking the weights).
- * `data` compiles nothing: it writes a built-in data set.
+ * `data` compiles nothing: it writes a built-in data set; nor does
+ * `merge`, which joins the shard files of a certifier run.
  * --dump=ast|ir|llvm prints a stage's output on the way.  User errors exit
  * 1, usage errors 2, internal errors 70.
  */
@@ -34,6 +35,7 @@ typedef struct options {
 	int rest_argc;        /* train, eval: the flags after FILE, for the runtime */
 	char **rest_argv;
 	int opt_level;
+	int max_len;          /* --max-len: the frames of input x[*, F] */
 	rt_names names;       /* build: --rename, --strip-prefix for --weights */
 } options;
 
@@ -49,12 +51,15 @@ static const char usage_text[] =
 	      "  eval    evaluate weights on a data set: accuracy, radii, regions\n"
 	      "  plot    draw a model's linear regions, margins and gradients\n"
 	      "  data    generate a data set: 'llnc data toy2d --help'\n"
+	      "  merge   join a sharded certifier run's shard files: records, exact summary\n"
 	      "  weights list the tensors of a safetensors file\n"
 	      "  import  convert an ONNX network: 'llnc import NET.onnx -o OUT'\n"
 	      "  export  write FILE's model and weights as an ONNX network\n"
 	      "\n"
 	      "Run 'llnc COMMAND --help' for a command's options.\n"
-	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout.\n"
+	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout;\n"
+	      "--max-len N builds a model over sequences of free length (input x[*, F])\n"
+	      "for 1 to N frames (default 32).\n"
 	      "--no-cache (before or after FILE) compiles the kernels anew: build, train,\n"
 	      "eval, plot and certify otherwise keep them in the kernel cache,\n"
 	      "$XDG_CACHE_HOME/lln (else ~/.cache/lln), keyed by the model, llnc, LLVM\n"
@@ -151,14 +156,14 @@ static bool runtime_command(const char *c)
 }
 
 enum { F_HELP, F_VERSION, F_DUMP, F_CERTIFIER, F_TRAINER, F_OPT, F_OUT, F_WEIGHTS, F_SEED, F_CPU,
-       F_INIT, F_RENAME, F_STRIP, F_NO_CACHE };
+       F_INIT, F_RENAME, F_STRIP, F_MAXLEN, F_NO_CACHE };
 
 static const rt_flag flags[] = {
 	{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "version", false, F_VERSION },
 	{ "dump", true, F_DUMP }, { "certifier", false, F_CERTIFIER }, { "trainer", false, F_TRAINER },
 	{ "-O", true, F_OPT }, { "-o", true, F_OUT }, { "weights", true, F_WEIGHTS }, { "seed", true, F_SEED },
 	{ "cpu", true, F_CPU }, { "init", true, F_INIT }, { "rename", true, F_RENAME },
-	{ "strip-prefix", true, F_STRIP }, { "no-cache", false, F_NO_CACHE },
+	{ "strip-prefix", true, F_STRIP }, { "max-len", true, F_MAXLEN }, { "no-cache", false, F_NO_CACHE },
 };
 
 /* train, eval and plot take their flags from the runtime's table: without
@@ -210,6 +215,14 @@ static int set_flag(options *o, int id, const char *val)
 		if (*end || *val == '-' || !*val)
 			return usage_error("--seed takes a non-negative integer, not '%s'", val);
 		break;
+	case F_MAXLEN: {
+		long n = strtol(val, &end, 10);
+		if (*end || end == val || n < 1 || n > SEMA_MAX_STEPS)
+			return usage_error("--max-len takes a number of frames from 1 to 1024, not '%s'", val);
+		_Static_assert(SEMA_MAX_STEPS == 1024, "the message above");
+		o->max_len = (int)n;
+		break;
+	}
 	case F_RENAME:
 	case F_STRIP:
 		if (rt_names_flag(&o->names, id == F_RENAME ? "--rename" : "--strip-prefix", val, err))
@@ -396,6 +409,25 @@ static const char *flag_value(int argc, char **argv, int *i, const char *name, b
 	return argv[++*i];
 }
 
+/* train, eval, plot, certify: --max-len among the runtime's flags after
+ * FILE is llnc's (the model is built before the runtime starts). */
+static int take_max_len(options *o)
+{
+	int kept = 1;
+	for (int i = 1; i < o->rest_argc; i++) {
+		bool missing = false;
+		const char *val = flag_value(o->rest_argc, o->rest_argv, &i, "--max-len", &missing);
+		if (missing)
+			return usage_error("%s needs a value", "--max-len");
+		if (!val)
+			o->rest_argv[kept++] = o->rest_argv[i];
+		else if (set_flag(o, F_MAXLEN, val))
+			return 2;
+	}
+	o->rest_argc = kept;
+	return 0;
+}
+
 /* certify: the weights (--weights, --rename, --strip-prefix, before or
  * after FILE) taken out of the flags, the rest handed to the certifier's
  * command line with the model compiled in process. */
@@ -542,6 +574,8 @@ static void summary(const options *o, const ir_module *ir)
 	fprintf(f, "%s: model %s: %d inputs, %d outputs, %lld parameters, %d hidden neurons; "
 	        "eps_2 alone by %s", o->file, ir->name, ir->n_in, ir->n_out, (long long)ir->n_params,
 	        ir->n_hidden, ir->l2_by_gram ? "the Gram recurrence" : "explicit rows");
+	if (ir->max_len)
+		fprintf(f, "; sequences of 1 to %d frames of %d (--max-len)", ir->max_len, ir->n_in / ir->max_len);
 	if (o->out)
 		fprintf(f, "; wrote %s", o->out);
 	fputc('\n', f);
@@ -564,12 +598,19 @@ int main(int argc, char **argv)
 			}
 	if (argc > 1 && !strcmp(argv[1], "weights"))
 		return run_weights(argc, argv);
+	/* merge: shard files of a certifier run, no model (docs/scale.md) */
+	if (argc > 1 && !strcmp(argv[1], "merge")) {
+		argv[1] = "llnc merge";
+		return rt_merge_main(argc - 1, argv + 1);
+	}
 	if (argc > 1 && !strcmp(argv[1], "import")) {
 		argv[1] = "llnc import";
 		return onnx_import_main(argc - 1, argv + 1);
 	}
-	options o = { 0 };
+	options o = { .max_len = SEMA_MAX_LEN };
 	int rc = parse_args(argc, argv, &o);
+	if (!rc && runtime_command(o.command))
+		rc = take_max_len(&o);
 	if (!rc)
 		rc = check_files(&o);
 	if (rc)
@@ -580,7 +621,7 @@ int main(int argc, char **argv)
 	ast_program *ast = src ? ast_parse(a, src) : NULL;
 	if (ast && o.dump && !strcmp(o.dump, "ast"))
 		ast_dump(stdout, ast);
-	sema_program *prog = ast ? sema_check(a, ast) : NULL;
+	sema_program *prog = ast ? sema_check_len(a, ast, o.max_len) : NULL;
 	ir_module *ir = prog ? ir_lower(a, prog) : NULL;
 	diag_finish(src);
 	if (!ir) {

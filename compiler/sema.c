@@ -64,6 +64,7 @@ typedef struct checker {
 	loc loss_at;           /* the loss setting, for the output-size check */
 	bool loss_bad;         /* it was reported already */
 	loc output_at;         /* the output statement's name */
+	int max_len;           /* the frames of 'input x[*, F]' */
 	/* model block */
 	symbol *syms;          /* names defined by model statements */
 	int n_syms;
@@ -585,6 +586,12 @@ static void apply_csv(checker *ck, const fspec *f, const ast_expr *call,
 	apply_files(ck, f, args, dst, DATA_CSV);
 }
 
+static void apply_ts(checker *ck, const fspec *f, const ast_expr *call,
+                     const ast_expr **args, void *dst)
+{
+	apply_files(ck, f, args, dst, DATA_TS);
+}
+
 static void apply_npy(checker *ck, const fspec *f, const ast_expr *call,
                       const ast_expr **args, void *dst)
 {
@@ -642,6 +649,7 @@ static const fspec data_fns[] = {
 	{ NAME("idx"), idx_params, NELEM(idx_params), apply_idx },
 	{ NAME("csv"), csv_params, NELEM(csv_params), apply_csv },
 	{ NAME("npy"), npy_params, NELEM(npy_params), apply_npy },
+	{ NAME("ts"), csv_params, NELEM(csv_params), apply_ts },
 	{ NAME("toy2d"), toy2d_params, NELEM(toy2d_params), apply_toy2d },
 };
 static const family data_family = { "data format", data_fns, NELEM(data_fns) };
@@ -801,7 +809,7 @@ typedef struct op_spec {
 #define MAX_PARAMS ((int64_t)1 << 31)
 #define MAX_HIDDEN (1 << 30)
 /* an rnn is unrolled into one op per step, built in about 0.4 s each */
-#define MAX_RNN_STEPS 1024
+#define MAX_RNN_STEPS SEMA_MAX_STEPS
 
 static const pspec params_DENSE[] = {
 	{ "x", P_VALUE, true, ANY, NULL },
@@ -1198,6 +1206,10 @@ static int apply_op(checker *ck, const ast_expr *call, stmt_ctx *sc)
 			err(ck, args[i]->at, "'%s' is the states of an rnn, a sequence %s; %s cannot read it: take last(%s)",
 			    ck->nodes[in[i]].name, shape_text(ck, &ck->nodes[in[i]]), op->name, ck->nodes[in[i]].name);
 			ok = false;
+		} else if (in[i] == 0 && ck->prog->model.max_len && op->op != OP_RNN) {
+			err(ck, args[i]->at, "'%s' is a sequence whose length varies ([*, %d]); only rnn can read it",
+			    ck->nodes[0].name, ck->nodes[0].dims[1]);
+			ok = false;
 		}
 	if (!ok)
 		return -1;
@@ -1241,7 +1253,16 @@ static void check_input(checker *ck, const ast_stmt *s, symbol *sym)
 			break;
 		}
 		int d;
-		if (!get_int(ck, g->value, &dim, &d)) {
+		if (!g->value) {   /* '*': a sequence of free length, up to max_len frames */
+			if (k != 0 || s->n_dims != 2) {
+				err(ck, g->at, "'*' stands for a sequence's length: only the first of two dimensions, "
+				    "as in 'input %s[*, F]', can be '*'", s->name);
+				ok = false;
+				continue;
+			}
+			d = ck->max_len;
+			m->max_len = d;
+		} else if (!get_int(ck, g->value, &dim, &d)) {
 			ok = false;
 			continue;
 		}
@@ -1478,9 +1499,14 @@ static void check_loss(checker *ck)
 
 sema_program *sema_check(arena *a, const ast_program *ast)
 {
+	return sema_check_len(a, ast, SEMA_MAX_LEN);
+}
+
+sema_program *sema_check_len(arena *a, const ast_program *ast, int max_len)
+{
 	if (!ast)
 		return NULL;
-	checker ck = { .a = a, .src = ast->src };
+	checker ck = { .a = a, .src = ast->src, .max_len = max_len };
 	int before = ck.src->errors;
 	sema_program *p = arena_alloc(a, sizeof *p);
 	ck.prog = p;

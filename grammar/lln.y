@@ -78,7 +78,7 @@ static void llnerror(LLNLTYPE *at, yyscan_t scanner, parse_state *ps, const char
 %type <block> blocks block
 %type <stmt> stmts stmt
 %type <expr> expr normalize_opt
-%type <arg> args arg exprs
+%type <arg> args arg dims dim
 
 %%
 
@@ -107,7 +107,7 @@ stmts
 
 stmt
 	: IDENT '=' expr ';'     { $$ = ast_assign(A, L(@1), $1, $3); }
-	| INPUT IDENT '[' exprs ']' normalize_opt ';'
+	| INPUT IDENT '[' dims ']' normalize_opt ';'
 	                         { $$ = ast_input(A, L(@1), $2, L(@2), $4, $6); }
 	| OUTPUT IDENT ';'       { $$ = ast_output(A, L(@1), $2, L(@2)); }
 	| error ';'              { $$ = NULL; }
@@ -119,9 +119,15 @@ normalize_opt
 	| NORMALIZE '(' args ')' { $$ = ast_call(A, L(@1), "normalize", $3); }
 	;
 
-exprs
+dims
+	: dim                    { $$ = $1; }
+	| dims ',' dim           { $$ = ast_arg_append($1, $3); }
+	;
+
+/* '*': a sequence's length, free per example (an arg without a value) */
+dim
 	: expr                   { $$ = ast_arg_new(A, L(@1), NULL, $1); }
-	| exprs ',' expr         { $$ = ast_arg_append($1, ast_arg_new(A, L(@3), NULL, $3)); }
+	| '*'                    { $$ = ast_arg_new(A, L(@1), NULL, NULL); }
 	;
 
 args

@@ -18,7 +18,10 @@
  * --shard I/N certifies only the I-th of N contiguous parts of the input,
  * its records keeping their index in the whole input, and only shard 0
  * prints the header, so the shards' outputs concatenated in shard order
- * are the unsharded output byte for byte.  Run as one part of a job
+ * are the unsharded output byte for byte.  --shard-out FILE writes the
+ * records, after a line that says which model, input, settings and shard
+ * they come from, for `llnc merge` (cert_merge.c) to join the shards of a
+ * job array into the one output or the exact summary.  Run as one part of a job
  * (rt_certify_job: `llnc certify` under mpirun), the parts' records and
  * --summary data go to part 0, which writes the one output
  * (docs/scale.md).
@@ -78,6 +81,10 @@ static void usage(FILE *out, const rt_model *m, const char *prog, const char *sy
 		"                      INPUT, records keeping their index; shard 0 alone prints\n"
 		"                      the header, so the outputs concatenated in shard order\n"
 		"                      are the unsharded output (docs/scale.md)\n"
+		"  --shard-out FILE    write the records to FILE (instead of stdout or -o) as a\n"
+		"                      shard file: a line naming the model, INPUT and settings,\n"
+		"                      then JSON lines; 'llnc merge' joins the shard files of a\n"
+		"                      run into its output or its exact --summary\n"
 		"  --vnnlib DIR        also write DIR/prop_N.vnnlib for input N: its certified\n"
 		"                      l_inf prediction ball as a VNN-LIB property, for the\n"
 		"                      ONNX graph of 'llnc export' (docs/certifier.md)\n"
@@ -87,169 +94,22 @@ static void usage(FILE *out, const rt_model *m, const char *prog, const char *sy
 		m->name, m->n_in, m->n_out, m->n_hidden, m->n_in, m->n_in + 1, rt_ncpus());
 }
 
-static void print_number(FILE *out, float v, bool json)
+/* The records of one certified chunk; `first` is the index of its first
+ * input, y its true labels (when L->labeled). */
+static void print_records(FILE *out, const rt_record_layout *L, const rt_model *m, const rt_batch *b,
+                          const int32_t *y, int64_t first)
 {
-	char buf[64];
-	rt_format_down(buf, sizeof buf, v, 9);
-	fputs(isinf(v) ? (json ? "null" : "inf") : buf, out);
-}
-
-/* What each record holds, fixed for a run. */
-typedef struct layout {
-	const rt_model *m;
-	int32_t norms;
-	bool dirs, labeled;
-	int format;
-	const rt_radii *radii;
-} layout;
-
-static void print_binding(FILE *out, const rt_model *m, int32_t h, bool json)
-{
-	int32_t idx = 0;
-	const rt_layer *l = h >= 0 ? rt_layer_of(m, h, &idx) : NULL;
-	if (json) {
-		if (l && l->h > 0)   /* an image layer: also where in it */
-			fprintf(out, "{\"layer\":\"%s\",\"index\":%d,\"channel\":%d,\"row\":%d,\"col\":%d}", l->name, idx,
-			        idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
-		else if (l && l->w > 0)   /* a sequence layer (rnn): the time step and unit */
-			fprintf(out, "{\"layer\":\"%s\",\"index\":%d,\"step\":%d,\"unit\":%d}", l->name, idx, idx / l->w,
-			        idx % l->w);
-		else if (l)
-			fprintf(out, "{\"layer\":\"%s\",\"index\":%d}", l->name, idx);
-		else
-			fputs("null", out);
-	} else if (l) {
-		fprintf(out, "%s,%d", l->name, idx);
-	} else {
-		fputs(",", out);
-	}
-}
-
-/* Without labels a radius says whether the prediction is robust; with
- * them, whether it is certified (robust and correct). */
-static const char *radius_field(const layout *L)
-{
-	return L->labeled ? "certified" : "robust";
-}
-
-static void print_header(FILE *out, const layout *L)
-{
-	const rt_radii *r = L->radii;
-	if (L->format == FORMAT_TABLE) {
-		fprintf(out, "%6s %5s", "input", "pred");
-		if (L->labeled)
-			fprintf(out, " %5s %7s", "label", "correct");
-		for (int p = 0; p < RT_NNORMS; p++)
-			if (L->norms & RT_NORM_BIT(p)) {
-				char t[16];
-				snprintf(t, sizeof t, "eps_%s", norm_name[p]);
-				fprintf(out, " %11s %-14s %11s", t, "binding", "eps_pred");
-			}
-		if (L->dirs)
-			fprintf(out, " %11s", "eps_dir");
-		for (int k = 0; k < r->n; k++) {
-			char t[48];
-			snprintf(t, sizeof t, "%s@%s", L->labeled ? "cert" : "robust", r->key[k]);
-			fprintf(out, " %11s", t);
-		}
-		fprintf(out, "  %-16s\n", "pattern");
-	} else if (L->format == FORMAT_CSV) {
-		fputs(L->labeled ? "index,pred,label,correct" : "index,pred", out);
+	for (int64_t i = 0; i < b->n; i++) {
+		rt_record rec = { .index = first + i, .c = b->cert[i], .y = y ? y[i] : 0, .pattern = b->pattern[i] };
+		int32_t len = rt_seq_len(m, b->len, i);
 		for (int p = 0; p < RT_NNORMS; p++)
 			if (L->norms & RT_NORM_BIT(p))
-				fprintf(out, ",eps_%s,bind_%s_layer,bind_%s_index,eps_pred_%s", norm_name[p],
-				        norm_name[p], norm_name[p], norm_name[p]);
-		if (L->dirs)
-			fputs(",eps_dir,bind_dir_layer,bind_dir_index", out);
-		for (int k = 0; k < r->n; k++)
-			fprintf(out, ",%s_%s@%s", radius_field(L), norm_name[r->norm], r->key[k]);
-		fputs(",pattern\n", out);
-	}
-}
-
-static void print_table_row(FILE *out, const layout *L, const rt_batch *b, const int32_t *y, int64_t i,
-                            int64_t index)
-{
-	const rt_cert *c = &b->cert[i];
-	fprintf(out, "%6lld %5d", (long long)index, c->label);
-	if (L->labeled)
-		fprintf(out, " %5d %7s", y[i], y[i] == c->label ? "yes" : "no");
-	for (int p = 0; p < RT_NNORMS; p++) {
-		if (!(b->norms & RT_NORM_BIT(p)))
-			continue;
-		char bind[64] = "-";
-		int32_t idx;
-		const rt_layer *l = c->bind[p] >= 0 ? rt_layer_of(L->m, c->bind[p], &idx) : NULL;
-		if (l && l->h > 0)
-			snprintf(bind, sizeof bind, "%s[%d,%d,%d]", l->name, idx / (l->h * l->w), idx / l->w % l->h, idx % l->w);
-		else if (l && l->w > 0)
-			snprintf(bind, sizeof bind, "%s[t=%d,%d]", l->name, idx / l->w, idx % l->w);
-		else if (l)
-			snprintf(bind, sizeof bind, "%s[%d]", l->name, idx);
-		char e[32], ep[32];
-		rt_format_down(e, sizeof e, c->eps[p], 4);
-		rt_format_down(ep, sizeof ep, c->eps_pred[p], 4);
-		fprintf(out, " %11s %-14s %11s", e, bind, ep);
-	}
-	if (b->dirs) {
-		char t[32];
-		rt_format_down(t, sizeof t, b->t[i], 4);
-		fprintf(out, " %11s", t);
-	}
-	for (int k = 0; k < L->radii->n; k++) {
-		bool ok = rt_robust_at(c, L->radii, k) && (!L->labeled || y[i] == c->label);
-		fprintf(out, " %11s", ok ? "yes" : "no");
-	}
-	fprintf(out, "  %016llx\n", (unsigned long long)b->pattern[i]);
-}
-
-/* The records of one chunk; `first` is the index of its first input, y
- * its true labels (when L->labeled). */
-static void print_records(FILE *out, const layout *L, const rt_batch *b, const int32_t *y, int64_t first)
-{
-	bool json = L->format == FORMAT_JSONL;
-	const rt_radii *r = L->radii;
-	for (int64_t i = 0; i < b->n; i++) {
-		if (L->format == FORMAT_TABLE) {
-			print_table_row(out, L, b, y, i, first + i);
-			continue;
-		}
-		const rt_cert *c = &b->cert[i];
-		bool correct = L->labeled && y[i] == c->label;
-		fprintf(out, json ? "{\"index\":%lld,\"pred\":%d" : "%lld,%d", (long long)(first + i), c->label);
-		if (L->labeled)
-			fprintf(out, json ? ",\"label\":%d,\"correct\":%s" : ",%d,%s", y[i],
-			        json ? (correct ? "true" : "false") : (correct ? "1" : "0"));
-		for (int p = 0; p < RT_NNORMS; p++) {
-			if (!(b->norms & RT_NORM_BIT(p)))
-				continue;
-			fprintf(out, json ? ",\"eps_%s\":" : ",", norm_name[p]);
-			print_number(out, c->eps[p], json);
-			fprintf(out, json ? ",\"bind_%s\":" : ",", norm_name[p]);
-			print_binding(out, L->m, c->bind[p], json);
-			fprintf(out, json ? ",\"eps_pred_%s\":" : ",", norm_name[p]);
-			print_number(out, c->eps_pred[p], json);
-		}
+				rt_bind_of(m, len, b->cert[i].bind[p], &rec.bind[p]);
 		if (b->dirs) {
-			fputs(json ? ",\"eps_dir\":" : ",", out);
-			print_number(out, b->t[i], json);
-			fputs(json ? ",\"bind_dir\":" : ",", out);
-			print_binding(out, L->m, b->tbind[i], json);
+			rec.t = b->t[i];
+			rt_bind_of(m, len, b->tbind[i], &rec.tbind);
 		}
-		if (r->n && json)
-			fprintf(out, ",\"%s\":{", radius_field(L));
-		for (int k = 0; k < r->n; k++) {
-			bool ok = rt_robust_at(c, r, k) && (!L->labeled || correct);
-			if (json)
-				fprintf(out, "%s\"%s\":%s", k ? "," : "", r->key[k], ok ? "true" : "false");
-			else
-				fputs(ok ? ",1" : ",0", out);
-		}
-		if (r->n && json)
-			fputc('}', out);
-		if (json && c->undecided)   /* signs within rounding error of 0: every radius is 0 */
-			fprintf(out, ",\"undecided\":%d", c->undecided);
-		fprintf(out, json ? ",\"pattern\":\"%016llx\"}\n" : ",%016llx\n", (unsigned long long)b->pattern[i]);
+		rt_record_print(out, L, &rec);
 	}
 }
 
@@ -266,10 +126,13 @@ typedef struct directions {
 static int dirs_open(directions *d, const rt_model *m, const char *path, char *err)
 {
 	d->path = path;
-	if (rt_reader_open(path, m->n_in, &d->r, err) || rt_reader_next(d->r, CHUNK, &d->chunk, err))
+	if (rt_reader_open_model(path, m, false, &d->r, err) || rt_reader_next(d->r, CHUNK, &d->chunk, err))
 		return -1;
 	if (d->chunk.n == 0)
 		return rt_fail(err, "%s: holds no examples", path);
+	if (m->max_len && d->chunk.n == 1 && d->chunk.len)
+		return rt_fail(err, "%s: holds one direction; a model over sequences of free length takes one per input, "
+		               "each as long as its input", path);
 	/* a chunk is short only at the end of the file: one row is all */
 	if (d->chunk.n > 1) {
 		d->per_input = true;
@@ -343,14 +206,17 @@ static int parse_shard(const char *s, int *part, int *parts)
 }
 
 /* The inputs of INPUT, for the bounds of a shard: a pass that reads (and
- * checks) every record; -1 with err on a bad record. */
-static int64_t count_inputs(const rt_model *m, const char *path, char *err)
+ * checks) every record; -1 with err on a bad record.  *digest gets a hash
+ * of their values and labels, which tells the shard files of one input
+ * from another's (llnc merge). */
+static int64_t count_inputs(const rt_model *m, const char *path, uint64_t *digest, char *err)
 {
 	rt_reader *r;
-	if (rt_reader_open_labeled(path, m->n_in, &r, err))
+	if (rt_reader_open_model(path, m, true, &r, err))
 		return -1;
 	rt_data c;
 	int64_t n = -1;
+	uint64_t h = RT_FNV_BASIS;
 	for (;;) {
 		if (rt_reader_next(r, CHUNK, &c, err) != 0)
 			break;
@@ -358,9 +224,35 @@ static int64_t count_inputs(const rt_model *m, const char *path, char *err)
 			n = rt_reader_count(r);
 			break;
 		}
+		size_t values = sizeof(float) * (size_t)(c.n * m->n_in);
+		h = rt_fnv1a(h, c.x, values);
+		if (c.xlo)
+			h = rt_fnv1a(h, c.xlo, values);
+		if (c.y)
+			h = rt_fnv1a(h, c.y, sizeof(int32_t) * (size_t)c.n);
+		if (c.len)
+			h = rt_fnv1a(h, c.len, sizeof(int32_t) * (size_t)c.n);
 	}
 	rt_reader_close(r);
+	*digest = h;
 	return n;
+}
+
+/* A hash of the model and its weights: shards of one run agree on it. */
+static uint64_t model_digest(const rt_model *m, const float *P)
+{
+	int64_t shape[] = { m->n_in, m->n_out, m->n_hidden, m->n_layers, m->n_params };
+	uint64_t h = rt_fnv1a(RT_FNV_BASIS, m->name, strlen(m->name) + 1);
+	h = rt_fnv1a(h, shape, sizeof shape);
+	for (int32_t i = 0; i < m->n_layers; i++) {
+		const rt_layer *l = &m->layers[i];
+		int32_t dims[] = { l->size, l->offset, l->c, l->h, l->w };
+		h = rt_fnv1a(h, l->name, strlen(l->name) + 1);
+		h = rt_fnv1a(h, dims, sizeof dims);
+	}
+	double norm[] = { m->mean, m->std };
+	h = rt_fnv1a(h, norm, sizeof norm);
+	return rt_fnv1a(h, P, sizeof(float) * (size_t)m->n_params);
 }
 
 int rt_certify_main(const rt_model *m, const float *P, const char *synopsis, int argc, char **argv)
@@ -372,7 +264,7 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
                    const rt_cert_job *job)
 {
 	const char *prog = argv[0], *input = NULL, *dir_path = NULL, *out_path = NULL, *vnnlib = NULL;
-	const char *labels_path = NULL, *eps_text = NULL;
+	const char *labels_path = NULL, *eps_text = NULL, *shard_out = NULL;
 	int norm = -1;
 	bool norms_given = false;
 	int32_t norms = RT_ALL_NORMS;
@@ -380,13 +272,13 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 	bool summary_only = false;
 	int threads = 0, part = 0, parts = 1;
 	enum { F_HELP, F_SUMMARY, F_NORMS, F_FORMAT, F_THREADS, F_DIRECTION, F_OUT, F_VNNLIB, F_LABELS, F_EPS, F_NORM,
-	       F_SHARD };
+	       F_SHARD, F_SHARD_OUT };
 	static const rt_flag flags[] = {
 		{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "summary", false, F_SUMMARY },
 		{ "norms", true, F_NORMS }, { "format", true, F_FORMAT }, { "threads", true, F_THREADS },
 		{ "direction", true, F_DIRECTION }, { "-o", true, F_OUT }, { "vnnlib", true, F_VNNLIB },
 		{ "labels", true, F_LABELS }, { "eps", true, F_EPS }, { "norm", true, F_NORM },
-		{ "shard", true, F_SHARD },
+		{ "shard", true, F_SHARD }, { "shard-out", true, F_SHARD_OUT },
 	};
 	rt_flags fl;
 	rt_flags_init(&fl, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
@@ -434,6 +326,11 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 			else if (parse_shard(val, &part, &parts) != 0)
 				urc = rt_cmd_fail(prog, 2, "--shard takes I/N, the I-th (0 to N-1) of N parts; got '%s'", val);
 			break;
+		case F_SHARD_OUT:
+			if (job)
+				urc = rt_cmd_fail(prog, 2, "--shard-out: under mpirun rank 0 writes the one output already");
+			shard_out = val;
+			break;
 		case F_DIRECTION: dir_path = val; break;
 		case F_OUT: out_path = val; break;
 		case F_VNNLIB: vnnlib = val; break;
@@ -471,8 +368,10 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 		part = job->part;
 		parts = job->parts;
 	}
-	if (parts > 1 && !strcmp(input, "-"))
+	if ((parts > 1 || shard_out) && !strcmp(input, "-"))
 		return rt_cmd_fail(prog, 2, "a shard needs INPUT in a file (its parts are counted first), not stdin");
+	if (shard_out && out_path)
+		return rt_cmd_fail(prog, 2, "--shard-out FILE takes the records that -o would: give one of the two");
 
 	char err[RT_ERRLEN];
 	const rt_file files[] = {
@@ -480,11 +379,14 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 		{ "--direction", dir_path, RT_FILE_IN, 0 },
 		{ "--labels", labels_path, RT_FILE_IN, 0 },
 		{ "-o", out_path, RT_FILE_OUT, 0 },
+		{ "--shard-out", shard_out, RT_FILE_OUT, 0 },
 	};
 	/* only part 0 of a job writes the output file */
-	int rc = rt_files_check(files, job && part > 0 ? 3 : 4, err);
+	int rc = rt_files_check(files, job && part > 0 ? 3 : 5, err);
 	if (rc)
 		return rt_cmd_fail(prog, rc, "%s", err);
+	if (vnnlib && m->max_len)   /* a property over max_len frames would free the padding */
+		return rt_cmd_fail(prog, 2, "--vnnlib does not take models over sequences of free length (input x[*, F])");
 	if (vnnlib && !(norms & RT_NORM_BIT(RT_LINF)))
 		return rt_cmd_fail(prog, 2, "--vnnlib states the l_inf ball: give inf among --norms");
 	if (vnnlib && rt_vnnlib_dir(vnnlib, err))
@@ -510,20 +412,26 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 		fprintf(stderr, "%s: out of memory\n", prog);
 		goto done;
 	}
-	if (rt_reader_open_labeled(input, m->n_in, &in, err) || (dir_path && dirs_open(&dirs, m, dir_path, err)) ||
+	if (rt_reader_open_model(input, m, true, &in, err) || (dir_path && dirs_open(&dirs, m, dir_path, err)) ||
 	    (labels_path && rt_labels_read(labels_path, 0, &labels, &n_labels, err))) {
 		fprintf(stderr, "%s\n", err);
 		goto done;
 	}
-	bool records = out_path || !summary_only;
-	if (parts > 1) {
-		int64_t total = count_inputs(m, input, err);
-		if (total < 0) {
+	/* --shard-out takes the records, whatever --summary says */
+	const char *file_out = shard_out ? shard_out : out_path;
+	bool records = file_out || !summary_only;
+	rt_shard_head head = { m->name, 0, 0, m->n_in, m->n_out, 0, part, parts };
+	if (parts > 1 || shard_out) {
+		head.inputs = count_inputs(m, input, &head.input_digest, err);
+		if (head.inputs < 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}
-		begin = total * part / parts;
-		end = total * (part + 1) / parts;
+		begin = head.inputs * part / parts;
+		end = head.inputs * (part + 1) / parts;
+		if (labels)
+			head.input_digest = rt_fnv1a(head.input_digest, labels, sizeof(int32_t) * (size_t)n_labels);
+		head.model_digest = model_digest(m, P);
 	}
 	if (job && records) {   /* the records go to part 0 (below) */
 		if (!(out = open_memstream(&mem, &mem_len))) {
@@ -531,20 +439,21 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 			fprintf(stderr, "%s: out of memory\n", prog);
 			goto done;
 		}
-	} else if (out_path) {
-		if (rt_atomic_open(out_path, &atom, err) != 0) {
+	} else if (file_out) {
+		if (rt_atomic_open(file_out, &atom, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
 		}
 		out = fdopen(atom.fd, "w");
 		if (!out) {
-			fprintf(stderr, "%s: cannot write: %s\n", out_path, strerror(errno));
+			fprintf(stderr, "%s: cannot write: %s\n", file_out, strerror(errno));
 			goto done;
 		}
 		atom.fd = -1;   /* fclose closes it */
 	}
-	layout L = { .m = m, .norms = norms, .dirs = dir_path != NULL, .labeled = labels_path != NULL,
-	             .format = format, .radii = &radii };
+	/* a shard file holds JSON lines, read back by llnc merge */
+	rt_record_layout L = { .norms = norms, .dirs = dir_path != NULL, .labeled = labels_path != NULL,
+	                       .format = shard_out ? FORMAT_JSONL : format, .radii = &radii };
 	bool progress = isatty(2);
 	int64_t done_n = 0;
 	for (;;) {
@@ -563,8 +472,10 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 				goto done;
 			}
 			L.labeled |= chunk.y != NULL;
-			if (records && part == 0)
-				print_header(out, &L);
+			if (shard_out)
+				rt_shard_head_print(out, &head, &L);
+			else if (records && part == 0)
+				rt_record_header(out, &L);
 		}
 		const int32_t *y = NULL;
 		if (L.labeled && !(y = chunk_labels(m, &chunk, input, labels_path, labels, n_labels, done_n, err))) {
@@ -580,6 +491,7 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 			hi = lo;
 		b.x = chunk.x + lo * m->n_in;
 		b.xlo = chunk.xlo ? chunk.xlo + lo * m->n_in : NULL;
+		b.len = chunk.len ? chunk.len + lo : NULL;
 		b.n = hi - lo;
 		if (y)
 			y += lo;
@@ -593,6 +505,13 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 				fprintf(stderr, "%s\n", err);
 				goto done;
 			}
+			for (int64_t i = lo; i < hi; i++)
+				if (rt_seq_len(m, dirs.chunk.len, i) != rt_seq_len(m, chunk.len, i)) {
+					fprintf(stderr, "%s: record %lld: a direction of %d frames for an input of %d\n", dir_path,
+					        (long long)(done_n + i + 1), rt_seq_len(m, dirs.chunk.len, i),
+					        rt_seq_len(m, chunk.len, i));
+					goto done;
+				}
 			b.dirs = dirs.chunk.x + lo * m->n_in;
 			b.n_dirs = b.n;
 		} else if (dir_path) {
@@ -608,7 +527,7 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 			goto done;
 		}
 		if (records)
-			print_records(out, &L, &b, y, done_n + lo);
+			print_records(out, &L, m, &b, y, done_n + lo);
 		if (vnnlib && rt_vnnlib_batch(vnnlib, m, &b, done_n + lo, err) != 0) {
 			fprintf(stderr, "%s\n", err);
 			goto done;
@@ -657,14 +576,14 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 		}
 		if (all && !out_path)
 			fwrite(all, 1, (size_t)total, stdout);
-	} else if (out_path) {
+	} else if (file_out) {
 		int bad = ferror(out) || fflush(out) != 0;
 		int e = errno;
 		atom.fd = dup(fileno(out));
 		fclose(out);
 		out = stdout;
 		if (bad) {
-			fprintf(stderr, "%s: cannot write: %s\n", out_path, strerror(e ? e : EIO));
+			fprintf(stderr, "%s: cannot write: %s\n", file_out, strerror(e ? e : EIO));
 			goto done;
 		}
 		if (rt_atomic_commit(&atom, err) != 0) {

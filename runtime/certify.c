@@ -65,9 +65,10 @@ static void *run_share(void *arg)
 		for (int64_t i = s->begin; i < s->end; i++) {
 			const float *x = b->x + i * m->n_in;
 			const float *xlo = b->xlo ? b->xlo + i * m->n_in : NULL;
+			rt_seq_begin(m, ws, rt_seq_len(m, b->len, i));
 			m->certify(s->P, s->pre, x, b->norms, ws, z, logits, &b->cert[i], xlo);
 			if (b->pattern)
-				b->pattern[i] = rt_pattern_hash(z, m->n_hidden);
+				b->pattern[i] = rt_seq_pattern(m, rt_seq_len(m, b->len, i), z);
 			if (b->dirs) {
 				const float *d = b->dirs + (b->n_dirs == 1 ? 0 : i) * m->n_in;
 				m->direction(s->P, x, d, ws, &b->t[i], &b->tbind[i], xlo);

@@ -618,6 +618,7 @@ typedef struct growbuf {
 	float *x;
 	float *xlo;       /* as x: see rt_data */
 	int32_t *y;
+	int32_t *len;     /* sequences of free length: see rt_data */
 	int64_t n, cap;   /* in records */
 } growbuf;
 
@@ -906,6 +907,7 @@ struct rt_reader {
 	char *mem;            /* a pipe's bytes, read whole (binary formats seek) */
 	bool is_csv, is_ts;
 	int64_t dim;
+	int32_t max_len;      /* a model over sequences of free length (rt_model) */
 	rt_seqdata ts;        /* a .ts file, read whole */
 	growbuf g;            /* the chunk rt_reader_next returns */
 	/* arrays */
@@ -937,6 +939,7 @@ void rt_reader_close(rt_reader *r)
 	free(r->g.x);
 	free(r->g.xlo);
 	free(r->g.y);
+	free(r->g.len);
 	free(r->path);
 	free(r);
 }
@@ -988,7 +991,9 @@ static int read_exact(rt_reader *r, void *dst, size_t n, char *err)
 }
 
 /* A .ts file of sequences (ts.c) as examples of a fixed-length model: every
- * sequence must have dim / F frames (or, with dim 0, as many as the first). */
+ * sequence must have dim / F frames (or, with dim 0, as many as the first);
+ * of a model over sequences of free length, 1 to max_len frames of
+ * dim / max_len values. */
 static int ts_open(rt_reader *r, bool labeled, char *err)
 {
 	if (rt_ts_read(r->path, &r->ts, err))
@@ -996,11 +1001,20 @@ static int ts_open(rt_reader *r, bool labeled, char *err)
 	const rt_seqdata *d = &r->ts;
 	if (labeled && !d->y)
 		return fail(err, r->path, "has no class labels (@classLabel false)");
+	int64_t F = r->max_len ? r->dim / r->max_len : d->F;
+	if (r->max_len && d->F != F)
+		return fail(err, r->path, "holds frames of %lld values, but the model's are %lld values",
+		            (long long)d->F, (long long)F);
 	if (r->dim % d->F != 0)
 		return fail(err, r->path, "holds frames of %lld values, and %lld values per example are not a whole number "
 		            "of frames", (long long)d->F, (long long)r->dim);
 	int64_t T = r->dim ? r->dim / d->F : d->start[1];
-	for (int64_t i = 0; i < d->n; i++)
+	for (int64_t i = 0; r->max_len && i < d->n; i++)
+		if (d->start[i + 1] - d->start[i] > T)
+			return fail_rec(err, r->path, i + 1, "a sequence of %lld frames, longer than the %lld the model was "
+			                "built for (llnc --max-len; docs/language.md, rnn)",
+			                (long long)(d->start[i + 1] - d->start[i]), (long long)T);
+	for (int64_t i = 0; !r->max_len && i < d->n; i++)
 		if (d->start[i + 1] - d->start[i] != T)
 			return fail_rec(err, r->path, i + 1, "a sequence of %lld frames, but the model takes %lld frames of %lld "
 			                "values (its input has a fixed length; docs/language.md, rnn)",
@@ -1021,9 +1035,26 @@ static int ts_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
 	bool labels = r->ts.y && (r->c.labeled || r->c.maybe_labeled);
 	if (!reserve(g, g->n + rows, r->w, labels))
 		return fail(err, r->path, "out of memory (%lld values)", (long long)(rows * r->w));
-	size_t bytes = (size_t)rows * (size_t)r->w * sizeof(float);
-	memcpy(g->x + g->n * r->w, r->ts.x + r->row * r->w, bytes);
-	memcpy(g->xlo + g->n * r->w, r->ts.xlo + r->row * r->w, bytes);
+	if (r->max_len) {   /* left-padded: each sequence's frames last */
+		int32_t *nl = rt_realloc(g->len, (size_t)g->cap * sizeof *nl);
+		if (!nl)
+			return fail(err, r->path, "out of memory");
+		g->len = nl;
+		const rt_seqdata *d = &r->ts;
+		for (int64_t i = 0; i < rows; i++) {
+			int64_t q = r->row + i, n = (d->start[q + 1] - d->start[q]) * d->F, pad = r->w - n;
+			float *x = g->x + (g->n + i) * r->w, *lo = g->xlo + (g->n + i) * r->w;
+			memset(x, 0, (size_t)pad * sizeof *x);
+			memset(lo, 0, (size_t)pad * sizeof *lo);
+			memcpy(x + pad, d->x + d->start[q] * d->F, (size_t)n * sizeof *x);
+			memcpy(lo + pad, d->xlo + d->start[q] * d->F, (size_t)n * sizeof *lo);
+			g->len[g->n + i] = (int32_t)(d->start[q + 1] - d->start[q]);
+		}
+	} else {
+		size_t bytes = (size_t)rows * (size_t)r->w * sizeof(float);
+		memcpy(g->x + g->n * r->w, r->ts.x + r->row * r->w, bytes);
+		memcpy(g->xlo + g->n * r->w, r->ts.xlo + r->row * r->w, bytes);
+	}
 	if (labels)
 		memcpy(g->y + g->n, r->ts.y + r->row, (size_t)rows * sizeof *g->y);
 	g->n += rows;
@@ -1032,8 +1063,8 @@ static int ts_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
 }
 
 /* Opens the file and, for IDX and .npy, reads and checks its header. */
-static int reader_open(const char *path, int64_t dim, bool labeled, bool labels_only, rt_reader **out,
-                       char *err)
+static int reader_open(const char *path, int64_t dim, int32_t max_len, bool labeled, bool labels_only,
+                       rt_reader **out, char *err)
 {
 	*out = NULL;
 	if (dim < 0)
@@ -1049,6 +1080,7 @@ static int reader_open(const char *path, int64_t dim, bool labeled, bool labels_
 	r->path = pcopy;
 	path = pcopy;
 	r->dim = dim;
+	r->max_len = max_len;
 	r->is_stdin = strcmp(r->path, "-") == 0;
 	r->is_csv = r->is_stdin || ends_with(r->path, ".csv");
 	r->c = (csv){ .path = path, .width = labels_only ? 0 : dim, .labeled = labeled,
@@ -1259,16 +1291,24 @@ static int reader_fill(rt_reader *r, int64_t max, growbuf *g, char *err)
 
 int rt_reader_open(const char *path, int64_t dim, rt_reader **out, char *err)
 {
-	return reader_open(path, dim, false, false, out, err);
+	return reader_open(path, dim, 0, false, false, out, err);
 }
 
 int rt_reader_open_labeled(const char *path, int64_t dim, rt_reader **out, char *err)
 {
 	if (dim < 1)
 		return fail(err, path, "invalid example size %lld", (long long)dim);
-	if (reader_open(path, dim, false, false, out, err))
+	if (reader_open(path, dim, 0, false, false, out, err))
 		return -1;
 	(*out)->c.maybe_labeled = true;
+	return 0;
+}
+
+int rt_reader_open_model(const char *path, const rt_model *m, bool maybe_labeled, rt_reader **out, char *err)
+{
+	if (reader_open(path, m->n_in, m->max_len, false, false, out, err))
+		return -1;
+	(*out)->c.maybe_labeled = maybe_labeled;
 	return 0;
 }
 
@@ -1284,6 +1324,7 @@ int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err)
 	chunk->y = (r->is_csv && r->c.labeled) || (r->is_ts && r->ts.y && (r->c.labeled || r->c.maybe_labeled)) ? r->g.y
 	                                                                                                    : NULL;
 	chunk->xlo = any_rest(r->g.xlo, chunk->n * chunk->dim) ? r->g.xlo : NULL;
+	chunk->len = r->is_ts && r->max_len ? r->g.len : NULL;
 	return 0;
 }
 
@@ -1292,11 +1333,23 @@ int64_t rt_reader_count(const rt_reader *r)
 	return r->is_csv ? r->c.rec : r->row;
 }
 
+static int data_read(const char *path, int64_t dim, int32_t max_len, bool labeled, rt_data *out, char *err);
+
 int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char *err)
+{
+	return data_read(path, dim, 0, labeled, out, err);
+}
+
+int rt_data_read_model(const char *path, const rt_model *m, bool labeled, rt_data *out, char *err)
+{
+	return data_read(path, m->n_in, m->max_len, labeled, out, err);
+}
+
+static int data_read(const char *path, int64_t dim, int32_t max_len, bool labeled, rt_data *out, char *err)
 {
 	memset(out, 0, sizeof *out);
 	rt_reader *r;
-	if (reader_open(path, dim, labeled, false, &r, err))
+	if (reader_open(path, dim, max_len, labeled, false, &r, err))
 		return -1;
 	int rc = reader_fill(r, INT64_MAX, &r->g, err);
 	if (rc == 0 && r->g.n == 0)
@@ -1315,6 +1368,9 @@ int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char
 		}
 		out->n = r->g.n;
 		out->dim = width;
+		out->len = r->is_ts && r->max_len ? r->g.len : NULL;
+		if (!out->len)
+			free(r->g.len);
 		r->g = (growbuf){ 0 };
 	}
 	rt_reader_close(r);
@@ -1354,7 +1410,7 @@ int rt_labels_read(const char *path, int64_t n_expected, int32_t **out, int64_t 
 	int rc;
 	if (strcmp(path, "-") == 0 || ends_with(path, ".csv")) {
 		rt_reader *r;
-		if (reader_open(path, 0, false, true, &r, err))
+		if (reader_open(path, 0, 0, false, true, &r, err))
 			return -1;
 		rc = csv_fill(r, INT64_MAX, &r->g, err);
 		y = r->g.y;
@@ -1414,6 +1470,7 @@ void rt_data_free(rt_data *d)
 	free(d->x);
 	free(d->y);
 	free(d->xlo);
+	free(d->len);
 	memset(d, 0, sizeof *d);
 }
 

@@ -39,20 +39,22 @@ static void *eval_share(void *arg)
 	float *ws = rt_alloc_floats(m->ws_floats), *z = rt_alloc_floats(H + 1), *logits = rt_alloc_floats(O), *sq = rt_alloc_floats(H + 1);
 	int32_t *scratch = malloc(sizeof(int32_t) * (size_t)(H + 1)), *axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
 	double *jg = malloc(sizeof(double) * (size_t)D);
-	if (!ws || !z || !logits || !sq || !scratch || !axes || !jg) {
+	rt_seqbuf *sb = m->max_len ? rt_seqbuf_new(m) : NULL;
+	if (!ws || !z || !logits || !sq || !scratch || !axes || !jg || (m->max_len && !sb)) {
 		j->failed = 1;
 		goto done;
 	}
 	const bool need_sq = rt_objective_needs_sq(j->o);
 	for (int64_t i = j->begin; i < j->end; i++) {
 		const float *x = j->d->x + i * D;
-		int32_t y = j->d->y ? j->d->y[i] : -1;
+		int32_t y = j->d->y ? j->d->y[i] : -1, len = rt_seq_len(m, j->d->len, i);
+		rt_seq_begin(m, ws, len);
 		rt_cert c;
 		m->certify(j->P, j->pre, x, j->norms, ws, z, logits, &c, j->d->xlo ? j->d->xlo + i * D : NULL);
 		j->correct[i] = c.label == y;
 		for (int p = 0; p < RT_NNORMS; p++)
 			j->eps[p][i] = c.eps[p];
-		j->pattern[i] = rt_pattern_hash(z, H);
+		j->pattern[i] = rt_seq_pattern(m, len, z);
 		/* every logit's gradient by input_grad, whatever certify computed
 		 * (eps_2 alone by the Gram recurrence forms no Jacobian) */
 		uint64_t h = RT_FNV_BASIS;
@@ -67,14 +69,14 @@ static void *eval_share(void *arg)
 			/* approximate ROLL: the same axes for example i in every evaluation
 			 * (not the training step's), so that losses compare across epochs */
 			if (need_sq && m->samples)
-				rt_sample_axes(0, (uint64_t)i, m->n_in, m->samples, axes);
+				rt_seq_axes(m, len, 0, (uint64_t)i, axes);
 			m->train_forward(j->P, j->pre, x, need_sq, ws, z, logits, sq, axes);
-			j->loss[i] = rt_objective_eval(j->o, m, logits, z, sq, y, NULL, NULL, NULL,
-			                               &j->ce[i], scratch);
+			j->loss[i] = rt_objective_eval_seq(j->o, m, len, logits, z, sq, y, NULL, NULL, NULL,
+			                                   &j->ce[i], scratch, sb);
 		} else if (!need_sq) {
 			/* no training kernels: the logits from certify suffice */
-			j->loss[i] = rt_objective_eval(j->o, m, logits, z, NULL, y, NULL, NULL, NULL,
-			                               &j->ce[i], scratch);
+			j->loss[i] = rt_objective_eval_seq(j->o, m, len, logits, z, NULL, y, NULL, NULL, NULL,
+			                                   &j->ce[i], scratch, sb);
 		} else {
 			j->loss[i] = NAN;
 			j->ce[i] = rt_objective_eval(&(rt_objective){ .sigmoid = j->o->sigmoid }, m, logits,
@@ -89,6 +91,7 @@ done:
 	free(scratch);
 	free(axes);
 	free(jg);
+	rt_seqbuf_free(sb);
 	return NULL;
 }
 

@@ -58,6 +58,10 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 		rt_usage_fail(&c, "no data: give --data FILE[,LABELS]");
 		goto done;
 	}
+	if (c.distortion && m->max_len) {   /* its points would move the padding too */
+		rc = rt_usage_fail(&c, "--distortion does not take models over sequences of free length (input x[*, F])");
+		goto done;
+	}
 	if ((rc = rt_config_objective(m, &c)) || (c.distortion && (rc = distortion_opts(&c))))
 		goto done;
 	bool sigmoid = c.obj.sigmoid;

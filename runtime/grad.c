@@ -16,10 +16,12 @@
 typedef struct gthread {
 	float *ws, *z, *logits, *sq, *dlogits, *dz, *dsq, *grad;
 	int32_t *scratch, *axes;   /* axes: approximate ROLL's draw */
+	rt_seqbuf *seq;            /* a model over sequences of free length */
 } gthread;
 
 struct rt_grad_ctx {
 	const rt_model *m;
+	const int32_t *lens;   /* the data's sequence lengths (rt_grad_ctx_lengths) */
 	int threads;
 	gthread *t;
 	double *loss, *ce;   /* per example of the batch */
@@ -55,6 +57,7 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 		free(t->grad);
 		free(t->scratch);
 		free(t->axes);
+		rt_seqbuf_free(t->seq);
 	}
 	free(c->t);
 	free(c->loss);
@@ -89,8 +92,9 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		t->grad = rt_alloc_floats((m->grad_floats > m->n_params ? m->grad_floats : m->n_params) + RT_SUM_TAIL);
 		t->scratch = malloc(sizeof(int32_t) * (size_t)H);
 		t->axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
+		t->seq = m->max_len ? rt_seqbuf_new(m) : NULL;
 		if (!t->ws || !t->z || !t->logits || !t->sq || !t->dlogits || !t->dz || !t->dsq ||
-		    !t->grad || !t->scratch || !t->axes) {
+		    !t->grad || !t->scratch || !t->axes || (m->max_len && !t->seq)) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -121,11 +125,13 @@ static void *grad_share(void *arg)
 	const bool need_sq = rt_objective_needs_sq(j->o);
 	for (int64_t i = j->begin; i < j->end; i++) {
 		int64_t r = j->idx ? j->idx[i] : i;
+		int32_t len = rt_seq_len(m, j->c->lens, r);
+		rt_seq_begin(m, t->ws, len);
 		if (need_sq && m->samples)
-			rt_sample_axes(j->o->sample_seed, (uint64_t)r, m->n_in, m->samples, t->axes);
+			rt_seq_axes(m, len, j->o->sample_seed, (uint64_t)r, t->axes);
 		m->train_forward(j->P, j->pre, j->X + r * m->n_in, need_sq, t->ws, t->z, t->logits, t->sq, t->axes);
-		j->c->loss[i] = rt_objective_eval(j->o, m, t->logits, t->z, t->sq, j->y[r], t->dlogits,
-		                                  t->dz, t->dsq, &j->c->ce[i], t->scratch);
+		j->c->loss[i] = rt_objective_eval_seq(j->o, m, len, t->logits, t->z, t->sq, j->y[r], t->dlogits,
+		                                      t->dz, t->dsq, &j->c->ce[i], t->scratch, t->seq);
 		j->c->right[i] = predict(m, t->logits) == j->y[r];
 		m->train_backward(j->P, j->pre, t->ws, t->dlogits, t->dz, need_sq ? t->dsq : NULL, t->grad);
 	}
@@ -238,6 +244,11 @@ int rt_batch_grad(const rt_model *m, const rt_objective *o, const float *P, cons
 	int rc = rt_batch_grad_ctx(c, o, P, pre, X, y, idx, nb, grad, loss, ce);
 	rt_grad_ctx_free(c);
 	return rc;
+}
+
+void rt_grad_ctx_lengths(rt_grad_ctx *c, const int32_t *lens)
+{
+	c->lens = lens;
 }
 
 int64_t rt_grad_ctx_correct(const rt_grad_ctx *c)

@@ -34,7 +34,7 @@ int rt_load_labeled(const char *prog, const rt_model *m, bool sigmoid, const cha
 		rt_cmd_fail(prog, 1, "'%s': the labels file after the comma is missing", spec);
 		goto done;
 	}
-	if (rt_data_read(s, m->n_in, labels == NULL, d, err) != 0) {
+	if (rt_data_read_model(s, m, labels == NULL, d, err) != 0) {
 		fprintf(stderr, "%s\n", err);
 		goto done;
 	}

@@ -215,3 +215,61 @@ double rt_objective_eval(const rt_objective *o, const rt_model *m, const float *
 	}
 	return ce + reg;
 }
+
+struct rt_seqbuf {
+	int32_t *live;
+	float *z, *sq, *dz, *dsq;
+};
+
+rt_seqbuf *rt_seqbuf_new(const rt_model *m)
+{
+	rt_seqbuf *b = calloc(1, sizeof *b);
+	size_t H = (size_t)m->n_hidden + 1;
+	if (!b || !(b->live = malloc(H * sizeof *b->live)) || !(b->z = malloc(4 * H * sizeof *b->z))) {
+		rt_seqbuf_free(b);
+		return NULL;
+	}
+	b->sq = b->z + H;
+	b->dz = b->sq + H;
+	b->dsq = b->dz + H;
+	return b;
+}
+
+void rt_seqbuf_free(rt_seqbuf *b)
+{
+	if (b) {
+		free(b->live);
+		free(b->z);
+		free(b);
+	}
+}
+
+/* The sequence's own neurons gathered into sb, evaluated as a model of
+ * their count, and the partial derivatives scattered back. */
+double rt_objective_eval_seq(const rt_objective *o, const rt_model *m, int32_t len, const float *logits,
+                             const float *z, const float *sq, int32_t label, float *dlogits, float *dz,
+                             float *dsq, double *ce_out, int32_t *scratch, rt_seqbuf *sb)
+{
+	if (!m->max_len || len == m->max_len)
+		return rt_objective_eval(o, m, logits, z, sq, label, dlogits, dz, dsq, ce_out, scratch);
+	rt_model own = *m;
+	own.n_hidden = rt_seq_live(m, len, sb->live);
+	double f = rt_seq_sq_scale(m, len);
+	for (int32_t i = 0; i < own.n_hidden; i++) {
+		sb->z[i] = z[sb->live[i]];
+		sb->sq[i] = sq ? (float)(f * sq[sb->live[i]]) : 0;
+	}
+	double loss = rt_objective_eval(o, &own, logits, sb->z, sq ? sb->sq : NULL, label, dlogits,
+	                                dz ? sb->dz : NULL, dsq ? sb->dsq : NULL, ce_out, scratch);
+	if (dz)
+		memset(dz, 0, sizeof(float) * (size_t)m->n_hidden);
+	if (dsq)
+		memset(dsq, 0, sizeof(float) * (size_t)m->n_hidden);
+	for (int32_t i = 0; i < own.n_hidden; i++) {
+		if (dz)
+			dz[sb->live[i]] = sb->dz[i];
+		if (dsq)   /* d/d sq_kernel = f d/d sq_own */
+			dsq[sb->live[i]] = (float)(f * sb->dsq[i]);
+	}
+	return loss;
+}

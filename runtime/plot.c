@@ -36,6 +36,10 @@ int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv)
 			rt_plot_usage(stdout, m, &c);
 		goto done;
 	}
+	if (m->max_len) {
+		rc = user_fail(&c, "plot does not take models over sequences of free length (input x[*, F])");
+		goto done;
+	}
 	/* every flag checked, every input read, before any work */
 	if ((rc = rt_plot_request(&c, m, j)) || (rc = rt_plot_load(&c, m, j)) || (rc = rt_plot_compute(&c, m, j)))
 		goto done;

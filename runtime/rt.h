@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #define RT_ERRLEN 512
 
@@ -31,7 +32,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 4
+#define RT_ABI_VERSION 5
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -74,6 +75,11 @@ typedef struct rt_model {
 	int32_t n_tensors;
 	int32_t samples;      /* approximate ROLL: train_forward's sq from K sampled
 	                       * input axes (`axes`), 0: from all of them */
+	int32_t max_len;      /* input x[*, F]: a sequence of L frames (1 <= L <=
+	                       * max_len) is given as n_in = max_len x F values with
+	                       * its frames last (left-padded), and L in the first
+	                       * int32 of ws (rt_seq_begin); 0 for a fixed input */
+	int32_t frame;        /* F, the values per frame (max_len > 0) */
 	int64_t n_params;
 	int64_t ws_floats;    /* per-example workspace needed by grads/certify/direction */
 	int64_t pre_floats;   /* per-parameter-vector buffer filled by prepare */
@@ -141,6 +147,7 @@ const rt_layer *rt_layer_of(const rt_model *m, int32_t h, int32_t *index);
 typedef struct rt_batch {
 	const float *x;        /* n x n_in */
 	const float *xlo;      /* n x n_in, or NULL: see rt_data */
+	const int32_t *len;    /* n sequence lengths, or NULL: see rt_data */
 	int64_t n;
 	const float *dirs;     /* NULL or n_dirs x n_in */
 	int64_t n_dirs;
@@ -309,9 +316,17 @@ typedef struct rt_data {
 	 * image, a float64 of a .npy) and x their float32 roundings; the
 	 * certify and direction kernels certify x + xlo, in double */
 	float *xlo;
+	/* n sequence lengths in frames, or NULL: a model over sequences of free
+	 * length (rt_model.max_len) reads a .ts file's sequences left-padded
+	 * into rows of max_len frames; rows of other files are max_len long */
+	int32_t *len;
 } rt_data;
 
 int rt_data_read(const char *path, int64_t dim, bool labeled, rt_data *out, char *err);
+/* rt_data_read, rt_reader_open and rt_reader_open_labeled for m's input:
+ * of a model over sequences of free length, a .ts file's sequences of 1 to
+ * max_len frames of F values ("FILE: line N: ..." otherwise). */
+int rt_data_read_model(const char *path, const rt_model *m, bool labeled, rt_data *out, char *err);
 /* Sequences (ts.c): the UEA/UCR archive's .ts format, each sequence stored
  * time-major (frame after frame of F values, as `input x[T, F]` takes
  * them), lengths free.  The data readers above take a .ts file when every
@@ -345,6 +360,9 @@ int rt_reader_next(rt_reader *r, int64_t max, rt_data *chunk, char *err);
  * record (as rt_data_read with `labeled`), and its chunks have y; other
  * files and CSV files of dim values have none (chunk->y NULL). */
 int rt_reader_open_labeled(const char *path, int64_t dim, rt_reader **out, char *err);
+/* rt_reader_open(_labeled, with maybe_labeled) for m's input: as
+ * rt_data_read_model */
+int rt_reader_open_model(const char *path, const rt_model *m, bool maybe_labeled, rt_reader **out, char *err);
 int64_t rt_reader_count(const rt_reader *r);   /* examples read so far */
 void rt_reader_close(rt_reader *r);
 /* Formats recognised by their first bytes (len of them, of a file of `size`
@@ -409,7 +427,8 @@ typedef struct rt_file {
 int rt_files_check(const rt_file *files, int n, char *err);
 
 /* ------------------------------------------------------------------------
- * The certifier's command line (certifier_main.c, cert_summary.c): the
+ * The certifier's command line (certifier_main.c, cert_summary.c,
+ * cert_records.c; llnc merge in cert_merge.c): the
  * standalone certifier's main and `llnc certify` both run rt_certify_main,
  * so they print the same bytes (docs/certifier.md).  `synopsis` is the
  * usage line's text after "usage: " (NULL: "PROG [options] INPUT").
@@ -445,6 +464,55 @@ typedef struct rt_radii {
  * RT_MAX_RADII finite numbers >= 0. */
 int rt_radii_parse(const char *s, rt_radii *r);
 bool rt_robust_at(const rt_cert *c, const rt_radii *r, int k);
+
+/* One input's record as the certifier prints it (cert_records.c), whether
+ * from a certified batch or read back from a shard file by `llnc merge`:
+ * its binding neurons resolved to where they are in their layer, so that
+ * printing needs no model. */
+enum { RT_BIND_VECTOR, RT_BIND_IMAGE, RT_BIND_SEQUENCE };
+typedef struct rt_bind {
+	const char *layer;   /* NULL: no neuron bounds the radius */
+	int32_t index;       /* inside the layer */
+	int shape;           /* RT_BIND_*: an image's channel, row, col in a, b, c;
+	                      * a sequence's step, unit in a, b */
+	int32_t a, b, c;
+} rt_bind;
+typedef struct rt_record {
+	int64_t index;       /* in the whole input, from 0 */
+	rt_cert c;           /* c.label is the prediction; c.bind unused */
+	rt_bind bind[RT_NNORMS], tbind;
+	int32_t y;           /* the true label, when the layout is labeled */
+	float t;             /* eps_dir, when the layout has directions */
+	uint64_t pattern;
+} rt_record;
+/* What every record of a run holds. */
+typedef struct rt_record_layout {
+	int32_t norms;
+	bool dirs, labeled;
+	int format;          /* RT_FORMAT_* */
+	const rt_radii *radii;
+} rt_record_layout;
+/* Neuron h of a sequence of len frames (rt_seq_len), as records name it. */
+void rt_bind_of(const rt_model *m, int32_t len, int32_t h, rt_bind *out);
+/* The CSV or table header line (nothing for jsonl), and one record. */
+void rt_record_header(FILE *out, const rt_record_layout *L);
+void rt_record_print(FILE *out, const rt_record_layout *L, const rt_record *r);
+/* The first line of a shard file (--shard-out, docs/certifier.md): which
+ * model, input and settings its records come from, and which shard. */
+typedef struct rt_shard_head {
+	const char *model;
+	uint64_t model_digest, input_digest;
+	int32_t n_in, n_out;
+	int64_t inputs;        /* of the whole INPUT */
+	int part, parts;
+} rt_shard_head;
+#define RT_SHARD_VERSION 1
+void rt_shard_head_print(FILE *out, const rt_shard_head *h, const rt_record_layout *L);
+/* `llnc merge [--summary] [--format F] [-o OUT] SHARD...` (cert_merge.c, in
+ * llnrt_train: it reads JSON with jansson): the records of the shard files
+ * of one run in input order, and the summary of them all, each as the
+ * unsharded run prints it.  argv[0] names the command in messages. */
+int rt_merge_main(int argc, char **argv);
 
 /* What --summary reports, gathered chunk by chunk: every input's radii and
  * pattern (exact percentiles), and the counts of correct, robust and
@@ -544,6 +612,42 @@ int rt_st_list(const char *path, const rt_names *nm, FILE *out, char *err);
 int rt_st_metadata(const char *path, const char *key, char *value, size_t len, char *err);
 
 /* ------------------------------------------------------------------------
+ * Sequences of free length (seq.c): input x[*, F].  A sequence of L frames
+ * is given to the kernels as max_len frames, its own last, and L in the
+ * workspace's first word; the rnn steps before its first frame are held at
+ * 0 and bind nothing, so every number is that of the sequence alone.  Its
+ * own neurons, the live ones, are the last L steps of each rnn layer and
+ * every neuron of the layers after them.
+ * ---------------------------------------------------------------------- */
+/* Example i's length: lens[i], max_len without lens, 0 for other models. */
+static inline int32_t rt_seq_len(const rt_model *m, const int32_t *lens, int64_t i)
+{
+	return !m->max_len ? 0 : lens ? lens[i] : m->max_len;
+}
+/* Before any kernel call for a sequence of len frames in workspace ws. */
+static inline void rt_seq_begin(const rt_model *m, float *ws, int32_t len)
+{
+	if (m->max_len)
+		memcpy(ws, &len, sizeof len);
+}
+/* The live neurons of a sequence of len frames, in increasing order, into
+ * live (may be NULL); returns their count. */
+int32_t rt_seq_live(const rt_model *m, int32_t len, int32_t *live);
+/* rt_pattern_hash of the live neurons' signs (those of the sequence alone:
+ * as a model of its own length would hash them); z is overwritten. */
+uint64_t rt_seq_pattern(const rt_model *m, int32_t len, float *z);
+/* An index into layer l (rt_layer_of) as the sequence of len frames has it:
+ * in an rnn layer, time steps counted from its own first frame. */
+int32_t rt_seq_index(const rt_model *m, const rt_layer *l, int32_t len, int32_t idx);
+/* Approximate ROLL's axes for example `stream` (rt_sample_axes), a sequence
+ * of len frames: K distinct axes among its n = max(len F, K) last input
+ * values (the padding's gradients are 0).  rt_seq_sq_scale is n / n_in,
+ * which turns train_forward's sq (scaled by n_in / K) into the sequence's
+ * own estimate; 1 for exact ROLL and other models. */
+void rt_seq_axes(const rt_model *m, int32_t len, uint64_t seed, uint64_t stream, int32_t *axes);
+double rt_seq_sq_scale(const rt_model *m, int32_t len);
+
+/* ------------------------------------------------------------------------
  * Random numbers and initialisation (rng.c): deterministic across machines.
  * ---------------------------------------------------------------------- */
 typedef struct rt_rng { uint64_t s[4]; } rt_rng;
@@ -597,6 +701,17 @@ bool rt_objective_needs_sq(const rt_objective *o);
 double rt_objective_eval(const rt_objective *o, const rt_model *m, const float *logits,
                          const float *z, const float *sq, int32_t label, float *dlogits,
                          float *dz, float *dsq, double *ce_out, int32_t *scratch);
+/* The same for one sequence of len frames of a model over sequences of free
+ * length: the regularizer over that sequence's own neurons (rt_seq_live),
+ * approximate ROLL's sq rescaled to its own axes (rt_seq_axes), dz and dsq
+ * 0 at the padding; sb from rt_seqbuf_new.  As rt_objective_eval for other
+ * models or len = max_len. */
+typedef struct rt_seqbuf rt_seqbuf;
+rt_seqbuf *rt_seqbuf_new(const rt_model *m);
+void rt_seqbuf_free(rt_seqbuf *b);
+double rt_objective_eval_seq(const rt_objective *o, const rt_model *m, int32_t len, const float *logits,
+                             const float *z, const float *sq, int32_t label, float *dlogits, float *dz,
+                             float *dsq, double *ce_out, int32_t *scratch, rt_seqbuf *sb);
 
 /* Optimizers with PyTorch 1.13's update rules (weight decay added to the
  * gradient first; SGD without dampening; Adam/AMSGrad with bias correction). */
@@ -645,6 +760,9 @@ int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, con
 /* How many examples of the last batch the weights before the step
  * classified correctly. */
 int64_t rt_grad_ctx_correct(const rt_grad_ctx *c);
+/* The lengths of the data set's sequences (rt_data.len; X's rows) for a
+ * model over sequences of free length; NULL: every one max_len long. */
+void rt_grad_ctx_lengths(rt_grad_ctx *c, const int32_t *lens);
 
 /* The same in two halves, for data parallelism (train.c): rt_grad_sums
  * sums the per-example gradients of X[idx[0..nb)] (nb may be 0) into a

@@ -305,6 +305,8 @@ static uint64_t run_digest(const run *r)
 	uint64_t h = digest(0, head, sizeof head);
 	h = digest(h, r->data.x, sizeof(float) * (size_t)(n * D));
 	h = digest(h, r->data.y, sizeof(int32_t) * (size_t)n);
+	if (r->data.len)
+		h = digest(h, r->data.len, sizeof(int32_t) * (size_t)n);
 	h = digest(h, r->P, sizeof(float) * (size_t)r->m->n_params);
 	return digest(h, r->os.mem, sizeof(float) * (size_t)r->os.nstate * (size_t)r->m->n_params);
 }
@@ -379,6 +381,8 @@ static int train_run(const rt_model *m, config *c)
 	r->best = run_has_valid(r) ? rt_alloc_floats(m->n_params) : NULL;
 	int threads = c->threads > 0 ? c->threads : rt_ncpus();
 	r->gc = rt_grad_ctx_new(m, threads);
+	if (r->gc)
+		rt_grad_ctx_lengths(r->gc, r->data.len);
 	if (!r->order || !r->perm || !r->P || !r->pre || !r->grad || (run_has_valid(r) && !r->best) || !r->gc ||
 	    rt_opt_init(&r->os, &c->opt, m->n_params) != 0 || rt_ckpt_layout(r) != 0) {
 		rt_user_fail(c, "out of memory");
@@ -393,7 +397,8 @@ static int train_run(const rt_model *m, config *c)
 		r->valid.dim = D;
 		r->valid.x = malloc(sizeof(float) * (size_t)(c->valid * D));
 		r->valid.y = malloc(sizeof(int32_t) * (size_t)c->valid);
-		if (!r->valid.x || !r->valid.y) {
+		r->valid.len = r->data.len ? malloc(sizeof(int32_t) * (size_t)c->valid) : NULL;
+		if (!r->valid.x || !r->valid.y || (r->data.len && !r->valid.len)) {
 			rt_user_fail(c, "out of memory");
 			goto done;
 		}
@@ -401,6 +406,8 @@ static int train_run(const rt_model *m, config *c)
 			int64_t k = r->order[r->n_train + i];
 			memcpy(r->valid.x + i * D, r->data.x + k * D, sizeof(float) * (size_t)D);
 			r->valid.y[i] = r->data.y[k];
+			if (r->data.len)
+				r->valid.len[i] = r->data.len[k];
 		}
 	}
 	/* order[0..n_train) is the training set; each epoch shuffles a copy */

@@ -152,6 +152,9 @@ for k in (2, 3):
     check(got == summary, "llnc certify --summary under mpirun -np %d: the unsharded summary" % k)
     with open("records%d.jsonl" % k) as f:
         check(f.read() == run(CC + CERT).stdout, "llnc certify -o under mpirun -np %d: the unsharded file" % k)
+p = run(MPI + ["-np", "2"] + CC + ["--shard-out", "part.0"] + CERT, ok=False)
+check(p.returncode != 0 and "--shard-out: under mpirun rank 0 writes the one output" in p.stderr,
+      "llnc certify --shard-out under mpirun is refused")
 
 
 # --- one step per epoch: the loss of every step, 50 steps ---

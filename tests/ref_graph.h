@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RG_MAXN 24
+#define RG_MAXN 72
 
 typedef enum { RG_INPUT, RG_DENSE, RG_CONV, RG_POOL, RG_ADD, RG_RNN } rg_kind;
 
