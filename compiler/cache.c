@@ -1,26 +1,30 @@
 /* cache.c: the kernel cache, compiled kernels kept across runs.
  *
- * Generating and optimizing a model's kernels and emitting their machine
- * code takes seconds (docs/performance.md); reading them back takes
- * milliseconds.  cg_cache_kernels returns the kernels' object for a model,
- * from an entry of the user's cache directory ($XDG_CACHE_HOME/lln, else
- * ~/.cache/lln) when one exists for the same key, else from cg_generate and
- * the target machine, storing it there.  `llnc train`, `eval`, `certify`
- * and `plot` JIT-link the object, `llnc build` links it into the executable.
+ * Optimizing a model's kernels and emitting their machine code takes
+ * seconds (docs/performance.md); building the unoptimized module takes
+ * milliseconds, and so does reading an object back.  cg_cache_kernels
+ * builds the module (cg_build) and returns the kernels' object: from an
+ * entry of the user's cache directory ($XDG_CACHE_HOME/lln, else
+ * ~/.cache/lln) when one exists for the same key, else by optimizing and
+ * emitting the module, storing the object there.  `llnc train`, `eval`,
+ * `certify`, `plot` and liblln JIT-link the object, `llnc build` links it
+ * into the executable.
  *
- * The key is the text of everything that decides the generated code: the
- * IR (every field of ir_module, its ops, tensors and layers), the options,
- * the target (triple, CPU, features), the versions of llnc and LLVM, the
- * runtime ABI, and the build id of the binary holding the code generator,
- * which changes with any change of llnc's code.  An entry is named by the
- * 64-bit hash of its key and holds the key itself, so a hash collision is
- * a miss, never the wrong code.  A header with the sizes and a checksum
- * makes a truncated or damaged entry a miss too, which is then rebuilt;
- * entries are written through a temporary file and a rename, so
- * concurrent runs see whole entries or none.  LLN_NO_CACHE=1 (or llnc's
- * --no-cache) turns the cache off; LLN_CACHE_VERBOSE=1 reports hits,
- * misses and rebuilds on stderr.  The directory is kept under CACHE_LIMIT
- * bytes, dropping the entries used longest ago.
+ * The key is the text of what decides the machine code: the unoptimized
+ * module as LLVM prints it (so every property of the model and every
+ * option that reaches the code is in it, whatever the IR holds), the
+ * optimization level, the target (triple, CPU, features), the versions of
+ * llnc and LLVM, the runtime ABI, and the build id of the binary holding
+ * the code generator, which changes with any change of llnc's code (its
+ * pass pipeline included).  An entry is named by the 64-bit hash of its key
+ * and holds the key itself, so a hash collision is a miss, never the wrong
+ * code.  A header with the sizes and a checksum makes a truncated or
+ * damaged entry a miss too, which is then rebuilt; entries are written
+ * through a temporary file and a rename, so concurrent runs see whole
+ * entries or none.  LLN_NO_CACHE=1 (or llnc's --no-cache) turns the cache
+ * off; LLN_CACHE_VERBOSE=1 reports hits, misses and rebuilds on stderr.
+ * The directory is kept under CACHE_LIMIT bytes, dropping the entries used
+ * longest ago.
  */
 #define _GNU_SOURCE   /* dl_iterate_phdr */
 #include <dirent.h>
@@ -39,11 +43,6 @@
 #define MAGIC "LLNKERN1"
 #define SUFFIX ".kernels"
 #define CACHE_LIMIT ((int64_t)512 << 20)
-
-/* Every field of these goes into the key (key_text); a new field that
- * changes the generated code must be added there, and then here. */
-_Static_assert(sizeof(ir_op) == 136 && sizeof(ir_module) == 136 && sizeof(cg_options) == 24,
-               "the IR or cg_options changed: add the new fields to the kernel cache's key (cache.c)");
 
 typedef struct header {
 	char magic[8];
@@ -100,36 +99,10 @@ static int find_build_id(struct dl_phdr_info *info, size_t size, void *ctx)
 	return 1;
 }
 
-static void print_ir(FILE *f, const ir_module *m)
-{
-	fprintf(f, "module %s in %d out %d hidden %d layers %d input %d %d %d params %lld\n", m->name, m->n_in,
-	        m->n_out, m->n_hidden, m->n_layers, m->in_c, m->in_h, m->in_w, (long long)m->n_params);
-	/* exact: --dump=ir prints them with %g */
-	fprintf(f, "mean %a std %a dense_chain %d l2_by_gram %d cost %a %a samples %d max_len %d\n", m->mean, m->std,
-	        m->dense_chain, m->l2_by_gram, m->cost_rows, m->cost_gram, m->samples, m->max_len);
-	for (int i = 0; i < m->n_ops; i++) {
-		const ir_op *o = &m->ops[i];
-		fprintf(f, "op %d %s %d:%d in %d %d %d sizes %d %d in %dx%dx%d out %dx%dx%d k %d %d %d relu %d "
-		        "w %lld b %lld z %d slice %d step %d wh %lld bh %lld\n", o->kind, o->name, o->at.line,
-		        o->at.col, o->n_in, o->in[0], o->in[1], o->in_size, o->out_size, o->ic, o->ih, o->iw, o->oc,
-		        o->oh, o->ow, o->kernel, o->stride, o->padding, o->relu, (long long)o->w_off,
-		        (long long)o->b_off, o->z_off, o->slice, o->step, (long long)o->wh_off, (long long)o->bh_off);
-	}
-	for (int i = 0; i < m->n_tensors; i++) {
-		const rt_tensor *t = &m->tensors[i];
-		fprintf(f, "tensor %s rank %d [%d %d %d %d] at %lld count %lld fan_in %d bias %d\n", t->name, t->rank,
-		        t->shape[0], t->shape[1], t->shape[2], t->shape[3], (long long)t->offset, (long long)t->count,
-		        t->fan_in, t->is_bias);
-	}
-	for (int i = 0; i < m->n_layers; i++) {
-		const rt_layer *l = &m->layers[i];
-		fprintf(f, "layer %s size %d at %d %dx%dx%d\n", l->name, l->size, l->offset, l->c, l->h, l->w);
-	}
-}
-
-/* The key as text (malloc'd, *len bytes); NULL if this binary has no
- * build id, and then nothing is cached. */
-static char *key_text(const ir_module *m, const cg_options *o, LLVMTargetMachineRef tm, size_t *len)
+/* The key as text (malloc'd, *len bytes): u's module before optimization
+ * and what turns it into machine code; NULL if this binary has no build
+ * id, and then nothing is cached. */
+static char *key_text(cg_unit *u, int opt_level, size_t *len)
 {
 	build_id b = { .self = (const void *)key_text };
 	dl_iterate_phdr(find_build_id, &b);
@@ -141,15 +114,14 @@ static char *key_text(const ir_module *m, const cg_options *o, LLVMTargetMachine
 		return NULL;
 	unsigned major, minor, patch;
 	LLVMGetVersion(&major, &minor, &patch);
-	char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
-	char *features = LLVMGetTargetMachineFeatureString(tm);
-	fprintf(f, "lln kernels\nllnc %s build %s\nllvm %u.%u.%u\nabi %d\ntarget %s cpu %s features %s\n"
-	        "opt %d certifier %d ops_per_part %d\n", LLN_VERSION, b.hex, major, minor, patch, RT_ABI_VERSION,
-	        triple, cpu, features, o->opt_level, o->certifier, o->ops_per_part);
+	char *triple = LLVMGetTargetMachineTriple(u->tm), *cpu = LLVMGetTargetMachineCPU(u->tm);
+	char *features = LLVMGetTargetMachineFeatureString(u->tm), *module = LLVMPrintModuleToString(u->mod);
+	fprintf(f, "lln kernels\nllnc %s build %s\nllvm %u.%u.%u\nabi %d\ntarget %s cpu %s features %s\nopt %d\n%s",
+	        LLN_VERSION, b.hex, major, minor, patch, RT_ABI_VERSION, triple, cpu, features, opt_level, module);
 	LLVMDisposeMessage(triple);
 	LLVMDisposeMessage(cpu);
 	LLVMDisposeMessage(features);
-	print_ir(f, m);
+	LLVMDisposeMessage(module);
 	if (fclose(f) != 0) {
 		free(text);
 		return NULL;
@@ -317,40 +289,30 @@ static void trim(const char *dir)
 
 /* ---- the entry point ---- */
 
-static LLVMMemoryBufferRef generate(const ir_module *m, const cg_options *o, char *err)
-{
-	cg_unit *u = cg_generate(m, o, err);
-	LLVMMemoryBufferRef obj = u ? cg_emit_object(u, err) : NULL;
-	cg_unit_free(u);
-	return obj;
-}
-
 LLVMMemoryBufferRef cg_cache_kernels(const ir_module *m, const cg_options *o, char *err)
 {
+	cg_unit *u = cg_build(m, o, err);
+	if (!u)
+		return NULL;
 	char *dir = cache_dir(), *key = NULL, *path = NULL;
 	size_t key_len = 0;
-	if (dir) {
-		LLVMTargetMachineRef tm = cg_target_machine(o->cpu, o->opt_level, err);
-		if (!tm) {
-			free(dir);
-			return NULL;
-		}
-		key = key_text(m, o, tm, &key_len);
-		LLVMDisposeTargetMachine(tm);
-		if (!key || asprintf(&path, "%s/%016llx" SUFFIX, dir,
-		                     (unsigned long long)rt_fnv1a(RT_FNV_BASIS, key, key_len)) < 0)
-			path = NULL;
-	}
+	if (dir && (key = key_text(u, o->opt_level, &key_len)) &&
+	    asprintf(&path, "%s/%016llx" SUFFIX, dir, (unsigned long long)rt_fnv1a(RT_FNV_BASIS, key, key_len)) < 0)
+		path = NULL;
 	LLVMMemoryBufferRef obj = NULL;
 	if (path) {
 		bool bad;
 		obj = load(path, key, key_len, &bad);
 		note(obj ? "hit" : bad ? "damaged or another key, rebuilding" : "miss", path);
 	}
-	if (!obj && (obj = generate(m, o, err)) && path) {
-		store(path, key, key_len, obj);
-		trim(dir);
+	if (!obj) {
+		cg_optimize(u, o->opt_level);
+		if ((obj = cg_emit_object(u, err)) && path) {
+			store(path, key, key_len, obj);
+			trim(dir);
+		}
 	}
+	cg_unit_free(u);
 	free(path);
 	free(key);
 	free(dir);

@@ -1017,7 +1017,7 @@ LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt, char *err)
 	return tm;
 }
 
-cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
+cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 {
 	LLVMTargetMachineRef tm = cg_target_machine(o->cpu, o->opt_level, err);
 	if (!tm)
@@ -1070,22 +1070,33 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 		internal_error("generated LLVM IR does not verify");
 	}
 	LLVMDisposeMessage(msg);
+	return u;
+}
 
-	if (o->opt_level > 0) {
-		LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-		LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
-		LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-		char pipeline[32];
-		snprintf(pipeline, sizeof pipeline, "default<O%d>", o->opt_level);
-		LLVMErrorRef e = LLVMRunPasses(u->mod, pipeline, tm, po);
-		LLVMDisposePassBuilderOptions(po);
-		if (e) {
-			char *em = LLVMGetErrorMessage(e);
-			fprintf(stderr, "%s\n", em);
-			LLVMDisposeErrorMessage(em);
-			internal_error("LLVM optimization pipeline failed");
-		}
+void cg_optimize(cg_unit *u, int opt_level)
+{
+	if (opt_level == 0)
+		return;
+	LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+	LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+	LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+	char pipeline[32];
+	snprintf(pipeline, sizeof pipeline, "default<O%d>", opt_level);
+	LLVMErrorRef e = LLVMRunPasses(u->mod, pipeline, u->tm, po);
+	LLVMDisposePassBuilderOptions(po);
+	if (e) {
+		char *em = LLVMGetErrorMessage(e);
+		fprintf(stderr, "%s\n", em);
+		LLVMDisposeErrorMessage(em);
+		internal_error("LLVM optimization pipeline failed");
 	}
+}
+
+cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
+{
+	cg_unit *u = cg_build(m, o, err);
+	if (u)
+		cg_optimize(u, o->opt_level);
 	return u;
 }
 

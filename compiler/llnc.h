@@ -347,6 +347,10 @@ typedef struct cg_unit {   /* one LLVM context, module and target, disposed toge
 /* The target machine for a CPU (NULL: the host's name and features). */
 LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt, char *err);
 cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err);  /* builds + optimizes; NULL + err */
+/* The two halves of cg_generate: the module as written (verified), and
+ * LLVM's pipeline at -O<opt_level> for the unit's target. */
+cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err);
+void cg_optimize(cg_unit *u, int opt_level);
 void cg_dump(FILE *out, cg_unit *u);                            /* textual LLVM IR */
 /* The module's machine code as an object file in memory; NULL + err. */
 LLVMMemoryBufferRef cg_emit_object(cg_unit *u, char *err);
@@ -358,9 +362,9 @@ const rt_model *cg_jit_object(LLVMMemoryBufferRef obj, cg_unit **u, char *err);
 void cg_unit_free(cg_unit *u);
 
 /* The kernels' object for (m, o), as cg_generate and the target machine
- * make it, from the kernel cache in the user's cache directory when it
- * holds one for the same key, else generated and stored there (cache.c;
- * docs/design.md).  NULL + err on failure. */
+ * make it: from the kernel cache in the user's cache directory when it
+ * holds one for the same module and target, else optimized and emitted,
+ * and stored there (cache.c; docs/design.md).  NULL + err on failure. */
 LLVMMemoryBufferRef cg_cache_kernels(const ir_module *m, const cg_options *o, char *err);
 
 /* A standalone executable from the kernels' object: a certifier with the

@@ -5,8 +5,8 @@
  * stores an entry, the second hits it, and both (and a run without the
  * cache) write the same bytes, for certify, eval, train and build alike; a
  * truncated, damaged or foreign entry is rebuilt, not used; models that
- * differ only where --dump=ir rounds, or only in the target CPU, get
- * entries of their own; --no-cache and LLN_NO_CACHE=1 neither read nor
+ * differ only where --dump=ir rounds, or only in the target CPU or the
+ * maximum sequence length, get entries of their own; --no-cache and LLN_NO_CACHE=1 neither read nor
  * write the cache, and a cache directory others can write to is not used;
  * concurrent runs on an empty cache all succeed and leave one whole entry;
  * past the size limit the entries used longest ago go.
@@ -254,8 +254,8 @@ static void test_damaged_rebuilt(void **state)
 }
 
 /* What changes the code changes the key: a mean that --dump=ir prints the
- * same (%g), the target CPU.  Each gets an entry, and each entry gives its
- * own model's numbers. */
+ * same (%g), the target CPU, --max-len.  Each gets an entry, and each
+ * entry gives its own model's numbers. */
 static void test_key(void **state)
 {
 	(void)state;
@@ -271,6 +271,14 @@ static void test_key(void **state)
 	free(run("hit", NULL, "certify --cpu x86-64 %s --weights %s %s", m1, weights, points));
 	assert_int_equal(entries(NULL), 3);
 	free(a), free(b);
+	/* a sequence model built for two maximum lengths: one IR field apart */
+	const char *seq = puts_("seq.lln", "model seq { input x[*, 2]; h = rnn(x, 4); y = dense(last(h), 2); output y; }\n");
+	const char *sw = P_("seq.safetensors");
+	assert_int_equal(sh("%s init %s -o %s", LLNC, seq, sw), 0);
+	free(run("miss", NULL, "build %s --max-len 3 --certifier --weights %s -o %s", seq, sw, P_("seq3")));
+	free(run("miss", NULL, "build %s --max-len 4 --certifier --weights %s -o %s", seq, sw, P_("seq4")));
+	free(run("hit", NULL, "build %s --max-len 3 --certifier --weights %s -o %s", seq, sw, P_("seq3")));
+	assert_int_equal(entries(NULL), 5);
 }
 
 /* The off switches neither read nor write: no directory appears.  A
