@@ -24,8 +24,9 @@
  * that gathers active units by index lists instead of copying them.
  * Inside the kernels gradients are taken with respect to the normalized
  * input; margins are converted to raw units by the scalar std at the end.
- * Finally the module gets the global `lln_model` descriptor (rt.h) and,
- * for certifiers, the weights as the global `lln_weights`.
+ * Finally the module gets the global `lln_model` descriptor (rt.h); a
+ * certifier's weights go into an object of their own (emit.c), so that the
+ * kernels' object does not depend on them and can be cached (cache.c).
  */
 #include <math.h>
 #include <stddef.h>
@@ -985,17 +986,9 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[9])
 	const_global(g, "lln_model", LLVMConstNamedStruct(model_t, fields, sizeof fields / sizeof *fields), true);
 }
 
-static void embed_weights(gen *g, const float *w)
-{
-	/* raw little-endian bytes: one constant, cheap to build for any size */
-	LLVMValueRef init = LLVMConstStringInContext2(g->c, (const char *)w, (size_t)g->m->n_params * sizeof(float), 1);
-	LLVMValueRef gv = const_global(g, "lln_weights", init, true);
-	LLVMSetAlignment(gv, 64);
-}
-
 /* ---- target and optimization ---- */
 
-static LLVMTargetMachineRef make_target(const char *cpu, int opt, char *err)
+LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt, char *err)
 {
 	LLVMInitializeNativeTarget();
 	LLVMInitializeNativeAsmPrinter();
@@ -1024,9 +1017,9 @@ static LLVMTargetMachineRef make_target(const char *cpu, int opt, char *err)
 	return tm;
 }
 
-cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
+cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 {
-	LLVMTargetMachineRef tm = make_target(o->cpu, o->opt_level, err);
+	LLVMTargetMachineRef tm = cg_target_machine(o->cpu, o->opt_level, err);
 	if (!tm)
 		return NULL;
 	cg_unit *u = calloc(1, sizeof *u);
@@ -1053,14 +1046,14 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 	g.R = m->n_in;
 	int group = o->ops_per_part > 0 ? o->ops_per_part : 8;
 	g.group = m->n_ops > group ? group : 0;
-	plan_layout(&g, a, !o->weights);
+	plan_layout(&g, a, !o->certifier);
 
 	/* in the order of rt_model's function pointers */
 	void (*emitters[])(gen *) = { emit_prepare, emit_forward_fn, emit_grads, cg_emit_certify, emit_direction,
 	                              emit_input_grad, emit_train_forward, emit_train_backward, emit_train_finish };
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */
-	int nfns = o->weights ? 6 : 9;
+	int nfns = o->certifier ? 6 : 9;
 	LLVMValueRef fns[9];
 	for (int i = 0; i < 9; i++) {
 		if (i < nfns)
@@ -1068,10 +1061,6 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);
 	}
 	emit_descriptor(&g, fns);
-	if (o->weights)
-		embed_weights(&g, o->weights);
-	if (o->train_defaults)
-		const_global(&g, "lln_train_defaults", LLVMConstStringInContext2(g.c, o->train_defaults, strlen(o->train_defaults), 0), true);
 	LLVMDisposeBuilder(g.b);
 	arena_free(a);
 
@@ -1081,22 +1070,33 @@ cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
 		internal_error("generated LLVM IR does not verify");
 	}
 	LLVMDisposeMessage(msg);
+	return u;
+}
 
-	if (o->opt_level > 0) {
-		LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-		LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
-		LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-		char pipeline[32];
-		snprintf(pipeline, sizeof pipeline, "default<O%d>", o->opt_level);
-		LLVMErrorRef e = LLVMRunPasses(u->mod, pipeline, tm, po);
-		LLVMDisposePassBuilderOptions(po);
-		if (e) {
-			char *em = LLVMGetErrorMessage(e);
-			fprintf(stderr, "%s\n", em);
-			LLVMDisposeErrorMessage(em);
-			internal_error("LLVM optimization pipeline failed");
-		}
+void cg_optimize(cg_unit *u, int opt_level)
+{
+	if (opt_level == 0)
+		return;
+	LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+	LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+	LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+	char pipeline[32];
+	snprintf(pipeline, sizeof pipeline, "default<O%d>", opt_level);
+	LLVMErrorRef e = LLVMRunPasses(u->mod, pipeline, u->tm, po);
+	LLVMDisposePassBuilderOptions(po);
+	if (e) {
+		char *em = LLVMGetErrorMessage(e);
+		fprintf(stderr, "%s\n", em);
+		LLVMDisposeErrorMessage(em);
+		internal_error("LLVM optimization pipeline failed");
 	}
+}
+
+cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err)
+{
+	cg_unit *u = cg_build(m, o, err);
+	if (u)
+		cg_optimize(u, o->opt_level);
 	return u;
 }
 

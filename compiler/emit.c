@@ -1,11 +1,14 @@
 /* emit.c: from an optimized LLVM module to something that runs.
  *
- * Three ways out of the code generator: an object file (for certifiers and
- * other executables), in-process JIT compilation through ORC's LLJIT (for
- * llnc's own commands and the tests), and linking an object with the
- * runtime into a standalone certifier executable.  Linking uses the
- * system C compiler driver, which knows the platform's start files and
- * libc; the result needs only libc, libm and pthreads.
+ * Three ways out of the code generator: an object file in memory (what the
+ * kernel cache keeps, cache.c), in-process code through ORC's LLJIT (the
+ * module compiled, for the tests, or an object linked, for llnc's commands
+ * and liblln), and a standalone certifier or trainer: the kernels' object,
+ * a second object holding the executable's data (the weights, or the
+ * training defaults) and the runtime, linked by the system C compiler
+ * driver, which knows the platform's start files and libc; the result
+ * needs only libc, libm and pthreads.  Keeping the data out of the
+ * kernels' object is what lets `build` take the kernels from the cache.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -24,15 +27,16 @@
 
 extern char **environ;
 
-int cg_emit_object(cg_unit *u, const char *path, char *err)
+LLVMMemoryBufferRef cg_emit_object(cg_unit *u, char *err)
 {
+	LLVMMemoryBufferRef obj = NULL;
 	char *msg = NULL;
-	if (LLVMTargetMachineEmitToFile(u->tm, u->mod, (char *)path, LLVMObjectFile, &msg)) {
-		snprintf(err, RT_ERRLEN, "%s: cannot write object file: %s", path, msg);
+	if (LLVMTargetMachineEmitToMemoryBuffer(u->tm, u->mod, LLVMObjectFile, &msg, &obj)) {
+		snprintf(err, RT_ERRLEN, "cannot emit the kernels' object: %s", msg);
 		LLVMDisposeMessage(msg);
-		return -1;
+		return NULL;
 	}
-	return 0;
+	return obj;
 }
 
 static int take_error(LLVMErrorRef e, const char *what, char *err)
@@ -45,13 +49,30 @@ static int take_error(LLVMErrorRef e, const char *what, char *err)
 	return -1;
 }
 
+/* u's JIT, from the builder jb (NULL: the defaults, for the host). */
+static int make_jit(cg_unit *u, LLVMOrcLLJITBuilderRef jb, char *err)
+{
+	return take_error(LLVMOrcCreateLLJIT(&u->jit, jb), "cannot create the JIT", err);
+}
+
+static const rt_model *lookup_model(cg_unit *u, char *err)
+{
+	LLVMOrcExecutorAddress addr = 0;
+	if (take_error(LLVMOrcLLJITLookup(u->jit, &addr, "lln_model"), "cannot find lln_model", err))
+		return NULL;
+	const rt_model *m = (const rt_model *)(uintptr_t)addr;
+	if (m->abi != RT_ABI_VERSION)
+		internal_error("JIT model ABI %d, runtime expects %d", m->abi, RT_ABI_VERSION);
+	return m;
+}
+
 const rt_model *cg_jit(cg_unit *u, char *err)
 {
 	LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
 	/* generate for the same CPU the module was optimized for */
 	LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(u->tm));
 	u->tm = NULL;   /* now owned by the builder */
-	if (take_error(LLVMOrcCreateLLJIT(&u->jit, jb), "cannot create the JIT", err))
+	if (make_jit(u, jb, err))
 		return NULL;
 	LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(u->mod, u->tsc);
 	u->mod = NULL;
@@ -60,13 +81,27 @@ const rt_model *cg_jit(cg_unit *u, char *err)
 		LLVMOrcDisposeThreadSafeModule(tsm);
 		return NULL;
 	}
-	LLVMOrcExecutorAddress addr = 0;
-	if (take_error(LLVMOrcLLJITLookup(u->jit, &addr, "lln_model"), "cannot find lln_model", err))
+	return lookup_model(u, err);
+}
+
+const rt_model *cg_jit_object(LLVMMemoryBufferRef obj, cg_unit **up, char *err)
+{
+	cg_unit *u = *up = calloc(1, sizeof *u);
+	if (!u) {
+		LLVMDisposeMemoryBuffer(obj);
+		snprintf(err, RT_ERRLEN, "out of memory for the JIT");
 		return NULL;
-	const rt_model *m = (const rt_model *)(uintptr_t)addr;
-	if (m->abi != RT_ABI_VERSION)
-		internal_error("JIT model ABI %d, runtime expects %d", m->abi, RT_ABI_VERSION);
-	return m;
+	}
+	/* machine code only: the JIT links it and compiles nothing, so the
+	 * default (host) target is enough */
+	if (make_jit(u, NULL, err)) {
+		LLVMDisposeMemoryBuffer(obj);
+		return NULL;
+	}
+	if (take_error(LLVMOrcLLJITAddObjectFile(u->jit, LLVMOrcLLJITGetMainJITDylib(u->jit), obj),
+	               "cannot add the kernels' object to the JIT", err))
+		return NULL;
+	return lookup_model(u, err);
 }
 
 void cg_unit_free(cg_unit *u)
@@ -79,7 +114,8 @@ void cg_unit_free(cg_unit *u)
 		LLVMDisposeModule(u->mod);
 	if (u->tm)
 		LLVMDisposeTargetMachine(u->tm);
-	LLVMOrcDisposeThreadSafeContext(u->tsc);
+	if (u->tsc)
+		LLVMOrcDisposeThreadSafeContext(u->tsc);
 	free(u);
 }
 
@@ -109,7 +145,7 @@ static const char *runtime_dir(char *buf, size_t len)
 	return LLN_RUNTIME_DIR;
 }
 
-int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err)
+static int link_exe(const char *kernels, const char *data, const char *out, cg_exe_kind kind, char *err)
 {
 	/* a certifier needs nothing beyond libc; a trainer also reads and writes
 	 * safetensors, through a static jansson */
@@ -133,7 +169,8 @@ int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err)
 	argv[n++] = (char *)cc;
 	argv[n++] = "-o";
 	argv[n++] = tmp;
-	argv[n++] = (char *)object;
+	argv[n++] = (char *)kernels;
+	argv[n++] = (char *)data;
 	for (int i = 0; libs[kind][i]; i++) {
 		snprintf(paths[i], sizeof paths[i], "%s/%s", dir, libs[kind][i]);
 		if (access(paths[i], R_OK) != 0) {
@@ -172,4 +209,68 @@ int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err)
 		return -1;
 	}
 	return 0;
+}
+
+/* The executable's data as an object of its own: raw little-endian bytes,
+ * one constant each, cheap to build and emit for any size. */
+static int emit_data(const cg_exe *e, const char *path, char *err)
+{
+	LLVMTargetMachineRef tm = cg_target_machine(e->cpu, 0, err);
+	if (!tm)
+		return -1;
+	LLVMContextRef c = LLVMContextCreate();
+	LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("lln_data", c);
+	char *triple = LLVMGetTargetMachineTriple(tm);
+	LLVMSetTarget(mod, triple);
+	LLVMDisposeMessage(triple);
+	LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+	LLVMSetModuleDataLayout(mod, td);
+	LLVMDisposeTargetData(td);
+	bool certifier = e->kind == CG_CERTIFIER;
+	const char *bytes = certifier ? (const char *)e->weights : e->train_defaults;
+	size_t len = certifier ? (size_t)e->n_params * sizeof(float) : strlen(e->train_defaults);
+	LLVMValueRef init = LLVMConstStringInContext2(c, bytes, len, certifier);
+	LLVMValueRef gv = LLVMAddGlobal(mod, LLVMTypeOf(init), certifier ? "lln_weights" : "lln_train_defaults");
+	LLVMSetInitializer(gv, init);
+	LLVMSetGlobalConstant(gv, 1);
+	if (certifier)
+		LLVMSetAlignment(gv, 64);
+	char *msg = NULL;
+	int rc = 0;
+	if (LLVMTargetMachineEmitToFile(tm, mod, (char *)path, LLVMObjectFile, &msg)) {
+		snprintf(err, RT_ERRLEN, "%s: cannot write object file: %s", path, msg);
+		LLVMDisposeMessage(msg);
+		rc = -1;
+	}
+	LLVMDisposeModule(mod);
+	LLVMContextDispose(c);
+	LLVMDisposeTargetMachine(tm);
+	return rc;
+}
+
+/* A temporary file for an object, "/tmp/llnc-XXXXXX.o"; 0 or -1. */
+static int temp_object(char path[32], char *err)
+{
+	snprintf(path, 32, "/tmp/llnc-XXXXXX.o");
+	int fd = mkstemps(path, 2);
+	if (fd < 0) {
+		snprintf(err, RT_ERRLEN, "cannot create a temporary object file: %s", strerror(errno));
+		path[0] = 0;
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int cg_build_exe(LLVMMemoryBufferRef kernels, const cg_exe *e, const char *out, char *err)
+{
+	char kobj[32], dobj[32] = "";
+	int rc = temp_object(kobj, err) || temp_object(dobj, err) ||
+	         rt_write_atomic(kobj, LLVMGetBufferStart(kernels), LLVMGetBufferSize(kernels), err) ||
+	         emit_data(e, dobj, err) || link_exe(kobj, dobj, out, e->kind, err);
+	if (kobj[0])
+		unlink(kobj);
+	if (dobj[0])
+		unlink(dobj);
+	return rc ? -1 : 0;
 }

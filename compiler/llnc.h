@@ -332,8 +332,7 @@ void ir_dump(FILE *out, const ir_module *m);
 typedef struct cg_options {
 	const char *cpu;       /* NULL: the host CPU and its features; or "x86-64", "x86-64-v3", ... */
 	int opt_level;         /* 0..3 */
-	const float *weights;  /* when not NULL, embedded as the global lln_weights */
-	const char *train_defaults;  /* when not NULL, embedded as the string lln_train_defaults */
+	bool certifier;        /* only the kernels a certifier calls: no training kernels */
 	int ops_per_part;      /* models deeper than this get kernels in parts (cg.h); 0: 8 */
 } cg_options;
 
@@ -345,17 +344,41 @@ typedef struct cg_unit {   /* one LLVM context, module and target, disposed toge
 	LLVMOrcLLJITRef jit;
 } cg_unit;
 
+/* The target machine for a CPU (NULL: the host's name and features). */
+LLVMTargetMachineRef cg_target_machine(const char *cpu, int opt, char *err);
 cg_unit *cg_generate(const ir_module *m, const cg_options *o, char *err);  /* builds + optimizes; NULL + err */
+/* The two halves of cg_generate: the module as written (verified), and
+ * LLVM's pipeline at -O<opt_level> for the unit's target. */
+cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err);
+void cg_optimize(cg_unit *u, int opt_level);
 void cg_dump(FILE *out, cg_unit *u);                            /* textual LLVM IR */
-int cg_emit_object(cg_unit *u, const char *path, char *err);
+/* The module's machine code as an object file in memory; NULL + err. */
+LLVMMemoryBufferRef cg_emit_object(cg_unit *u, char *err);
 /* JIT-compile; returns the model descriptor, valid until cg_unit_free. */
 const rt_model *cg_jit(cg_unit *u, char *err);
+/* JIT-link an object holding lln_model (taking the buffer over) into a new
+ * unit *u; the model descriptor, valid until cg_unit_free(*u). */
+const rt_model *cg_jit_object(LLVMMemoryBufferRef obj, cg_unit **u, char *err);
 void cg_unit_free(cg_unit *u);
 
-/* Link an object file holding lln_model (and lln_weights, for a certifier;
- * lln_train_defaults, for a trainer) with the runtime's driver into a
- * standalone executable (emit.c). */
+/* The kernels' object for (m, o), as cg_generate and the target machine
+ * make it: from the kernel cache in the user's cache directory when it
+ * holds one for the same module and target, else optimized and emitted,
+ * and stored there (cache.c; docs/design.md).  NULL + err on failure. */
+LLVMMemoryBufferRef cg_cache_kernels(const ir_module *m, const cg_options *o, char *err);
+
+/* A standalone executable from the kernels' object: a certifier with the
+ * weights P (lln_weights) or a trainer with the train defaults
+ * (lln_train_defaults) as a second object, linked with the runtime's
+ * driver by the system C compiler (emit.c). */
 typedef enum { CG_CERTIFIER, CG_TRAINER } cg_exe_kind;
-int cg_link(const char *object, const char *out, cg_exe_kind kind, char *err);
+typedef struct cg_exe {
+	cg_exe_kind kind;
+	const char *cpu;           /* as for cg_options */
+	const float *weights;      /* certifier: n_params floats */
+	int64_t n_params;
+	const char *train_defaults;  /* trainer */
+} cg_exe;
+int cg_build_exe(LLVMMemoryBufferRef kernels, const cg_exe *e, const char *out, char *err);
 
 #endif

@@ -1,8 +1,9 @@
 /* main.c: the llnc command line, which reads as the compiler's pipeline.
  *
  *   source_load -> ast_parse -> sema_check -> ir_lower -> cg_generate
- *     -> cg_emit_object -> cg_link        (build)
- *     -> cg_jit -> rt_train_main / rt_eval_main / rt_plot_main / rt_certify_main
+ *     (or the kernel cache: cg_cache_kernels)
+ *     -> cg_build_exe                     (build)
+ *     -> cg_jit_object -> rt_train_main / rt_eval_main / rt_plot_main / rt_certify_main
  *
  * Each command runs the pipeline as far as it needs: `check` stops after
  * the checks, `init` and `export` after the IR (which fixes the parameter
@@ -18,6 +19,8 @@
 #include <string.h>
 #include <getopt.h>
 #include <unistd.h>
+
+#include <llvm-c/Core.h>
 
 #include "llnc.h"
 #include "onnx/onnx_export.h"
@@ -57,6 +60,11 @@ static const char usage_text[] =
 	      "Common options: --dump=ast|ir|llvm prints a stage's output to stdout;\n"
 	      "--max-len N builds a model over sequences of free length (input x[*, F])\n"
 	      "for 1 to N frames (default 32).\n"
+	      "--no-cache (before or after FILE) compiles the kernels anew: build, train,\n"
+	      "eval, plot and certify otherwise keep them in the kernel cache,\n"
+	      "$XDG_CACHE_HOME/lln (else ~/.cache/lln), keyed by the model, llnc, LLVM\n"
+	      "and the CPU; LLN_NO_CACHE=1 does the same as --no-cache, and\n"
+	      "LLN_CACHE_VERBOSE=1 reports hits and misses on stderr.\n"
 	      "Flags take '--flag value' or '--flag=value'.  'llnc --version' prints the\n"
 	      "version; 'cmake --install' puts man pages llnc-COMMAND(1) beside llnc.\n";
 
@@ -76,7 +84,7 @@ static const struct command_help {
 	          "(else pytorch).\n" },
 	{ "build", "usage: llnc build FILE.lln --certifier --weights WEIGHTS.safetensors -o BIN\n"
 	           "       llnc build FILE.lln --trainer -o BIN\n"
-	           "                  [--cpu NAME] [-O0|-O1|-O2|-O3] [--dump=ast|ir|llvm]\n"
+	           "                  [--cpu NAME] [-O0|-O1|-O2|-O3] [--no-cache] [--dump=ast|ir|llvm]\n"
 	           "\n"
 	           "Compiles FILE into a standalone executable: a certifier with the weights\n"
 	           "embedded, or a trainer that takes the same flags as 'llnc train' with\n"
@@ -85,7 +93,8 @@ static const struct command_help {
 	           "-v3, -v4) targets a generic level for binaries that ship elsewhere.\n"
 	           "-O3 is the default.  --rename OLD=NEW (repeatable) and --strip-prefix P\n"
 	           "map the names of a state_dict saved under other module names\n"
-	           "(docs/formats.md).\n" },
+	           "(docs/formats.md).  The kernels come from the kernel cache when it has\n"
+	           "them (see 'llnc --help'); --no-cache compiles them anew.\n" },
 	{ "train", "usage: llnc train FILE.lln [flags] -o WEIGHTS.safetensors\n"
 	           "\n"
 	           "Compiles FILE in process and trains its model; FILE's objective and\n"
@@ -147,14 +156,14 @@ static bool runtime_command(const char *c)
 }
 
 enum { F_HELP, F_VERSION, F_DUMP, F_CERTIFIER, F_TRAINER, F_OPT, F_OUT, F_WEIGHTS, F_SEED, F_CPU,
-       F_INIT, F_RENAME, F_STRIP, F_MAXLEN };
+       F_INIT, F_RENAME, F_STRIP, F_MAXLEN, F_NO_CACHE };
 
 static const rt_flag flags[] = {
 	{ "help", false, F_HELP }, { "-h", false, F_HELP }, { "version", false, F_VERSION },
 	{ "dump", true, F_DUMP }, { "certifier", false, F_CERTIFIER }, { "trainer", false, F_TRAINER },
 	{ "-O", true, F_OPT }, { "-o", true, F_OUT }, { "weights", true, F_WEIGHTS }, { "seed", true, F_SEED },
 	{ "cpu", true, F_CPU }, { "init", true, F_INIT }, { "rename", true, F_RENAME },
-	{ "strip-prefix", true, F_STRIP }, { "max-len", true, F_MAXLEN },
+	{ "strip-prefix", true, F_STRIP }, { "max-len", true, F_MAXLEN }, { "no-cache", false, F_NO_CACHE },
 };
 
 /* train, eval and plot take their flags from the runtime's table: without
@@ -185,6 +194,7 @@ static int set_flag(options *o, int id, const char *val)
 			return usage_error("--dump takes ast, ir or llvm, not '%s'", val);
 		break;
 	case F_CERTIFIER: o->certifier = true; break;
+	case F_NO_CACHE: setenv("LLN_NO_CACHE", "1", 1); break;   /* what cache.c reads */
 	case F_TRAINER: o->trainer = true; break;
 	case F_OPT:
 		if (val[0] < '0' || val[0] > '3' || val[1])
@@ -268,6 +278,14 @@ static int parse_args(int argc, char **argv, options *o)
 		o->rest_argv = argv + argc - 1;
 		o->rest_argv[0] = (char *)o->command_name;
 	}
+	/* --no-cache is llnc's after FILE too: the runtime never sees it */
+	int kept = 0;
+	for (int i = 0; i < o->rest_argc; i++)
+		if (strcmp(o->rest_argv[i], "--no-cache"))
+			o->rest_argv[kept++] = o->rest_argv[i];
+		else
+			set_flag(o, F_NO_CACHE, NULL);
+	o->rest_argc = kept;
 	return 0;
 }
 
@@ -294,9 +312,9 @@ static int run_init(const options *o, const ir_module *ir, uint64_t seed, rt_ini
 	return rc ? fail(err) : 0;
 }
 
-/* build: kernels generated for the IR (with the weights embedded, for a
- * certifier; with the training defaults, for a trainer), emitted to a
- * temporary object, linked with the runtime. */
+/* build: the kernels' object (from the kernel cache, or generated for the
+ * IR), linked with the runtime and a second object holding the weights,
+ * for a certifier, or the training defaults, for a trainer. */
 static int run_build(const options *o, arena *a, const sema_program *p, const ir_module *ir)
 {
 	if (o->certifier == o->trainer)
@@ -316,31 +334,25 @@ static int run_build(const options *o, arena *a, const sema_program *p, const ir
 			return fail(err);
 		}
 	}
-	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .weights = P,
-	                  .train_defaults = o->trainer ? sema_defaults(a, p) : NULL };
-	cg_unit *u = cg_generate(ir, &co, err);
-	free(P);
-	if (!u)
-		return fail(err);
-	char obj[] = "/tmp/llnc-XXXXXX.o";
-	int fd = mkstemps(obj, 2);
-	if (fd < 0)
-		internal_error("cannot create a temporary object file");
-	close(fd);
+	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .certifier = o->certifier };
+	cg_exe e = { o->trainer ? CG_TRAINER : CG_CERTIFIER, o->cpu, P, ir->n_params,
+	             o->trainer ? sema_defaults(a, p) : NULL };
 	/* linked into the temporary of an atomic write, so that -o keeps a
 	 * symbolic link and a failed link leaves the old BIN */
 	rt_atomic out;
-	int rc = cg_emit_object(u, obj, err) || rt_atomic_open(o->out, &out, err);
+	LLVMMemoryBufferRef kernels = cg_cache_kernels(ir, &co, err);
+	int rc = !kernels || rt_atomic_open(o->out, &out, err);
 	if (!rc) {
 		close(out.fd);
 		out.fd = -1;
-		if (cg_link(obj, out.tmp, o->trainer ? CG_TRAINER : CG_CERTIFIER, err))
+		if (cg_build_exe(kernels, &e, out.tmp, err))
 			rc = 1, rt_atomic_abort(&out);
 		else
 			rc = rt_atomic_commit(&out, err) != 0;
 	}
-	unlink(obj);
-	cg_unit_free(u);
+	if (kernels)
+		LLVMDisposeMemoryBuffer(kernels);
+	free(P);
 	return rc ? fail(err) : 0;
 }
 
@@ -482,14 +494,17 @@ static int run_certify(const options *o, const ir_module *ir, const rt_model *m)
 	return rc;
 }
 
-/* train, eval, plot, certify: JIT-compile for this CPU and hand over to
- * the runtime. */
+/* train, eval, plot, certify: the kernels for this CPU (from the kernel
+ * cache, or generated), JIT-linked, handed over to the runtime. */
 static int run_runtime(const options *o, arena *a, const sema_program *p, const ir_module *ir)
 {
 	char err[RT_ERRLEN];
-	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level };
-	cg_unit *u = cg_generate(ir, &co, err);
-	const rt_model *m = u ? cg_jit(u, err) : NULL;
+	/* certify runs a certifier's kernels: those of `build --certifier`,
+	 * which share its cache entry */
+	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .certifier = !strcmp(o->command, "certify") };
+	cg_unit *u = NULL;
+	LLVMMemoryBufferRef kernels = cg_cache_kernels(ir, &co, err);
+	const rt_model *m = kernels ? cg_jit_object(kernels, &u, err) : NULL;
 	int rc;
 	/* the source goes along so that no output can overwrite it */
 	char *defaults = arena_printf(a, "%s--source\n%s\n", sema_defaults(a, p), o->file);

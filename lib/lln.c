@@ -95,10 +95,10 @@ static lln_model *compile(arena *a, source *src, const char *name)
 	}
 	h->a = a;
 	h->ir = ir;
-	/* -O3 for this CPU, as llnc build: the certifier's numbers */
+	/* -O3 for this CPU, as llnc train: the kernels of its cache entry */
 	cg_options co = { .opt_level = 3 };
-	h->u = cg_generate(ir, &co, err);
-	h->m = h->u ? cg_jit(h->u, err) : NULL;
+	LLVMMemoryBufferRef kernels = cg_cache_kernels(ir, &co, err);
+	h->m = kernels ? cg_jit_object(kernels, &h->u, err) : NULL;
 	h->P = rt_alloc_floats(ir->n_params);
 	if (!h->m || !h->P) {
 		set_error("%s: %s", name, h->m ? "out of memory" : err);
