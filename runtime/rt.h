@@ -293,6 +293,12 @@ uint64_t rt_fnv1a(uint64_t h, const void *data, size_t len);
  * little-endian bytes of n, then the bits packed 8 per byte, z[8k+j] in bit
  * j of byte k; so it depends on the signs only, never on the values. */
 uint64_t rt_pattern_hash(const float *z, int64_t n);
+/* The same over n values given in pieces: rt_pattern_add the pieces in
+ * order, then rt_pattern_end. */
+typedef struct rt_pattern { uint64_t h; unsigned char byte; int bits; } rt_pattern;
+void rt_pattern_start(rt_pattern *p, int64_t n);
+void rt_pattern_add(rt_pattern *p, const float *z, int64_t n);
+uint64_t rt_pattern_end(rt_pattern *p);
 /* Number of distinct values among h[0..n); -1 if out of memory. */
 int64_t rt_count_distinct(const uint64_t *h, int64_t n);
 
@@ -634,8 +640,8 @@ static inline void rt_seq_begin(const rt_model *m, float *ws, int32_t len)
  * live (may be NULL); returns their count. */
 int32_t rt_seq_live(const rt_model *m, int32_t len, int32_t *live);
 /* rt_pattern_hash of the live neurons' signs (those of the sequence alone:
- * as a model of its own length would hash them); z is overwritten. */
-uint64_t rt_seq_pattern(const rt_model *m, int32_t len, float *z);
+ * as a model of its own length would hash them). */
+uint64_t rt_seq_pattern(const rt_model *m, int32_t len, const float *z);
 /* An index into layer l (rt_layer_of) as the sequence of len frames has it:
  * in an rnn layer, time steps counted from its own first frame. */
 int32_t rt_seq_index(const rt_model *m, const rt_layer *l, int32_t len, int32_t idx);

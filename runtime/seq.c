@@ -11,10 +11,12 @@
  */
 #include "rt.h"
 
-/* Layer l holds rnn states (c = h = 0, w units per step). */
-static bool seq_layer(const rt_layer *l)
+/* The padding neurons at the start of layer l for a sequence of len
+ * frames: the steps before its first frame, in rnn layers (c = h = 0, w
+ * units per step). */
+static int32_t padding(const rt_model *m, const rt_layer *l, int32_t len)
 {
-	return l->c == 0 && l->h == 0 && l->w > 0;
+	return m->max_len && l->c == 0 && l->h == 0 && l->w > 0 ? (m->max_len - len) * l->w : 0;
 }
 
 int32_t rt_seq_live(const rt_model *m, int32_t len, int32_t *live)
@@ -22,7 +24,7 @@ int32_t rt_seq_live(const rt_model *m, int32_t len, int32_t *live)
 	int32_t n = 0;
 	for (int32_t k = 0; k < m->n_layers; k++) {
 		const rt_layer *l = &m->layers[k];
-		int32_t skip = m->max_len && seq_layer(l) ? (m->max_len - len) * l->w : 0;
+		int32_t skip = padding(m, l, len);
 		for (int32_t i = skip; live && i < l->size; i++)
 			live[n + i - skip] = l->offset + i;
 		n += l->size - skip;
@@ -30,23 +32,23 @@ int32_t rt_seq_live(const rt_model *m, int32_t len, int32_t *live)
 	return n;
 }
 
-uint64_t rt_seq_pattern(const rt_model *m, int32_t len, float *z)
+uint64_t rt_seq_pattern(const rt_model *m, int32_t len, const float *z)
 {
 	if (!m->max_len || len == m->max_len)
 		return rt_pattern_hash(z, m->n_hidden);
-	int32_t n = 0;
-	for (int32_t k = 0; k < m->n_layers; k++) {   /* in place: n never passes i */
+	rt_pattern p;
+	rt_pattern_start(&p, rt_seq_live(m, len, NULL));
+	for (int32_t k = 0; k < m->n_layers; k++) {
 		const rt_layer *l = &m->layers[k];
-		int32_t skip = m->max_len && seq_layer(l) ? (m->max_len - len) * l->w : 0;
-		for (int32_t i = skip; i < l->size; i++)
-			z[n++] = z[l->offset + i];
+		int32_t skip = padding(m, l, len);
+		rt_pattern_add(&p, z + l->offset + skip, l->size - skip);
 	}
-	return rt_pattern_hash(z, n);
+	return rt_pattern_end(&p);
 }
 
 int32_t rt_seq_index(const rt_model *m, const rt_layer *l, int32_t len, int32_t idx)
 {
-	return m->max_len && l && seq_layer(l) ? idx - (m->max_len - len) * l->w : idx;
+	return l ? idx - padding(m, l, len) : idx;
 }
 
 /* The input values approximate ROLL draws from: the sequence's own, or

@@ -86,24 +86,41 @@ uint64_t rt_fnv1a(uint64_t h, const void *data, size_t len)
 	return h;
 }
 
-uint64_t rt_pattern_hash(const float *z, int64_t n)
+/* Only the signs matter: two inputs in the same activation region must
+ * hash equal however different their pre-activations are.  The count n is
+ * mixed in first so that patterns of different lengths whose packed bytes
+ * coincide (trailing zero bits) still differ; then the signs, 8 to a byte. */
+void rt_pattern_start(rt_pattern *p, int64_t n)
 {
-	/* Only the signs matter: two inputs in the same activation region must
-	 * hash equal however different their pre-activations are.  n is mixed
-	 * in first so that patterns of different lengths whose packed bytes
-	 * coincide (trailing zero bits) still differ. */
 	unsigned char le[8];
 	for (int i = 0; i < 8; i++)
 		le[i] = (unsigned char)((uint64_t)n >> (8 * i));
-	uint64_t h = rt_fnv1a(RT_FNV_BASIS, le, 8);
-	for (int64_t i = 0; i < n; i += 8) {
-		unsigned char byte = 0;
-		int64_t m = n - i < 8 ? n - i : 8;
-		for (int64_t j = 0; j < m; j++)
-			byte |= (unsigned char)((z[i + j] > 0) << j);
-		h = rt_fnv1a(h, &byte, 1);
+	*p = (rt_pattern){ rt_fnv1a(RT_FNV_BASIS, le, 8), 0, 0 };
+}
+
+void rt_pattern_add(rt_pattern *p, const float *z, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		p->byte |= (unsigned char)((z[i] > 0) << p->bits);
+		if (++p->bits == 8) {
+			p->h = rt_fnv1a(p->h, &p->byte, 1);
+			p->byte = 0;
+			p->bits = 0;
+		}
 	}
-	return h;
+}
+
+uint64_t rt_pattern_end(rt_pattern *p)
+{
+	return p->bits ? rt_fnv1a(p->h, &p->byte, 1) : p->h;
+}
+
+uint64_t rt_pattern_hash(const float *z, int64_t n)
+{
+	rt_pattern p;
+	rt_pattern_start(&p, n);
+	rt_pattern_add(&p, z, n);
+	return rt_pattern_end(&p);
 }
 
 int64_t rt_count_distinct(const uint64_t *h, int64_t n)
