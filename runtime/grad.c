@@ -145,6 +145,39 @@ static int64_t sums_floats(const rt_model *m, const rt_objective *o)
 	return rt_objective_needs_sq(o) && m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
 }
 
+/* The threads' gradient buffers summed into thread 0's, in thread order
+ * for every element (so the cut into ranges changes no bit). */
+typedef struct reduce {
+	rt_grad_ctx *c;
+	int threads;   /* buffers filled */
+} reduce;
+
+static void reduce_range(void *ctx, int part, int64_t lo, int64_t hi)
+{
+	(void)part;
+	const reduce *r = ctx;
+	float *g0 = r->c->t[0].grad;
+	for (int t = 1; t < r->threads; t++) {
+		const float *gt = r->c->t[t].grad;
+		for (int64_t i = lo; i < hi; i++)
+			g0[i] += gt[i];
+	}
+}
+
+typedef struct mean {
+	const float *sums;
+	float *grad;
+	float nb;
+} mean;
+
+static void mean_range(void *ctx, int part, int64_t lo, int64_t hi)
+{
+	(void)part;
+	const mean *a = ctx;
+	for (int64_t i = lo; i < hi; i++)
+		a->grad[i] = a->sums[i] / a->nb;
+}
+
 float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                     const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len)
 {
@@ -181,11 +214,8 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 	rt_parallel(threads, grad_share, jobs, sizeof *jobs);
 	/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
 	 * past n_params hold only the Gram terms of sq-based objectives */
-	for (int t = 1; t < threads; t++) {
-		const float *gt = c->t[t].grad;
-		for (int64_t i = 0; i < gf; i++)
-			g0[i] += gt[i];
-	}
+	reduce r = { c, threads };
+	rt_parallel_range(c->threads, gf, reduce_range, &r);
 	for (int64_t i = 0; i < nb; i++) {
 		c->sum_loss += c->loss[i];
 		c->sum_ce += c->ce[i];
@@ -207,9 +237,8 @@ void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *
 	 * process's equals the sum of their folds, and costs one fold */
 	if (rt_objective_needs_sq(o))
 		m->train_finish(P, sums);
-	const float inv = (float)nb;
-	for (int64_t i = 0; i < m->n_params; i++)
-		grad[i] = sums[i] / inv;
+	mean a = { sums, grad, (float)nb };
+	rt_parallel_range(c->threads, m->n_params, mean_range, &a);
 }
 
 int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,

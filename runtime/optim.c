@@ -71,14 +71,29 @@ double rt_lr_at(const rt_optimizer *o, int epoch)
 	return o->lr * pow(o->lr_gamma, (double)(epoch / o->lr_step));
 }
 
-void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad)
+/* One step over parameters [lo, hi): every rule is elementwise, so the
+ * parameters can be cut into ranges run on several threads alike. */
+typedef struct step {
+	const rt_optimizer *o;
+	rt_opt_state *s;
+	double lr, step_size, bc2s;   /* the last two: Adam's bias corrections */
+	float *P;
+	const float *grad;
+} step;
+
+static void step_range(void *ctx, int part, int64_t lo, int64_t hi)
 {
-	const int64_t n = s->n;
-	const double wd = o->weight_decay;
+	(void)part;
+	const step *t = ctx;
+	const rt_optimizer *o = t->o;
+	rt_opt_state *s = t->s;
+	float *P = t->P;
+	const float *grad = t->grad;
+	const double wd = o->weight_decay, lr = t->lr;
 	if (o->kind == RT_SGD) {
 		const double mu = o->momentum;
 		const bool first = s->step == 0;
-		for (int64_t i = 0; i < n; i++) {
+		for (int64_t i = lo; i < hi; i++) {
 			double p = P[i];
 			double g = (double)grad[i] + wd * p;
 			if (s->buf) {
@@ -89,27 +104,39 @@ void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, co
 			}
 			P[i] = (float)(p - lr * g);
 		}
-	} else {
-		s->step++;
-		const double b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-		const double bc1 = 1.0 - pow(b1, (double)s->step);
-		const double bc2s = sqrt(1.0 - pow(b2, (double)s->step));
-		const double step_size = lr / bc1;
-		for (int64_t i = 0; i < n; i++) {
-			double p = P[i];
-			double g = (double)grad[i] + wd * p;
-			s->m[i] = (float)(b1 * (double)s->m[i] + (1.0 - b1) * g);
-			s->v[i] = (float)(b2 * (double)s->v[i] + (1.0 - b2) * g * g);
-			double v = s->v[i];
-			if (s->vmax) {
-				if (s->v[i] > s->vmax[i])
-					s->vmax[i] = s->v[i];
-				v = s->vmax[i];
-			}
-			double denom = sqrt(v) / bc2s + eps;
-			P[i] = (float)(p - step_size * (double)s->m[i] / denom);
-		}
 		return;
 	}
-	s->step++;
+	const double b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+	for (int64_t i = lo; i < hi; i++) {
+		double p = P[i];
+		double g = (double)grad[i] + wd * p;
+		s->m[i] = (float)(b1 * (double)s->m[i] + (1.0 - b1) * g);
+		s->v[i] = (float)(b2 * (double)s->v[i] + (1.0 - b2) * g * g);
+		double v = s->v[i];
+		if (s->vmax) {
+			if (s->v[i] > s->vmax[i])
+				s->vmax[i] = s->v[i];
+			v = s->vmax[i];
+		}
+		double denom = sqrt(v) / t->bc2s + eps;
+		P[i] = (float)(p - t->step_size * (double)s->m[i] / denom);
+	}
+}
+
+void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad)
+{
+	rt_opt_step_threads(o, s, lr, P, grad, 1);
+}
+
+void rt_opt_step_threads(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad, int threads)
+{
+	step t = { o, s, lr, 0, 0, P, grad };
+	if (o->kind != RT_SGD) {   /* Adam counts the step before it; SGD's first step is step 0 */
+		s->step++;
+		t.step_size = lr / (1.0 - pow(o->beta1, (double)s->step));
+		t.bc2s = sqrt(1.0 - pow(o->beta2, (double)s->step));
+	}
+	rt_parallel_range(threads, s->n, step_range, &t);
+	if (o->kind == RT_SGD)
+		s->step++;
 }

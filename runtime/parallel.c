@@ -3,7 +3,8 @@
  * The batch kernels, evaluation, the distortion and the plots' heat maps
  * all give each thread a contiguous share of independent work and combine
  * the results afterwards in a fixed order, so that nothing depends on the
- * thread count.  This is that fork and join, once.
+ * thread count.  This is that fork and join, once, and its form for the
+ * elementwise passes over every parameter (rt_parallel_range).
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -36,4 +37,33 @@ void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 	}
 	free(tid);
 	free(started);
+}
+
+typedef struct range_job {
+	void (*fn)(void *ctx, int part, int64_t lo, int64_t hi);
+	void *ctx;
+	int part;
+	int64_t lo, hi;
+} range_job;
+
+static void *run_range(void *arg)
+{
+	range_job *j = arg;
+	j->fn(j->ctx, j->part, j->lo, j->hi);
+	return NULL;
+}
+
+void rt_parallel_range(int parts, int64_t n, void (*fn)(void *ctx, int part, int64_t lo, int64_t hi), void *ctx)
+{
+	/* below this a second thread costs more than it saves */
+	if (n < 16384 || parts < 2)
+		parts = 1;
+	range_job jobs[RT_MAX_PARTS];
+	if (parts > RT_MAX_PARTS)
+		parts = RT_MAX_PARTS;
+	for (int t = 0; t < parts; t++) {   /* bounds on 16-float (cache line) boundaries */
+		int64_t lo = n * t / parts / 16 * 16, hi = t + 1 == parts ? n : n * (t + 1) / parts / 16 * 16;
+		jobs[t] = (range_job){ fn, ctx, t, lo, hi };
+	}
+	rt_parallel(parts, run_range, jobs, sizeof *jobs);
 }

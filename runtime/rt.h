@@ -744,6 +744,8 @@ void rt_opt_free(rt_opt_state *s);
 const char *rt_opt_state_name(const rt_opt_state *s, int i);
 /* One step on P[0..n) with learning rate lr (the schedule's value). */
 void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad);
+/* The same on `threads` threads, with the same result. */
+void rt_opt_step_threads(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad, int threads);
 /* Step schedule (PyTorch's StepLR): lr * lr_gamma^(epoch / lr_step), epoch from 0. */
 double rt_lr_at(const rt_optimizer *o, int epoch);
 
@@ -837,6 +839,11 @@ int rt_load_labeled(const char *prog, const rt_model *m, bool sigmoid, const cha
  * thread taking the last (parallel.c); a share whose thread cannot start
  * runs in the calling thread. */
 void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride);
+/* fn(ctx, part, lo, hi) over [0, n) cut into at most `parts` contiguous
+ * ranges (one when n is small), each on its own thread: for elementwise
+ * passes, whose results do not depend on the cut. */
+#define RT_MAX_PARTS 64
+void rt_parallel_range(int parts, int64_t n, void (*fn)(void *ctx, int part, int64_t lo, int64_t hi), void *ctx);
 
 /* Gradient distortion of the true class's logit (distortion.c): for each
  * labeled example e, expected[e] the mean of ||grad f_y(x') - grad f_y(x)||_1

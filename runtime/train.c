@@ -137,6 +137,33 @@ static void progress(const run *r, int epoch, int64_t b, int64_t nbatches, int64
 }
 
 /* One epoch; 130 when a signal stopped it. */
+/* Whether every one of n values is finite, on `threads` threads. */
+typedef struct finite_pass {
+	const float *v;
+	bool ok[RT_MAX_PARTS];
+} finite_pass;
+
+static void finite_range(void *ctx, int part, int64_t lo, int64_t hi)
+{
+	finite_pass *f = ctx;
+	bool ok = true;
+	for (int64_t i = lo; i < hi; i++)
+		ok &= isfinite(f->v[i]);
+	f->ok[part] = ok;
+}
+
+static bool all_finite(const float *v, int64_t n, int threads)
+{
+	finite_pass f = { .v = v };
+	for (int t = 0; t < RT_MAX_PARTS; t++)
+		f.ok[t] = true;
+	rt_parallel_range(threads, n, finite_range, &f);
+	bool ok = true;
+	for (int t = 0; t < RT_MAX_PARTS; t++)
+		ok &= f.ok[t];
+	return ok;
+}
+
 static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *ce_out, double *acc_out,
                        double *secs)
 {
@@ -187,9 +214,8 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 			right = (int64_t)tail[-RT_SUM_CORRECT];
 			rt_grad_mean(r->gc, &c->obj, r->P, sums, nb, r->grad);
 		}
-		bool finite = isfinite(loss);
-		for (int64_t i = 0; finite && i < m->n_params; i++)
-			finite = isfinite(r->grad[i]);
+		const int threads = c->threads > 0 ? c->threads : rt_ncpus();
+		bool finite = isfinite(loss) && all_finite(r->grad, m->n_params, threads);
 		if (!finite) {   /* the same on every rank: rank 0 says it */
 			if (tty)
 				fputc('\n', stderr);
@@ -199,7 +225,7 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 			                    "(try a smaller --lr); the checkpoint holds the last finished epoch",
 			                    epoch + 1, (long long)(b + 1), isfinite(loss) ? "gradient" : "loss");
 		}
-		rt_opt_step(&c->opt, &r->os, lr, r->P, r->grad);
+		rt_opt_step_threads(&c->opt, &r->os, lr, r->P, r->grad, threads);
 		sum_loss += loss * (double)nb;
 		sum_ce += ce * (double)nb;
 		correct += right;
