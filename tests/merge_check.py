@@ -24,8 +24,9 @@ import os
 import random
 import shutil
 import struct
-import subprocess
 import sys
+
+from checks import check, failures, run
 
 LLNC, WORK = sys.argv[1], sys.argv[2]
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,20 +34,6 @@ shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
 os.chdir(WORK)
 FORMATS = ("jsonl", "csv", "table")
-failures = []
-
-
-def run(argv, ok=True):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    if ok and p.returncode != 0:
-        raise SystemExit("FAILED (exit %d): %s\n%s%s" % (p.returncode, " ".join(argv), p.stdout, p.stderr))
-    return p
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def write(name, text):

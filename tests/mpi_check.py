@@ -29,6 +29,9 @@ import struct
 import subprocess
 import sys
 
+import checks
+from checks import check, failures
+
 LLNC, MPIRUN, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 shutil.rmtree(WORK, ignore_errors=True)   # no trainer or output of an earlier build
 os.makedirs(WORK, exist_ok=True)
@@ -44,21 +47,10 @@ ENV = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscr
 # leak checking (every other ASan check stays on), the one-process runs of
 # this test and every other test with it.
 MPI_ENV = dict(ENV, ASAN_OPTIONS=ENV.get("ASAN_OPTIONS", "").replace("detect_leaks=1", "detect_leaks=0"))
-failures = []
 
 
 def run(argv, ok=True, timeout=120):
-    env = MPI_ENV if argv[0] == MPI[0] else ENV
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-    if ok and p.returncode != 0:
-        raise SystemExit("FAILED (exit %d): %s\n%s%s" % (p.returncode, " ".join(argv), p.stdout, p.stderr))
-    return p
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+    return checks.run(argv, ok, timeout, MPI_ENV if argv[0] == MPI[0] else ENV)
 
 
 def model(name, regularizer):

@@ -216,12 +216,11 @@ static void ref_close(ref *e)
 
 /* The kernel's neuron h as the reference numbers it (its place among the
  * live neurons), -1 for padding. */
-static int ref_neuron(const rt_model *m, int L, int32_t h, const int32_t *live, int32_t nlive)
+static int ref_neuron(int32_t h, const int32_t *live, int32_t nlive)
 {
 	for (int32_t i = 0; i < nlive; i++)
 		if (live[i] == h)
 			return i;
-	(void)m, (void)L;
 	return -1;
 }
 
@@ -286,7 +285,7 @@ static void test_kernels(void **state)
 				check_radius("eps", s, L, c->eps[p], e.eps[p]);
 				check_radius("eps_pred", s, L, c->eps_pred[p], e.pred[p]);
 				if (e.second[p] > e.eps[p] * (1 + 1e-3)) {   /* no near tie */
-					assert_int_equal(ref_neuron(m, L, c->bind[p], live, nlive), e.bind[p]);
+					assert_int_equal(ref_neuron(c->bind[p], live, nlive), e.bind[p]);
 					binds++;
 				}
 			}
@@ -298,7 +297,7 @@ static void test_kernels(void **state)
 			double t2, t = rg_direction(&e.g, e.z, e.G, dd, &tb, &t2);
 			check_radius("eps_dir", s, L, b.t[i], t);
 			if (isfinite(t) && t2 > t * (1 + 1e-3))
-				assert_int_equal(ref_neuron(m, L, b.tbind[i], live, nlive), tb);
+				assert_int_equal(ref_neuron(b.tbind[i], live, nlive), tb);
 			free(dd);
 			/* the pattern: the signs of the sequence's own neurons */
 			for (int h = 0; h < e.g.Hn; h++)
@@ -510,13 +509,13 @@ static void test_geometry(void **state)
 					rg_forward_d(&e.g, xd, zz, ff, NULL, NULL);
 					assert_int_equal(rg_pattern_diff(zz, e.z, e.g.Hn), 0);
 				}
-				int b = ref_neuron(m, L, c.bind[p], live, nlive);
+				int b = ref_neuron(c.bind[p], live, nlive);
 				assert_true(b >= 0);
 				const double *g = e.G + (int64_t)b * Dn;
 				double q = rg_dual(g, Dn, p), sz = e.z[b] > 0 ? -1 : 1;
 				for (int d = 0; d < Dn; d++) {
 					double step = p == 1 ? g[d] / q : (g[d] > 0) - (g[d] < 0);
-					xd[d] = x[pad + d] + sz * 1.001 * c.eps[p] * (p == 1 ? step : step);
+					xd[d] = x[pad + d] + sz * 1.001 * c.eps[p] * step;
 				}
 				rg_forward_d(&e.g, xd, zz, ff, NULL, NULL);
 				if ((zz[b] > 0) == (e.z[b] > 0))
