@@ -19,7 +19,8 @@
  *   train_*    squared gradient norms and the exact parameter gradient of
  *              any loss of (logits, z, sq): by the Gram recurrence and its
  *              adjoint for dense chains (cg_dense.c), by the rows and their
- *              adjoint otherwise; then back-propagation
+ *              adjoint otherwise; then back-propagation; and for dense
+ *              chains without sq, a whole batch at once (cg_batch.c)
  * The matrix products run through one register-blocked kernel (cg_gemm)
  * that gathers active units by index lists instead of copying them.
  * Inside the kernels gradients are taken with respect to the normalized
@@ -44,7 +45,9 @@
 _Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 48 &&
                offsetof(rt_model, logit_jac_off) == 80 && offsetof(rt_model, mean) == 88 &&
                offsetof(rt_model, layers) == 104 && offsetof(rt_model, prepare) == 120 &&
-               offsetof(rt_model, train_finish) == 184 && sizeof(rt_model) == 192,
+               offsetof(rt_model, train_finish) == 184 && offsetof(rt_model, batch_ws_floats) == 192 &&
+               offsetof(rt_model, batch) == 200 && offsetof(rt_model, train_batch_forward) == 208 &&
+               sizeof(rt_model) == 224,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -60,9 +63,39 @@ const cg_op *const cg_ops[OP_COUNT] = {
 
 /* ---- a register-blocked matrix product ---- */
 
-static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, int R, int CB)
+/* A vector of B's row or C's, whole or, in the last panel of a width not a
+ * multiple of the vector width, only the lanes `mask` keeps (the others read
+ * as 0 and are not written), so that C may be a matrix of any width, such as
+ * a weight gradient. */
+static LLVMValueRef panel_load(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
 {
-	LLVMValueRef acc[4][2], arow[4];
+	if (!mask)
+		return vload(g, base, i);
+	LLVMValueRef args[4] = { at(g, g->f32, base, i), ci32(g, 4), mask, LLVMConstNull(g->vf) };
+	LLVMTypeRef tys[2] = { g->vf, g->ptr };
+	unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+	return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, tys, 2), LLVMGetIntrinsicDeclaration(g->mod, id, tys, 2),
+	                      args, 4, "");
+}
+static void panel_store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
+{
+	if (!mask) {
+		vstore(g, v, base, i);
+		return;
+	}
+	LLVMValueRef args[4] = { v, at(g, g->f32, base, i), ci32(g, 4), mask };
+	LLVMTypeRef tys[2] = { g->vf, g->ptr };
+	unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+	LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, tys, 2), LLVMGetIntrinsicDeclaration(g->mod, id, tys, 2),
+	               args, 4, "");
+}
+
+enum { GEMM_MAXR = 8 };
+
+static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, int R, int CB, LLVMValueRef mask)
+{
+	const int64_t vw = LLVMGetVectorSize(g->vf);
+	LLVMValueRef acc[GEMM_MAXR][2], arow[GEMM_MAXR];
 	for (int r = 0; r < R; r++) {
 		arow[r] = lookup(g, p->arows, add(g, i0, ci(g, r)));
 		for (int c = 0; c < CB; c++)
@@ -73,7 +106,7 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 	LLVMValueRef brow = add(g, mul(g, lookup(g, p->brows, k), p->ldb), j0);
 	LLVMValueRef bv[2];
 	for (int c = 0; c < CB; c++)
-		bv[c] = vload(g, p->B, add(g, brow, ci(g, VW * c)));
+		bv[c] = panel_load(g, p->B, add(g, brow, ci(g, vw * c)), mask);
 	LLVMValueRef kc = lookup(g, p->acols, k);
 	for (int r = 0; r < R; r++) {
 		LLVMValueRef ai = p->atrans ? add(g, mul(g, kc, p->lda), arow[r]) : add(g, mul(g, arow[r], p->lda), kc);
@@ -84,45 +117,57 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 	loop_end(g, &l);
 	for (int r = 0; r < R; r++)
 		for (int c = 0; c < CB; c++) {
-			LLVMValueRef ci_ = add(g, mul(g, add(g, i0, ci(g, r)), p->ldc), add(g, j0, ci(g, VW * c)));
+			LLVMValueRef ci_ = add(g, mul(g, add(g, i0, ci(g, r)), p->ldc), add(g, j0, ci(g, vw * c)));
 			LLVMValueRef v = get(g, g->vf, acc[r][c]);
 			if (p->alpha != 1)
 				v = LLVMBuildFMul(g->b, v, vsplat(g, LLVMConstReal(g->f32, p->alpha)), "");
 			if (p->accumulate)
-				v = LLVMBuildFAdd(g->b, v, vload(g, p->C, ci_), "");
-			vstore(g, v, p->C, ci_);
+				v = LLVMBuildFAdd(g->b, v, panel_load(g, p->C, ci_, mask), "");
+			panel_store(g, v, p->C, ci_, mask);
 		}
 }
 
-/* Column panels outermost: a panel of B (K rows x 16 columns) stays in L1
+/* The blocks of rows of one column panel: R at a time (p->rows, default
+ * 4), then one at a time. */
+static void gemm_panel(gen *g, const gemm *p, LLVMValueRef j0, int CB, LLVMValueRef mask)
+{
+	int R = p->rows ? p->rows : 4;
+	loop li;
+	LLVMValueRef MR = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, p->M, ci(g, R), ""), ci(g, R), "");
+	LLVMValueRef i0 = loop_begin_step(g, &li, ci(g, 0), MR, R);
+	gemm_block(g, p, i0, j0, R, CB, mask);
+	loop_end(g, &li);
+	i0 = loop_begin(g, &li, MR, p->M);
+	gemm_block(g, p, i0, j0, 1, CB, mask);
+	loop_end(g, &li);
+}
+
+/* Column panels outermost: a panel of B (K rows x 2 vectors) stays in L1
  * while every block of rows of A passes over it, so B, which may not fit in
- * L2 (gradient rows: 300 x 784 floats), is read from memory once. */
+ * L2 (gradient rows: 300 x 784 floats), is read from memory once.  Panels
+ * are two vectors wide, then one, then one under a mask. */
 void cg_gemm(gen *g, const gemm *p)
 {
-	LLVMValueRef M4 = LLVMBuildAnd(g->b, p->M, ci(g, ~(int64_t)3), "");
-	LLVMValueRef N16 = LLVMBuildAnd(g->b, p->N, ci(g, ~(int64_t)15), "");
-	LLVMValueRef has8 = LLVMBuildICmp(g->b, LLVMIntNE, N16, p->N, "");
-	for (int CB = 2; CB >= 1; CB--) {
-		loop lj, li;
-		LLVMBasicBlockRef done = NULL;
-		LLVMValueRef j0;
-		if (CB == 2) {
-			j0 = loop_begin_step(g, &lj, ci(g, 0), N16, 16);
-		} else {
-			done = if_begin(g, has8);
-			j0 = N16;
-		}
-		LLVMValueRef i0 = loop_begin_step(g, &li, ci(g, 0), M4, 4);
-		gemm_block(g, p, i0, j0, 4, CB);
-		loop_end(g, &li);
-		i0 = loop_begin(g, &li, M4, p->M);
-		gemm_block(g, p, i0, j0, 1, CB);
-		loop_end(g, &li);
-		if (CB == 2)
-			loop_end(g, &lj);
-		else
-			if_end(g, done);
-	}
+	const int64_t vw = LLVMGetVectorSize(g->vf);
+	LLVMValueRef N2 = LLVMBuildAnd(g->b, p->N, ci(g, -2 * vw), "");
+	LLVMValueRef N1 = LLVMBuildAnd(g->b, p->N, ci(g, -vw), "");
+	loop lj;
+	LLVMValueRef j0 = loop_begin_step(g, &lj, ci(g, 0), N2, 2 * vw);
+	gemm_panel(g, p, j0, 2, NULL);
+	loop_end(g, &lj);
+	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, N2, N1, ""));
+	gemm_panel(g, p, N2, 1, NULL);
+	if_end(g, done);
+	done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, N1, p->N, ""));
+	LLVMTypeRef vi = LLVMVectorType(g->i64, (unsigned)vw);
+	LLVMValueRef lanes[16];
+	for (int i = 0; i < vw; i++)
+		lanes[i] = ci(g, i);
+	LLVMValueRef left = LLVMBuildInsertElement(g->b, LLVMGetUndef(vi), LLVMBuildSub(g->b, p->N, N1, ""), ci32(g, 0), "");
+	left = LLVMBuildShuffleVector(g->b, left, LLVMGetUndef(vi), LLVMConstNull(LLVMVectorType(g->i32, (unsigned)vw)), "");
+	LLVMValueRef mask = LLVMBuildICmp(g->b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)vw), left, "");
+	gemm_panel(g, p, N1, 1, mask);
+	if_end(g, done);
 }
 
 /* ---- the workspace layout ---- */
@@ -942,7 +987,7 @@ static LLVMValueRef const_global(gen *g, const char *name, LLVMValueRef init, bo
 	return gv;
 }
 
-static void emit_descriptor(gen *g, LLVMValueRef fns[9])
+static void emit_descriptor(gen *g, LLVMValueRef fns[11], int64_t batch_ws)
 {
 	const ir_module *m = g->m;
 	LLVMTypeRef layer_t = LLVMStructTypeInContext(g->c, (LLVMTypeRef[]){ g->ptr, g->i32, g->i32, g->i32, g->i32, g->i32 }, 6, 0);
@@ -978,6 +1023,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[9])
 		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7], fns[8],
+		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), ci32(g, 0), fns[9], fns[10],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
@@ -1043,6 +1089,9 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	g.i1 = LLVMInt1TypeInContext(g.c);
 	g.ptr = LLVMPointerTypeInContext(g.c, 0);
 	g.vf = LLVMVectorType(g.f32, VW);
+	char *features = LLVMGetTargetMachineFeatureString(tm);
+	g.avx512 = strstr(features, "+avx512f") != NULL;
+	LLVMDisposeMessage(features);
 	g.R = m->n_in;
 	int group = o->ops_per_part > 0 ? o->ops_per_part : 8;
 	g.group = m->n_ops > group ? group : 0;
@@ -1054,13 +1103,17 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */
 	int nfns = o->certifier ? 6 : 9;
-	LLVMValueRef fns[9];
+	LLVMValueRef fns[11];
 	for (int i = 0; i < 9; i++) {
 		if (i < nfns)
 			emitters[i](&g);
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);
 	}
-	emit_descriptor(&g, fns);
+	int64_t batch_ws = 0;
+	fns[9] = fns[10] = LLVMConstNull(g.ptr);
+	if (!o->certifier && cg_batchable(m))
+		cg_emit_batch(&g, fns + 9, &batch_ws);
+	emit_descriptor(&g, fns, batch_ws);
 	LLVMDisposeBuilder(g.b);
 	arena_free(a);
 

@@ -25,7 +25,8 @@ typedef struct gen {
 	LLVMContextRef c;
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;
-	LLVMTypeRef f32, f64, i32, i64, i1, ptr, vf;
+	LLVMTypeRef f32, f64, i32, i64, i1, ptr, vf;   /* vf: VW floats (16 in cg_batch.c with AVX-512) */
+	bool avx512;          /* the target has 512-bit vectors */
 	LLVMValueRef fn;
 	LLVMBasicBlockRef entry;
 	const ir_module *m;
@@ -218,7 +219,8 @@ static inline LLVMValueRef vfma(gen *g, LLVMValueRef a, LLVMValueRef b, LLVMValu
 static inline LLVMValueRef vsplat(gen *g, LLVMValueRef x)
 {
 	LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(g->vf), x, ci32(g, 0), "");
-	return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vf), LLVMConstNull(LLVMVectorType(g->i32, VW)), "");
+	return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vf),
+	                              LLVMConstNull(LLVMVectorType(g->i32, LLVMGetVectorSize(g->vf))), "");
 }
 static inline LLVMValueRef vround(gen *g, LLVMValueRef n) { return LLVMBuildAnd(g->b, n, ci(g, ~(int64_t)(VW - 1)), ""); }
 
@@ -259,15 +261,17 @@ static inline LLVMValueRef emit_dot(gen *g, LLVMValueRef a, LLVMValueRef b, LLVM
  *   A(i, k) = A[row(i) lda + col(k)], or with atrans A[col(k) lda + row(i)]
  *   B(k, j) = B[brow(k) ldb + j]
  * and row, col, brow are the identity or lookups in i32 index lists, which
- * is how active units are gathered without copying.  N must be a multiple
- * of 8 (compact buffers are zero-padded to one).  Each 4 x 16 block of C
- * stays in eight vector registers over the whole k loop, so every element of
- * B loaded feeds four multiply-adds. */
+ * is how active units are gathered without copying.  Each block of `rows`
+ * (4 unless set, at most 8) by two vectors of C stays in registers over the
+ * whole k loop, so every element of B loaded feeds `rows` multiply-adds.
+ * N may be any width; the last N mod (vector width) columns take masked
+ * loads and stores. */
 typedef struct gemm {
 	LLVMValueRef C, ldc, A, lda, B, ldb;
 	LLVMValueRef arows, acols, brows;   /* i32 index lists, or NULL */
 	bool atrans, accumulate;
 	float alpha;
+	int rows;
 	LLVMValueRef M, N, K;
 } gemm;
 
@@ -460,6 +464,12 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3]);
 /* The dual norm ||g||_q of an l_p ball from the three sums. */
 LLVMValueRef cg_dual(gen *g, LLVMValueRef sums[3], int p);
+/* The batched training kernels of dense chains (cg_batch.c): up to
+ * CG_BATCH examples per call; fns receives lln_train_batch_forward and
+ * lln_train_batch_backward, ws_floats their workspace. */
+enum { CG_BATCH = 64 };
+bool cg_batchable(const ir_module *m);
+void cg_emit_batch(gen *g, LLVMValueRef fns[2], int64_t *ws_floats);
 /* The certify kernel (cg_certify.c), and the rounding-error bound of the
  * forward pass it shares with the direction kernel: ez(v) >= |z - z^| for
  * every unit of every value, for the model as written. */

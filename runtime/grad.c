@@ -17,6 +17,9 @@ typedef struct gthread {
 	float *ws, *z, *logits, *sq, *dlogits, *dz, *dsq, *grad;
 	int32_t *scratch, *axes;   /* axes: approximate ROLL's draw */
 	rt_seqbuf *seq;            /* a model over sequences of free length */
+	/* the batched kernels: their workspace, and m->batch rows of the rest */
+	float *bws, *bz, *blogits, *bdlogits, *bdz;
+	const float **rows;
 } gthread;
 
 struct rt_grad_ctx {
@@ -58,6 +61,12 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 		free(t->scratch);
 		free(t->axes);
 		rt_seqbuf_free(t->seq);
+		free(t->bws);
+		free(t->bz);
+		free(t->blogits);
+		free(t->bdlogits);
+		free(t->bdz);
+		free(t->rows);
 	}
 	free(c->t);
 	free(c->loss);
@@ -93,8 +102,17 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		t->scratch = malloc(sizeof(int32_t) * (size_t)H);
 		t->axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
 		t->seq = m->max_len ? rt_seqbuf_new(m) : NULL;
+		if (m->batch) {
+			t->bws = rt_alloc_floats(m->batch_ws_floats);
+			t->bz = rt_alloc_floats(m->batch * H);
+			t->blogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
+			t->bdlogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
+			t->bdz = rt_alloc_floats(m->batch * H);
+			t->rows = malloc(sizeof *t->rows * (size_t)m->batch);
+		}
+		bool batch_ok = !m->batch || (t->bws && t->bz && t->blogits && t->bdlogits && t->bdz && t->rows);
 		if (!t->ws || !t->z || !t->logits || !t->sq || !t->dlogits || !t->dz || !t->dsq ||
-		    !t->grad || !t->scratch || !t->axes || (m->max_len && !t->seq)) {
+		    !t->grad || !t->scratch || !t->axes || (m->max_len && !t->seq) || !batch_ok) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -115,14 +133,42 @@ static int32_t predict(const rt_model *m, const float *logits)
 	return best;
 }
 
+/* A share without sq through the batched kernels, m->batch examples at a
+ * time: the same losses and gradient as one at a time, up to float
+ * rounding (the products run in float, over the batch). */
+static void batch_share(gjob *j)
+{
+	const rt_model *m = j->c->m;
+	gthread *t = j->t;
+	const int64_t H = m->n_hidden, O = m->n_out;
+	for (int64_t s = j->begin; s < j->end; s += m->batch) {
+		int32_t nb = (int32_t)(j->end - s < m->batch ? j->end - s : m->batch);
+		for (int32_t e = 0; e < nb; e++)
+			t->rows[e] = j->X + (j->idx ? j->idx[s + e] : s + e) * m->n_in;
+		m->train_batch_forward(j->P, t->rows, nb, t->bws, t->bz, t->blogits);
+		for (int32_t e = 0; e < nb; e++) {
+			int64_t i = s + e, r = j->idx ? j->idx[i] : i;
+			const float *logits = t->blogits + e * O;
+			j->c->loss[i] = rt_objective_eval(j->o, m, logits, t->bz + e * H, NULL, j->y[r], t->bdlogits + e * O,
+			                                  t->bdz + e * H, NULL, &j->c->ce[i], t->scratch);
+			j->c->right[i] = predict(m, logits) == j->y[r];
+		}
+		m->train_batch_backward(j->P, t->bws, nb, t->bdlogits, t->bdz, t->grad);
+	}
+}
+
 static void *grad_share(void *arg)
 {
 	gjob *j = arg;
 	const rt_model *m = j->c->m;
 	gthread *t = j->t;
 	int64_t gf = m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
-	memset(t->grad, 0, sizeof(float) * (size_t)gf);
 	const bool need_sq = rt_objective_needs_sq(j->o);
+	memset(t->grad, 0, sizeof(float) * (size_t)(need_sq ? gf : m->n_params));
+	if (!need_sq && m->batch) {
+		batch_share(j);
+		return NULL;
+	}
 	for (int64_t i = j->begin; i < j->end; i++) {
 		int64_t r = j->idx ? j->idx[i] : i;
 		int32_t len = rt_seq_len(m, j->c->lens, r);
@@ -156,9 +202,9 @@ static void reduce_range(void *ctx, int part, int64_t lo, int64_t hi)
 {
 	(void)part;
 	const reduce *r = ctx;
-	float *g0 = r->c->t[0].grad;
+	float *restrict g0 = r->c->t[0].grad;
 	for (int t = 1; t < r->threads; t++) {
-		const float *gt = r->c->t[t].grad;
+		const float *restrict gt = r->c->t[t].grad;
 		for (int64_t i = lo; i < hi; i++)
 			g0[i] += gt[i];
 	}
@@ -174,8 +220,10 @@ static void mean_range(void *ctx, int part, int64_t lo, int64_t hi)
 {
 	(void)part;
 	const mean *a = ctx;
+	const float *restrict sums = a->sums;
+	float *restrict grad = a->grad;
 	for (int64_t i = lo; i < hi; i++)
-		a->grad[i] = a->sums[i] / a->nb;
+		grad[i] = sums[i] / a->nb;
 }
 
 float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,

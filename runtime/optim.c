@@ -87,22 +87,36 @@ static void step_range(void *ctx, int part, int64_t lo, int64_t hi)
 	const step *t = ctx;
 	const rt_optimizer *o = t->o;
 	rt_opt_state *s = t->s;
-	float *P = t->P;
-	const float *grad = t->grad;
+	float *restrict P = t->P;
+	const float *restrict grad = t->grad;
 	const double wd = o->weight_decay, lr = t->lr;
 	if (o->kind == RT_SGD) {
+		/* one loop per case, without branches inside, so that it vectorises */
 		const double mu = o->momentum;
-		const bool first = s->step == 0;
-		for (int64_t i = lo; i < hi; i++) {
-			double p = P[i];
-			double g = (double)grad[i] + wd * p;
-			if (s->buf) {
-				double b = first ? g : mu * (double)s->buf[i] + g;
-				s->buf[i] = (float)b;
-				b = s->buf[i];
-				g = o->nesterov ? g + mu * b : b;
+		float *restrict buf = s->buf;
+		if (!buf) {
+			for (int64_t i = lo; i < hi; i++)
+				P[i] = (float)((double)P[i] - lr * ((double)grad[i] + wd * P[i]));
+		} else if (s->step == 0) {
+			for (int64_t i = lo; i < hi; i++) {
+				double p = P[i], g = (double)grad[i] + wd * p;
+				buf[i] = (float)g;
+				double b = buf[i];
+				P[i] = (float)(p - lr * (o->nesterov ? g + mu * b : b));
 			}
-			P[i] = (float)(p - lr * g);
+		} else if (o->nesterov) {
+			for (int64_t i = lo; i < hi; i++) {
+				double p = P[i], g = (double)grad[i] + wd * p;
+				buf[i] = (float)(mu * (double)buf[i] + g);
+				double b = buf[i];
+				P[i] = (float)(p - lr * (g + mu * b));
+			}
+		} else {
+			for (int64_t i = lo; i < hi; i++) {
+				double p = P[i], g = (double)grad[i] + wd * p;
+				buf[i] = (float)(mu * (double)buf[i] + g);
+				P[i] = (float)(p - lr * (double)buf[i]);
+			}
 		}
 		return;
 	}

@@ -32,7 +32,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 5
+#define RT_ABI_VERSION 6
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -132,6 +132,22 @@ typedef struct rt_model {
 	void (*train_backward)(const float *P, const float *pre, float *ws, const float *dlogits,
 	                       const float *dz, const float *dsq, float *grad);
 	void (*train_finish)(const float *P, float *grad);
+
+	/* Training without sq (need_sq 0) of up to `batch` examples per call,
+	 * as matrix products over the examples, in float (chains of dense
+	 * layers; 0 and NULL otherwise).  train_batch_forward takes nb pointers
+	 * to raw inputs and writes nb rows of z (n_hidden) and of logits;
+	 * train_batch_backward adds to grad the gradient of the sum over the nb
+	 * examples of dlogits.logits + dz.z (rows as z and logits; dz may be
+	 * NULL), using the same bws (batch_ws_floats floats).  No pre, no
+	 * accumulators: grad needs n_params floats. */
+	int64_t batch_ws_floats;
+	int32_t batch;
+	int32_t reserved;
+	void (*train_batch_forward)(const float *P, const float *const *x, int32_t nb, float *bws, float *z,
+	                            float *logits);
+	void (*train_batch_backward)(const float *P, float *bws, int32_t nb, const float *dlogits, const float *dz,
+	                             float *grad);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */

@@ -8,6 +8,11 @@
  * forms every neuron gradient explicitly.  Inputs are drawn away from kinks
  * (ReLU and hinge boundaries, ties in the top-gamma selection and in the
  * binding neuron), where the loss is differentiable.
+ *
+ * The batched kernels of dense chains (train_batch_forward/backward, what
+ * rt_batch_grad uses for objectives without sq) are checked the same way,
+ * over batches that fill a kernel call, leave a remainder and split across
+ * threads, against the same reference.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -40,6 +45,11 @@ static const net nets[] = {
 	  3, { 2, 10, 10, 1 }, 0.0, 1.0 },
 	{ "model c { input x[5] normalize(-0.5, 2); h = relu(dense(x, 12)); out = dense(h, 4); output out; }",
 	  2, { 5, 12, 4 }, -0.5, 2.0 },
+	/* widths around the matrix kernel's blocks: 16 columns, 8 rows, and
+	 * masked tails of fewer than 8 columns */
+	{ "model d { input x[7] normalize(0.1, 1.5); h1 = relu(dense(x, 16)); h2 = relu(dense(h1, 13));"
+	  " out = dense(h2, 5); output out; }",
+	  3, { 7, 16, 13, 5 }, 0.1, 1.5 },
 };
 
 /* ---- the reference: per-example loss in double from the parameters ---- */
@@ -232,6 +242,128 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 	arena_free(a);
 }
 
+/* ---- the batched kernels ---- */
+
+/* Random parameters as check() draws them, as floats and doubles. */
+static float *random_params(const rt_model *m, uint64_t seed, double **Pd)
+{
+	float *P = malloc(sizeof(float) * (size_t)m->n_params);
+	rt_init_params(m->tensors, m->n_tensors, seed, RT_INIT_HE, P);
+	rt_rng r;
+	rt_rng_seed(&r, seed * 7919 + 1);
+	for (int i = 0; i < m->n_tensors; i++)
+		if (m->tensors[i].is_bias)
+			for (int64_t k = 0; k < m->tensors[i].count; k++)
+				P[m->tensors[i].offset + k] = (float)(0.6 * (rt_rng_uniform(&r) - 0.5));
+	*Pd = malloc(sizeof(double) * (size_t)m->n_params);
+	for (int64_t i = 0; i < m->n_params; i++)
+		(*Pd)[i] = P[i];
+	return P;
+}
+
+enum { NBATCH = 150 };   /* two full calls of 64 examples and 22 more */
+
+static double ref_mean_loss(const net *nt, const double *P, const float *X, const int32_t *y, int n, bool *ok)
+{
+	const rt_objective van = { .kind = RT_OBJ_VANILLA, .sigmoid = nt->size[nt->nl] == 1 };
+	double s = 0;
+	for (int e = 0; e < n; e++)
+		s += ref_loss(nt, P, X + e * nt->size[0], y[e], &van, ok);
+	return s / n;
+}
+
+static void check_batch(const net *nt, uint64_t seed)
+{
+	arena *a = arena_new();
+	cg_unit *u;
+	const rt_model *m = jit_text(a, nt->src, 3, &u);
+	assert_int_equal(m->batch, 64);   /* dense chains have the batched kernels */
+	double *Pd;
+	float *P = random_params(m, seed, &Pd);
+	const int D = m->n_in, H = m->n_hidden, K = m->n_out;
+	const rt_objective van = { .kind = RT_OBJ_VANILLA, .sigmoid = K == 1 };
+
+	/* examples away from the kinks */
+	float *X = malloc(sizeof(float) * (size_t)(NBATCH * D));
+	int32_t y[NBATCH];
+	rt_rng r;
+	rt_rng_seed(&r, seed + 5);
+	for (int e = 0; e < NBATCH;) {
+		for (int d = 0; d < D; d++)
+			X[e * D + d] = (float)(nt->mean + nt->std * 1.5 * rt_rng_normal(&r));
+		y[e] = (int32_t)(rt_rng_uniform(&r) * (K == 1 ? 2 : K));
+		bool ok = true;
+		ref_loss(nt, Pd, X + e * D, y[e], &van, &ok);
+		e += ok;
+	}
+
+	/* the kernels themselves: z and logits of a full call and of a short
+	 * one against the reference, in double */
+	float *bws = aligned_alloc(64, (size_t)((m->batch_ws_floats * 4 + 63) / 64 * 64));
+	float *z = malloc(sizeof(float) * (size_t)(64 * H)), *logits = malloc(sizeof(float) * (size_t)(64 * K));
+	const float *rows[64];
+	static const int32_t sizes[] = { 1, 5, 8, 13, 37, 64 };
+	for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+		int32_t n = sizes[c];
+		for (int e = 0; e < n; e++)
+			rows[e] = X + (e * 37 % NBATCH) * D;
+		m->train_batch_forward(P, rows, n, bws, z, logits);
+		for (int e = 0; e < n; e++) {
+			refout o;
+			ref_forward(nt, Pd, rows[e], &o);
+			for (int h = 0; h < H; h++)
+				assert_true(fabs(z[e * H + h] - o.z[h]) <= 1e-5 * (1 + fabs(o.z[h])));
+			for (int k = 0; k < K; k++)
+				assert_true(fabs(logits[e * K + k] - o.logits[k]) <= 1e-5 * (1 + fabs(o.logits[k])));
+		}
+	}
+
+	/* rt_batch_grad on 1 and 3 threads: the mean loss, and its gradient
+	 * against central differences of the reference */
+	float *g1 = malloc(sizeof(float) * (size_t)m->n_params), *g3 = malloc(sizeof(float) * (size_t)m->n_params);
+	double l1, l3;
+	assert_int_equal(rt_batch_grad(m, &van, P, NULL, X, y, NULL, NBATCH, 1, g1, &l1, NULL), 0);
+	assert_int_equal(rt_batch_grad(m, &van, P, NULL, X, y, NULL, NBATCH, 3, g3, &l3, NULL), 0);
+	bool ok = true;
+	double L = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
+	assert_true(ok);
+	assert_true(fabs(l1 - L) <= 1e-5 * fmax(1, fabs(L)) && fabs(l3 - L) <= 1e-5 * fmax(1, fabs(L)));
+	double worst = 0;
+	for (int64_t i = 0; i < m->n_params; i++) {
+		double h = 1e-6 * fmax(1, fabs(Pd[i])), keep = Pd[i];
+		Pd[i] = keep + h;
+		double lp = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
+		Pd[i] = keep - h;
+		double lm = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
+		Pd[i] = keep;
+		double fd = (lp - lm) / (2 * h);
+		double e = fmax(fabs(fd - g1[i]), fabs(fd - g3[i])) / (fabs(fd) + 1e-2);
+		if (e > 1e-3)
+			print_error("%s param %lld: finite difference %.9g, batched %.9g (1 thread), %.9g (3)\n", m->name,
+			            (long long)i, fd, g1[i], g3[i]);
+		worst = fmax(worst, e);
+	}
+	assert_true(worst <= 1e-3);
+
+	free(g1);
+	free(g3);
+	free(z);
+	free(logits);
+	free(bws);
+	free(X);
+	free(P);
+	free(Pd);
+	cg_unit_free(u);
+	arena_free(a);
+}
+
+static void batched_vanilla_kernels_match_reference_and_finite_differences(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof nets / sizeof *nets; i++)
+		check_batch(&nets[i], 31 + i);
+}
+
 static void for_all_nets(rt_objective ob)
 {
 	for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
@@ -267,6 +399,7 @@ int main(void)
 		cmocka_unit_test(roll_gamma100_gradient_matches_finite_differences),
 		cmocka_unit_test(roll_gamma25_gradient_matches_finite_differences),
 		cmocka_unit_test(distance_gradient_matches_finite_differences),
+		cmocka_unit_test(batched_vanilla_kernels_match_reference_and_finite_differences),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

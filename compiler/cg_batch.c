@@ -1,0 +1,222 @@
+/* cg_batch.c: the batched training kernels of dense chains.
+ *
+ * Training without gradient norms (the vanilla objective, or any loss of
+ * the logits and z alone) needs only the forward pass and back-propagation.
+ * Done one example at a time, as the kernels of cg.c do, each example reads
+ * every weight twice (matrix-vector products), so a step is bound by memory
+ * traffic.  These two kernels take up to CG_BATCH examples at once and do
+ * each layer as matrix products over the batch, through the register-
+ * blocked kernel (cg_gemm), in float:
+ *   forward    Z^T = W A^T            (out x nb; the batch is the fast axis)
+ *   backward   dW += Delta^T A,  db += Delta^T 1,
+ *              dA^T = W^T Delta^T,  Delta_prev = m o dA + dz
+ * Activations are kept twice, feature-major (what the forward product reads)
+ * and example-major (what the weight gradient's product reads), so that no
+ * product reads a matrix across its rows.  Columns past nb, up to the next
+ * multiple of 8, are computed but never read into a real column: products
+ * mix rows, never columns, and the weight gradient sums over nb examples
+ * only.
+ * Only chains of dense layers get them (ir_module.dense_chain); the runtime
+ * trains other models one example at a time (docs/design.md, "Batched
+ * training").
+ */
+#include "cg.h"
+
+/* The batch workspace, in floats: per value its activations feature-major
+ * (act) and example-major (ex), then two adjoint buffers of the widest
+ * value, used in turn. */
+static int64_t size_of(const ir_module *m, int v) { return v == 0 ? m->n_in : m->ops[v - 1].out_size; }
+
+static int64_t act_off(const ir_module *m, int v)
+{
+	int64_t off = 0;
+	for (int w = 0; w < v; w++)
+		off += round16(size_of(m, w) * CG_BATCH) * 2;
+	return off;
+}
+
+static int64_t ex_off(const ir_module *m, int v) { return act_off(m, v) + round16(size_of(m, v) * CG_BATCH); }
+
+static int64_t widest(const ir_module *m)
+{
+	int64_t w = m->n_in;
+	for (int k = 0; k < m->n_ops; k++)
+		w = m->ops[k].out_size > w ? m->ops[k].out_size : w;
+	return w;
+}
+
+bool cg_batchable(const ir_module *m)
+{
+	return m->dense_chain && !m->max_len;
+}
+
+static LLVMValueRef fptr(gen *g, LLVMValueRef base, int64_t off) { return at(g, g->f32, base, ci(g, off)); }
+
+/* Rows of the register block in the batch products: 8 x 16 floats is 16
+ * vector accumulators, half of what AVX-512 gives, and feeds each element
+ * of the batch panel to 8 multiply-adds. */
+enum { BATCH_ROWS = 8 };
+
+/* forward(P, x, nb, bws, z, logits): x holds nb pointers to raw inputs. */
+static void emit_forward(gen *g, int64_t *ws_floats)
+{
+	static const char *names[] = { "P", "x", "nb", "bws", "z", "logits" };
+	cg_begin_function(g, "lln_train_batch_forward", 6, names, 1u << 2);
+	const ir_module *m = g->m;
+	LLVMValueRef P = cg_param(g, 0), X = cg_param(g, 1), bws = cg_param(g, 3);
+	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""), N8 = pad8v(g, nb);
+	const int64_t NB = CG_BATCH, D = m->n_in;
+
+	/* the normalized input, both ways; padding columns 0 */
+	LLVMValueRef A0 = fptr(g, bws, act_off(m, 0)), E0 = fptr(g, bws, ex_off(m, 0));
+	loop lb, ld;
+	LLVMValueRef b = loop_begin(g, &lb, ci(g, 0), ci(g, NB));
+	LLVMValueRef real = LLVMBuildICmp(g->b, LLVMIntSLT, b, nb, "");
+	LLVMValueRef xb = LLVMBuildLoad2(g->b, g->ptr, at(g, g->ptr, X, LLVMBuildSelect(g->b, real, b, ci(g, 0), "")), "");
+	LLVMValueRef d = loop_begin(g, &ld, ci(g, 0), ci(g, D));
+	LLVMValueRef v = LLVMBuildFDiv(g->b, LLVMBuildFSub(g->b, ext(g, load(g, g->f32, xb, d)), cd(g, m->mean), ""),
+	                               cd(g, m->std), "");
+	v = LLVMBuildSelect(g->b, real, trunc32(g, v), LLVMConstReal(g->f32, 0), "");
+	store(g, v, A0, add(g, mul(g, d, ci(g, NB)), b));
+	store(g, v, E0, add(g, mul(g, b, ci(g, D)), d));
+	loop_end(g, &ld);
+	loop_end(g, &lb);
+
+	cg_part part = { 0 };
+	for (int k = 0; k < m->n_ops; k++) {
+		cg_part_step(g, &part);
+		const ir_op *op = &m->ops[k];
+		LLVMValueRef C = fptr(g, bws, act_off(m, k + 1)), E = fptr(g, bws, ex_off(m, k + 1));
+		cg_gemm(g, &(gemm){ .C = C, .ldc = ci(g, NB), .A = fptr(g, P, op->w_off), .lda = ci(g, op->in_size),
+		                    .B = fptr(g, bws, act_off(m, k)), .ldb = ci(g, NB), .alpha = 1, .rows = BATCH_ROWS,
+		                    .M = ci(g, op->out_size), .N = N8, .K = ci(g, op->in_size) });
+		loop lj, lc;
+		LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+		LLVMValueRef bias = load(g, g->f32, P, add(g, ci(g, op->b_off), j));
+		LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, NB)));
+		/* pre-activations out, to z or the logits, before the ReLU */
+		LLVMValueRef c = loop_begin(g, &lc, ci(g, 0), nb);
+		LLVMValueRef zv = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
+		if (op->relu) {
+			store(g, zv, cg_param(g, 4), add(g, mul(g, c, ci(g, m->n_hidden)), add(g, ci(g, op->z_off), j)));
+			LLVMValueRef a = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, zv, LLVMConstReal(g->f32, 0), ""),
+			                                 zv, LLVMConstReal(g->f32, 0), "");
+			store(g, a, E, add(g, mul(g, c, ci(g, op->out_size)), j));
+		} else {
+			store(g, zv, cg_param(g, 5), add(g, mul(g, c, ci(g, m->n_out)), j));
+		}
+		loop_end(g, &lc);
+		/* the activations the next product reads */
+		if (op->relu) {
+			c = loop_begin(g, &lc, ci(g, 0), N8);
+			LLVMValueRef a = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
+			a = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, a, LLVMConstReal(g->f32, 0), ""), a,
+			                    LLVMConstReal(g->f32, 0), "");
+			store(g, a, crow, c);
+			loop_end(g, &lc);
+		}
+		loop_end(g, &lj);
+	}
+	cg_part_close(g, &part);
+	LLVMBuildRetVoid(g->b);
+	*ws_floats = act_off(m, m->n_ops + 1) + 2 * round16(widest(m) * NB);
+}
+
+/* backward(P, bws, nb, dlogits, dz, grad): grad += the parameter gradient
+ * of sum over the batch of dlogits . logits + dz . z (dz may be NULL). */
+static void emit_backward(gen *g)
+{
+	static const char *names[] = { "P", "bws", "nb", "dlogits", "dz", "grad" };
+	cg_begin_function(g, "lln_train_batch_backward", 6, names, 1u << 2);
+	const ir_module *m = g->m;
+	LLVMValueRef P = cg_param(g, 0), bws = cg_param(g, 1), dlogits = cg_param(g, 3), dz = cg_param(g, 4);
+	LLVMValueRef grad = cg_param(g, 5);
+	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""), N8 = pad8v(g, nb);
+	const int64_t NB = CG_BATCH, dbase = act_off(m, m->n_ops + 1), dsize = round16(widest(m) * NB);
+	const ir_op *last = &m->ops[m->n_ops - 1];
+
+	/* Delta of the logits, padding columns 0 (they stay 0 through W^T) */
+	LLVMValueRef delta = fptr(g, bws, dbase);
+	loop lj, lc;
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, last->out_size));
+	LLVMValueRef c = loop_begin(g, &lc, ci(g, 0), N8);
+	LLVMValueRef real = LLVMBuildICmp(g->b, LLVMIntSLT, c, nb, "");
+	LLVMValueRef dl = load(g, g->f32, dlogits, LLVMBuildSelect(g->b, real, add(g, mul(g, c, ci(g, m->n_out)), j), ci(g, 0), ""));
+	store(g, LLVMBuildSelect(g->b, real, dl, LLVMConstReal(g->f32, 0), ""), delta, add(g, mul(g, j, ci(g, NB)), c));
+	loop_end(g, &lc);
+	loop_end(g, &lj);
+
+	LLVMValueRef has_dz = LLVMBuildIsNotNull(g->b, dz, "");
+	cg_part part = { 0 };
+	for (int k = m->n_ops - 1; k >= 0; k--) {
+		cg_part_step(g, &part);
+		const ir_op *op = &m->ops[k];
+		LLVMValueRef dk = fptr(g, bws, dbase + dsize * ((m->n_ops - 1 - k) & 1));
+		LLVMValueRef dprev = fptr(g, bws, dbase + dsize * ((m->n_ops - k) & 1));
+		/* db += the row sums of Delta over the batch */
+		j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+		LLVMValueRef s = var(g, g->f32, LLVMConstReal(g->f32, 0));
+		c = loop_begin(g, &lc, ci(g, 0), nb);
+		set(g, s, LLVMBuildFAdd(g->b, get(g, g->f32, s), load(g, g->f32, dk, add(g, mul(g, j, ci(g, NB)), c)), ""));
+		loop_end(g, &lc);
+		LLVMValueRef bi = add(g, ci(g, op->b_off), j);
+		store(g, LLVMBuildFAdd(g->b, load(g, g->f32, grad, bi), get(g, g->f32, s), ""), grad, bi);
+		loop_end(g, &lj);
+		/* dW += Delta^T A, summed over the nb examples */
+		cg_gemm(g, &(gemm){ .C = fptr(g, grad, op->w_off), .ldc = ci(g, op->in_size), .A = dk, .lda = ci(g, NB),
+		                    .B = fptr(g, bws, ex_off(m, k)), .ldb = ci(g, op->in_size), .accumulate = true,
+		                    .alpha = 1, .rows = BATCH_ROWS, .M = ci(g, op->out_size), .N = ci(g, op->in_size), .K = nb });
+		if (k == 0)
+			continue;
+		/* the operand's Delta: W^T Delta through its ReLU, plus dz */
+		cg_gemm(g, &(gemm){ .C = dprev, .ldc = ci(g, NB), .A = fptr(g, P, op->w_off), .lda = ci(g, op->in_size),
+		                    .atrans = true, .B = dk, .ldb = ci(g, NB), .alpha = 1, .rows = BATCH_ROWS,
+		                    .M = ci(g, op->in_size), .N = N8, .K = ci(g, op->out_size) });
+		const ir_op *below = &m->ops[k - 1];
+		LLVMValueRef act = fptr(g, bws, act_off(m, k));
+		j = loop_begin(g, &lj, ci(g, 0), ci(g, op->in_size));
+		c = loop_begin(g, &lc, ci(g, 0), nb);
+		LLVMValueRef i = add(g, mul(g, j, ci(g, NB)), c);
+		LLVMValueRef on = LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f32, act, i), LLVMConstReal(g->f32, 0), "");
+		LLVMValueRef dv = LLVMBuildSelect(g->b, on, load(g, g->f32, dprev, i), LLVMConstReal(g->f32, 0), "");
+		/* dz may be NULL: select a safe address, then the value */
+		LLVMValueRef zi = add(g, mul(g, c, ci(g, m->n_hidden)), add(g, ci(g, below->z_off), j));
+		LLVMValueRef dzv = load(g, g->f32, LLVMBuildSelect(g->b, has_dz, dz, dlogits, ""),
+		                        LLVMBuildSelect(g->b, has_dz, zi, ci(g, 0), ""));
+		dv = LLVMBuildFAdd(g->b, dv, LLVMBuildSelect(g->b, has_dz, dzv, LLVMConstReal(g->f32, 0), ""), "");
+		store(g, dv, dprev, i);
+		loop_end(g, &lc);
+		loop_end(g, &lj);
+	}
+	cg_part_close(g, &part);
+	LLVMBuildRetVoid(g->b);
+}
+
+/* With AVX-512 the products use 16-float vectors: the FMA units are as
+ * many as with 8, so each instruction does twice the work.  LLVM splits
+ * 512-bit vectors on CPUs that prefer 256 unless the function says it
+ * wants them. */
+static void wide_vectors(gen *g)
+{
+	if (!g->avx512)
+		return;
+	static const char *attrs[][2] = { { "min-legal-vector-width", "512" }, { "prefer-vector-width", "512" } };
+	for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++)
+		LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex,
+		                        LLVMCreateStringAttribute(g->c, attrs[i][0], (unsigned)strlen(attrs[i][0]), attrs[i][1],
+		                                                  (unsigned)strlen(attrs[i][1])));
+}
+
+void cg_emit_batch(gen *g, LLVMValueRef fns[2], int64_t *ws_floats)
+{
+	LLVMTypeRef vf = g->vf;
+	if (g->avx512)
+		g->vf = LLVMVectorType(g->f32, 16);
+	emit_forward(g, ws_floats);
+	wide_vectors(g);
+	fns[0] = g->fn;
+	emit_backward(g);
+	wide_vectors(g);
+	fns[1] = g->fn;
+	g->vf = vf;
+}
