@@ -1,10 +1,26 @@
-/* parallel.c: work split into shares, one thread each.
+/* parallel.c: work split into shares, one thread each, from a pool.
  *
  * The batch kernels, evaluation, the distortion and the plots' heat maps
  * all give each thread a contiguous share of independent work and combine
  * the results afterwards in a fixed order, so that nothing depends on the
  * thread count.  This is that fork and join, once, and its form for the
  * elementwise passes over every parameter (rt_parallel_range).
+ *
+ * Why a pool: training forks and joins several times per batch (the
+ * gradient shares, their sum, the mean, the optimizer step), and creating
+ * and joining a thread each time cost more than some of those passes.  So
+ * the helper threads are created on first need, grown when a call wants
+ * more, and then sleep on a condition variable between calls (no spinning:
+ * on two cores a spinning helper would take the caller's core).
+ *
+ * The pool serves one call at a time.  A call that finds it busy (a share
+ * calling rt_parallel, or two user threads at once) creates and joins its
+ * own threads as before, so no call ever waits for another.  Shares past
+ * the pool's cap, or whose thread could not be created, run in the calling
+ * thread.  At exit the helpers are stopped and joined, so leak checkers see
+ * nothing; a forked child starts with an empty pool of its own (its parent's
+ * helpers do not exist there), except that fork from inside a share is not
+ * supported (the child would wait for helpers it does not have).
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -12,12 +28,41 @@
 
 #include "rt.h"
 
-void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
+/* helpers beyond this run their shares in the caller instead */
+#define POOL_CAP 256
+
+typedef struct helper {
+	pthread_t tid;
+	pthread_cond_t wake;
+	bool go;   /* a share is waiting for this helper */
+} helper;
+
+static struct {
+	/* held by the call the pool serves, for its whole length; after the
+	 * exit handler has run it stays held, so late calls use their own threads */
+	pthread_mutex_t busy;
+	pthread_mutex_t mu;   /* guards the rest */
+	pthread_cond_t done;
+	void *(*fn)(void *);
+	char *args;
+	size_t stride;
+	int pending;   /* shares given to helpers and not finished */
+	bool stop;
+	bool hooked;   /* the exit and fork handlers are registered */
+	int size;
+	helper h[POOL_CAP];
+} pool = {
+	.busy = PTHREAD_MUTEX_INITIALIZER,
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER,
+};
+
+/* The fallback: one fresh thread per share, the caller taking the last. */
+static void spawn(int n, void *(*fn)(void *), char *a, size_t stride)
 {
-	char *a = args;
-	pthread_t *tid = n > 1 ? malloc(sizeof *tid * (size_t)(n - 1)) : NULL;
-	bool *started = n > 1 ? calloc((size_t)(n - 1), sizeof *started) : NULL;
-	if (n > 1 && (!tid || !started)) {
+	pthread_t *tid = malloc(sizeof *tid * (size_t)(n - 1));
+	bool *started = calloc((size_t)(n - 1), sizeof *started);
+	if (!tid || !started) {
 		/* no memory for threads: the work still gets done, in this one */
 		for (int t = 0; t < n; t++)
 			fn(a + (size_t)t * stride);
@@ -27,8 +72,7 @@ void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 	}
 	for (int t = 0; t < n - 1; t++)
 		started[t] = pthread_create(&tid[t], NULL, fn, a + (size_t)t * stride) == 0;
-	if (n > 0)   /* the calling thread takes the last share itself */
-		fn(a + (size_t)(n - 1) * stride);
+	fn(a + (size_t)(n - 1) * stride);
 	for (int t = 0; t < n - 1; t++) {
 		if (started[t])
 			pthread_join(tid[t], NULL);
@@ -37,6 +81,123 @@ void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 	}
 	free(tid);
 	free(started);
+}
+
+static void *serve(void *arg)
+{
+	helper *h = arg;
+	size_t i = (size_t)(h - pool.h);
+	pthread_mutex_lock(&pool.mu);
+	for (;;) {
+		while (!h->go && !pool.stop)
+			pthread_cond_wait(&h->wake, &pool.mu);
+		if (!h->go)
+			break;
+		h->go = false;
+		void *(*fn)(void *) = pool.fn;
+		char *a = pool.args + i * pool.stride;
+		pthread_mutex_unlock(&pool.mu);
+		fn(a);
+		pthread_mutex_lock(&pool.mu);
+		if (--pool.pending == 0)
+			pthread_cond_signal(&pool.done);
+	}
+	pthread_mutex_unlock(&pool.mu);
+	return NULL;
+}
+
+/* At exit, with the pool idle: stop and join the helpers.  If a call is
+ * under way (exit from a share, or from another thread during a call), the
+ * helpers are left to the process's end rather than deadlock here. */
+static void stop_pool(void)
+{
+	if (pthread_mutex_trylock(&pool.busy))
+		return;
+	pthread_mutex_lock(&pool.mu);
+	pool.stop = true;
+	pthread_mutex_unlock(&pool.mu);
+	for (int i = 0; i < pool.size; i++)
+		pthread_cond_signal(&pool.h[i].wake);
+	for (int i = 0; i < pool.size; i++) {
+		pthread_join(pool.h[i].tid, NULL);
+		pthread_cond_destroy(&pool.h[i].wake);
+	}
+	pool.size = 0;
+}
+
+/* In a forked child only the forking thread exists: forget the parent's
+ * helpers and any lock one of them held. */
+static void reset_in_child(void)
+{
+	pthread_mutex_init(&pool.busy, NULL);
+	pthread_mutex_init(&pool.mu, NULL);
+	pthread_cond_init(&pool.done, NULL);
+	pool.pending = 0;
+	pool.stop = false;
+	pool.size = 0;
+}
+
+/* Grows the pool towards `want` helpers (the caller holds busy); returns how
+ * many there are. */
+static int grow(int want)
+{
+	if (want > POOL_CAP)
+		want = POOL_CAP;
+	if (pool.size >= want)
+		return pool.size;
+	if (!pool.hooked) {
+		if (atexit(stop_pool) || pthread_atfork(NULL, NULL, reset_in_child))
+			return pool.size;   /* helpers nobody would join: use none */
+		pool.hooked = true;
+	}
+	while (pool.size < want) {
+		helper *h = &pool.h[pool.size];
+		h->go = false;
+		if (pthread_cond_init(&h->wake, NULL))
+			break;
+		if (pthread_create(&h->tid, NULL, serve, h)) {
+			pthread_cond_destroy(&h->wake);
+			break;
+		}
+		pool.size++;
+	}
+	return pool.size;
+}
+
+void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
+{
+	char *a = args;
+	if (n < 2) {
+		if (n == 1)
+			fn(a);
+		return;
+	}
+	if (pthread_mutex_trylock(&pool.busy)) {
+		spawn(n, fn, a, stride);
+		return;
+	}
+	int helpers = grow(n - 1);
+	if (helpers > n - 1)
+		helpers = n - 1;
+	pthread_mutex_lock(&pool.mu);
+	pool.fn = fn;
+	pool.args = a;
+	pool.stride = stride;
+	pool.pending = helpers;
+	for (int i = 0; i < helpers; i++)
+		pool.h[i].go = true;
+	pthread_mutex_unlock(&pool.mu);
+	/* signalled after the unlock, so a helper does not wake into a held lock */
+	for (int i = 0; i < helpers; i++)
+		pthread_cond_signal(&pool.h[i].wake);
+	fn(a + (size_t)(n - 1) * stride);
+	for (int t = helpers; t < n - 1; t++)   /* shares no helper could take */
+		fn(a + (size_t)t * stride);
+	pthread_mutex_lock(&pool.mu);
+	while (pool.pending)
+		pthread_cond_wait(&pool.done, &pool.mu);
+	pthread_mutex_unlock(&pool.mu);
+	pthread_mutex_unlock(&pool.busy);
 }
 
 typedef struct range_job {

@@ -852,8 +852,10 @@ int rt_evaluate_examples(const rt_model *m, const rt_objective *o, const float *
 int rt_load_labeled(const char *prog, const rt_model *m, bool sigmoid, const char *spec, rt_data *d);
 
 /* Runs fn(args + t * stride) for t < n, one thread each, the calling
- * thread taking the last (parallel.c); a share whose thread cannot start
- * runs in the calling thread. */
+ * thread taking the last (parallel.c), and returns when all are done.  The
+ * threads come from a pool kept for the process; a call that finds the pool
+ * busy (nested, or from two threads) uses threads of its own.  A share whose
+ * thread cannot start runs in the calling thread. */
 void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride);
 /* fn(ctx, part, lo, hi) over [0, n) cut into at most `parts` contiguous
  * ranges (one when n is small), each on its own thread: for elementwise

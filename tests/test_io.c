@@ -1,4 +1,5 @@
-/* test_io.c: the runtime's statistics, readers, writers and random numbers.
+/* test_io.c: the runtime's statistics, readers, writers, random numbers
+ * and thread pool.
  *
  * Everything a user's files pass through is pinned here: good files of each
  * format load with the right values, and each kind of bad file is rejected
@@ -10,9 +11,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +23,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1077,6 +1082,171 @@ static void test_init_pytorch(void **state)
 	free(h);
 }
 
+/* ---- rt_parallel and its thread pool (parallel.c) ---- */
+
+/* Shares sit at every other slot (stride two slots), so a wrong stride
+ * shows as a share run twice or not at all, or an odd slot touched. */
+typedef struct par_share {
+	int t;          /* the index the test gave it */
+	int inner;      /* shares of a call it makes itself, 0 for none */
+	bool nap;       /* sleep first, so a return before the end shows */
+	atomic_int runs;
+	atomic_int bad; /* what went wrong in its nested call */
+	long tid;       /* the kernel's thread id: not reused, unlike pthread_t */
+} par_share;
+
+static int par_check(par_share *sh, int n, long *tids, int *ntids);
+
+static void *par_fn(void *arg)
+{
+	par_share *s = arg;
+	if (s->nap)
+		nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
+	s->tid = syscall(SYS_gettid);
+	if (s->inner > 0) {
+		par_share *in = calloc(2 * (size_t)s->inner, sizeof *in);
+		for (int t = 0; t < s->inner; t++)
+			in[2 * t].t = t;
+		rt_parallel(s->inner, par_fn, in, 2 * sizeof *in);
+		atomic_store(&s->bad, par_check(in, s->inner, NULL, NULL));
+		free(in);
+	}
+	atomic_fetch_add(&s->runs, 1);
+	return NULL;
+}
+
+/* 0 when every share of a finished call ran once with its own argument,
+ * else a code naming what failed; collects the distinct thread ids into
+ * tids[*ntids] (room for 512) when tids is not NULL.  No cmocka asserts:
+ * it runs on other threads too. */
+static int par_check(par_share *sh, int n, long *tids, int *ntids)
+{
+	for (int t = 0; t < 2 * n; t++) {
+		par_share *s = &sh[t];
+		if (t % 2 && (atomic_load(&s->runs) || s->tid))
+			return 1;   /* a slot between shares was used */
+		if (t % 2)
+			continue;
+		if (s->t != t / 2 || atomic_load(&s->runs) != 1)
+			return 2;   /* run twice, never, or not finished on return */
+		if (atomic_load(&s->bad))
+			return 3;   /* its nested call failed */
+		if (!tids)
+			continue;
+		int k = 0;
+		while (k < *ntids && tids[k] != s->tid)
+			k++;
+		if (k == *ntids && *ntids < 512)
+			tids[(*ntids)++] = s->tid;
+	}
+	return 0;
+}
+
+/* One call of n shares (each making an inner call of `inner` shares); its
+ * par_check code, and the number of distinct threads in *threads. */
+static int par_run(int n, int inner, bool nap, int *threads)
+{
+	par_share *sh = calloc(2 * (size_t)n, sizeof *sh);
+	for (int t = 0; t < n; t++)
+		sh[2 * t] = (par_share){ .t = t, .inner = inner, .nap = nap && t % 2 == 0 };
+	rt_parallel(n, par_fn, sh, 2 * sizeof *sh);
+	long tids[512];
+	int ntids = 0;
+	int rc = par_check(sh, n, tids, &ntids);
+	free(sh);
+	if (threads)
+		*threads = ntids;
+	return rc;
+}
+
+static void *par_user(void *arg)
+{
+	int *bad = arg;
+	for (int i = 0; i < 200 && !*bad; i++)
+		*bad = par_run(2 + i % 3, i % 5 == 0 ? 2 : 0, false, NULL);
+	return NULL;
+}
+
+typedef struct par_cover {
+	unsigned char *hits;
+	atomic_int parts;
+} par_cover;
+
+static void par_cover_range(void *ctx, int part, int64_t lo, int64_t hi)
+{
+	par_cover *c = ctx;
+	for (int64_t i = lo; i < hi; i++)
+		c->hits[i]++;
+	atomic_fetch_or(&c->parts, 1 << part);
+}
+
+static void test_parallel(void **state)
+{
+	(void)state;
+	long self = syscall(SYS_gettid);
+	int threads;
+
+	/* n = 1: the caller's share only, on the caller */
+	par_share one[2] = { 0 };
+	rt_parallel(1, par_fn, one, 2 * sizeof *one);
+	assert_int_equal(par_check(one, 1, NULL, NULL), 0);
+	assert_int_equal(one[0].tid, self);
+	rt_parallel(0, par_fn, NULL, 0);
+
+	/* one thread per share, the pool growing when a call wants more */
+	for (int n = 2; n <= 9; n += 7) {
+		assert_int_equal(par_run(n, 0, true, &threads), 0);
+		assert_int_equal(threads, n);
+	}
+	assert_int_equal(par_run(3, 0, true, &threads), 0);
+	assert_int_equal(threads, 3);
+
+	/* reuse: a thousand calls of two shares run on two threads in all,
+	 * the caller and the same helper, where fresh threads would be 1001 */
+	long tids[512];
+	int ntids = 0;
+	for (int i = 0; i < 1000; i++) {
+		par_share sh[4] = { { .t = 0 }, { 0 }, { .t = 1 } };
+		rt_parallel(2, par_fn, sh, 2 * sizeof *sh);
+		assert_int_equal(par_check(sh, 2, tids, &ntids), 0);
+	}
+	assert_int_equal(ntids, 2);
+
+	/* past the pool's cap of 256 helpers the caller takes what is left */
+	assert_int_equal(par_run(300, 0, false, &threads), 0);
+	assert_in_range(threads, 2, 257);
+
+	/* nested: every share, helpers' and caller's, makes a call of its own
+	 * while the pool is busy with the outer one */
+	assert_int_equal(par_run(3, 4, true, &threads), 0);
+	assert_int_equal(threads, 3);
+
+	/* two user threads at once, with nested calls among them */
+	pthread_t u[2];
+	int bad[2] = { 0 };
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&u[i], NULL, par_user, &bad[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(u[i], NULL);
+		assert_int_equal(bad[i], 0);
+	}
+	assert_int_equal(par_run(4, 0, false, &threads), 0);   /* the pool still serves */
+	assert_int_equal(threads, 4);
+
+	/* rt_parallel_range: every index once, in `parts` parts when long */
+	int64_t sizes[] = { 0, 1, 100, 16383, 16384, 100003 };
+	for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+		int64_t n = sizes[k];
+		par_cover c = { .hits = calloc((size_t)n + 1, 1) };
+		rt_parallel_range(3, n, par_cover_range, &c);
+		for (int64_t i = 0; i < n; i++)
+			if (c.hits[i] != 1)
+				fail_msg("n %lld: index %lld covered %d times", (long long)n, (long long)i, c.hits[i]);
+		assert_int_equal(atomic_load(&c.parts), n < 16384 ? 1 : 7);
+		free(c.hits);
+	}
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "%s/lln-test-io-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -1107,6 +1277,7 @@ int main(void)
 		cmocka_unit_test(test_rng),
 		cmocka_unit_test(test_init_params),
 		cmocka_unit_test(test_init_pytorch),
+		cmocka_unit_test(test_parallel),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	clean_tmpdir();
