@@ -299,7 +299,7 @@ static void run_train(bench *b, bool roll)
 			m->prepare(b->P, b->pre);                                                            \
 		if (rt_batch_grad_ctx(gc, obj, b->P, b->pre, X, Y, NULL, nb, grad, &loss, NULL))         \
 			die("rt_batch_grad_ctx failed%s", "");                                               \
-		rt_opt_step(&OPT, &os, OPT.lr, b->P, grad);                                              \
+		rt_opt_step_threads(&OPT, &os, OPT.lr, b->P, grad, o->threads);                         \
 		step++;                                                                                  \
 	} while (0)
 	STEP();   /* warm-up: page in buffers */

@@ -1023,7 +1023,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[11], int64_t batch_ws)
 		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7], fns[8],
-		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), ci32(g, 0), fns[9], fns[10],
+		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), ci32(g, batch_ws ? m->n_ops : 0), fns[9], fns[10],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)

@@ -7,6 +7,11 @@
  * else.  The buffers live in an rt_grad_ctx kept across the batches of a
  * run.  Each example's loss, cross-entropy and whether its prediction (under
  * the weights before the step) was right are kept, for the epoch's report.
+ *
+ * Objectives without sq on models with the batched kernels (dense chains)
+ * go another way: the whole batch through matrix products, each stage split
+ * by rows across the threads, so every thread reads only its share of the
+ * weights and writes its own rows of the one gradient (batch_sums).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +22,6 @@ typedef struct gthread {
 	float *ws, *z, *logits, *sq, *dlogits, *dz, *dsq, *grad;
 	int32_t *scratch, *axes;   /* axes: approximate ROLL's draw */
 	rt_seqbuf *seq;            /* a model over sequences of free length */
-	/* the batched kernels: their workspace, and m->batch rows of the rest */
-	float *bws, *bz, *blogits, *bdlogits, *bdz;
-	const float **rows;
 } gthread;
 
 struct rt_grad_ctx {
@@ -27,6 +29,10 @@ struct rt_grad_ctx {
 	const int32_t *lens;   /* the data's sequence lengths (rt_grad_ctx_lengths) */
 	int threads;
 	gthread *t;
+	/* the batched kernels' workspace, shared: the threads split each stage
+	 * by rows; m->batch rows of z, logits and their adjoints */
+	float *bws, *bz, *blogits, *bdlogits, *bdz;
+	const float **rows;
 	double *loss, *ce;   /* per example of the batch */
 	unsigned char *right;
 	double sum_loss, sum_ce;   /* of the last batch */
@@ -61,14 +67,14 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 		free(t->scratch);
 		free(t->axes);
 		rt_seqbuf_free(t->seq);
-		free(t->bws);
-		free(t->bz);
-		free(t->blogits);
-		free(t->bdlogits);
-		free(t->bdz);
-		free(t->rows);
 	}
 	free(c->t);
+	free(c->bws);
+	free(c->bz);
+	free(c->blogits);
+	free(c->bdlogits);
+	free(c->bdz);
+	free(c->rows);
 	free(c->loss);
 	free(c->ce);
 	free(c->right);
@@ -102,17 +108,20 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		t->scratch = malloc(sizeof(int32_t) * (size_t)H);
 		t->axes = malloc(sizeof(int32_t) * (size_t)(m->samples + 1));
 		t->seq = m->max_len ? rt_seqbuf_new(m) : NULL;
-		if (m->batch) {
-			t->bws = rt_alloc_floats(m->batch_ws_floats);
-			t->bz = rt_alloc_floats(m->batch * H);
-			t->blogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
-			t->bdlogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
-			t->bdz = rt_alloc_floats(m->batch * H);
-			t->rows = malloc(sizeof *t->rows * (size_t)m->batch);
-		}
-		bool batch_ok = !m->batch || (t->bws && t->bz && t->blogits && t->bdlogits && t->bdz && t->rows);
 		if (!t->ws || !t->z || !t->logits || !t->sq || !t->dlogits || !t->dz || !t->dsq ||
-		    !t->grad || !t->scratch || !t->axes || (m->max_len && !t->seq) || !batch_ok) {
+		    !t->grad || !t->scratch || !t->axes || (m->max_len && !t->seq)) {
+			rt_grad_ctx_free(c);
+			return NULL;
+		}
+	}
+	if (m->batch) {
+		c->bws = rt_alloc_floats(m->batch_ws_floats);
+		c->bz = rt_alloc_floats(m->batch * H);
+		c->blogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
+		c->bdlogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
+		c->bdz = rt_alloc_floats(m->batch * H);
+		c->rows = malloc(sizeof *c->rows * (size_t)m->batch);
+		if (!c->bws || !c->bz || !c->blogits || !c->bdlogits || !c->bdz || !c->rows) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -133,27 +142,64 @@ static int32_t predict(const rt_model *m, const float *logits)
 	return best;
 }
 
-/* A share without sq through the batched kernels, m->batch examples at a
- * time: the same losses and gradient as one at a time, up to float
- * rounding (the products run in float, over the batch). */
-static void batch_share(gjob *j)
+static void zero_range(void *ctx, int part, int64_t lo, int64_t hi)
 {
-	const rt_model *m = j->c->m;
-	gthread *t = j->t;
+	(void)part;
+	memset((float *)ctx + lo, 0, sizeof(float) * (size_t)(hi - lo));
+}
+
+/* One stage of a batched kernel, a share of its rows per thread. */
+typedef struct bstage {
+	rt_grad_ctx *c;
+	const float *P;
+	float *grad;   /* NULL: the forward kernel */
+	int32_t nb, stage, part, parts;
+} bstage;
+
+static void *run_stage(void *arg)
+{
+	const bstage *s = arg;
+	rt_grad_ctx *c = s->c;
+	if (s->grad)
+		c->m->train_batch_backward(s->P, c->bws, s->nb, c->bdlogits, c->bdz, s->grad, s->stage, s->part, s->parts);
+	else
+		c->m->train_batch_forward(s->P, c->rows, s->nb, c->bws, c->bz, c->blogits, s->stage, s->part, s->parts);
+	return NULL;
+}
+
+static void run_stages(rt_grad_ctx *c, const float *P, float *grad, int32_t nb, int32_t stages)
+{
+	bstage jobs[c->threads];
+	for (int32_t st = 0; st < stages; st++) {
+		for (int t = 0; t < c->threads; t++)
+			jobs[t] = (bstage){ c, P, grad, nb, st, t, c->threads };
+		rt_parallel(c->threads, run_stage, jobs, sizeof *jobs);
+	}
+}
+
+/* The batch's gradient sum without sq, by the batched kernels, m->batch
+ * examples at a time, every stage split by rows across the threads: one
+ * sum (no per-thread buffers to add), the same whatever the thread count;
+ * the same as one example at a time up to float rounding. */
+static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *X, const int32_t *y,
+                       const int64_t *idx, int64_t nb, float *grad)
+{
+	const rt_model *m = c->m;
 	const int64_t H = m->n_hidden, O = m->n_out;
-	for (int64_t s = j->begin; s < j->end; s += m->batch) {
-		int32_t nb = (int32_t)(j->end - s < m->batch ? j->end - s : m->batch);
-		for (int32_t e = 0; e < nb; e++)
-			t->rows[e] = j->X + (j->idx ? j->idx[s + e] : s + e) * m->n_in;
-		m->train_batch_forward(j->P, t->rows, nb, t->bws, t->bz, t->blogits);
-		for (int32_t e = 0; e < nb; e++) {
-			int64_t i = s + e, r = j->idx ? j->idx[i] : i;
-			const float *logits = t->blogits + e * O;
-			j->c->loss[i] = rt_objective_eval(j->o, m, logits, t->bz + e * H, NULL, j->y[r], t->bdlogits + e * O,
-			                                  t->bdz + e * H, NULL, &j->c->ce[i], t->scratch);
-			j->c->right[i] = predict(m, logits) == j->y[r];
+	rt_parallel_range(c->threads, m->n_params, zero_range, grad);
+	for (int64_t s = 0; s < nb; s += m->batch) {
+		int32_t n = (int32_t)(nb - s < m->batch ? nb - s : m->batch);
+		for (int32_t e = 0; e < n; e++)
+			c->rows[e] = X + (idx ? idx[s + e] : s + e) * m->n_in;
+		run_stages(c, P, NULL, n, m->batch_ops + 1);
+		for (int32_t e = 0; e < n; e++) {
+			int64_t i = s + e, r = idx ? idx[i] : i;
+			const float *logits = c->blogits + e * O;
+			c->loss[i] = rt_objective_eval(o, m, logits, c->bz + e * H, NULL, y[r], c->bdlogits + e * O,
+			                               c->bdz + e * H, NULL, &c->ce[i], c->t[0].scratch);
+			c->right[i] = predict(m, logits) == y[r];
 		}
-		m->train_batch_backward(j->P, t->bws, nb, t->bdlogits, t->bdz, t->grad);
+		run_stages(c, P, grad, n, 2 * m->batch_ops - 1);
 	}
 }
 
@@ -163,12 +209,8 @@ static void *grad_share(void *arg)
 	const rt_model *m = j->c->m;
 	gthread *t = j->t;
 	int64_t gf = m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
+	memset(t->grad, 0, sizeof(float) * (size_t)gf);
 	const bool need_sq = rt_objective_needs_sq(j->o);
-	memset(t->grad, 0, sizeof(float) * (size_t)(need_sq ? gf : m->n_params));
-	if (!need_sq && m->batch) {
-		batch_share(j);
-		return NULL;
-	}
 	for (int64_t i = j->begin; i < j->end; i++) {
 		int64_t r = j->idx ? j->idx[i] : i;
 		int32_t len = rt_seq_len(m, j->c->lens, r);
@@ -253,17 +295,21 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 			return NULL;
 		c->cap = nb;
 	}
-	int threads = c->threads < nb ? c->threads : (int)nb;
-	gjob jobs[threads];
-	for (int t = 0; t < threads; t++) {
-		jobs[t] = (gjob){ .c = c, .t = &c->t[t], .o = o, .P = P, .pre = pre, .X = X, .y = y,
-		                  .idx = idx, .begin = nb * t / threads, .end = nb * (t + 1) / threads };
+	if (!rt_objective_needs_sq(o) && m->batch) {
+		batch_sums(c, o, P, X, y, idx, nb, g0);
+	} else {
+		int threads = c->threads < nb ? c->threads : (int)nb;
+		gjob jobs[threads];
+		for (int t = 0; t < threads; t++) {
+			jobs[t] = (gjob){ .c = c, .t = &c->t[t], .o = o, .P = P, .pre = pre, .X = X, .y = y,
+			                  .idx = idx, .begin = nb * t / threads, .end = nb * (t + 1) / threads };
+		}
+		rt_parallel(threads, grad_share, jobs, sizeof *jobs);
+		/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
+		 * past n_params hold only the Gram terms of sq-based objectives */
+		reduce r = { c, threads };
+		rt_parallel_range(c->threads, gf, reduce_range, &r);
 	}
-	rt_parallel(threads, grad_share, jobs, sizeof *jobs);
-	/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
-	 * past n_params hold only the Gram terms of sq-based objectives */
-	reduce r = { c, threads };
-	rt_parallel_range(c->threads, gf, reduce_range, &r);
 	for (int64_t i = 0; i < nb; i++) {
 		c->sum_loss += c->loss[i];
 		c->sum_ce += c->ce[i];

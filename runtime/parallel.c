@@ -10,8 +10,12 @@
  * gradient shares, their sum, the mean, the optimizer step), and creating
  * and joining a thread each time cost more than some of those passes.  So
  * the helper threads are created on first need, grown when a call wants
- * more, and then sleep on a condition variable between calls (no spinning:
- * on two cores a spinning helper would take the caller's core).
+ * more, and wait between calls.  Waking a sleeping thread costs tens of
+ * microseconds on a virtual machine, and batched training makes a call per
+ * layer (grad.c), so a helper first watches for the next call for a short
+ * while (SPIN polls, about 0.1 ms) and only then sleeps on a condition
+ * variable; the caller waits for the shares the same way.  Spinning is
+ * bounded so that an idle helper does not keep a core from the caller.
  *
  * The pool serves one call at a time.  A call that finds it busy (a share
  * calling rt_parallel, or two user threads at once) creates and joins its
@@ -23,6 +27,7 @@
  * supported (the child would wait for helpers it does not have).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -30,11 +35,14 @@
 
 /* helpers beyond this run their shares in the caller instead */
 #define POOL_CAP 256
+/* polls before a waiting thread sleeps */
+#define SPIN 2000
 
 typedef struct helper {
 	pthread_t tid;
 	pthread_cond_t wake;
-	bool go;   /* a share is waiting for this helper */
+	atomic_bool go;   /* a share is waiting for this helper */
+	bool asleep;      /* in pthread_cond_wait (under mu) */
 } helper;
 
 static struct {
@@ -46,8 +54,9 @@ static struct {
 	void *(*fn)(void *);
 	char *args;
 	size_t stride;
-	int pending;   /* shares given to helpers and not finished */
-	bool stop;
+	atomic_int pending;   /* shares given to helpers and not finished */
+	bool caller_asleep;   /* waiting on done (under mu) */
+	atomic_bool stop;
 	bool hooked;   /* the exit and fork handlers are registered */
 	int size;
 	helper h[POOL_CAP];
@@ -83,26 +92,49 @@ static void spawn(int n, void *(*fn)(void *), char *a, size_t stride)
 	free(started);
 }
 
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Polls `flag` until it is set or SPIN polls have passed; returns it. */
+static bool watch(atomic_bool *flag)
+{
+	for (int i = 0; i < SPIN; i++) {
+		if (atomic_load_explicit(flag, memory_order_acquire))
+			return true;
+		relax();
+	}
+	return atomic_load_explicit(flag, memory_order_acquire);
+}
+
 static void *serve(void *arg)
 {
 	helper *h = arg;
 	size_t i = (size_t)(h - pool.h);
-	pthread_mutex_lock(&pool.mu);
 	for (;;) {
-		while (!h->go && !pool.stop)
-			pthread_cond_wait(&h->wake, &pool.mu);
-		if (!h->go)
-			break;
-		h->go = false;
-		void *(*fn)(void *) = pool.fn;
-		char *a = pool.args + i * pool.stride;
-		pthread_mutex_unlock(&pool.mu);
-		fn(a);
-		pthread_mutex_lock(&pool.mu);
-		if (--pool.pending == 0)
-			pthread_cond_signal(&pool.done);
+		if (!watch(&h->go) && !atomic_load(&pool.stop)) {
+			/* the caller signals only helpers it sees asleep, under mu */
+			pthread_mutex_lock(&pool.mu);
+			h->asleep = true;
+			while (!atomic_load(&h->go) && !atomic_load(&pool.stop))
+				pthread_cond_wait(&h->wake, &pool.mu);
+			h->asleep = false;
+			pthread_mutex_unlock(&pool.mu);
+		}
+		if (!atomic_load(&h->go))
+			break;   /* stop */
+		atomic_store(&h->go, false);
+		pool.fn(pool.args + i * pool.stride);
+		if (atomic_fetch_sub(&pool.pending, 1) == 1) {
+			pthread_mutex_lock(&pool.mu);
+			if (pool.caller_asleep)
+				pthread_cond_signal(&pool.done);
+			pthread_mutex_unlock(&pool.mu);
+		}
 	}
-	pthread_mutex_unlock(&pool.mu);
 	return NULL;
 }
 
@@ -114,7 +146,7 @@ static void stop_pool(void)
 	if (pthread_mutex_trylock(&pool.busy))
 		return;
 	pthread_mutex_lock(&pool.mu);
-	pool.stop = true;
+	atomic_store(&pool.stop, true);
 	pthread_mutex_unlock(&pool.mu);
 	for (int i = 0; i < pool.size; i++)
 		pthread_cond_signal(&pool.h[i].wake);
@@ -132,8 +164,9 @@ static void reset_in_child(void)
 	pthread_mutex_init(&pool.busy, NULL);
 	pthread_mutex_init(&pool.mu, NULL);
 	pthread_cond_init(&pool.done, NULL);
-	pool.pending = 0;
-	pool.stop = false;
+	atomic_store(&pool.pending, 0);
+	atomic_store(&pool.stop, false);
+	pool.caller_asleep = false;
 	pool.size = 0;
 }
 
@@ -152,7 +185,8 @@ static int grow(int want)
 	}
 	while (pool.size < want) {
 		helper *h = &pool.h[pool.size];
-		h->go = false;
+		atomic_store(&h->go, false);
+		h->asleep = false;
 		if (pthread_cond_init(&h->wake, NULL))
 			break;
 		if (pthread_create(&h->tid, NULL, serve, h)) {
@@ -179,24 +213,31 @@ void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 	int helpers = grow(n - 1);
 	if (helpers > n - 1)
 		helpers = n - 1;
-	pthread_mutex_lock(&pool.mu);
 	pool.fn = fn;
 	pool.args = a;
 	pool.stride = stride;
-	pool.pending = helpers;
+	atomic_store(&pool.pending, helpers);
 	for (int i = 0; i < helpers; i++)
-		pool.h[i].go = true;
+		atomic_store(&pool.h[i].go, true);
+	/* a helper that went to sleep before seeing its share needs a signal */
+	pthread_mutex_lock(&pool.mu);
+	for (int i = 0; i < helpers; i++)
+		if (pool.h[i].asleep)
+			pthread_cond_signal(&pool.h[i].wake);
 	pthread_mutex_unlock(&pool.mu);
-	/* signalled after the unlock, so a helper does not wake into a held lock */
-	for (int i = 0; i < helpers; i++)
-		pthread_cond_signal(&pool.h[i].wake);
 	fn(a + (size_t)(n - 1) * stride);
 	for (int t = helpers; t < n - 1; t++)   /* shares no helper could take */
 		fn(a + (size_t)t * stride);
-	pthread_mutex_lock(&pool.mu);
-	while (pool.pending)
-		pthread_cond_wait(&pool.done, &pool.mu);
-	pthread_mutex_unlock(&pool.mu);
+	for (int i = 0; i < SPIN && atomic_load(&pool.pending); i++)
+		relax();
+	if (atomic_load(&pool.pending)) {
+		pthread_mutex_lock(&pool.mu);
+		pool.caller_asleep = true;
+		while (atomic_load(&pool.pending))
+			pthread_cond_wait(&pool.done, &pool.mu);
+		pool.caller_asleep = false;
+		pthread_mutex_unlock(&pool.mu);
+	}
 	pthread_mutex_unlock(&pool.busy);
 }
 

@@ -135,19 +135,23 @@ typedef struct rt_model {
 
 	/* Training without sq (need_sq 0) of up to `batch` examples per call,
 	 * as matrix products over the examples, in float (chains of dense
-	 * layers; 0 and NULL otherwise).  train_batch_forward takes nb pointers
-	 * to raw inputs and writes nb rows of z (n_hidden) and of logits;
-	 * train_batch_backward adds to grad the gradient of the sum over the nb
-	 * examples of dlogits.logits + dz.z (rows as z and logits; dz may be
-	 * NULL), using the same bws (batch_ws_floats floats).  No pre, no
-	 * accumulators: grad needs n_params floats. */
+	 * layers; 0 and NULL otherwise).  Each kernel runs in stages, every
+	 * stage split into `parts` shares of rows that may run at once, one
+	 * stage after another: train_batch_forward's batch_ops + 1 stages take
+	 * nb pointers to raw inputs and write nb rows of z (n_hidden) and of
+	 * logits; train_batch_backward's 2 batch_ops - 1 stages add to grad the
+	 * gradient of the sum over the nb examples of dlogits.logits + dz.z
+	 * (rows as z and logits; dz may be NULL).  Both use the same bws
+	 * (batch_ws_floats floats).  Shares write disjoint parts of every
+	 * output, and each element is computed the same way whatever `parts`
+	 * is.  No pre, no accumulators: grad needs n_params floats. */
 	int64_t batch_ws_floats;
 	int32_t batch;
-	int32_t reserved;
+	int32_t batch_ops;
 	void (*train_batch_forward)(const float *P, const float *const *x, int32_t nb, float *bws, float *z,
-	                            float *logits);
+	                            float *logits, int32_t stage, int32_t part, int32_t parts);
 	void (*train_batch_backward)(const float *P, float *bws, int32_t nb, const float *dlogits, const float *dz,
-	                             float *grad);
+	                             float *grad, int32_t stage, int32_t part, int32_t parts);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */

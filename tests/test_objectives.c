@@ -307,7 +307,9 @@ static void check_batch(const net *nt, uint64_t seed)
 		int32_t n = sizes[c];
 		for (int e = 0; e < n; e++)
 			rows[e] = X + (e * 37 % NBATCH) * D;
-		m->train_batch_forward(P, rows, n, bws, z, logits);
+		for (int32_t st = 0; st <= m->batch_ops; st++)   /* the stages in order, as 2 shares */
+			for (int32_t part = 0; part < 2; part++)
+				m->train_batch_forward(P, rows, n, bws, z, logits, st, part, 2);
 		for (int e = 0; e < n; e++) {
 			refout o;
 			ref_forward(nt, Pd, rows[e], &o);
