@@ -89,7 +89,7 @@ static void emit_forward(gen *g, int64_t *ws_floats)
 	cg_begin_function(g, "lln_train_batch_forward", 9, names, 1u << 2 | 1u << 6 | 1u << 7 | 1u << 8);
 	const ir_module *m = g->m;
 	LLVMValueRef P = cg_param(g, 0), X = cg_param(g, 1), bws = cg_param(g, 3), stage = cg_param(g, 6);
-	LLVMValueRef part = cg_param(g, 7), parts = cg_param(g, 8);
+	LLVMValueRef Z = cg_param(g, 4), logits = cg_param(g, 5), part = cg_param(g, 7), parts = cg_param(g, 8);
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""), N8 = pad8v(g, nb);
 	const int64_t NB = CG_BATCH, D = m->n_in;
 	LLVMValueRef lo, hi;
@@ -133,12 +133,12 @@ static void emit_forward(gen *g, int64_t *ws_floats)
 		LLVMValueRef c = loop_begin(g, &lc, ci(g, 0), nb);
 		LLVMValueRef zv = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
 		if (op->relu) {
-			store(g, zv, cg_param(g, 4), add(g, mul(g, c, ci(g, m->n_hidden)), add(g, ci(g, op->z_off), j)));
+			store(g, zv, Z, add(g, mul(g, c, ci(g, m->n_hidden)), add(g, ci(g, op->z_off), j)));
 			LLVMValueRef a = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, zv, LLVMConstReal(g->f32, 0), ""),
 			                                 zv, LLVMConstReal(g->f32, 0), "");
 			store(g, a, E, add(g, mul(g, c, ci(g, op->out_size)), j));
 		} else {
-			store(g, zv, cg_param(g, 5), add(g, mul(g, c, ci(g, m->n_out)), j));
+			store(g, zv, logits, add(g, mul(g, c, ci(g, m->n_out)), j));
 		}
 		loop_end(g, &lc);
 		/* the activations the next product reads */

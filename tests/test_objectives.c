@@ -27,7 +27,7 @@
 #include "llnc.h"
 #include "jit.h"
 
-enum { MAXL = 6, MAXN = 16, MAXD = 8 };
+enum { MAXL = 10, MAXN = 16, MAXD = 8 };
 
 typedef struct net {
 	const char *src;
@@ -45,11 +45,6 @@ static const net nets[] = {
 	  3, { 2, 10, 10, 1 }, 0.0, 1.0 },
 	{ "model c { input x[5] normalize(-0.5, 2); h = relu(dense(x, 12)); out = dense(h, 4); output out; }",
 	  2, { 5, 12, 4 }, -0.5, 2.0 },
-	/* widths around the matrix kernel's blocks: 16 columns, 8 rows, and
-	 * masked tails of fewer than 8 columns */
-	{ "model d { input x[7] normalize(0.1, 1.5); h1 = relu(dense(x, 16)); h2 = relu(dense(h1, 13));"
-	  " out = dense(h2, 5); output out; }",
-	  3, { 7, 16, 13, 5 }, 0.1, 1.5 },
 };
 
 /* ---- the reference: per-example loss in double from the parameters ---- */
@@ -261,7 +256,18 @@ static float *random_params(const rt_model *m, uint64_t seed, double **Pd)
 	return P;
 }
 
-enum { NBATCH = 150 };   /* two full calls of 64 examples and 22 more */
+/* Two more nets for the batched kernels: widths around the matrix kernel's
+ * blocks (16 columns, 8 rows, masked tails of fewer than 8 columns), and
+ * more than 8 ops (the kernels are then built in parts, cg_part_step). */
+static const net wide = { "model d { input x[7] normalize(0.1, 1.5); h1 = relu(dense(x, 16)); h2 = relu(dense(h1, 13));"
+	  " out = dense(h2, 5); output out; }",
+	  3, { 7, 16, 13, 5 }, 0.1, 1.5 };
+static const net deep = { "model e { input x[3]; h1 = relu(dense(x, 6)); h2 = relu(dense(h1, 5)); h3 = relu(dense(h2, 6));"
+	  " h4 = relu(dense(h3, 5)); h5 = relu(dense(h4, 6)); h6 = relu(dense(h5, 5)); h7 = relu(dense(h6, 6));"
+	  " h8 = relu(dense(h7, 5)); h9 = relu(dense(h8, 6)); out = dense(h9, 3); output out; }",
+	  10, { 3, 6, 5, 6, 5, 6, 5, 6, 5, 6, 3 }, 0.0, 1.0 };
+
+enum { NBATCH = 140 };   /* two full calls of 64 examples and 12 more */
 
 static double ref_mean_loss(const net *nt, const double *P, const float *X, const int32_t *y, int n, bool *ok)
 {
@@ -364,6 +370,8 @@ static void batched_vanilla_kernels_match_reference_and_finite_differences(void 
 	(void)state;
 	for (size_t i = 0; i < sizeof nets / sizeof *nets; i++)
 		check_batch(&nets[i], 31 + i);
+	check_batch(&wide, 41);
+	check_batch(&deep, 43);
 }
 
 static void for_all_nets(rt_objective ob)
