@@ -77,7 +77,29 @@ def _threads_env():
     os.environ["OMP_NUM_THREADS"] = str(1 if a.mode == "sgemm" else a.threads)
 
 
+def _openblas_core():
+    """OpenBLAS 0.3.21 picks its kernels by the CPU's model number and falls
+    back to Prescott (SSE3) on models it does not know: on the 2026-12-02
+    machine (a Sapphire Rapids VM that reports "Intel(R) Xeon(R) Processor")
+    that ran sgemm at 30 GFLOP/s instead of 137.  Name the core from the
+    CPU's own feature flags instead, unless the caller already did, so that
+    the competitor gets OpenBLAS's best kernels (docs/performance.md)."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    for need, core in (("avx512_bf16", "Cooperlake"), ("avx512f", "SkylakeX"), ("avx2", "Haswell")):
+        if need in flags:
+            os.environ["OPENBLAS_CORETYPE"] = core
+            return
+
+
 _threads_env()
+_openblas_core()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -107,7 +129,8 @@ def blas_libs():
             p = line.split()[-1]
             if "blas" in p or "lapack" in p:
                 libs.add(os.path.basename(p))
-    return sorted(libs)
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    return sorted(libs) + ([f"OPENBLAS_CORETYPE={core}"] if core else [])
 
 
 def emit(obj):
