@@ -626,8 +626,14 @@ static void write_perf_map(const rt_model *m)
 		{ "lln_grads", (uintptr_t)m->grads }, { "lln_certify", (uintptr_t)m->certify },
 		{ "lln_direction", (uintptr_t)m->direction }, { "lln_train_forward", (uintptr_t)m->train_forward },
 		{ "lln_train_backward", (uintptr_t)m->train_backward }, { "lln_train_finish", (uintptr_t)m->train_finish },
+		{ "lln_input_grad", (uintptr_t)m->input_grad },
+		{ "lln_train_batch_forward", (uintptr_t)m->train_batch_forward },
+		{ "lln_train_batch_backward", (uintptr_t)m->train_batch_backward },
 	};
-	const int n = (int)(sizeof k / sizeof *k);
+	int n = 0;   /* the kernels the model has */
+	for (size_t i = 0; i < sizeof k / sizeof *k; i++)
+		if (k[i].at)
+			k[n++] = k[i];
 	for (int i = 1; i < n; i++)   /* insertion sort by address */
 		for (int j = i; j > 0 && k[j].at < k[j - 1].at; j--) {
 			__typeof__(k[0]) t = k[j];

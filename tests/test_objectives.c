@@ -327,7 +327,7 @@ static void check_batch(const net *nt, uint64_t seed)
 	}
 
 	/* rt_batch_grad on 1 and 3 threads: the mean loss, and its gradient
-	 * against central differences of the reference */
+	 * against central differences of the reference; the same on both */
 	float *g1 = malloc(sizeof(float) * (size_t)m->n_params), *g3 = malloc(sizeof(float) * (size_t)m->n_params);
 	double l1, l3;
 	assert_int_equal(rt_batch_grad(m, &van, P, NULL, X, y, NULL, NBATCH, 1, g1, &l1, NULL), 0);
@@ -335,7 +335,10 @@ static void check_batch(const net *nt, uint64_t seed)
 	bool ok = true;
 	double L = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
 	assert_true(ok);
-	assert_true(fabs(l1 - L) <= 1e-5 * fmax(1, fabs(L)) && fabs(l3 - L) <= 1e-5 * fmax(1, fabs(L)));
+	assert_true(fabs(l1 - L) <= 1e-5 * fmax(1, fabs(L)));
+	/* threads split rows, and each element is computed alike: the same bits */
+	assert_true(l1 == l3);
+	assert_memory_equal(g1, g3, sizeof(float) * (size_t)m->n_params);
 	double worst = 0;
 	for (int64_t i = 0; i < m->n_params; i++) {
 		double h = 1e-6 * fmax(1, fabs(Pd[i])), keep = Pd[i];
@@ -345,10 +348,9 @@ static void check_batch(const net *nt, uint64_t seed)
 		double lm = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
 		Pd[i] = keep;
 		double fd = (lp - lm) / (2 * h);
-		double e = fmax(fabs(fd - g1[i]), fabs(fd - g3[i])) / (fabs(fd) + 1e-2);
+		double e = fabs(fd - g1[i]) / (fabs(fd) + 1e-2);
 		if (e > 1e-3)
-			print_error("%s param %lld: finite difference %.9g, batched %.9g (1 thread), %.9g (3)\n", m->name,
-			            (long long)i, fd, g1[i], g3[i]);
+			print_error("%s param %lld: finite difference %.9g, batched %.9g\n", m->name, (long long)i, fd, g1[i]);
 		worst = fmax(worst, e);
 	}
 	assert_true(worst <= 1e-3);
