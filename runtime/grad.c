@@ -173,7 +173,7 @@ static void run_stages(rt_grad_ctx *c, const float *P, float *grad, int32_t nb, 
 	for (int32_t st = 0; st < stages; st++) {
 		for (int t = 0; t < c->threads; t++)
 			jobs[t] = (bstage){ c, P, grad, nb, st, t, c->threads };
-		rt_parallel(c->threads, run_stage, jobs, sizeof *jobs);
+		rt_parallel_hot(c->threads, run_stage, jobs, sizeof *jobs);
 	}
 }
 

@@ -10,12 +10,14 @@
  * gradient shares, their sum, the mean, the optimizer step), and creating
  * and joining a thread each time cost more than some of those passes.  So
  * the helper threads are created on first need, grown when a call wants
- * more, and wait between calls.  Waking a sleeping thread costs tens of
- * microseconds on a virtual machine, and batched training makes a call per
- * layer (grad.c), so a helper first watches for the next call for a short
- * while (SPIN polls, about 0.1 ms) and only then sleeps on a condition
- * variable; the caller waits for the shares the same way.  Spinning is
- * bounded so that an idle helper does not keep a core from the caller.
+ * more, and sleep on a condition variable between calls.  Waking a
+ * sleeping thread costs up to 100 microseconds on a virtual machine, and
+ * batched training makes a call per layer stage (grad.c), so such calls
+ * (rt_parallel_hot) make the helpers watch for the next call for a short
+ * while (SPIN polls, about 0.1 ms, yielding the core now and then) before
+ * they sleep, and the caller waits for the shares the same way.  Other
+ * calls do not poll: polling threads slow down other jobs on the cores
+ * (the test suite, two tests at a time, ran half again as long).
  *
  * The pool serves one call at a time.  A call that finds it busy (a share
  * calling rt_parallel, or two user threads at once) creates and joins its
@@ -27,6 +29,7 @@
  * supported (the child would wait for helpers it does not have).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -55,6 +58,7 @@ static struct {
 	char *args;
 	size_t stride;
 	atomic_int pending;   /* shares given to helpers and not finished */
+	atomic_bool hot;      /* the call expects another soon: poll for it */
 	bool caller_asleep;   /* waiting on done (under mu) */
 	atomic_bool stop;
 	bool hooked;   /* the exit and fork handlers are registered */
@@ -92,8 +96,15 @@ static void spawn(int n, void *(*fn)(void *), char *a, size_t stride)
 	free(started);
 }
 
-static inline void relax(void)
+/* One poll's wait.  Every 64th gives the core away, so that a poller on a
+ * core another thread needs (more threads than cores, or another job)
+ * costs that thread little. */
+static inline void relax(int i)
 {
+	if (i % 64 == 63) {
+		sched_yield();
+		return;
+	}
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #endif
@@ -105,7 +116,7 @@ static bool watch(atomic_bool *flag)
 	for (int i = 0; i < SPIN; i++) {
 		if (atomic_load_explicit(flag, memory_order_acquire))
 			return true;
-		relax();
+		relax(i);
 	}
 	return atomic_load_explicit(flag, memory_order_acquire);
 }
@@ -115,7 +126,8 @@ static void *serve(void *arg)
 	helper *h = arg;
 	size_t i = (size_t)(h - pool.h);
 	for (;;) {
-		if (!watch(&h->go) && !atomic_load(&pool.stop)) {
+		bool poll = atomic_load(&pool.hot);
+		if (!(poll ? watch(&h->go) : atomic_load(&h->go)) && !atomic_load(&pool.stop)) {
 			/* the caller signals only helpers it sees asleep, under mu */
 			pthread_mutex_lock(&pool.mu);
 			h->asleep = true;
@@ -198,7 +210,7 @@ static int grow(int want)
 	return pool.size;
 }
 
-void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
+static void run(int n, void *(*fn)(void *), void *args, size_t stride, bool hot)
 {
 	char *a = args;
 	if (n < 2) {
@@ -216,6 +228,7 @@ void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 	pool.fn = fn;
 	pool.args = a;
 	pool.stride = stride;
+	atomic_store(&pool.hot, hot);
 	atomic_store(&pool.pending, helpers);
 	for (int i = 0; i < helpers; i++)
 		atomic_store(&pool.h[i].go, true);
@@ -228,8 +241,8 @@ void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 	fn(a + (size_t)(n - 1) * stride);
 	for (int t = helpers; t < n - 1; t++)   /* shares no helper could take */
 		fn(a + (size_t)t * stride);
-	for (int i = 0; i < SPIN && atomic_load(&pool.pending); i++)
-		relax();
+	for (int i = 0; hot && i < SPIN && atomic_load(&pool.pending); i++)
+		relax(i);
 	if (atomic_load(&pool.pending)) {
 		pthread_mutex_lock(&pool.mu);
 		pool.caller_asleep = true;
@@ -239,6 +252,16 @@ void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 		pthread_mutex_unlock(&pool.mu);
 	}
 	pthread_mutex_unlock(&pool.busy);
+}
+
+void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
+{
+	run(n, fn, args, stride, false);
+}
+
+void rt_parallel_hot(int n, void *(*fn)(void *), void *args, size_t stride)
+{
+	run(n, fn, args, stride, true);
 }
 
 typedef struct range_job {
@@ -267,5 +290,6 @@ void rt_parallel_range(int parts, int64_t n, void (*fn)(void *ctx, int part, int
 		int64_t lo = n * t / parts / 16 * 16, hi = t + 1 == parts ? n : n * (t + 1) / parts / 16 * 16;
 		jobs[t] = (range_job){ fn, ctx, t, lo, hi };
 	}
-	rt_parallel(parts, run_range, jobs, sizeof *jobs);
+	/* the passes over every parameter come several per training step */
+	run(parts, run_range, jobs, sizeof *jobs, true);
 }

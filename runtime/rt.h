@@ -861,9 +861,14 @@ int rt_load_labeled(const char *prog, const rt_model *m, bool sigmoid, const cha
  * busy (nested, or from two threads) uses threads of its own.  A share whose
  * thread cannot start runs in the calling thread. */
 void rt_parallel(int n, void *(*fn)(void *), void *args, size_t stride);
+/* The same, for a call that another follows within microseconds (a stage
+ * of the batched training kernels): the threads poll briefly for the next
+ * call, and the caller for the shares, before sleeping. */
+void rt_parallel_hot(int n, void *(*fn)(void *), void *args, size_t stride);
 /* fn(ctx, part, lo, hi) over [0, n) cut into at most `parts` contiguous
  * ranges (one when n is small), each on its own thread: for elementwise
- * passes, whose results do not depend on the cut. */
+ * passes, whose results do not depend on the cut.  Called several times
+ * per training step, so it polls like rt_parallel_hot. */
 #define RT_MAX_PARTS 64
 void rt_parallel_range(int parts, int64_t n, void (*fn)(void *ctx, int part, int64_t lo, int64_t hi), void *ctx);
 
