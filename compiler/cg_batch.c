@@ -52,6 +52,12 @@ bool cg_batchable(const ir_module *m)
 
 static LLVMValueRef fptr(gen *g, LLVMValueRef base, int64_t off) { return at(g, g->f32, base, ci(g, off)); }
 
+static LLVMValueRef relu32(gen *g, LLVMValueRef v)
+{
+	LLVMValueRef zero = LLVMConstReal(g->f32, 0);
+	return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, v, zero, ""), v, zero, "");
+}
+
 /* Rows of the register block in the batch products: 8 x 16 floats is 16
  * vector accumulators, half of what AVX-512 gives, and feeds each element
  * of the batch panel to 8 multiply-adds. */
@@ -134,9 +140,7 @@ static void emit_forward(gen *g, int64_t *ws_floats)
 		LLVMValueRef zv = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
 		if (op->relu) {
 			store(g, zv, Z, add(g, mul(g, c, ci(g, m->n_hidden)), add(g, ci(g, op->z_off), j)));
-			LLVMValueRef a = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, zv, LLVMConstReal(g->f32, 0), ""),
-			                                 zv, LLVMConstReal(g->f32, 0), "");
-			store(g, a, E, add(g, mul(g, c, ci(g, op->out_size)), j));
+			store(g, relu32(g, zv), E, add(g, mul(g, c, ci(g, op->out_size)), j));
 		} else {
 			store(g, zv, logits, add(g, mul(g, c, ci(g, m->n_out)), j));
 		}
@@ -144,10 +148,7 @@ static void emit_forward(gen *g, int64_t *ws_floats)
 		/* the activations the next product reads */
 		if (op->relu) {
 			c = loop_begin(g, &lc, ci(g, 0), N8);
-			LLVMValueRef a = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
-			a = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, a, LLVMConstReal(g->f32, 0), ""), a,
-			                    LLVMConstReal(g->f32, 0), "");
-			store(g, a, crow, c);
+			store(g, relu32(g, LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "")), crow, c);
 			loop_end(g, &lc);
 		}
 		loop_end(g, &lj);

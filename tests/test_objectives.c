@@ -151,14 +151,9 @@ static double ref_loss(const net *nt, const double *P, const float *x, int y, co
 	return ce + reg;
 }
 
-/* ---- the check ---- */
-
-static void check(const net *nt, const rt_objective *ob, uint64_t seed)
+/* He-initialised weights with non-zero biases, as floats and doubles. */
+static float *random_params(const rt_model *m, uint64_t seed, double **Pd)
 {
-	arena *a = arena_new();
-	cg_unit *u;
-	const rt_model *m = jit_text(a, nt->src, 3, &u);
-
 	float *P = malloc(sizeof(float) * (size_t)m->n_params);
 	rt_init_params(m->tensors, m->n_tensors, seed, RT_INIT_HE, P);
 	rt_rng r;
@@ -167,9 +162,24 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 		if (m->tensors[i].is_bias)
 			for (int64_t k = 0; k < m->tensors[i].count; k++)
 				P[m->tensors[i].offset + k] = (float)(0.6 * (rt_rng_uniform(&r) - 0.5));
-	double *Pd = malloc(sizeof(double) * (size_t)m->n_params);
+	*Pd = malloc(sizeof(double) * (size_t)m->n_params);
 	for (int64_t i = 0; i < m->n_params; i++)
-		Pd[i] = P[i];
+		(*Pd)[i] = P[i];
+	return P;
+}
+
+/* ---- the check ---- */
+
+static void check(const net *nt, const rt_objective *ob, uint64_t seed)
+{
+	arena *a = arena_new();
+	cg_unit *u;
+	const rt_model *m = jit_text(a, nt->src, 3, &u);
+
+	double *Pd;
+	float *P = random_params(m, seed, &Pd);
+	rt_rng r;
+	rt_rng_seed(&r, seed * 7919 + 2);
 
 	float *pre = aligned_alloc(64, (size_t)((m->pre_floats * 4 + 63) / 64 * 64));
 	float *ws = aligned_alloc(64, (size_t)((m->ws_floats * 4 + 63) / 64 * 64));
@@ -238,23 +248,6 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 }
 
 /* ---- the batched kernels ---- */
-
-/* Random parameters as check() draws them, as floats and doubles. */
-static float *random_params(const rt_model *m, uint64_t seed, double **Pd)
-{
-	float *P = malloc(sizeof(float) * (size_t)m->n_params);
-	rt_init_params(m->tensors, m->n_tensors, seed, RT_INIT_HE, P);
-	rt_rng r;
-	rt_rng_seed(&r, seed * 7919 + 1);
-	for (int i = 0; i < m->n_tensors; i++)
-		if (m->tensors[i].is_bias)
-			for (int64_t k = 0; k < m->tensors[i].count; k++)
-				P[m->tensors[i].offset + k] = (float)(0.6 * (rt_rng_uniform(&r) - 0.5));
-	*Pd = malloc(sizeof(double) * (size_t)m->n_params);
-	for (int64_t i = 0; i < m->n_params; i++)
-		(*Pd)[i] = P[i];
-	return P;
-}
 
 /* Two more nets for the batched kernels: widths around the matrix kernel's
  * blocks (16 columns, 8 rows, masked tails of fewer than 8 columns), and
