@@ -67,27 +67,26 @@ const cg_op *const cg_ops[OP_COUNT] = {
  * multiple of the vector width, only the lanes `mask` keeps (the others read
  * as 0 and are not written), so that C may be a matrix of any width, such as
  * a weight gradient. */
+static LLVMValueRef masked_intrinsic(gen *g, const char *name, LLVMValueRef *args)
+{
+	LLVMTypeRef tys[2] = { g->vf, g->ptr };
+	unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+	return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, tys, 2), LLVMGetIntrinsicDeclaration(g->mod, id, tys, 2),
+	                      args, 4, "");
+}
 static LLVMValueRef panel_load(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
 {
 	if (!mask)
 		return vload(g, base, i);
-	LLVMValueRef args[4] = { at(g, g->f32, base, i), ci32(g, 4), mask, LLVMConstNull(g->vf) };
-	LLVMTypeRef tys[2] = { g->vf, g->ptr };
-	unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
-	return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, tys, 2), LLVMGetIntrinsicDeclaration(g->mod, id, tys, 2),
-	                      args, 4, "");
+	return masked_intrinsic(g, "llvm.masked.load",
+	                        (LLVMValueRef[]){ at(g, g->f32, base, i), ci32(g, 4), mask, LLVMConstNull(g->vf) });
 }
 static void panel_store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
 {
-	if (!mask) {
+	if (mask)
+		masked_intrinsic(g, "llvm.masked.store", (LLVMValueRef[]){ v, at(g, g->f32, base, i), ci32(g, 4), mask });
+	else
 		vstore(g, v, base, i);
-		return;
-	}
-	LLVMValueRef args[4] = { v, at(g, g->f32, base, i), ci32(g, 4), mask };
-	LLVMTypeRef tys[2] = { g->vf, g->ptr };
-	unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
-	LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, tys, 2), LLVMGetIntrinsicDeclaration(g->mod, id, tys, 2),
-	               args, 4, "");
 }
 
 enum { GEMM_MAXR = 8 };

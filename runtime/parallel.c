@@ -16,8 +16,8 @@
  * (rt_parallel_hot) make the helpers watch for the next call for a short
  * while (SPIN polls, about 0.1 ms, yielding the core now and then) before
  * they sleep, and the caller waits for the shares the same way.  Other
- * calls do not poll: polling threads slow down other jobs on the cores
- * (the test suite, two tests at a time, ran half again as long).
+ * calls do not poll, so that idle threads do not take cores from other
+ * jobs.
  *
  * The pool serves one call at a time.  A call that finds it busy (a share
  * calling rt_parallel, or two user threads at once) creates and joins its
