@@ -116,7 +116,8 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 	loop_end(g, &l);
 	for (int r = 0; r < R; r++)
 		for (int c = 0; c < CB; c++) {
-			LLVMValueRef ci_ = add(g, mul(g, add(g, i0, ci(g, r)), p->ldc), add(g, j0, ci(g, vw * c)));
+			LLVMValueRef crow = p->scatter ? arow[r] : add(g, i0, ci(g, r));
+			LLVMValueRef ci_ = add(g, mul(g, crow, p->ldc), add(g, j0, ci(g, vw * c)));
 			LLVMValueRef v = get(g, g->vf, acc[r][c]);
 			if (p->alpha != 1)
 				v = LLVMBuildFMul(g->b, v, vsplat(g, LLVMConstReal(g->f32, p->alpha)), "");
@@ -239,12 +240,13 @@ static void plan_layout(gen *g, arena *a, bool training)
 	for (int p = 0; p < RT_NNORMS; p++) {
 		g->nrm_off[p] = offsets(a, nv);
 		g->rer_off[p] = offsets(a, nv);
+		g->tri_off[p] = offsets(a, nv);
 	}
 	int64_t widest_v = 0;
 	for (int v = 0; v < nv; v++) {
 		int64_t n2 = round16(2 * (int64_t)value_size(m, v));
 		int64_t *t[] = { g->ez_off, g->err_off, g->nrm_off[0], g->nrm_off[1], g->nrm_off[2],
-		                 g->rer_off[0], g->rer_off[1], g->rer_off[2] };
+		                 g->rer_off[0], g->rer_off[1], g->rer_off[2], g->tri_off[0], g->tri_off[1], g->tri_off[2] };
 		for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
 			t[i][v] = off;
 			off += n2;
@@ -266,6 +268,8 @@ static void plan_layout(gen *g, arena *a, bool training)
 	off += round16(2 * O);
 	g->refp_off = off;
 	off += round16(O);
+	g->umin_off = off;
+	off += 16;
 	int64_t pre = 0, grad = m->n_params, widest = m->n_in, scratch = 0;
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
@@ -324,6 +328,11 @@ static void plan_layout(gen *g, arena *a, bool training)
 			scratch = sc > scratch ? sc : scratch;
 		}
 	}
+	/* certify's pruned strategy puts V = W^o diag(m) W^L there */
+	if (m->dense_chain && m->n_ops >= 3) {
+		int64_t sc = (int64_t)m->n_out * pad8(m->ops[m->n_ops - 2].in_size);
+		scratch = sc > scratch ? sc : scratch;
+	}
 	for (int i = 0; i < 3; i++) {
 		g->scratch_off[i] = off;
 		off += round16(scratch);
@@ -338,6 +347,8 @@ static void plan_layout(gen *g, arena *a, bool training)
 	g->row_off = off;
 	g->row2_off = off + round16(widest);
 	off += 2 * round16(widest);
+	g->keep_off = off;
+	off += round16(widest);
 	g->ws_floats = off;
 	g->pre_floats = pre > 0 ? pre : 1;
 	/* how many terms each value's adjoint sums over its consumers (lln_vjp) */
@@ -374,6 +385,21 @@ LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char
 	return g->fn;
 }
 LLVMValueRef cg_param(gen *g, int i) { return LLVMGetParam(g->fn, (unsigned)i); }
+
+/* With AVX-512 the products use 16-float vectors: the FMA units are as
+ * many as with 8, so each instruction does twice the work.  LLVM splits
+ * 512-bit vectors on CPUs that prefer 256 unless the function says it
+ * wants them (parts inherit the wish, cg_part_close). */
+static const char *const wide_attrs[][2] = { { "min-legal-vector-width", "512" }, { "prefer-vector-width", "512" } };
+void cg_wide_vectors(gen *g)
+{
+	if (!g->avx512)
+		return;
+	for (size_t i = 0; i < sizeof wide_attrs / sizeof *wide_attrs; i++)
+		LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex,
+		                        LLVMCreateStringAttribute(g->c, wide_attrs[i][0], (unsigned)strlen(wide_attrs[i][0]),
+		                                                  wide_attrs[i][1], (unsigned)strlen(wide_attrs[i][1])));
+}
 
 /* ---- parts ---- */
 
@@ -464,6 +490,12 @@ void cg_part_close(gen *g, cg_part *p)
 	/* inlined back, it would make the kernel whole again */
 	LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
 		LLVMCreateEnumAttribute(g->c, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+	for (size_t i = 0; i < sizeof wide_attrs / sizeof *wide_attrs; i++) {
+		const char *k = wide_attrs[i][0];
+		LLVMAttributeRef a = LLVMGetStringAttributeAtIndex(p->outer_fn, LLVMAttributeFunctionIndex, k, (unsigned)strlen(k));
+		if (a)
+			LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+	}
 	for (int i = 0; i < c.n; i++)
 		c.param[i] = LLVMGetParam(fn, (unsigned)i);
 	for (LLVMBasicBlockRef bb; (bb = LLVMGetFirstBasicBlock(p->fn));) {
@@ -613,20 +645,48 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 	cg_part_close(g, &part);
 }
 
-/* l1 norm, squared l2 norm and linf norm of n floats, in double. */
+/* l1 norm, squared l2 norm and linf norm of n floats (row - row2), in
+ * double: VW lanes at a time in explicit vectors (LLVM does not vectorise
+ * the maxnum reduction by itself), then a scalar tail.  The sums'
+ * order does not matter to their error bound (gamma_n either way). */
 void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3])
 {
-	LLVMValueRef s1 = var(g, g->f64, cd(g, 0)), s2 = var(g, g->f64, cd(g, 0)), mx = var(g, g->f64, cd(g, 0));
+	LLVMTypeRef vd = LLVMVectorType(g->f64, VW), vf = LLVMVectorType(g->f32, VW);
+	LLVMValueRef s[3], zero = LLVMConstNull(vd);
+	for (int i = 0; i < 3; i++)
+		s[i] = var(g, vd, zero);
+	int64_t nv = n & ~(int64_t)(VW - 1);
 	loop l;
-	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, n));
-	LLVMValueRef v = ext(g, load(g, g->f32, row, d));
-	if (row2)
-		v = LLVMBuildFSub(g->b, v, ext(g, load(g, g->f32, row2, d)), "");
+	LLVMValueRef d = loop_begin_step(g, &l, ci(g, 0), ci(g, nv), VW);
+	LLVMValueRef v = LLVMBuildLoad2(g->b, vf, at(g, g->f32, row, d), "");
+	LLVMSetAlignment(v, 4);
+	v = LLVMBuildFPExt(g->b, v, vd, "");
+	if (row2) {
+		LLVMValueRef w = LLVMBuildLoad2(g->b, vf, at(g, g->f32, row2, d), "");
+		LLVMSetAlignment(w, 4);
+		v = LLVMBuildFSub(g->b, v, LLVMBuildFPExt(g->b, w, vd, ""), "");
+	}
 	LLVMValueRef av = fabsv(g, v);
-	set(g, s1, fadd(g, get(g, g->f64, s1), av));
-	set(g, s2, fadd(g, get(g, g->f64, s2), fmul(g, v, v)));
-	set(g, mx, fmaxv(g, get(g, g->f64, mx), av));
+	set(g, s[0], LLVMBuildFAdd(g->b, get(g, vd, s[0]), av, ""));
+	set(g, s[1], intrinsic_n(g, "llvm.fmuladd", vd, (LLVMValueRef[]){ v, v, get(g, vd, s[1]) }, 3));
+	set(g, s[2], fmaxv(g, get(g, vd, s[2]), av));
 	loop_end(g, &l);
+	LLVMValueRef s1 = var(g, g->f64, fast(intrinsic_n(g, "llvm.vector.reduce.fadd", vd,
+	                                                  (LLVMValueRef[]){ cd(g, 0), get(g, vd, s[0]) }, 2)));
+	LLVMValueRef s2 = var(g, g->f64, fast(intrinsic_n(g, "llvm.vector.reduce.fadd", vd,
+	                                                  (LLVMValueRef[]){ cd(g, 0), get(g, vd, s[1]) }, 2)));
+	LLVMValueRef mx = var(g, g->f64, intrinsic_n(g, "llvm.vector.reduce.fmax", vd, (LLVMValueRef[]){ get(g, vd, s[2]) }, 1));
+	if (nv < n) {
+		d = loop_begin(g, &l, ci(g, nv), ci(g, n));
+		LLVMValueRef x = ext(g, load(g, g->f32, row, d));
+		if (row2)
+			x = LLVMBuildFSub(g->b, x, ext(g, load(g, g->f32, row2, d)), "");
+		LLVMValueRef ax = fabsv(g, x);
+		set(g, s1, LLVMBuildFAdd(g->b, get(g, g->f64, s1), ax, ""));
+		set(g, s2, LLVMBuildFAdd(g->b, get(g, g->f64, s2), LLVMBuildFMul(g->b, x, x, ""), ""));
+		set(g, mx, fmaxv(g, get(g, g->f64, mx), ax));
+		loop_end(g, &l);
+	}
 	out[0] = get(g, g->f64, s1);
 	out[1] = get(g, g->f64, s2);
 	out[2] = get(g, g->f64, mx);

@@ -53,6 +53,9 @@ typedef struct gen {
 	int64_t *err_off;     /* value v: bound on a tangent's or an adjoint's error */
 	int64_t *nrm_off[RT_NNORMS];  /* value v: dual norm (of ball p) of each computed row */
 	int64_t *rer_off[RT_NNORMS];  /* value v: bound on that row's error in that norm */
+	int64_t *tri_off[RT_NNORMS];  /* value v: triangle-inequality bound on each row's dual norm */
+	int64_t keep_off;     /* int32 list of the rows a layer forms (pruned certify) */
+	int64_t umin_off;     /* 3 doubles: upper bounds on the smallest radius so far */
 	int64_t tmp_off;      /* doubles of the widest value */
 	int64_t lb_off;       /* 3 x n_hidden: sound lower bounds of each neuron's radius */
 	int64_t zl_off;       /* n_hidden: |z| - ez, the sure distance of z from 0 */
@@ -270,6 +273,7 @@ typedef struct gemm {
 	LLVMValueRef C, ldc, A, lda, B, ldb;
 	LLVMValueRef arows, acols, brows;   /* i32 index lists, or NULL */
 	bool atrans, accumulate;
+	bool scatter;   /* C's row i is row arows[i], not i */
 	float alpha;
 	int rows;
 	LLVMValueRef M, N, K;
@@ -432,6 +436,8 @@ extern const cg_op *const cg_ops[OP_COUNT];   /* by op_kind (cg.c) */
  * (a bit per parameter index); the builder is left in its entry block. */
 LLVMValueRef cg_begin_function(gen *g, const char *name, int nparams, const char **pnames, unsigned ints);
 LLVMValueRef cg_param(gen *g, int i);
+/* Lets the function being written use 512-bit vectors, given AVX-512. */
+void cg_wide_vectors(gen *g);
 /* Deep models' kernels in parts.  LLVM's optimisation and code generation
  * cost more than linearly in a function's size, and kernels grow with
  * depth, so a deep model built in quadratic time.  When a model has more

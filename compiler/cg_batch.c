@@ -240,31 +240,16 @@ static void emit_backward(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
-/* With AVX-512 the products use 16-float vectors: the FMA units are as
- * many as with 8, so each instruction does twice the work.  LLVM splits
- * 512-bit vectors on CPUs that prefer 256 unless the function says it
- * wants them. */
-static void wide_vectors(gen *g)
-{
-	if (!g->avx512)
-		return;
-	static const char *attrs[][2] = { { "min-legal-vector-width", "512" }, { "prefer-vector-width", "512" } };
-	for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++)
-		LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex,
-		                        LLVMCreateStringAttribute(g->c, attrs[i][0], (unsigned)strlen(attrs[i][0]), attrs[i][1],
-		                                                  (unsigned)strlen(attrs[i][1])));
-}
-
 void cg_emit_batch(gen *g, LLVMValueRef fns[2], int64_t *ws_floats)
 {
 	LLVMTypeRef vf = g->vf;
 	if (g->avx512)
 		g->vf = LLVMVectorType(g->f32, 16);
 	emit_forward(g, ws_floats);
-	wide_vectors(g);
+	cg_wide_vectors(g);
 	fns[0] = g->fn;
 	emit_backward(g);
-	wide_vectors(g);
+	cg_wide_vectors(g);
 	fns[1] = g->fn;
 	g->vf = vf;
 }

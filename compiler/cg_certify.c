@@ -35,7 +35,7 @@ typedef struct cert {
 	LLVMValueRef P, pre, ws, norms;
 	LLVMValueRef vjp;
 	LLVMTypeRef vjp_t;
-	double stdlo;   /* a lower bound of the exact std */
+	double stdlo, stdhi;   /* bounds of the exact std */
 	double gn;      /* relative error of a norm of n_in values computed in double */
 	LLVMValueRef y; /* the predicted class (i64) */
 } cert;
@@ -241,23 +241,13 @@ static LLVMBasicBlockRef pair_begin(gen *g, cert *c, loop *l, LLVMValueRef *k)
 	return if_begin(g, LLVMBuildICmp(g->b, m->n_out == 1 ? LLVMIntEQ : LLVMIntNE, *k, c->y, ""));
 }
 
-/* The explicit strategy: every row, all three norms. */
-static void bounds_by_rows(gen *g, cert *c)
+/* The logit pairs' loose bounds from the logits' rows J and their error
+ * bounds: for each k, the rows' difference J_y - J_k (J_y for one logit). */
+static void pair_bounds_from_rows(gen *g, cert *c, LLVMValueRef J)
 {
 	const ir_module *m = g->m;
-	/* the input's rows, when they are the identity: norm 1, exact */
-	for (int p = 0; p < RT_NNORMS; p++) {
-		loop l;
-		LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, m->n_in));
-		store(g, cd(g, 1), dptr(g, c->ws, g->nrm_off[p][0]), d);
-		store(g, cd(g, 0), dptr(g, c->ws, g->rer_off[p][0]), d);
-		loop_end(g, &l);
-	}
-	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
-	cg_compute_rows(g, c->P, c->ws, rows, false, row_bounds, c);
-	LLVMValueRef J = rows[m->n_ops], D = ci(g, m->n_in);
-	free(rows);
 	int o = m->n_ops;
+	LLVMValueRef D = ci(g, m->n_in);
 	loop l;
 	LLVMValueRef k;
 	LLVMBasicBlockRef done = pair_begin(g, c, &l, &k);
@@ -274,6 +264,227 @@ static void bounds_by_rows(gen *g, cert *c)
 	pred_bounds(g, c, k, logit_gap(g, c, k), ub);
 	if_end(g, done);
 	loop_end(g, &l);
+}
+
+/* The explicit strategy: every row, all three norms. */
+static void bounds_by_rows(gen *g, cert *c)
+{
+	const ir_module *m = g->m;
+	/* the input's rows, when they are the identity: norm 1, exact */
+	for (int p = 0; p < RT_NNORMS; p++) {
+		loop l;
+		LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, m->n_in));
+		store(g, cd(g, 1), dptr(g, c->ws, g->nrm_off[p][0]), d);
+		store(g, cd(g, 0), dptr(g, c->ws, g->rer_off[p][0]), d);
+		loop_end(g, &l);
+	}
+	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
+	cg_compute_rows(g, c->P, c->ws, rows, false, row_bounds, c);
+	pair_bounds_from_rows(g, c, rows[m->n_ops]);
+	free(rows);
+}
+
+/* ---- the pruned strategy: rows only where a neuron may bind ----
+ *
+ * For all three norms together on a dense chain of two hidden layers or
+ * more.  A layer forms the rows of its active units when a layer above
+ * reads them, and the rows of neurons that may bind; no others.  Every
+ * neuron first gets T_q, the triangle inequality over its operand's rows,
+ *   ||g_h||_q <= sum_t |W_ht| m_t ||g_t||_q   (stored in tri_off),
+ * and so a lower bound Lc of its radius.  Every row formed gives an upper
+ * bound of its neuron's radius through ||g_h||_q >= N_q - E_q, and U
+ * (umin_off) is the smallest such upper bound so far: the true smallest
+ * radius is at most U.  A neuron with Lc > U for every requested norm
+ * cannot bind; its row is not formed and its bound is Lc.  A formed row's
+ * bound is max(L_row, Lc), formed or not the same, so settle sees the
+ * same bounds wherever it looks: every bound it holds is sound, so the
+ * smallest it refines is at most the true smallest radius, at most U, and
+ * below every pruned neuron's bound.  The radii and binding neurons are
+ * therefore the same bit for bit with pruning off (RT_NO_PRUNE in the
+ * norms; tests/test_numerics.c compares).  The last hidden layer's active
+ * rows are not formed either: the logits' rows are V diag(m) J with
+ * V = W^o diag(m^L) W^L, an n_out x n product, whose error the last
+ * layer's T bounds. */
+static bool prunable(const gen *g)
+{
+	const ir_module *m = g->m;
+	return m->dense_chain && m->n_ops >= 3 && !m->ops[m->n_ops - 1].relu && !g->sampled;
+}
+
+/* The pruned strategy's products: 16 floats wide given AVX-512 (the
+ * kernel is then marked for 512-bit vectors, cg_emit_certify). */
+static void wide_gemm(gen *g, const gemm *p)
+{
+	LLVMTypeRef vf = g->vf;
+	if (g->avx512)
+		g->vf = LLVMVectorType(g->f32, 16);
+	cg_gemm(g, p);
+	g->vf = vf;
+}
+
+/* An upper bound of unit j of value v's radius, from a lower bound lo of
+ * its row's dual norm (inf unless lo > 0), rounded up. */
+static LLVMValueRef radius_up(gen *g, cert *c, int v, LLVMValueRef j, LLVMValueRef lo)
+{
+	LLVMValueRef z = dadd(g, fabsv(g, dload(g, val_ptr(g, c->ws, v), j)), dload(g, dptr(g, c->ws, g->ez_off[v]), j));
+	LLVMValueRef r = dmul(g, LLVMBuildFDiv(g->b, dmul(g, z, c->stdhi), lo, ""), 1 + 8 * U);
+	return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, lo, cd(g, 0), ""), r, cd(g, INFINITY), "");
+}
+
+/* Op k's bounds, the rows it forms, and their norms. */
+static void pruned_layer(gen *g, cert *c, int k, LLVMValueRef *rows)
+{
+	const ir_module *m = g->m;
+	const ir_op *op = &m->ops[k];
+	int v = k + 1;
+	bool weights = k == 0, feeds = k < m->n_ops - 2;
+	LLVMValueRef ws = c->ws, N[RT_NNORMS], E[RT_NNORMS], T[RT_NNORMS];
+	LLVMValueRef L = dptr(g, ws, g->lb_off), zl = dptr(g, ws, g->zl_off), umin = dptr(g, ws, g->umin_off);
+	LLVMValueRef keep = at(g, g->f32, ws, ci(g, g->keep_off));
+	for (int p = 0; p < RT_NNORMS; p++) {
+		N[p] = dptr(g, ws, g->nrm_off[p][v]);
+		E[p] = dptr(g, ws, g->rer_off[p][v]);
+		T[p] = dptr(g, ws, g->tri_off[p][v]);
+	}
+	loop l;
+	LLVMValueRef j;
+	if (weights) {   /* rows W: norms from prepare, exact */
+		LLVMValueRef pre = dptr(g, c->pre, g->pre_off[k]);
+		j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
+		for (int p = 0; p < RT_NNORMS; p++) {
+			LLVMValueRef n = dload(g, pre, add(g, ci(g, (int64_t)p * op->out_size), j));
+			store(g, n, N[p], j);
+			store(g, cd(g, 0), E[p], j);
+			store(g, dmul(g, n, 1 + c->gn), T[p], j);
+		}
+		loop_end(g, &l);
+	} else {         /* sum_t |W_ht| m_t (s N_t + E_t): s = 1 + gn for T, the rows' rounding for E */
+		double gk = 1 + 2 * cg_gamma(op_taps(op));
+		for (int p = 0; p < RT_NNORMS; p++) {
+			g->bound_off = g->rer_off[p];
+			g->bound_base_off = g->nrm_off[p];
+			LLVMValueRef dst[2] = { T[p], E[p] };
+			double scale[2] = { 1 + c->gn, cg_gamma32(op_taps(op)) };
+			for (int i = 0; i < 2; i++) {
+				g->bound_scale = scale[i];
+				cg_ops[op->kind]->apply(g, op, c->P, ws, READ_BOUND, false, dst[i]);
+				j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
+				store(g, dmul(g, dload(g, dst[i], j), gk), dst[i], j);
+				loop_end(g, &l);
+			}
+		}
+	}
+	/* every unit's Lc; the rows to form */
+	LLVMValueRef nkeep = var(g, g->i64, ci(g, 0));
+	j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
+	LLVMValueRef h = add(g, ci(g, op->z_off), j), z = dload(g, zl, h);
+	LLVMValueRef want = feeds ? unit_on(g, ws, v, j) : LLVMConstInt(g->i1, 0, 0);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		LLVMValueRef lc = radius(g, c, z, dload(g, T[p], j));
+		store(g, lc, L, add(g, ci(g, (int64_t)p * m->n_hidden), h));
+		want = LLVMBuildOr(g->b, want, LLVMBuildFCmp(g->b, LLVMRealOLE, lc, dload(g, umin, ci(g, p)), ""), "");
+	}
+	store(g, ci32(g, 0), dptr(g, ws, g->ref_off), h);
+	if (!weights) {
+		LLVMBasicBlockRef done = if_begin(g, want);
+		LLVMValueRef n = get(g, g->i64, nkeep);
+		store(g, LLVMBuildTrunc(g->b, j, g->i32, ""), keep, n);
+		set(g, nkeep, add(g, n, ci(g, 1)));
+		if_end(g, done);
+	}
+	loop_end(g, &l);
+	LLVMValueRef D = ci(g, m->n_in), count = weights ? ci(g, op->out_size) : get(g, g->i64, nkeep);
+	if (!weights) {
+		LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[k - 1]));
+		wide_gemm(g, &(gemm){ .C = rows[v], .ldc = D, .A = at(g, g->f32, c->P, ci(g, op->w_off)), .lda = ci(g, op->in_size),
+		                    .arows = keep, .scatter = true, .acols = act, .B = rows[k], .ldb = D, .brows = act, .rows = 8,
+		                    .alpha = 1, .M = count, .N = D, .K = active_count(g, ws, k - 1) });
+	}
+	/* the formed rows: norms, bounds max(L_row, Lc), and U */
+	LLVMValueRef noprune = LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildAnd(g->b, c->norms, ci32(g, RT_NO_PRUNE), ""), ci32(g, 0), "");
+	LLVMValueRef i = loop_begin(g, &l, ci(g, 0), count);
+	j = weights ? i : LLVMBuildSExt(g->b, load(g, g->i32, keep, i), g->i64, "");
+	h = add(g, ci(g, op->z_off), j);
+	z = dload(g, zl, h);
+	if (!weights) {
+		LLVMValueRef sums[3];
+		cg_norms(g, at(g, g->f32, rows[v], mul(g, j, D)), NULL, m->n_in, sums);
+		for (int p = 0; p < RT_NNORMS; p++)
+			store(g, cg_dual(g, sums, p), N[p], j);
+	}
+	for (int p = 0; p < RT_NNORMS; p++) {
+		LLVMValueRef n = dload(g, N[p], j), e = dload(g, E[p], j);
+		LLVMValueRef ub = dmin(g, dadd(g, dmul(g, n, 1 + c->gn), e), dload(g, T[p], j));
+		store(g, radius(g, c, z, ub), L, add(g, ci(g, (int64_t)p * m->n_hidden), h));
+		LLVMValueRef lo = LLVMBuildFSub(g->b, dmul(g, n, 1 - c->gn - 4 * U), dmul(g, e, 1 + 4 * U), "");
+		LLVMValueRef up = LLVMBuildSelect(g->b, noprune, cd(g, INFINITY), radius_up(g, c, v, j, dmul(g, lo, 1 - 4 * U)), "");
+		store(g, dmin(g, dload(g, umin, ci(g, p)), up), umin, ci(g, p));
+	}
+	loop_end(g, &l);
+}
+
+/* The logits' rows V diag(m) J from the layer below the last hidden one,
+ * V = W^o diag(m^L) W^L in float (n_out x n, in scratch), and their error:
+ *   gamma32(n^L) sum_s |W^o_ys| m_s T_s           (V's rounding, through T)
+ *   + sum_t |V_yt| m_t (E_t + gamma32(n) N_t)    (J's error, the product's) */
+static void pruned_logits(gen *g, cert *c, LLVMValueRef *rows)
+{
+	const ir_module *m = g->m;
+	int o = m->n_ops - 1, b = o - 2;   /* ops: the logits, the layer below the last hidden */
+	const ir_op *out = &m->ops[o], *last = &m->ops[o - 1];
+	LLVMValueRef ws = c->ws, D = ci(g, m->n_in);
+	LLVMValueRef V = at(g, g->f32, ws, ci(g, g->scratch_off[0])), VLD = ci(g, pad8(last->in_size));
+	LLVMValueRef actL = at(g, g->f32, ws, ci(g, g->act_off[o - 1])), actB = at(g, g->f32, ws, ci(g, g->act_off[b]));
+	wide_gemm(g, &(gemm){ .C = V, .ldc = VLD, .A = at(g, g->f32, c->P, ci(g, out->w_off)), .lda = ci(g, out->in_size),
+	                    .acols = actL, .B = at(g, g->f32, c->P, ci(g, last->w_off)), .ldb = ci(g, last->in_size),
+	                    .brows = actL, .alpha = 1, .M = ci(g, m->n_out), .N = ci(g, last->in_size),
+	                    .K = active_count(g, ws, o - 1) });
+	wide_gemm(g, &(gemm){ .C = rows[o + 1], .ldc = D, .A = V, .lda = VLD, .acols = actB, .B = rows[b + 1], .ldb = D,
+	                    .brows = actB, .alpha = 1, .M = ci(g, m->n_out), .N = D, .K = active_count(g, ws, b) });
+	double gv = cg_gamma32(out->in_size), gj = cg_gamma32(last->in_size);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		LLVMValueRef Eo = dptr(g, ws, g->rer_off[p][o + 1]);
+		LLVMValueRef Eb = dptr(g, ws, g->rer_off[p][b + 1]), Nb = dptr(g, ws, g->nrm_off[p][b + 1]);
+		g->bound_off = g->tri_off[p];
+		g->bound_base_off = NULL;
+		cg_ops[out->kind]->apply(g, out, c->P, ws, READ_BOUND, false, Eo);
+		loop l, lt;
+		LLVMValueRef y = loop_begin(g, &l, ci(g, 0), ci(g, m->n_out));
+		LLVMValueRef acc = var(g, g->f64, cd(g, 0));
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), active_count(g, ws, b));
+		LLVMValueRef a = active_at(g, ws, b, t);
+		LLVMValueRef vy = fabsv(g, ext(g, load(g, g->f32, V, add(g, mul(g, y, VLD), a))));
+		LLVMValueRef s = dadd(g, dload(g, Eb, a), dmul(g, dload(g, Nb, a), gj));
+		set(g, acc, dadd(g, get(g, g->f64, acc), LLVMBuildFMul(g->b, vy, s, "")));
+		loop_end(g, &lt);
+		LLVMValueRef ev = dmul(g, dload(g, Eo, y), gv * (1 + 2 * cg_gamma(out->in_size)));
+		store(g, dadd(g, ev, dmul(g, get(g, g->f64, acc), 1 + 2 * cg_gamma(last->in_size))), Eo, y);
+		loop_end(g, &l);
+	}
+}
+
+static void bounds_by_pruned_rows(gen *g, cert *c)
+{
+	const ir_module *m = g->m;
+	/* U starts at inf for the requested norms (and every norm with pruning
+	 * off, where it stays inf), at -inf for the others, which prune alone */
+	LLVMValueRef umin = dptr(g, c->ws, g->umin_off);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		LLVMValueRef on = LLVMBuildAnd(g->b, c->norms, ci32(g, RT_NORM_BIT(p) | RT_NO_PRUNE), "");
+		on = LLVMBuildICmp(g->b, LLVMIntNE, on, ci32(g, 0), "");
+		store(g, LLVMBuildSelect(g->b, on, cd(g, INFINITY), cd(g, -INFINITY), ""), umin, ci(g, p));
+	}
+	LLVMValueRef *rows = calloc((size_t)m->n_ops + 1, sizeof *rows);
+	cg_row_places(g, c->P, c->ws, rows);
+	cg_part part = { 0 };
+	for (int k = 0; k < m->n_ops - 1; k++) {
+		cg_part_step(g, &part);
+		pruned_layer(g, c, k, rows);
+	}
+	cg_part_close(g, &part);
+	pruned_logits(g, c, rows);
+	pair_bounds_from_rows(g, c, rows[m->n_ops]);
+	free(rows);
 }
 
 /* The Gram strategy, for eps_2 alone on a dense chain: sq from the Gram
@@ -544,10 +755,12 @@ static void store_cert(gen *g, LLVMValueRef out, LLVMValueRef label, LLVMValueRe
 void cg_emit_certify(gen *g)
 {
 	const ir_module *m = g->m;
-	cert c = { .stdlo = m->std * (1 - 2 * U), .gn = 2 * cg_gamma(m->n_in) };
+	cert c = { .stdlo = m->std * (1 - 2 * U), .stdhi = m->std * (1 + 2 * U), .gn = 2 * cg_gamma(m->n_in) };
 	emit_vjp(g, &c);
 	static const char *names[] = { "P", "pre", "x", "norms", "ws", "z", "logits", "out", "xlo" };
 	cg_begin_function(g, "lln_certify", 9, names, 1u << 3);
+	if (prunable(g))
+		cg_wide_vectors(g);
 	c.P = cg_param(g, 0);
 	c.pre = cg_param(g, 1);
 	c.ws = cg_param(g, 4);
@@ -597,7 +810,10 @@ void cg_emit_certify(gen *g)
 		LLVMBuildBr(g->b, join);
 		LLVMPositionBuilderAtEnd(g->b, rows);
 	}
-	bounds_by_rows(g, &c);
+	if (prunable(g))
+		bounds_by_pruned_rows(g, &c);
+	else
+		bounds_by_rows(g, &c);
 	LLVMBuildBr(g->b, join);
 	LLVMPositionBuilderAtEnd(g->b, join);
 

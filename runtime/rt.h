@@ -37,6 +37,9 @@
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
 #define RT_ALL_NORMS (RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_L2) | RT_NORM_BIT(RT_LINF))
+/* With the norms, to certify: form every gradient row, pruning none (the
+ * certificate is the same bit for bit; tests compare). */
+#define RT_NO_PRUNE (1 << 4)
 
 typedef struct rt_tensor {
 	const char *name;  /* PyTorch state_dict name, e.g. "fc1.weight" */

@@ -534,6 +534,73 @@ static void test_margins(void **state)
 	       max_eps[0], max_eps[1], max_eps[2], max_pred[0], max_pred[1], max_pred[2], binds_checked, ties, max_sub);
 }
 
+/* certify's pruned strategy (cg_certify.c) forms the gradient rows of
+ * neurons that may bind and of active units that feed the layer above,
+ * nothing else: its certificates must be bit for bit those of the same
+ * kernel forming every row (RT_NO_PRUNE), for every set of norms it
+ * serves.  And the rows it skips must really be skipped, or the comparison
+ * proves nothing: with the workspace filled with a NaN pattern before each call,
+ * the pruned call leaves more of it untouched.  The deeper, wider net "p" is
+ * where most rows go unformed. */
+static const spec prune_spec = { "p", 40, 4, { 32, 32, 32, 32, 10 }, true, 0.1307, 0.3081, 17, 2 };
+
+static void prune_check(const tmodel *t, int inputs, uint64_t seed, long *skipped)
+{
+	const rt_model *m = t->m;
+	float *x = falloc(t->D), *z = falloc(t->H), *lg = falloc(t->O);
+	static const int32_t sets[] = { RT_ALL_NORMS, RT_NORM_BIT(RT_L1), RT_NORM_BIT(RT_LINF),
+		RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_L2), RT_NORM_BIT(RT_L2) | RT_NORM_BIT(RT_LINF),
+		RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_LINF) };
+	const uint32_t poison = 0x7fbadbadu;   /* a NaN no arithmetic produces */
+	trng r = { seed };
+	for (int it = 0; it < inputs; it++) {
+		random_input(t, &r, x);
+		for (size_t s = 0; s < sizeof sets / sizeof *sets; s++) {
+			rt_cert c[2];
+			int64_t untouched[2] = { 0, 0 };
+			for (int np = 0; np < 2; np++) {
+				for (int64_t i = 0; i < m->ws_floats; i++)
+					memcpy(&t->ws[i], &poison, sizeof poison);
+				memset(&c[np], 0, sizeof c[np]);
+				m->certify(t->P, t->pre, x, sets[s] | (np ? RT_NO_PRUNE : 0), t->ws, z, lg, &c[np], NULL);
+				for (int64_t i = 0; i < m->ws_floats; i++)
+					untouched[np] += memcmp(&t->ws[i], &poison, sizeof poison) == 0;
+			}
+			if (memcmp(&c[0], &c[1], sizeof c[0]) != 0)
+				fail_msg("%s: input %d, norms %d: pruned eps %.9g %.9g %.9g bind %d %d %d, "
+				         "unpruned eps %.9g %.9g %.9g bind %d %d %d", t->s->name, it, sets[s], c[0].eps[0],
+				         c[0].eps[1], c[0].eps[2], c[0].bind[0], c[0].bind[1], c[0].bind[2], c[1].eps[0],
+				         c[1].eps[1], c[1].eps[2], c[1].bind[0], c[1].bind[1], c[1].bind[2]);
+			if (untouched[0] < untouched[1])
+				fail_msg("%s: input %d, norms %d: %lld untouched pruned, %lld unpruned", t->s->name, it, sets[s], (long long)untouched[0], (long long)untouched[1]);
+			*skipped += untouched[0] - untouched[1];
+		}
+	}
+	free(x);
+	free(z);
+	free(lg);
+}
+
+static void test_pruning(void **state)
+{
+	(void)state;
+	long skipped = 0;
+	for (size_t si = 0; si < NSPECS; si++) {
+		tmodel t;
+		tmodel_get(&t, &specs[si]);
+		prune_check(&t, 100, 300 + si, &skipped);
+		tmodel_close(&t);
+	}
+	long small = skipped;
+	tmodel t;
+	tmodel_open(&t, &prune_spec);
+	prune_check(&t, 100, 400, &skipped);
+	tmodel_close_(&t);
+	assert_true(skipped - small > 0);
+	printf("[ pruning ] certificates equal with and without pruning; %ld workspace floats left unwritten "
+	       "by pruning (%ld in net p)\n", skipped, skipped - small);
+}
+
 /* eps_pred where the prediction binds: inputs close to the decision
  * boundary (found by bisection between two inputs with different labels in
  * the reference) have eps_pred < eps, which random inputs rarely show. */
@@ -1078,6 +1145,7 @@ int main(void)
 		cmocka_unit_test(test_samplers),
 		cmocka_unit_test(test_forward_grads),
 		cmocka_unit_test(test_margins),
+		cmocka_unit_test(test_pruning),
 		cmocka_unit_test(test_pred_binding),
 		cmocka_unit_test(test_direction),
 		cmocka_unit_test(test_geometry),
