@@ -18,10 +18,12 @@
  * in double by a vector-Jacobian product with an elementwise error bound
  * (lln_vjp), which makes its bound tight to about 1e-12; refinement repeats
  * until the smallest bound belongs to a refined neuron.  The prediction's
- * radius is treated alike with the logit differences (f_y - f_k).  For eps_2
- * alone on dense chains the Gram recurrence gives the estimates, bounded by
- * T_h (the triangle-inequality bound on ||g_h||_2) and the Gram matrices'
- * accumulated error eta T_h T_k.  Radii are rounded toward zero when they
+ * radius is treated alike with the logit differences (f_y - f_k).  On dense
+ * chains of two hidden layers or more, rows are formed only where a neuron
+ * may bind or a layer above reads them (the pruned strategy, below); for
+ * eps_2 alone on other dense chains the Gram recurrence gives the estimates,
+ * bounded by T_h (the triangle-inequality bound on ||g_h||_2) and the Gram
+ * matrices' accumulated error eta T_h T_k.  Radii are rounded toward zero when they
  * become float.  docs/reliability.md states the promise and its proof.
  */
 #include <math.h>
@@ -286,8 +288,8 @@ static void bounds_by_rows(gen *g, cert *c)
 
 /* ---- the pruned strategy: rows only where a neuron may bind ----
  *
- * For all three norms together on a dense chain of two hidden layers or
- * more.  A layer forms the rows of its active units when a layer above
+ * For any set of norms on a dense chain of two hidden layers or more, with
+ * plain logits (ir.c's rows_pruned).  A layer forms the rows of its active units when a layer above
  * reads them, and the rows of neurons that may bind; no others.  Every
  * neuron first gets T_q, the triangle inequality over its operand's rows,
  *   ||g_h||_q <= sum_t |W_ht| m_t ||g_t||_q   (stored in tri_off),
@@ -305,12 +307,6 @@ static void bounds_by_rows(gen *g, cert *c)
  * rows are not formed either: the logits' rows are V diag(m) J with
  * V = W^o diag(m^L) W^L, an n_out x n product, whose error the last
  * layer's T bounds. */
-static bool prunable(const gen *g)
-{
-	const ir_module *m = g->m;
-	return m->dense_chain && m->n_ops >= 3 && !m->ops[m->n_ops - 1].relu && !g->sampled;
-}
-
 /* The pruned strategy's products: 16 floats wide given AVX-512 (the
  * kernel is then marked for 512-bit vectors, cg_emit_certify). */
 static void wide_gemm(gen *g, const gemm *p)
@@ -759,7 +755,7 @@ void cg_emit_certify(gen *g)
 	emit_vjp(g, &c);
 	static const char *names[] = { "P", "pre", "x", "norms", "ws", "z", "logits", "out", "xlo" };
 	cg_begin_function(g, "lln_certify", 9, names, 1u << 3);
-	if (prunable(g))
+	if (g->m->rows_pruned)
 		cg_wide_vectors(g);
 	c.P = cg_param(g, 0);
 	c.pre = cg_param(g, 1);
@@ -810,7 +806,7 @@ void cg_emit_certify(gen *g)
 		LLVMBuildBr(g->b, join);
 		LLVMPositionBuilderAtEnd(g->b, rows);
 	}
-	if (prunable(g))
+	if (g->m->rows_pruned)
 		bounds_by_pruned_rows(g, &c);
 	else
 		bounds_by_rows(g, &c);

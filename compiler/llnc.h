@@ -310,6 +310,8 @@ typedef struct ir_module {
 	/* strategy for eps_2 alone, chosen by a cost model of the shapes: the Gram
 	 * recurrence (independent of the input size) or explicit gradient rows */
 	bool l2_by_gram;
+	/* certify forms rows only where needed (two hidden layers or more) */
+	bool rows_pruned;
 	double cost_rows, cost_gram;   /* estimated multiply-adds per input */
 	/* approximate ROLL: K sampled input axes, whose tangents the training
 	 * kernels push instead of all n_in (0: exact) */

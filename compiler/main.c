@@ -573,7 +573,7 @@ static void summary(const options *o, const ir_module *ir)
 	FILE *f = o->dump ? stderr : stdout;
 	fprintf(f, "%s: model %s: %d inputs, %d outputs, %lld parameters, %d hidden neurons; "
 	        "eps_2 alone by %s", o->file, ir->name, ir->n_in, ir->n_out, (long long)ir->n_params,
-	        ir->n_hidden, ir->l2_by_gram ? "the Gram recurrence" : "explicit rows");
+	        ir->n_hidden, ir->l2_by_gram ? "the Gram recurrence" : ir->rows_pruned ? "pruned explicit rows" : "explicit rows");
 	if (ir->max_len)
 		fprintf(f, "; sequences of 1 to %d frames of %d (--max-len)", ir->max_len, ir->n_in / ir->max_len);
 	if (o->out)

@@ -343,7 +343,7 @@ static void test_command(void **state)
 }
 
 /* The Jacobian count does not depend on the norms evaluated: eps_2 alone
- * takes the Gram recurrence on this chain, which forms no Jacobian. */
+ * may take another strategy (the Gram recurrence forms no Jacobian). */
 static void test_jacobian_count(void **state)
 {
 	(void)state;

@@ -548,7 +548,7 @@ static void prune_check(const tmodel *t, int inputs, uint64_t seed, long *skippe
 {
 	const rt_model *m = t->m;
 	float *x = falloc(t->D), *z = falloc(t->H), *lg = falloc(t->O);
-	static const int32_t sets[] = { RT_ALL_NORMS, RT_NORM_BIT(RT_L1), RT_NORM_BIT(RT_LINF),
+	static const int32_t sets[] = { RT_ALL_NORMS, RT_NORM_BIT(RT_L1), RT_NORM_BIT(RT_L2), RT_NORM_BIT(RT_LINF),
 		RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_L2), RT_NORM_BIT(RT_L2) | RT_NORM_BIT(RT_LINF),
 		RT_NORM_BIT(RT_L1) | RT_NORM_BIT(RT_LINF) };
 	const uint32_t poison = 0x7fbadbadu;   /* a NaN no arithmetic produces */
