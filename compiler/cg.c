@@ -328,9 +328,12 @@ static void plan_layout(gen *g, arena *a, bool training)
 			scratch = sc > scratch ? sc : scratch;
 		}
 	}
-	/* certify's pruned strategy puts V = W^o diag(m) W^L there */
+	/* certify's pruned strategy puts there V = W^o diag(m) W^L, and an
+	 * operand's norms and errors (6 x in doubles) */
 	if (m->dense_chain && m->n_ops >= 3) {
 		int64_t sc = (int64_t)m->n_out * pad8(m->ops[m->n_ops - 2].in_size);
+		for (int k = 0; k < m->n_ops; k++)
+			sc = 12 * (int64_t)m->ops[k].in_size > sc ? 12 * (int64_t)m->ops[k].in_size : sc;
 		scratch = sc > scratch ? sc : scratch;
 	}
 	for (int i = 0; i < 3; i++) {

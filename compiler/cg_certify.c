@@ -327,6 +327,48 @@ static LLVMValueRef radius_up(gen *g, cert *c, int v, LLVMValueRef j, LLVMValueR
 	return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, lo, cd(g, 0), ""), r, cd(g, INFINITY), "");
 }
 
+/* For every unit h of a dense op, A_p = sum_t |W_ht| m_t N_p[t] and B_p =
+ * sum_t |W_ht| m_t E_p[t] over its operand's rows, in one pass over W for
+ * the three norms; then T_p = (1 + gn) A_p + B_p bounds ||g_h||_q (the
+ * triangle inequality, N_p's own rounding included) and E_p = gamma32 A_p
+ * + B_p the error of the float row W diag(m) J (its rounding, and the
+ * operand rows' error carried), both raised for their own rounding. */
+static void operand_sums(gen *g, cert *c, const ir_op *op, LLVMValueRef T[RT_NNORMS], LLVMValueRef E[RT_NNORMS])
+{
+	int u = op->in[0];
+	int64_t n = op->in_size;
+	double gk = 1 + 2 * cg_gamma(n), g32 = cg_gamma32(n);
+	/* the operand's N_p and E_p with inactive units zeroed: six streams */
+	LLVMValueRef buf = dptr(g, c->ws, g->scratch_off[1]);
+	loop l, lt;
+	LLVMValueRef t = loop_begin(g, &l, ci(g, 0), ci(g, n));
+	LLVMValueRef on = unit_on(g, c->ws, u, t);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		LLVMValueRef x[2] = { dload(g, dptr(g, c->ws, g->nrm_off[p][u]), t), dload(g, dptr(g, c->ws, g->rer_off[p][u]), t) };
+		for (int i = 0; i < 2; i++)
+			store(g, LLVMBuildSelect(g->b, on, x[i], cd(g, 0), ""), buf, add(g, ci(g, (2 * p + i) * n), t));
+	}
+	loop_end(g, &l);
+	LLVMValueRef acc[2 * RT_NNORMS];
+	for (int i = 0; i < 2 * RT_NNORMS; i++)
+		acc[i] = var(g, g->f64, cd(g, 0));
+	LLVMValueRef j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
+	for (int i = 0; i < 2 * RT_NNORMS; i++)
+		set(g, acc[i], cd(g, 0));
+	LLVMValueRef row = add(g, ci(g, op->w_off), mul(g, j, ci(g, n)));
+	t = loop_begin(g, &lt, ci(g, 0), ci(g, n));
+	LLVMValueRef w = fabsv(g, ext(g, load(g, g->f32, c->P, add(g, row, t))));
+	for (int i = 0; i < 2 * RT_NNORMS; i++)
+		set(g, acc[i], fadd(g, get(g, g->f64, acc[i]), fmul(g, w, dload(g, buf, add(g, ci(g, i * n), t)))));
+	loop_end(g, &lt);
+	for (int p = 0; p < RT_NNORMS; p++) {
+		LLVMValueRef a = get(g, g->f64, acc[2 * p]), b = get(g, g->f64, acc[2 * p + 1]);
+		store(g, dmul(g, dadd(g, dmul(g, a, 1 + c->gn), b), gk), T[p], j);
+		store(g, dmul(g, dadd(g, dmul(g, a, g32), b), gk), E[p], j);
+	}
+	loop_end(g, &l);
+}
+
 /* Op k's bounds, the rows it forms, and their norms. */
 static void pruned_layer(gen *g, cert *c, int k, LLVMValueRef *rows)
 {
@@ -354,21 +396,8 @@ static void pruned_layer(gen *g, cert *c, int k, LLVMValueRef *rows)
 			store(g, dmul(g, n, 1 + c->gn), T[p], j);
 		}
 		loop_end(g, &l);
-	} else {         /* sum_t |W_ht| m_t (s N_t + E_t): s = 1 + gn for T, the rows' rounding for E */
-		double gk = 1 + 2 * cg_gamma(op_taps(op));
-		for (int p = 0; p < RT_NNORMS; p++) {
-			g->bound_off = g->rer_off[p];
-			g->bound_base_off = g->nrm_off[p];
-			LLVMValueRef dst[2] = { T[p], E[p] };
-			double scale[2] = { 1 + c->gn, cg_gamma32(op_taps(op)) };
-			for (int i = 0; i < 2; i++) {
-				g->bound_scale = scale[i];
-				cg_ops[op->kind]->apply(g, op, c->P, ws, READ_BOUND, false, dst[i]);
-				j = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
-				store(g, dmul(g, dload(g, dst[i], j), gk), dst[i], j);
-				loop_end(g, &l);
-			}
-		}
+	} else {
+		operand_sums(g, c, op, T, E);
 	}
 	/* every unit's Lc; the rows to form */
 	LLVMValueRef nkeep = var(g, g->i64, ci(g, 0));
@@ -700,11 +729,12 @@ static void refine_pair(gen *g, cert *c, LLVMValueRef k)
 }
 
 /* The smallest of n lower bounds L[0..n), refining its owner until the
- * smallest belongs to a refined entry: at most n refinements, each of a
+ * smallest belongs to a refined entry or is at least `enough` (beyond
+ * which its exact value does not matter): at most n refinements, each of a
  * new entry.  (A cap of 64 once left radii of recurrent models, whose float
  * rows' error bounds grow with |W_hh| at every step, 500 times too small.)
  * Ties go to the lowest index.  *which is -1 when every bound is infinite. */
-static LLVMValueRef settle(gen *g, cert *c, LLVMValueRef L, LLVMValueRef refs, int64_t n,
+static LLVMValueRef settle(gen *g, cert *c, LLVMValueRef L, LLVMValueRef refs, int64_t n, LLVMValueRef enough,
                            void (*refine)(gen *, cert *, LLVMValueRef), LLVMValueRef *which)
 {
 	LLVMValueRef best = var(g, g->f64, cd(g, INFINITY)), arg = var(g, g->i64, ci(g, -1));
@@ -724,6 +754,7 @@ static LLVMValueRef settle(gen *g, cert *c, LLVMValueRef L, LLVMValueRef refs, i
 	LLVMValueRef none = LLVMBuildICmp(g->b, LLVMIntSLT, ai, ci(g, 0), "");
 	LLVMValueRef r = load(g, g->i32, refs, LLVMBuildSelect(g->b, none, ci(g, 0), ai, ""));
 	LLVMValueRef stop = LLVMBuildOr(g->b, none, LLVMBuildICmp(g->b, LLVMIntNE, r, ci32(g, 0), ""), "");
+	stop = LLVMBuildOr(g->b, stop, LLVMBuildFCmp(g->b, LLVMRealOGE, get(g, g->f64, best), enough, ""), "");
 	LLVMBuildCondBr(g->b, stop, out, body);
 	LLVMPositionBuilderAtEnd(g->b, body);
 	refine(g, c, ai);
@@ -822,10 +853,13 @@ void cg_emit_certify(gen *g)
 			LLVMBuildAnd(g->b, c.norms, ci32(g, RT_NORM_BIT(p)), ""), ci32(g, 0), ""));
 		LLVMValueRef w;
 		set(g, e, settle(g, &c, dptr(g, c.ws, g->lb_off + (int64_t)p * 2 * m->n_hidden),
-		                 dptr(g, c.ws, g->ref_off), m->n_hidden, refine_neuron, &w));
+		                 dptr(g, c.ws, g->ref_off), m->n_hidden, cd(g, INFINITY), refine_neuron, &w));
 		set(g, bd, w);
+		/* eps_pred is min(eps, the pairs' radius): when the smallest pair
+		 * bound is at least eps, so is the true pair radius, and eps_pred
+		 * is eps however far refinement would take that bound */
 		set(g, pr, settle(g, &c, dptr(g, c.ws, g->lp_off + (int64_t)p * 2 * m->n_out),
-		                  dptr(g, c.ws, g->refp_off), m->n_out, refine_pair, &w));
+		                  dptr(g, c.ws, g->refp_off), m->n_out, get(g, g->f64, e), refine_pair, &w));
 		if_end(g, done);
 		eps[p] = get(g, g->f64, e);
 		bind[p] = get(g, g->i32, bd);
