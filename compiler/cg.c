@@ -566,11 +566,7 @@ static void emit_active(gen *g, LLVMValueRef ws, LLVMValueRef z, int k)
 	LLVMValueRef a = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef on = z ? LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f32, z, add(g, ci(g, op->z_off), a)), LLVMConstReal(g->f32, 0), "")
 	                    : LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, val_ptr(g, ws, k + 1), a), cd(g, 0), "");
-	LLVMBasicBlockRef done = if_begin(g, on);
-	LLVMValueRef i = get(g, g->i64, n);
-	store(g, LLVMBuildTrunc(g->b, a, g->i32, ""), act, i);
-	set(g, n, add(g, i, ci(g, 1)));
-	if_end(g, done);
+	push_if(g, on, act, n, a);
 	loop_end(g, &l);
 	store(g, LLVMBuildTrunc(g->b, get(g, g->i64, n), g->i32, ""), ws, ci(g, g->cnt_off[k]));
 }

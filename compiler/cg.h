@@ -390,6 +390,17 @@ static inline LLVMValueRef active_at(gen *g, LLVMValueRef ws, int k, LLVMValueRe
 	return LLVMBuildSExt(g->b, load(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), p), g->i64, "");
 }
 
+/* if (cond) list[(*n)++] = j: index lists (int32) such as the active ones;
+ * n is an i64 var */
+static inline void push_if(gen *g, LLVMValueRef cond, LLVMValueRef list, LLVMValueRef n, LLVMValueRef j)
+{
+	LLVMBasicBlockRef done = if_begin(g, cond);
+	LLVMValueRef i = get(g, g->i64, n);
+	store(g, LLVMBuildTrunc(g->b, j, g->i32, ""), list, i);
+	set(g, n, add(g, i, ci(g, 1)));
+	if_end(g, done);
+}
+
 static inline void emit_zero(gen *g, LLVMValueRef p, int64_t n)
 {
 	loop l;

@@ -23,8 +23,9 @@
  * may bind or a layer above reads them (the pruned strategy, below); for
  * eps_2 alone on other dense chains the Gram recurrence gives the estimates,
  * bounded by T_h (the triangle-inequality bound on ||g_h||_2) and the Gram
- * matrices' accumulated error eta T_h T_k.  Radii are rounded toward zero when they
- * become float.  docs/reliability.md states the promise and its proof.
+ * matrices' accumulated error eta T_h T_k.  Radii are rounded toward zero
+ * when they become float.  docs/reliability.md states the promise and its
+ * proof.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -289,8 +290,9 @@ static void bounds_by_rows(gen *g, cert *c)
 /* ---- the pruned strategy: rows only where a neuron may bind ----
  *
  * For any set of norms on a dense chain of two hidden layers or more, with
- * plain logits (ir.c's rows_pruned).  A layer forms the rows of its active units when a layer above
- * reads them, and the rows of neurons that may bind; no others.  Every
+ * plain logits (ir.c's rows_pruned).  A layer forms the rows of its active
+ * units when a layer above reads them, and the rows of neurons that may
+ * bind; no others.  Every
  * neuron first gets T_q, the triangle inequality over its operand's rows,
  *   ||g_h||_q <= sum_t |W_ht| m_t ||g_t||_q   (stored in tri_off),
  * and so a lower bound Lc of its radius.  Every row formed gives an upper
@@ -410,13 +412,8 @@ static void pruned_layer(gen *g, cert *c, int k, LLVMValueRef *rows)
 		want = LLVMBuildOr(g->b, want, LLVMBuildFCmp(g->b, LLVMRealOLE, lc, dload(g, umin, ci(g, p)), ""), "");
 	}
 	store(g, ci32(g, 0), dptr(g, ws, g->ref_off), h);
-	if (!weights) {
-		LLVMBasicBlockRef done = if_begin(g, want);
-		LLVMValueRef n = get(g, g->i64, nkeep);
-		store(g, LLVMBuildTrunc(g->b, j, g->i32, ""), keep, n);
-		set(g, nkeep, add(g, n, ci(g, 1)));
-		if_end(g, done);
-	}
+	if (!weights)
+		push_if(g, want, keep, nkeep, j);
 	loop_end(g, &l);
 	LLVMValueRef D = ci(g, m->n_in), count = weights ? ci(g, op->out_size) : get(g, g->i64, nkeep);
 	if (!weights) {
