@@ -27,6 +27,10 @@
  *                 and objective (float32 sums over thousands of terms).
  * Soundness (docs/method.md): no radius may exceed the exact one, for which the
  * double reference stands in (1e-12 of the magnitudes for its own rounding).
+ *
+ * Compiling the models is most of the running time; the program runs as six
+ * ctest entries, conv.PART (parts.h, main), each compiling its own models,
+ * so that ctest -j2 spreads it over both cores.
  */
 #include <float.h>
 #include <math.h>
@@ -42,6 +46,7 @@
 
 #include "llnc.h"
 #include "jit.h"
+#include "parts.h"
 #include "ref_graph.h"
 #include "sample.h"
 
@@ -303,10 +308,25 @@ static const spec specs[] = {
 };
 #define NSPECS (sizeof specs / sizeof *specs)
 
-/* The models a test function runs on (its cmocka state). */
-typedef struct range { size_t first, end; } range;
-static range main_models = { 0, NSPECS - 1 }, border_model = { NSPECS - 1, NSPECS };
-static const range *R(void **state) { return *state; }
+/* The models a test function runs on (its cmocka state), bit i for specs[i]:
+ * those of one part of the program (parts.h, main), each compiled once in
+ * it.  The border model runs apart from the others. */
+typedef struct models { unsigned mask; } models;
+#define M_(i) (1u << (i))
+static models models_a = { M_(0) | M_(1) | M_(2) | M_(8) },   /* cnn, res3, wide, r3 */
+              models_b = { M_(3) | M_(4) | M_(5) | M_(6) },   /* skip, deep, poolrelu, r1 */
+              models_c = { M_(7) | M_(9) | M_(10) },          /* r2, rnn, rnn2 */
+              border_model = { M_(NSPECS - 1) };
+static bool in_part(void **state, size_t i) { return ((const models *)*state)->mask & M_(i); }
+/* The first model of the part from i on; NSPECS after the last. */
+static size_t next_model(void **state, size_t i)
+{
+	while (i < NSPECS && !in_part(state, i))
+		i++;
+	return i;
+}
+static long n_models(void **state) { return __builtin_popcount(((const models *)*state)->mask); }
+#define FOR_MODELS(si, state) for (size_t si = next_model(state, 0); si < NSPECS; si = next_model(state, si + 1))
 
 /* The .lln text of a graph (random graphs), spelling options in several
  * equivalent ways. */
@@ -690,7 +710,7 @@ static void test_forward_grads(void **state)
 {
 	double max_z = 0, max_g = 0, max_fd_ref = 0, max_fd_gen = 0;
 	long fd_checked = 0, fd_skipped = 0, gen_checked = 0, gen_skipped = 0, rows = 0;
-	for (size_t si = R(state)->first; si < R(state)->end; si++) {
+	FOR_MODELS(si, state) {
 		const tmodel *t = tmodel_get(si);
 		const rt_model *m = t->m;
 		int D = t->D, H = t->H, O = t->O;
@@ -845,7 +865,7 @@ static void test_forward_grads(void **state)
 		free(fp);
 		free(fm);
 	}
-	long nm = (long)(R(state)->end - R(state)->first);
+	long nm = n_models(state);
 	assert_true(fd_checked > 100 * nm);
 	assert_true(fd_skipped < fd_checked / 4);
 	assert_true(gen_checked > 1000 * nm);
@@ -860,7 +880,7 @@ static void test_certify(void **state)
 {
 	double max_eps[3] = { 0 }, max_pred[3] = { 0 }, max_over = 0;
 	long binds = 0, ties = 0, labels = 0, over[3] = { 0 }, n_eps = 0, zero_g = 0;
-	for (size_t si = R(state)->first; si < R(state)->end; si++) {
+	FOR_MODELS(si, state) {
 		const tmodel *t = tmodel_get(si);
 		const rt_model *m = t->m;
 		int D = t->D, H = t->H, O = t->O;
@@ -953,7 +973,7 @@ static void test_certify(void **state)
 		free(z2);
 		free(lg2);
 	}
-	long nm = (long)(R(state)->end - R(state)->first);
+	long nm = n_models(state);
 	assert_true(binds > 100 * nm);
 	assert_true(labels > 50 * nm);
 	printf("[ certify ] max rel err to the point reference: eps l1 %.3g l2 %.3g linf %.3g, eps_pred %.3g %.3g %.3g; "
@@ -971,7 +991,7 @@ static void test_certify(void **state)
 static void test_soundness(void **state)
 {
 	long checked = 0, zero = 0;
-	for (size_t si = R(state)->first; si < R(state)->end; si++) {
+	FOR_MODELS(si, state) {
 		const tmodel *t = tmodel_get(si);
 		const rt_model *m = t->m;
 		int D = t->D, H = t->H, O = t->O;
@@ -1043,9 +1063,12 @@ static void test_soundness(void **state)
  * nearest other class and flips at 1.001. */
 static void test_pred_binding(void **state)
 {
-	(void)state;
 	const size_t which[] = { 0, 2, 4 };   /* the acceptance example, one logit, five */
+	int models = 0;
 	for (size_t w = 0; w < sizeof which / sizeof *which; w++) {
+		if (!in_part(state, which[w]))
+			continue;
+		models++;
 		const tmodel *t = tmodel_get(which[w]);
 		int D = t->D, O = t->O, H = t->H;
 		float *x = falloc(D), *x0 = falloc(D), *x1 = falloc(D), *z = falloc(H), *lg = falloc(O);
@@ -1147,6 +1170,7 @@ static void test_pred_binding(void **state)
 		free(v);
 		free(xs);
 	}
+	assert_true(models > 0);   /* registered only for parts holding one of them */
 }
 
 /* ---- 4: direction ---- */
@@ -1155,7 +1179,7 @@ static void test_direction(void **state)
 {
 	double max_t = 0;
 	long geo = 0, none = 0, binds = 0;
-	for (size_t si = R(state)->first; si < R(state)->end; si++) {
+	FOR_MODELS(si, state) {
 		const tmodel *t = tmodel_get(si);
 		const rt_model *m = t->m;
 		int D = t->D, H = t->H, O = t->O;
@@ -1248,7 +1272,7 @@ static void test_direction(void **state)
 		free(zsd);
 		free(fsd);
 	}
-	long nm = (long)(R(state)->end - R(state)->first);
+	long nm = n_models(state);
 	assert_true(geo > 20 * nm);
 	assert_true(binds > 30 * nm);
 	printf("[ direction ] max rel err %.3g; %ld binding neurons compared; geometry checked %ld; %ld with no crossing\n",
@@ -1291,7 +1315,7 @@ static bool float_robust(const tmodel *t, const float *x, const refx *e, double 
 static void test_geometry(void **state)
 {
 	long points = 0, points_gen = 0, toward = 0;
-	for (size_t si = R(state)->first; si < R(state)->end; si++) {
+	FOR_MODELS(si, state) {
 		const tmodel *t = tmodel_get(si);
 		const rt_model *m = t->m;
 		int D = t->D, H = t->H, O = t->O;
@@ -1407,7 +1431,7 @@ static void test_geometry(void **state)
 
 static void test_batch(void **state)
 {
-	for (size_t si = R(state)->first; si < R(state)->end; si++) {
+	FOR_MODELS(si, state) {
 		const tmodel *t = tmodel_get(si);
 		const rt_model *m = t->m;
 		const int n = 23;
@@ -1561,8 +1585,16 @@ static void check_training(size_t si, const rt_objective *ob, const rg_loss_spec
 	if (!(fabs(loss - L) <= 1e-4 * fmax(1, fabs(L))))
 		fail_msg("%s %s: loss %.9g, reference %.12g", t->s->name, what, loss, L);
 
-	/* finite differences of the reference loss over a sample of each tensor */
+	/* finite differences of the reference loss over a sample of each tensor;
+	 * under the sanitizers a smaller one: the loop runs only this file's
+	 * reference (lln's code ran above, the same either way), instrumented,
+	 * most of this test's time there, and the plain build checks the full
+	 * sample of the same gradients */
+#ifdef LLN_SANITIZE
+	int per_tensor = 3;
+#else
 	int per_tensor = si == 0 ? 10 : 14;
+#endif
 	int64_t *which = malloc(sizeof(int64_t) * (size_t)m->n_tensors * per_tensor);
 	int nw = 0;
 	for (int ti = 0; ti < m->n_tensors; ti++) {
@@ -1636,35 +1668,39 @@ static void check_training(size_t si, const rt_objective *ob, const rg_loss_spec
 static const size_t train_models[] = { 0, 1, 2, 6, 9, 10 };   /* cnn, res3, wide (one logit), r1, rnn, rnn2 */
 #define NTRAIN (sizeof train_models / sizeof *train_models)
 
+/* One objective on the training models of the part. */
+static void check_training_part(void **state, const rt_objective *ob, const rg_loss_spec *ls, const char *what)
+{
+	int models = 0;
+	for (size_t i = 0; i < NTRAIN; i++)
+		if (in_part(state, train_models[i])) {
+			check_training(train_models[i], ob, ls, what);
+			models++;
+		}
+	assert_true(models > 0);   /* registered only for parts holding one of them */
+}
+
 static void test_train_vanilla(void **state)
 {
-	(void)state;
-	for (size_t i = 0; i < NTRAIN; i++)
-		check_training(train_models[i], &(rt_objective){ .kind = RT_OBJ_VANILLA }, &(rg_loss_spec){ 0 }, "vanilla");
+	check_training_part(state, &(rt_objective){ .kind = RT_OBJ_VANILLA }, &(rg_loss_spec){ 0 }, "vanilla");
 }
 
 static void test_train_distance(void **state)
 {
-	(void)state;
-	for (size_t i = 0; i < NTRAIN; i++)
-		check_training(train_models[i], &(rt_objective){ .kind = RT_OBJ_DISTANCE, .lambda = 0.5 },
-		               &(rg_loss_spec){ .kind = 2, .lambda = 0.5 }, "distance");
+	check_training_part(state, &(rt_objective){ .kind = RT_OBJ_DISTANCE, .lambda = 0.5 },
+	                     &(rg_loss_spec){ .kind = 2, .lambda = 0.5 }, "distance");
 }
 
 static void test_train_roll100(void **state)
 {
-	(void)state;
-	for (size_t i = 0; i < NTRAIN; i++)
-		check_training(train_models[i], &(rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 },
-		               &(rg_loss_spec){ .kind = 1, .lambda = 2, .C = 0.25, .gamma = 100 }, "roll gamma 100");
+	check_training_part(state, &(rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 },
+	                     &(rg_loss_spec){ .kind = 1, .lambda = 2, .C = 0.25, .gamma = 100 }, "roll gamma 100");
 }
 
 static void test_train_roll50(void **state)
 {
-	(void)state;
-	for (size_t i = 0; i < NTRAIN; i++)
-		check_training(train_models[i], &(rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 1, .C = 1, .gamma = 50 },
-		               &(rg_loss_spec){ .kind = 1, .lambda = 1, .C = 1, .gamma = 50 }, "roll gamma 50");
+	check_training_part(state, &(rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 1, .C = 1, .gamma = 50 },
+	                     &(rg_loss_spec){ .kind = 1, .lambda = 1, .C = 1, .gamma = 50 }, "roll gamma 50");
 }
 
 /* ---- approximate ROLL: K sampled input axes (rt_model.samples) ---- */
@@ -1715,40 +1751,58 @@ static const char approx_rnn_lln[] =
 	"}\n"
 	"objective {\n  loss = cross_entropy;\n  regularizer = roll(lambda = 1, C = 1%s);\n}\n";
 
+static const char *const approx_fmts[] = { approx_conv_lln, approx_chain_lln, approx_rnn_lln };
+#define NAPPROX (sizeof approx_fmts / sizeof *approx_fmts)
+
+/* Format f compiled with exact ROLL (K = 0) or K sampled axes; --dump=ir
+ * states the cost of sampling, and only when it is on. */
+static const rt_model *approx_compile(arena *a, size_t f, int K, cg_unit **u)
+{
+	char text[1024], extra[32] = "";
+	if (K)
+		snprintf(extra, sizeof extra, ", samples = %d", K);
+	snprintf(text, sizeof text, approx_fmts[f], extra);
+	const rt_model *m = jit_text(a, text, 2, u);
+	char *dump = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&dump, &len);
+	ir_dump(fp, jit_ir(a, source_from_string(a, "approx.lln", text)));
+	fclose(fp);
+	char want[160];
+	snprintf(want, sizeof want, "approximate ROLL, %d of the %d input axes sampled per example: %d + 1 tangent "
+	         "passes instead of %d + 1", K, m->n_in, K, m->n_in);
+	if (K ? !strstr(dump, want) : strstr(dump, "approximate ROLL") != NULL)
+		fail_msg("--dump=ir of %s:\n%s", K ? "approximate ROLL" : "exact ROLL", dump);
+	free(dump);
+	assert_int_equal(m->samples, K);
+	return m;
+}
+
+/* The exact model of each format, compiled once for both tests below (the
+ * group's teardown frees them). */
+static arena *approx_arena[NAPPROX];
+static cg_unit *approx_unit[NAPPROX];
+static const rt_model *approx_exact[NAPPROX];
+
 typedef struct approx_case {
 	arena *a;
-	cg_unit *u[2];
+	cg_unit *u;
 	const rt_model *m[2];   /* exact, sampled */
 	float *P, *pre[2], *x, *dsq;
 	int K;
 } approx_case;
 
-static void approx_open(approx_case *c, const char *fmt, int K)
+static void approx_open(approx_case *c, size_t f, int K)
 {
 	memset(c, 0, sizeof *c);
+	if (!approx_exact[f]) {
+		approx_arena[f] = arena_new();
+		approx_exact[f] = approx_compile(approx_arena[f], f, 0, &approx_unit[f]);
+	}
 	c->a = arena_new();
 	c->K = K;
-	for (int v = 0; v < 2; v++) {
-		char text[1024], extra[32] = "";
-		if (v)
-			snprintf(extra, sizeof extra, ", samples = %d", K);
-		snprintf(text, sizeof text, fmt, extra);
-		c->m[v] = jit_text(c->a, text, 2, &c->u[v]);
-		/* --dump=ir states the cost */
-		char *dump = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&dump, &len);
-		ir_dump(f, jit_ir(c->a, source_from_string(c->a, "approx.lln", text)));
-		fclose(f);
-		char want[160];
-		snprintf(want, sizeof want, "approximate ROLL, %d of the %d input axes sampled per example: %d + 1 tangent "
-		         "passes instead of %d + 1", K, c->m[v]->n_in, K, c->m[v]->n_in);
-		if ((strstr(dump, want) != NULL) != (v == 1))
-			fail_msg("--dump=ir of %s:\n%s", v ? "approximate ROLL" : "exact ROLL", dump);
-		free(dump);
-	}
-	assert_int_equal(c->m[0]->samples, 0);
-	assert_int_equal(c->m[1]->samples, K);
+	c->m[0] = approx_exact[f];
+	c->m[1] = approx_compile(c->a, f, K, &c->u);
 	const rt_model *m = c->m[0];
 	c->P = falloc(m->n_params);
 	rt_init_params(m->tensors, m->n_tensors, 4, RT_INIT_HE, c->P);
@@ -1767,12 +1821,23 @@ static void approx_open(approx_case *c, const char *fmt, int K)
 
 static void approx_close(approx_case *c)
 {
-	for (int v = 0; v < 2; v++) {
+	for (int v = 0; v < 2; v++)
 		free(c->pre[v]);
-		cg_unit_free(c->u[v]);
-	}
+	cg_unit_free(c->u);
 	free(c->P), free(c->x), free(c->dsq);
 	arena_free(c->a);
+}
+
+static int approx_teardown(void **state)
+{
+	(void)state;
+	for (size_t f = 0; f < NAPPROX; f++)
+		if (approx_exact[f]) {
+			cg_unit_free(approx_unit[f]);
+			arena_free(approx_arena[f]);
+			approx_exact[f] = NULL;
+		}
+	return 0;
 }
 
 static void test_sample_axes(void **state)
@@ -1800,11 +1865,11 @@ static void test_sample_axes(void **state)
 /* With K = D every axis is drawn: the estimate is exact ROLL's value. */
 static void test_approx_all_axes(void **state)
 {
-	(void)state;
-	const char *fmts[3] = { approx_conv_lln, approx_chain_lln, approx_rnn_lln };
-	for (int f = 0; f < 3; f++) {
+	for (size_t f = 0; f < NAPPROX; f++) {
+		if (!in_part(state, f))
+			continue;
 		approx_case c;
-		approx_open(&c, fmts[f], 50);
+		approx_open(&c, f, 50);
 		const rt_model *m = c.m[0];
 		int64_t H = m->n_hidden, NP = m->n_params, D = m->n_in;
 		double *sq0 = dalloc(H), *sq1 = dalloc(H), *g0 = dalloc(NP), *g1 = dalloc(NP);
@@ -1831,13 +1896,13 @@ static void test_approx_all_axes(void **state)
  * gradient is exact ROLL's, within five standard errors. */
 static void test_approx_unbiased(void **state)
 {
-	(void)state;
-	const char *fmts[3] = { approx_conv_lln, approx_chain_lln, approx_rnn_lln };
-	const int Ks[3] = { 7, 9, 8 };
+	const int Ks[NAPPROX] = { 7, 9, 8 };
 	enum { M = 500 };
-	for (int f = 0; f < 3; f++) {
+	for (size_t f = 0; f < NAPPROX; f++) {
+		if (!in_part(state, f))
+			continue;
 		approx_case c;
-		approx_open(&c, fmts[f], Ks[f]);
+		approx_open(&c, f, Ks[f]);
 		const rt_model *m = c.m[0];
 		int64_t H = m->n_hidden, NP = m->n_params;
 		double *sq0 = dalloc(H), *g0 = dalloc(NP), *sq = dalloc(H), *g = dalloc(NP);
@@ -2005,28 +2070,68 @@ static void test_reference(void **state)
 	rg_free(&g);
 }
 
-int main(void)
+/* ---- the parts (parts.h) ---- */
+
+/* Compiling the models dominates the running time, about a minute per
+ * part under the sanitizers; a part compiles only its own models (its
+ * group teardown frees them). */
+/* The approximate-ROLL formats, bit f for approx_fmts[f] */
+static models approx_ab = { M_(0) | M_(1) }, approx_c = { M_(2) };   /* conv and chain; the rnn, the costliest */
+
+static const struct CMUnitTest parts_tests[] = {
+	cmocka_unit_test(test_reference),
+	cmocka_unit_test(test_parts_agree),
+	cmocka_unit_test(test_sample_axes),
+};
+static const struct CMUnitTest approx_tests[] = {
+	cmocka_unit_test_prestate(test_approx_all_axes, &approx_ab),
+	cmocka_unit_test_prestate(test_approx_unbiased, &approx_ab),
+};
+static const struct CMUnitTest approx_rnn_tests[] = {
+	cmocka_unit_test_prestate(test_approx_all_axes, &approx_c),
+	cmocka_unit_test_prestate(test_approx_unbiased, &approx_c),
+};
+/* Every model test on the models of r. */
+#define MODEL_TESTS(r)                                   \
+	cmocka_unit_test_prestate(test_forward_grads, &r), \
+	cmocka_unit_test_prestate(test_certify, &r),       \
+	cmocka_unit_test_prestate(test_direction, &r),     \
+	cmocka_unit_test_prestate(test_geometry, &r),      \
+	cmocka_unit_test_prestate(test_batch, &r),         \
+	cmocka_unit_test_prestate(test_soundness, &r)
+/* The training checks, on the models of r that train_models lists. */
+#define TRAIN_TESTS(r)                                   \
+	cmocka_unit_test_prestate(test_train_vanilla, &r), \
+	cmocka_unit_test_prestate(test_train_distance, &r), \
+	cmocka_unit_test_prestate(test_train_roll100, &r), \
+	cmocka_unit_test_prestate(test_train_roll50, &r)
+static const struct CMUnitTest models_a_tests[] = {
+	MODEL_TESTS(models_a),
+	cmocka_unit_test_prestate(test_pred_binding, &models_a),
+	TRAIN_TESTS(models_a),
+};
+static const struct CMUnitTest models_b_tests[] = {
+	MODEL_TESTS(models_b),
+	cmocka_unit_test_prestate(test_pred_binding, &models_b),
+	TRAIN_TESTS(models_b),
+};
+static const struct CMUnitTest models_c_tests[] = {
+	MODEL_TESTS(models_c),
+	TRAIN_TESTS(models_c),
+	cmocka_unit_test_prestate(test_forward_grads, &border_model),
+	cmocka_unit_test_prestate(test_certify, &border_model),
+	cmocka_unit_test_prestate(test_direction, &border_model),
+};
+
+int main(int argc, char **argv)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reference),
-		cmocka_unit_test(test_parts_agree),
-		cmocka_unit_test(test_sample_axes),
-		cmocka_unit_test(test_approx_all_axes),
-		cmocka_unit_test(test_approx_unbiased),
-		cmocka_unit_test_prestate(test_forward_grads, &main_models),
-		cmocka_unit_test_prestate(test_certify, &main_models),
-		cmocka_unit_test(test_pred_binding),
-		cmocka_unit_test_prestate(test_direction, &main_models),
-		cmocka_unit_test_prestate(test_geometry, &main_models),
-		cmocka_unit_test_prestate(test_batch, &main_models),
-		cmocka_unit_test_prestate(test_soundness, &main_models),
-		cmocka_unit_test(test_train_vanilla),
-		cmocka_unit_test(test_train_distance),
-		cmocka_unit_test(test_train_roll100),
-		cmocka_unit_test(test_train_roll50),
-		cmocka_unit_test_prestate(test_forward_grads, &border_model),
-		cmocka_unit_test_prestate(test_certify, &border_model),
-		cmocka_unit_test_prestate(test_direction, &border_model),
+	static const test_part parts[] = {
+		TEST_PART("approx", approx_tests, NULL, approx_teardown),
+		TEST_PART("approx-rnn", approx_rnn_tests, NULL, approx_teardown),
+		TEST_PART("models-a", models_a_tests, NULL, teardown),
+		TEST_PART("models-b", models_b_tests, NULL, teardown),
+		TEST_PART("models-c", models_c_tests, NULL, teardown),
+		TEST_PART("parts", parts_tests, NULL, NULL),
 	};
-	return cmocka_run_group_tests(tests, NULL, teardown);
+	return run_parts(argc, argv, parts, sizeof parts / sizeof *parts);
 }

@@ -38,9 +38,25 @@ static const char model_lln[] =
 	"  output out;\n"
 	"}\n";
 
+/* The model, compiled once for every test (compiling is most of their
+ * time; the kernels do not depend on the weights); the group's teardown
+ * frees it. */
+static arena *model_arena;
+static cg_unit *model_unit;
+static const rt_model *model;
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (model) {
+		cg_unit_free(model_unit);
+		arena_free(model_arena);
+		model = NULL;
+	}
+	return 0;
+}
+
 typedef struct fixture {
-	arena *a;
-	cg_unit *u;
 	const rt_model *m;
 	float *P;
 	const float *W[3], *b[3];
@@ -61,8 +77,11 @@ static const float *tensor(const fixture *f, const char *name)
 static void open_fixture(fixture *f, double bias_shift)
 {
 	memset(f, 0, sizeof *f);
-	f->a = arena_new();
-	f->m = jit_text(f->a, model_lln, 2, &f->u);
+	if (!model) {
+		model_arena = arena_new();
+		model = jit_text(model_arena, model_lln, 2, &model_unit);
+	}
+	f->m = model;
 	f->P = calloc((size_t)f->m->n_params, sizeof *f->P);
 	assert_non_null(f->P);
 	rt_init_params(f->m->tensors, f->m->n_tensors, 5, RT_INIT_HE, f->P);
@@ -88,8 +107,6 @@ static void open_fixture(fixture *f, double bias_shift)
 static void close_fixture(fixture *f)
 {
 	free(f->P);
-	cg_unit_free(f->u);
-	arena_free(f->a);
 }
 
 /* grad f_y at x (raw units), by the masks of a double forward pass. */
@@ -388,5 +405,5 @@ int main(void)
 		cmocka_unit_test(test_jacobian_count),
 		cmocka_unit_test(test_bad_labels),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, teardown);
 }

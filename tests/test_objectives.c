@@ -168,13 +168,49 @@ static float *random_params(const rt_model *m, uint64_t seed, double **Pd)
 	return P;
 }
 
+/* ---- the compiled nets ---- */
+
+/* Each net is compiled once for all the objectives and batch checks: the
+ * objective is a run-time argument of the kernels, and compiling is most of
+ * this program's time.  The group's teardown frees them. */
+enum { MAXNETS = 8 };
+static struct compiled {
+	const net *nt;
+	arena *a;
+	cg_unit *u;
+	const rt_model *m;
+} compiled[MAXNETS];
+
+static const rt_model *compile_net(const net *nt)
+{
+	int i = 0;
+	while (i < MAXNETS && compiled[i].nt && compiled[i].nt != nt)
+		i++;
+	assert_true(i < MAXNETS);
+	if (!compiled[i].nt) {
+		compiled[i].a = arena_new();
+		compiled[i].m = jit_text(compiled[i].a, nt->src, 3, &compiled[i].u);
+		compiled[i].nt = nt;
+	}
+	return compiled[i].m;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (int i = 0; i < MAXNETS && compiled[i].nt; i++) {
+		cg_unit_free(compiled[i].u);
+		arena_free(compiled[i].a);
+		compiled[i].nt = NULL;
+	}
+	return 0;
+}
+
 /* ---- the check ---- */
 
 static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 {
-	arena *a = arena_new();
-	cg_unit *u;
-	const rt_model *m = jit_text(a, nt->src, 3, &u);
+	const rt_model *m = compile_net(nt);
 
 	double *Pd;
 	float *P = random_params(m, seed, &Pd);
@@ -243,8 +279,6 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 	free(dz);
 	free(dsq);
 	free(scratch);
-	cg_unit_free(u);
-	arena_free(a);
 }
 
 /* ---- the batched kernels ---- */
@@ -273,9 +307,7 @@ static double ref_mean_loss(const net *nt, const double *P, const float *X, cons
 
 static void check_batch(const net *nt, uint64_t seed)
 {
-	arena *a = arena_new();
-	cg_unit *u;
-	const rt_model *m = jit_text(a, nt->src, 3, &u);
+	const rt_model *m = compile_net(nt);
 	assert_int_equal(m->batch, 64);   /* dense chains have the batched kernels */
 	double *Pd;
 	float *P = random_params(m, seed, &Pd);
@@ -356,8 +388,6 @@ static void check_batch(const net *nt, uint64_t seed)
 	free(X);
 	free(P);
 	free(Pd);
-	cg_unit_free(u);
-	arena_free(a);
 }
 
 static void batched_vanilla_kernels_match_reference_and_finite_differences(void **state)
@@ -406,5 +436,5 @@ int main(void)
 		cmocka_unit_test(distance_gradient_matches_finite_differences),
 		cmocka_unit_test(batched_vanilla_kernels_match_reference_and_finite_differences),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, teardown);
 }
