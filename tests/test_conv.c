@@ -478,7 +478,7 @@ static void tmodel_open(tmodel *t, const spec *s)
 	t->s = s;
 	t->a = arena_new();
 	s->build(&t->g);
-	cg_options co = { .opt_level = 3, .ops_per_part = s->parts ? s->parts : 1 << 30 };
+	cg_options co = { .opt_level = test_opt(3), .ops_per_part = s->parts ? s->parts : 1 << 30 };
 	if (s->file) {
 		t->m = jit_source_opts(t->a, source_load(t->a, s->file), &co, &t->u);
 	} else {
@@ -1762,7 +1762,7 @@ static const rt_model *approx_compile(arena *a, size_t f, int K, cg_unit **u)
 	if (K)
 		snprintf(extra, sizeof extra, ", samples = %d", K);
 	snprintf(text, sizeof text, approx_fmts[f], extra);
-	const rt_model *m = jit_text(a, text, 2, u);
+	const rt_model *m = jit_text(a, text, test_opt(2), u);
 	char *dump = NULL;
 	size_t len = 0;
 	FILE *fp = open_memstream(&dump, &len);
@@ -1998,7 +1998,7 @@ static void test_parts_agree(void **state)
 			cg_unit *u;
 			source *src = c == 0 ? source_from_string(a, "chain.lln", chain)
 			                     : source_load(a, LLN_SOURCE_DIR "/tests/data/cnn.lln");
-			cg_options co = { .opt_level = 3, .ops_per_part = per_part[v] };
+			cg_options co = { .opt_level = test_opt(3), .ops_per_part = per_part[v] };
 			char err[RT_ERRLEN];
 			u = cg_generate(jit_ir(a, src), &co, err);
 			assert_non_null(u);

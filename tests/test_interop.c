@@ -403,7 +403,7 @@ static void check_import(const char *name)
 	}
 	arena *a = arena_new();
 	cg_unit *u;
-	const rt_model *m = jit_source(a, source_load(a, lln), 3, &u);
+	const rt_model *m = jit_source(a, source_load(a, lln), test_opt(3), &u);
 	float *P = rt_alloc_floats(m->n_params);
 	char err[RT_ERRLEN];
 	if (rt_params_load(m->tensors, m->n_tensors, st, P, err))
@@ -545,7 +545,7 @@ static void check_export(const char *lln, const char *name)
 
 	arena *a = arena_new();
 	cg_unit *u;
-	const rt_model *m = jit_source(a, source_load(a, lln), 3, &u);
+	const rt_model *m = jit_source(a, source_load(a, lln), test_opt(3), &u);
 	ir_module *ir, *ir_back;
 	float *P = load_params(a, lln, st, &ir);
 	compare_onnx(name, m, P, onnx, 1e-5, 1e-4);

@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "llnc.h"
+#include "jit.h"
 #include "ref.h"
 #include "sample.h"
 
@@ -118,7 +119,7 @@ static void tmodel_open(tmodel *t, const spec *s)
 	ir_module *ir = ir_lower(t->a, p);
 	assert_non_null(ir);
 	char err[RT_ERRLEN];
-	cg_options co = { .opt_level = 3, .ops_per_part = s->parts ? s->parts : 1 << 30 };
+	cg_options co = { .opt_level = test_opt(3), .ops_per_part = s->parts ? s->parts : 1 << 30 };
 	t->u = cg_generate(ir, &co, err);
 	if (!t->u)
 		fail_msg("cg_generate: %s", err);
@@ -1090,7 +1091,7 @@ static void test_no_hidden(void **state)
 	}
 	ir_module *ir = ir_lower(a, p);
 	char err[RT_ERRLEN];
-	cg_options co = { .opt_level = 2 };
+	cg_options co = { .opt_level = test_opt(2) };
 	cg_unit *u = cg_generate(ir, &co, err);
 	assert_non_null(u);
 	const rt_model *m = cg_jit(u, err);

@@ -189,7 +189,7 @@ static const rt_model *compile_net(const net *nt)
 	assert_true(i < MAXNETS);
 	if (!compiled[i].nt) {
 		compiled[i].a = arena_new();
-		compiled[i].m = jit_text(compiled[i].a, nt->src, 3, &compiled[i].u);
+		compiled[i].m = jit_text(compiled[i].a, nt->src, test_opt(3), &compiled[i].u);
 		compiled[i].nt = nt;
 	}
 	return compiled[i].m;
