@@ -18,7 +18,8 @@
  *             drew (rt_sample_axes with the objective's sample_seed 0 and
  *             the example's row as stream, as rt_batch_grad does), so that
  *             PyTorch can recompute the same estimate
- *   vanilla   training steps: rt_batch_grad_ctx + SGD step (prepare only for ROLL)
+ *   vanilla   training steps as train.c takes them: rt_batch_sums_ctx +
+ *             rt_opt_step_mean, SGD (prepare only for ROLL)
  *   roll      the same with ROLL (--lambda, default 2; --C, default 0.25;
  *             gamma 100; approximate when the model samples axes)
  *   cert_all  rt_certify_batch over --n examples, norms = 1, 2, inf
@@ -288,7 +289,6 @@ static void run_train(bench *b, bool roll)
 	if (nbat < 1)
 		die("%s has fewer examples than one batch", o->x);
 	rt_grad_ctx *gc = rt_grad_ctx_new(m, o->threads);
-	float *grad = falloc(m->n_params);
 	rt_opt_state os;
 	if (!gc || rt_opt_init(&os, &OPT, m->n_params))
 		die("out of memory%s", "");
@@ -301,9 +301,11 @@ static void run_train(bench *b, bool roll)
 		const int32_t *Y = b->data.y + (step % nbat) * nb;                                       \
 		if (rt_objective_needs_sq(obj))                                                          \
 			m->prepare(b->P, b->pre);                                                            \
-		if (rt_batch_grad_ctx(gc, obj, b->P, b->pre, X, Y, NULL, nb, grad, &loss, NULL))         \
-			die("rt_batch_grad_ctx failed%s", "");                                               \
-		rt_opt_step_threads(&OPT, &os, OPT.lr, b->P, grad, o->threads);                         \
+		const float *sums = rt_batch_sums_ctx(gc, obj, b->P, b->pre, X, Y, NULL, nb, &loss, NULL); \
+		if (!sums)                                                                               \
+			die("rt_batch_sums_ctx failed%s", "");                                               \
+		if (!rt_opt_step_mean(&OPT, &os, OPT.lr, b->P, sums, nb, o->threads))                   \
+			die("the gradient is not finite%s", "");                                             \
 		step++;                                                                                  \
 	} while (0)
 	STEP();   /* warm-up: page in buffers */
@@ -326,7 +328,6 @@ static void run_train(bench *b, bool roll)
 	footer(rss_before);
 	free(rate);
 	free(secs);
-	free(grad);
 	rt_opt_free(&os);
 	rt_grad_ctx_free(gc);
 }

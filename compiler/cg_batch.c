@@ -101,7 +101,10 @@ static void emit_forward(gen *g, int64_t *ws_floats)
 	LLVMValueRef lo, hi;
 
 	/* the normalized input, both ways, a share of the examples each;
-	 * padding columns 0 */
+	 * padding columns 0.  Example-major first, along each input's row so
+	 * that it vectorizes; then the transpose, whose strided reads stay in
+	 * L1 (one line per example of the share).  Stored both ways in one
+	 * loop it took 8% of a step. */
 	LLVMBasicBlockRef done = stage_begin(g, stage, 0);
 	LLVMValueRef A0 = fptr(g, bws, act_off(m, 0)), E0 = fptr(g, bws, ex_off(m, 0));
 	share(g, NB, 16, part, parts, &lo, &hi);
@@ -112,11 +115,15 @@ static void emit_forward(gen *g, int64_t *ws_floats)
 	LLVMValueRef d = loop_begin(g, &ld, ci(g, 0), ci(g, D));
 	LLVMValueRef v = LLVMBuildFDiv(g->b, LLVMBuildFSub(g->b, ext(g, load(g, g->f32, xb, d)), cd(g, m->mean), ""),
 	                               cd(g, m->std), "");
-	v = LLVMBuildSelect(g->b, real, trunc32(g, v), LLVMConstReal(g->f32, 0), "");
-	store(g, v, A0, add(g, mul(g, d, ci(g, NB)), b));
-	store(g, v, E0, add(g, mul(g, b, ci(g, D)), d));
+	store(g, LLVMBuildSelect(g->b, real, trunc32(g, v), LLVMConstReal(g->f32, 0), ""), E0,
+	      add(g, mul(g, b, ci(g, D)), d));
 	loop_end(g, &ld);
 	loop_end(g, &lb);
+	d = loop_begin(g, &ld, ci(g, 0), ci(g, D));
+	b = loop_begin(g, &lb, lo, hi);
+	store(g, load(g, g->f32, E0, add(g, mul(g, b, ci(g, D)), d)), A0, add(g, mul(g, d, ci(g, NB)), b));
+	loop_end(g, &lb);
+	loop_end(g, &ld);
 	stage_end(g, done);
 
 	cg_part part_ = { 0 };

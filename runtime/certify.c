@@ -1,8 +1,11 @@
 /* certify.c: certification of a batch of inputs across threads.
  *
  * The generated kernels handle one input at a time with a private
- * workspace; this file gives each thread its own workspace and a
- * contiguous share of the batch, so the results do not depend on the
+ * workspace, and an input's results depend on nothing its workspace held
+ * before; this file gives each thread its own workspace, and the threads
+ * take the inputs one at a time from a shared counter.  The cost of an
+ * input varies (pruned certification forms only the gradient rows that
+ * may bind), so fixed shares left one thread waiting for the other.  The results do not depend on the
  * thread count, which is capped at the cores and the inputs there are.
  * Allocations go through the runtime's wrapper (alloc.c), so the tests can
  * fail each one.  The per-parameter quantities (first-layer norms) are
@@ -10,6 +13,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +31,7 @@ typedef struct share {
 	const rt_model *m;
 	const float *P, *pre;
 	rt_batch *b;
-	int64_t begin, end;
+	atomic_llong *next;   /* the next input nobody has taken */
 	int failed;
 } share;
 
@@ -62,7 +66,7 @@ static void *run_share(void *arg)
 	if (!ws || !z || !logits) {
 		s->failed = 1;
 	} else {
-		for (int64_t i = s->begin; i < s->end; i++) {
+		for (int64_t i; (i = atomic_fetch_add_explicit(s->next, 1, memory_order_relaxed)) < b->n;) {
 			const float *x = b->x + i * m->n_in;
 			const float *xlo = b->xlo ? b->xlo + i * m->n_in : NULL;
 			rt_seq_begin(m, ws, rt_seq_len(m, b->len, i));
@@ -97,10 +101,9 @@ int rt_certify_batch(const rt_model *m, const float *P, rt_batch *b)
 		return -1;
 	}
 	m->prepare(P, pre);
-	for (int t = 0; t < threads; t++) {
-		sh[t] = (share){ .m = m, .P = P, .pre = pre, .b = b,
-		                 .begin = b->n * t / threads, .end = b->n * (t + 1) / threads };
-	}
+	atomic_llong next = 0;
+	for (int t = 0; t < threads; t++)
+		sh[t] = (share){ .m = m, .P = P, .pre = pre, .b = b, .next = &next };
 	rt_parallel(threads, run_share, sh, sizeof *sh);
 	int failed = 0;
 	for (int t = 0; t < threads; t++)

@@ -323,33 +323,49 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 	return g0;
 }
 
-void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums, int64_t nb,
-                  float *grad)
+void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums)
 {
-	const rt_model *m = c->m;
 	/* train_finish is linear in the accumulators: folding the sum of every
 	 * process's equals the sum of their folds, and costs one fold */
 	if (rt_objective_needs_sq(o))
-		m->train_finish(P, sums);
+		c->m->train_finish(P, sums);
+}
+
+void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums, int64_t nb,
+                  float *grad)
+{
+	rt_grad_fold(c, o, P, sums);
 	mean a = { sums, grad, (float)nb };
-	rt_parallel_range(c->threads, m->n_params, mean_range, &a);
+	rt_parallel_range(c->threads, c->m->n_params, mean_range, &a);
+}
+
+float *rt_batch_sums_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                         const float *X, const int32_t *y, const int64_t *idx, int64_t nb, double *loss,
+                         double *ce)
+{
+	int64_t len;
+	if (nb <= 0)
+		return NULL;
+	float *sums = rt_grad_sums(c, o, P, pre, X, y, idx, nb, &len);
+	if (!sums)
+		return NULL;
+	rt_grad_fold(c, o, P, sums);
+	if (loss)
+		*loss = c->sum_loss / (double)nb;
+	if (ce)
+		*ce = c->sum_ce / (double)nb;
+	return sums;
 }
 
 int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                       const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
                       float *grad, double *loss, double *ce)
 {
-	int64_t len;
-	if (nb <= 0)
-		return -1;
-	float *sums = rt_grad_sums(c, o, P, pre, X, y, idx, nb, &len);
+	float *sums = rt_batch_sums_ctx(c, o, P, pre, X, y, idx, nb, loss, ce);
 	if (!sums)
 		return -1;
-	rt_grad_mean(c, o, P, sums, nb, grad);
-	if (loss)
-		*loss = c->sum_loss / (double)nb;
-	if (ce)
-		*ce = c->sum_ce / (double)nb;
+	mean a = { sums, grad, (float)nb };
+	rt_parallel_range(c->threads, c->m->n_params, mean_range, &a);
 	return 0;
 }
 

@@ -769,6 +769,12 @@ const char *rt_opt_state_name(const rt_opt_state *s, int i);
 void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad);
 /* The same on `threads` threads, with the same result. */
 void rt_opt_step_threads(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad, int threads);
+/* The step from the sums of nb examples' gradients (rt_batch_sums_ctx),
+ * the gradient being sums / nb in float, bit for bit the step from
+ * rt_grad_mean's gradient.  false: some element of the gradient is not
+ * finite, and P holds no useful values (the caller abandons the run). */
+bool rt_opt_step_mean(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *sums, int64_t nb,
+                      int threads);
 /* Step schedule (PyTorch's StepLR): lr * lr_gamma^(epoch / lr_step), epoch from 0. */
 double rt_lr_at(const rt_optimizer *o, int epoch);
 
@@ -788,6 +794,12 @@ void rt_grad_ctx_free(rt_grad_ctx *c);
 int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                       const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
                       float *grad, double *loss, double *ce);
+/* The same without the mean: the gradient's sums over the nb examples
+ * (n_params floats, owned by c, valid until its next batch), for
+ * rt_opt_step_mean, which divides as it steps.  NULL when out of memory. */
+float *rt_batch_sums_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                         const float *X, const int32_t *y, const int64_t *idx, int64_t nb, double *loss,
+                         double *ce);
 /* How many examples of the last batch the weights before the step
  * classified correctly. */
 int64_t rt_grad_ctx_correct(const rt_grad_ctx *c);
@@ -807,6 +819,10 @@ void rt_grad_ctx_lengths(rt_grad_ctx *c, const int32_t *lens);
 enum { RT_SUM_LOSS = 4, RT_SUM_CE = 3, RT_SUM_CORRECT = 2, RT_SUM_FLAG = 1, RT_SUM_TAIL = 4 };
 float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                     const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len);
+/* rt_grad_mean's first half: the sums of every process added, the
+ * accumulators folded into the parameters' (in place), still nb times the
+ * gradient; rt_opt_step_mean steps from them. */
+void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums);
 void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums, int64_t nb,
                   float *grad);
 

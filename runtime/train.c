@@ -82,7 +82,6 @@ static void run_free(run *r)
 	free(r->perm);
 	free(r->P);
 	free(r->pre);
-	free(r->grad);
 	free(r->best);
 	free(r->E);
 	rt_opt_free(&r->os);
@@ -137,33 +136,6 @@ static void progress(const run *r, int epoch, int64_t b, int64_t nbatches, int64
 }
 
 /* One epoch; 130 when a signal stopped it. */
-/* Whether every one of n values is finite, on `threads` threads. */
-typedef struct finite_pass {
-	const float *v;
-	bool ok[RT_MAX_PARTS];
-} finite_pass;
-
-static void finite_range(void *ctx, int part, int64_t lo, int64_t hi)
-{
-	finite_pass *f = ctx;
-	bool ok = true;
-	for (int64_t i = lo; i < hi; i++)
-		ok &= isfinite(f->v[i]);
-	f->ok[part] = ok;
-}
-
-static bool all_finite(const float *v, int64_t n, int threads)
-{
-	finite_pass f = { .v = v };
-	for (int t = 0; t < RT_MAX_PARTS; t++)
-		f.ok[t] = true;
-	rt_parallel_range(threads, n, finite_range, &f);
-	bool ok = true;
-	for (int t = 0; t < RT_MAX_PARTS; t++)
-		ok &= f.ok[t];
-	return ok;
-}
-
 static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *ce_out, double *acc_out,
                        double *secs)
 {
@@ -187,9 +159,11 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 		c->obj.sample_seed = mix(mix(c->seed ^ AXES_SALT, (uint64_t)epoch), (uint64_t)b);
 		double loss, ce;
 		int64_t right;
+		float *sums;
 		if (ranks == 1) {
-			if (rt_batch_grad_ctx(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin,
-			                      nb, r->grad, &loss, &ce) != 0)
+			sums = rt_batch_sums_ctx(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin, nb,
+			                         &loss, &ce);
+			if (!sums)
 				return rt_user_fail(c, "out of memory");
 			right = rt_grad_ctx_correct(r->gc);
 		} else {
@@ -197,8 +171,8 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 			 * part, with the stop flag, in one allreduce (docs/scale.md) */
 			int64_t lo, hi, len;
 			rt_dist_part(nb, rt_dist_rank(), ranks, &lo, &hi);
-			float *sums = rt_grad_sums(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y,
-			                           r->perm + begin + lo, hi - lo, &len);
+			sums = rt_grad_sums(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin + lo,
+			                    hi - lo, &len);
 			if (!sums)
 				return rt_user_fail(c, "out of memory");
 			float *tail = sums + len;
@@ -212,10 +186,12 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 			loss = tail[-RT_SUM_LOSS] / (double)nb;
 			ce = tail[-RT_SUM_CE] / (double)nb;
 			right = (int64_t)tail[-RT_SUM_CORRECT];
-			rt_grad_mean(r->gc, &c->obj, r->P, sums, nb, r->grad);
+			rt_grad_fold(r->gc, &c->obj, r->P, sums);
 		}
 		const int threads = c->threads > 0 ? c->threads : rt_ncpus();
-		bool finite = isfinite(loss) && all_finite(r->grad, m->n_params, threads);
+		/* the step checks the gradient as it goes: after a gradient that is
+		 * not finite the weights are garbage, and the run ends unsaved */
+		bool finite = isfinite(loss) && rt_opt_step_mean(&c->opt, &r->os, lr, r->P, sums, nb, threads);
 		if (!finite) {   /* the same on every rank: rank 0 says it */
 			if (tty)
 				fputc('\n', stderr);
@@ -225,7 +201,6 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 			                    "(try a smaller --lr); the checkpoint holds the last finished epoch",
 			                    epoch + 1, (long long)(b + 1), isfinite(loss) ? "gradient" : "loss");
 		}
-		rt_opt_step_threads(&c->opt, &r->os, lr, r->P, r->grad, threads);
 		sum_loss += loss * (double)nb;
 		sum_ce += ce * (double)nb;
 		correct += right;
@@ -403,13 +378,12 @@ static int train_run(const rt_model *m, config *c)
 	r->perm = malloc(sizeof(int64_t) * (size_t)N);
 	r->P = rt_alloc_floats(m->n_params);
 	r->pre = rt_alloc_floats(m->pre_floats);
-	r->grad = rt_alloc_floats(m->n_params);
 	r->best = run_has_valid(r) ? rt_alloc_floats(m->n_params) : NULL;
 	int threads = c->threads > 0 ? c->threads : rt_ncpus();
 	r->gc = rt_grad_ctx_new(m, threads);
 	if (r->gc)
 		rt_grad_ctx_lengths(r->gc, r->data.len);
-	if (!r->order || !r->perm || !r->P || !r->pre || !r->grad || (run_has_valid(r) && !r->best) || !r->gc ||
+	if (!r->order || !r->perm || !r->P || !r->pre || (run_has_valid(r) && !r->best) || !r->gc ||
 	    rt_opt_init(&r->os, &c->opt, m->n_params) != 0 || rt_ckpt_layout(r) != 0) {
 		rt_user_fail(c, "out of memory");
 		goto done;

@@ -65,7 +65,7 @@ typedef struct run {
 	char *ckpt_path;
 	rt_data data, test, valid;
 	int64_t n_train, *order, *perm;
-	float *P, *pre, *grad, *best, *E;
+	float *P, *pre, *best, *E;
 	rt_opt_state os;
 	rt_grad_ctx *gc;
 	rt_tensor *extra;

@@ -2,7 +2,8 @@
  *
  * - Optimizers: two or three steps of SGD (plain, momentum, Nesterov, weight
  *   decay), Adam and AMSGrad from known weights and gradients against values
- *   worked out by hand from PyTorch's update rules.
+ *   worked out by hand from PyTorch's update rules; the step from the
+ *   gradient sums (the training loop's) against the mean, then the step.
  * - Objectives: cross-entropy and sigmoid cross-entropy against hand values;
  *   every objective's partial derivatives against central differences in
  *   double; the top-gamma selection and the binding neuron, ties included.
@@ -204,6 +205,75 @@ static void test_lr_schedule(void **state)
 	o.lr_step = 1;
 	o.lr_gamma = 0.1;
 	assert_true(fabs(rt_lr_at(&o, 2) - 0.001) < 1e-15);
+}
+
+/* rt_opt_step_mean, the training loop's step from the gradient sums: the
+ * same bits as dividing first (rt_grad_mean's sums[i] / nb in float) and
+ * stepping on one thread, for every rule, on 3 threads and a length that
+ * leaves vector tails; SGD against the rule written out here in float; and
+ * false exactly when an element of the gradient is NaN or infinite. */
+static void test_step_mean(void **state)
+{
+	(void)state;
+	enum { N = 1003, NB = 7 };
+	const rt_optimizer opts[] = {
+		{ .kind = RT_SGD, .lr = 0.1 },
+		{ .kind = RT_SGD, .lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3 },
+		{ .kind = RT_SGD, .lr = 0.05, .momentum = 0.9, .nesterov = true, .weight_decay = 1e-3 },
+		{ .kind = RT_ADAM, .lr = 0.01, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-4 },
+		{ .kind = RT_AMSGRAD, .lr = 0.01, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8 },
+	};
+	static float sums[N], grad[N], P1[N], P2[N], Pref[N], bref[N];
+	uint64_t r = 12345;
+	for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
+		const rt_optimizer *o = &opts[k];
+		rt_opt_state s1, s2;
+		assert_int_equal(rt_opt_init(&s1, o, N), 0);
+		assert_int_equal(rt_opt_init(&s2, o, N), 0);
+		for (int i = 0; i < N; i++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			P1[i] = P2[i] = Pref[i] = (float)((double)(r >> 40) / (1 << 24) - 0.5);
+			bref[i] = 0;
+		}
+		for (int step = 0; step < 3; step++) {
+			for (int i = 0; i < N; i++) {
+				r = r * 6364136223846793005ull + 1442695040888963407ull;
+				sums[i] = (float)((double)(r >> 40) / (1 << 20) - 8);
+				grad[i] = sums[i] / (float)NB;
+			}
+			rt_opt_step_threads(o, &s1, o->lr, P1, grad, 1);
+			assert_true(rt_opt_step_mean(o, &s2, o->lr, P2, sums, NB, 3));
+			if (memcmp(P1, P2, sizeof P1) != 0 ||
+			    (s1.nstate && memcmp(s1.mem, s2.mem, sizeof(float) * (size_t)(s1.nstate * N)) != 0))
+				fail_msg("optimizer %zu, step %d: rt_opt_step_mean differs from the mean, then the step", k, step);
+			if (o->kind != RT_SGD)
+				continue;
+			const float lr = (float)o->lr, mu = (float)o->momentum, wd = (float)o->weight_decay;
+			for (int i = 0; i < N; i++) {
+				float g = grad[i] + wd * Pref[i];
+				if (mu == 0) {
+					Pref[i] = Pref[i] - lr * g;
+					continue;
+				}
+				bref[i] = step == 0 ? g : mu * bref[i] + g;
+				float d = o->nesterov ? g + mu * bref[i] : bref[i];
+				Pref[i] = Pref[i] - lr * d;
+			}
+			if (memcmp(Pref, P2, sizeof Pref) != 0)
+				fail_msg("optimizer %zu, step %d: SGD differs from PyTorch's rule in float", k, step);
+		}
+		/* a gradient that is not finite anywhere, the tail included */
+		const int at[] = { 0, N / 2, N - 1 };
+		const float badv[] = { NAN, INFINITY, -INFINITY };
+		for (int a = 0; a < 3; a++) {
+			float keep = sums[at[a]];
+			sums[at[a]] = badv[a];
+			assert_false(rt_opt_step_mean(o, &s2, o->lr, P2, sums, NB, 2));
+			sums[at[a]] = keep;
+		}
+		rt_opt_free(&s1);
+		rt_opt_free(&s2);
+	}
 }
 
 /* ------------------------------------------------------------------------
@@ -1117,6 +1187,7 @@ int main(void)
 		cmocka_unit_test(test_sgd),
 		cmocka_unit_test(test_adam),
 		cmocka_unit_test(test_lr_schedule),
+		cmocka_unit_test(test_step_mean),
 		cmocka_unit_test(test_cross_entropy_values),
 		cmocka_unit_test(test_roll_and_distance_values),
 		cmocka_unit_test(test_objective_finite_differences),
