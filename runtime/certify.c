@@ -5,8 +5,9 @@
  * before; this file gives each thread its own workspace, and the threads
  * take the inputs one at a time from a shared counter.  The cost of an
  * input varies (pruned certification forms only the gradient rows that
- * may bind), so fixed shares left one thread waiting for the other.  The results do not depend on the
- * thread count, which is capped at the cores and the inputs there are.
+ * may bind), so fixed shares left one thread waiting for the other.  The
+ * results do not depend on the thread count, which is capped at the cores
+ * and the inputs there are.
  * Allocations go through the runtime's wrapper (alloc.c), so the tests can
  * fail each one.  The per-parameter quantities (first-layer norms) are
  * computed once per batch by the model's prepare kernel.

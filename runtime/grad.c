@@ -331,14 +331,6 @@ void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *
 		c->m->train_finish(P, sums);
 }
 
-void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums, int64_t nb,
-                  float *grad)
-{
-	rt_grad_fold(c, o, P, sums);
-	mean a = { sums, grad, (float)nb };
-	rt_parallel_range(c->threads, c->m->n_params, mean_range, &a);
-}
-
 float *rt_batch_sums_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                          const float *X, const int32_t *y, const int64_t *idx, int64_t nb, double *loss,
                          double *ce)

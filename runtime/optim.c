@@ -14,7 +14,7 @@
  * computes each element in double and stores it as float.  The state is
  * what a checkpoint saves, and a resumed run continues bit for bit.
  * The training loop steps from the batch's gradient sums: the division by
- * the batch size (in float, as rt_grad_mean does it) and the finiteness
+ * the batch size (in float, as rt_batch_grad_ctx does it) and the finiteness
  * check happen in the same pass as the step, which reads every parameter
  * once instead of three times (a fifth of a vanilla step on mnist_fc).
  */

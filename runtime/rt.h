@@ -771,7 +771,7 @@ void rt_opt_step(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, co
 void rt_opt_step_threads(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *grad, int threads);
 /* The step from the sums of nb examples' gradients (rt_batch_sums_ctx),
  * the gradient being sums / nb in float, bit for bit the step from
- * rt_grad_mean's gradient.  false: some element of the gradient is not
+ * rt_batch_grad_ctx's gradient.  false: some element of the gradient is not
  * finite, and P holds no useful values (the caller abandons the run). */
 bool rt_opt_step_mean(const rt_optimizer *o, rt_opt_state *s, double lr, float *P, const float *sums, int64_t nb,
                       int threads);
@@ -814,17 +814,14 @@ void rt_grad_ctx_lengths(rt_grad_ctx *c, const int32_t *lens);
  * indexed from the end by RT_SUM_*: the sums of the loss and of the
  * cross-entropy, the count of right predictions, and a flag the caller
  * sets.  Buffers of several processes added element-wise are the sums of
- * their examples together; rt_grad_mean turns the sums of nb examples into
- * the mean gradient (n_params floats).  NULL or -1 when out of memory. */
+ * their examples together; rt_grad_fold folds them, and rt_opt_step_mean
+ * steps from them.  NULL when out of memory. */
 enum { RT_SUM_LOSS = 4, RT_SUM_CE = 3, RT_SUM_CORRECT = 2, RT_SUM_FLAG = 1, RT_SUM_TAIL = 4 };
 float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                     const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len);
-/* rt_grad_mean's first half: the sums of every process added, the
- * accumulators folded into the parameters' (in place), still nb times the
- * gradient; rt_opt_step_mean steps from them. */
+/* After the sums of every process are added: the accumulators folded into
+ * the parameters' (in place), still nb times the gradient. */
 void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums);
-void rt_grad_mean(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums, int64_t nb,
-                  float *grad);
 
 /* dist.c: the job's processes (MPI ranks; one process without MPI).
  * rt_dist_start joins the job when an MPI launcher started this process

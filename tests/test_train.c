@@ -208,7 +208,7 @@ static void test_lr_schedule(void **state)
 }
 
 /* rt_opt_step_mean, the training loop's step from the gradient sums: the
- * same bits as dividing first (rt_grad_mean's sums[i] / nb in float) and
+ * same bits as dividing first (rt_batch_grad_ctx's sums[i] / nb in float) and
  * stepping on one thread, for every rule, on 3 threads and a length that
  * leaves vector tails; SGD against the rule written out here in float; and
  * false exactly when an element of the gradient is NaN or infinite. */
