@@ -642,6 +642,7 @@ static void write_perf_map(const rt_model *m)
 		{ "lln_input_grad", (uintptr_t)m->input_grad },
 		{ "lln_train_batch_forward", (uintptr_t)m->train_batch_forward },
 		{ "lln_train_batch_backward", (uintptr_t)m->train_batch_backward },
+		{ "lln_train_batch_weights", (uintptr_t)m->train_batch_weights },
 	};
 	int n = 0;   /* the kernels the model has */
 	for (size_t i = 0; i < sizeof k / sizeof *k; i++)

@@ -47,7 +47,7 @@ _Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 
                offsetof(rt_model, layers) == 104 && offsetof(rt_model, prepare) == 120 &&
                offsetof(rt_model, train_finish) == 184 && offsetof(rt_model, batch_ws_floats) == 192 &&
                offsetof(rt_model, batch) == 200 && offsetof(rt_model, train_batch_forward) == 208 &&
-               sizeof(rt_model) == 224,
+               sizeof(rt_model) == 232,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -1045,7 +1045,7 @@ static LLVMValueRef const_global(gen *g, const char *name, LLVMValueRef init, bo
 	return gv;
 }
 
-static void emit_descriptor(gen *g, LLVMValueRef fns[11], int64_t batch_ws)
+static void emit_descriptor(gen *g, LLVMValueRef fns[12], int64_t batch_ws)
 {
 	const ir_module *m = g->m;
 	LLVMTypeRef layer_t = LLVMStructTypeInContext(g->c, (LLVMTypeRef[]){ g->ptr, g->i32, g->i32, g->i32, g->i32, g->i32 }, 6, 0);
@@ -1081,7 +1081,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[11], int64_t batch_ws)
 		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7], fns[8],
-		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), ci32(g, batch_ws ? m->n_ops : 0), fns[9], fns[10],
+		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), fns[9], fns[10], fns[11],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
@@ -1161,14 +1161,14 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */
 	int nfns = o->certifier ? 6 : 9;
-	LLVMValueRef fns[11];
+	LLVMValueRef fns[12];
 	for (int i = 0; i < 9; i++) {
 		if (i < nfns)
 			emitters[i](&g);
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);
 	}
 	int64_t batch_ws = 0;
-	fns[9] = fns[10] = LLVMConstNull(g.ptr);
+	fns[9] = fns[10] = fns[11] = LLVMConstNull(g.ptr);
 	if (!o->certifier && cg_batchable(m))
 		cg_emit_batch(&g, fns + 9, &batch_ws);
 	emit_descriptor(&g, fns, batch_ws);

@@ -482,11 +482,12 @@ void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueR
 /* The dual norm ||g||_q of an l_p ball from the three sums. */
 LLVMValueRef cg_dual(gen *g, LLVMValueRef sums[3], int p);
 /* The batched training kernels of dense chains (cg_batch.c): up to
- * CG_BATCH examples per call; fns receives lln_train_batch_forward and
- * lln_train_batch_backward, ws_floats their workspace. */
+ * CG_BATCH examples per call; fns receives lln_train_batch_forward,
+ * lln_train_batch_backward and lln_train_batch_weights, ws_floats their
+ * workspace. */
 enum { CG_BATCH = 64 };
 bool cg_batchable(const ir_module *m);
-void cg_emit_batch(gen *g, LLVMValueRef fns[2], int64_t *ws_floats);
+void cg_emit_batch(gen *g, LLVMValueRef fns[3], int64_t *ws_floats);
 /* The certify kernel (cg_certify.c), and the rounding-error bound of the
  * forward pass it shares with the direction kernel: ez(v) >= |z - z^| for
  * every unit of every value, for the model as written. */

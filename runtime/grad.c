@@ -9,9 +9,13 @@
  * the weights before the step) was right are kept, for the epoch's report.
  *
  * Objectives without sq on models with the batched kernels (dense chains)
- * go another way: the whole batch through matrix products, each stage split
- * by rows across the threads, so every thread reads only its share of the
- * weights and writes its own rows of the one gradient (batch_sums).
+ * go another way (batch_sums): each thread takes its share of the batch's
+ * examples through the forward kernel, the objective and the backward
+ * kernel, with no meeting between the layers; then each computes its share
+ * of the rows of the one weight gradient.  Two meetings per batch, the
+ * data crossing between the cores only at the second, and a gradient that
+ * does not depend on the thread count.  (Split by rows at every layer, two
+ * threads were 1.1-1.3x one: docs/performance.md.)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +33,9 @@ struct rt_grad_ctx {
 	const int32_t *lens;   /* the data's sequence lengths (rt_grad_ctx_lengths) */
 	int threads;
 	gthread *t;
-	/* the batched kernels' workspace, shared: the threads split each stage
-	 * by rows; m->batch rows of z, logits and their adjoints */
+	/* the batched kernels' workspace, shared: the threads work on disjoint
+	 * examples, then on disjoint rows of the gradient; m->batch rows of z,
+	 * logits and their adjoints */
 	float *bws, *bz, *blogits, *bdlogits, *bdz;
 	const float **rows;
 	double *loss, *ce;   /* per example of the batch */
@@ -142,64 +147,67 @@ static int32_t predict(const rt_model *m, const float *logits)
 	return best;
 }
 
-static void zero_range(void *ctx, int part, int64_t lo, int64_t hi)
-{
-	(void)part;
-	memset((float *)ctx + lo, 0, sizeof(float) * (size_t)(hi - lo));
-}
-
-/* One stage of a batched kernel, a share of its rows per thread. */
-typedef struct bstage {
+/* A thread's part of a batched step. */
+typedef struct bjob {
 	rt_grad_ctx *c;
-	const float *P;
-	float *grad;   /* NULL: the forward kernel */
-	int32_t nb, stage, part, parts;
-} bstage;
+	const rt_objective *o;
+	const float *P, *X;
+	const int32_t *y;
+	const int64_t *idx;
+	float *grad;
+	int64_t s;              /* the call's first example in the batch */
+	int32_t n, c0, c1;      /* its examples; this part's columns */
+	int32_t part, parts, accumulate;
+} bjob;
 
-static void *run_stage(void *arg)
+/* Columns [c0, c1): forward, the objective, backward. */
+static void *batch_columns(void *arg)
 {
-	const bstage *s = arg;
-	rt_grad_ctx *c = s->c;
-	if (s->grad)
-		c->m->train_batch_backward(s->P, c->bws, s->nb, c->bdlogits, c->bdz, s->grad, s->stage, s->part, s->parts);
-	else
-		c->m->train_batch_forward(s->P, c->rows, s->nb, c->bws, c->bz, c->blogits, s->stage, s->part, s->parts);
+	const bjob *j = arg;
+	rt_grad_ctx *c = j->c;
+	const rt_model *m = c->m;
+	const int64_t H = m->n_hidden, O = m->n_out;
+	m->train_batch_forward(j->P, c->rows, j->n, c->bws, c->bz, c->blogits, j->c0, j->c1);
+	for (int32_t e = j->c0; e < j->c1 && e < j->n; e++) {
+		int64_t i = j->s + e, r = j->idx ? j->idx[i] : i;
+		const float *logits = c->blogits + e * O;
+		c->loss[i] = rt_objective_eval(j->o, m, logits, c->bz + e * H, NULL, j->y[r], c->bdlogits + e * O,
+		                               c->bdz + e * H, NULL, &c->ce[i], c->t[j->part].scratch);
+		c->right[i] = predict(m, logits) == j->y[r];
+	}
+	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, c->bdz, j->c0, j->c1);
 	return NULL;
 }
 
-static void run_stages(rt_grad_ctx *c, const float *P, float *grad, int32_t nb, int32_t stages)
+static void *batch_weights(void *arg)
 {
-	bstage jobs[c->threads];
-	for (int32_t st = 0; st < stages; st++) {
-		for (int t = 0; t < c->threads; t++)
-			jobs[t] = (bstage){ c, P, grad, nb, st, t, c->threads };
-		rt_parallel_hot(c->threads, run_stage, jobs, sizeof *jobs);
-	}
+	const bjob *j = arg;
+	j->c->m->train_batch_weights(j->P, j->c->bws, j->n, j->grad, j->accumulate, j->part, j->parts);
+	return NULL;
 }
 
 /* The batch's gradient sum without sq, by the batched kernels, m->batch
- * examples at a time, every stage split by rows across the threads: one
- * sum (no per-thread buffers to add), the same whatever the thread count;
- * the same as one example at a time up to float rounding. */
+ * examples at a time; the same whatever the thread count, and the same as
+ * one example at a time up to float rounding. */
 static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *X, const int32_t *y,
                        const int64_t *idx, int64_t nb, float *grad)
 {
 	const rt_model *m = c->m;
-	const int64_t H = m->n_hidden, O = m->n_out;
-	rt_parallel_range(c->threads, m->n_params, zero_range, grad);
+	const int T = c->threads;
+	bjob jobs[T];
 	for (int64_t s = 0; s < nb; s += m->batch) {
-		int32_t n = (int32_t)(nb - s < m->batch ? nb - s : m->batch);
+		int32_t n = (int32_t)(nb - s < m->batch ? nb - s : m->batch), n8 = (n + 7) & ~7;
 		for (int32_t e = 0; e < n; e++)
 			c->rows[e] = X + (idx ? idx[s + e] : s + e) * m->n_in;
-		run_stages(c, P, NULL, n, m->batch_ops + 1);
-		for (int32_t e = 0; e < n; e++) {
-			int64_t i = s + e, r = idx ? idx[i] : i;
-			const float *logits = c->blogits + e * O;
-			c->loss[i] = rt_objective_eval(o, m, logits, c->bz + e * H, NULL, y[r], c->bdlogits + e * O,
-			                               c->bdz + e * H, NULL, &c->ce[i], c->t[0].scratch);
-			c->right[i] = predict(m, logits) == y[r];
+		for (int t = 0; t < T; t++) {
+			/* columns cut on multiples of 16: whole vectors and cache lines */
+			int32_t c0 = (int32_t)((int64_t)n8 * t / T) & ~15;
+			int32_t c1 = t + 1 == T ? n8 : (int32_t)((int64_t)n8 * (t + 1) / T) & ~15;
+			jobs[t] = (bjob){ .c = c, .o = o, .P = P, .X = X, .y = y, .idx = idx, .grad = grad, .s = s, .n = n,
+			                  .c0 = c0, .c1 = c1, .part = t, .parts = T, .accumulate = s > 0 };
 		}
-		run_stages(c, P, grad, n, 2 * m->batch_ops - 1);
+		rt_parallel_hot(T, batch_columns, jobs, sizeof *jobs);
+		rt_parallel_hot(T, batch_weights, jobs, sizeof *jobs);
 	}
 }
 

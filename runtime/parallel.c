@@ -12,7 +12,7 @@
  * the helper threads are created on first need, grown when a call wants
  * more, and sleep on a condition variable between calls.  Waking a
  * sleeping thread costs up to 100 microseconds on a virtual machine, and
- * batched training makes a call per layer stage (grad.c), so such calls
+ * batched training makes two calls per 64 examples (grad.c), so such calls
  * (rt_parallel_hot) make the helpers watch for the next call for a short
  * while (SPIN polls, about 0.1 ms, yielding the core now and then) before
  * they sleep, and the caller waits for the shares the same way.  Other

@@ -32,7 +32,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 6
+#define RT_ABI_VERSION 7
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -138,23 +138,26 @@ typedef struct rt_model {
 
 	/* Training without sq (need_sq 0) of up to `batch` examples per call,
 	 * as matrix products over the examples, in float (chains of dense
-	 * layers; 0 and NULL otherwise).  Each kernel runs in stages, every
-	 * stage split into `parts` shares of rows that may run at once, one
-	 * stage after another: train_batch_forward's batch_ops + 1 stages take
-	 * nb pointers to raw inputs and write nb rows of z (n_hidden) and of
-	 * logits; train_batch_backward's 2 batch_ops - 1 stages add to grad the
-	 * gradient of the sum over the nb examples of dlogits.logits + dz.z
-	 * (rows as z and logits; dz may be NULL).  Both use the same bws
-	 * (batch_ws_floats floats).  Shares write disjoint parts of every
-	 * output, and each element is computed the same way whatever `parts`
-	 * is.  No pre, no accumulators: grad needs n_params floats. */
+	 * layers; 0 and NULL otherwise).  train_batch_forward takes nb pointers
+	 * to raw inputs and writes rows of z (n_hidden) and of the logits;
+	 * train_batch_backward takes dlogits and dz (rows as z and the logits;
+	 * dz may be NULL) and back-propagates them.  Both work on the examples
+	 * (columns) [c0, c1) only, c0 a multiple of 16 (c1 past nb means nb):
+	 * calls on disjoint columns may run at once.  Then train_batch_weights
+	 * stores in grad (adds to it, when accumulate is not 0) the gradient of
+	 * the sum over the nb examples of dlogits.logits + dz.z, for the
+	 * part-th of `parts` shares of every layer's rows, which may run at
+	 * once.  All use the same bws (batch_ws_floats floats).  Each element is
+	 * computed the same way whatever the columns and shares.  No pre, no
+	 * accumulators: grad needs n_params floats. */
 	int64_t batch_ws_floats;
 	int32_t batch;
-	int32_t batch_ops;
 	void (*train_batch_forward)(const float *P, const float *const *x, int32_t nb, float *bws, float *z,
-	                            float *logits, int32_t stage, int32_t part, int32_t parts);
+	                            float *logits, int32_t c0, int32_t c1);
 	void (*train_batch_backward)(const float *P, float *bws, int32_t nb, const float *dlogits, const float *dz,
-	                             float *grad, int32_t stage, int32_t part, int32_t parts);
+	                             int32_t c0, int32_t c1);
+	void (*train_batch_weights)(const float *P, float *bws, int32_t nb, float *grad, int32_t accumulate,
+	                            int32_t part, int32_t parts);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */
