@@ -8,8 +8,8 @@
  * run.  Each example's loss, cross-entropy and whether its prediction (under
  * the weights before the step) was right are kept, for the epoch's report.
  *
- * Objectives without sq on models with the batched kernels (dense chains)
- * go another way (batch_sums): each thread takes its share of the batch's
+ * The vanilla objective on models with the batched kernels (dense chains)
+ * goes another way (batch_sums): each thread takes its share of the batch's
  * examples through the forward kernel, the objective and the backward
  * kernel, with no meeting between the layers; then each computes its share
  * of the rows of the one weight gradient.  Two meetings per batch, the
@@ -34,10 +34,11 @@ struct rt_grad_ctx {
 	int threads;
 	gthread *t;
 	/* the batched kernels' workspace, shared: the threads work on disjoint
-	 * examples, then on disjoint rows of the gradient; m->batch rows of z,
+	 * examples, then on disjoint rows of the gradient; m->batch rows of the
 	 * logits and their adjoints */
-	float *bws, *bz, *blogits, *bdlogits, *bdz;
+	float *bws, *blogits, *bdlogits;
 	const float **rows;
+	float *check;        /* per thread: the fused step's finiteness */
 	double *loss, *ce;   /* per example of the batch */
 	unsigned char *right;
 	double sum_loss, sum_ce;   /* of the last batch */
@@ -75,11 +76,10 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 	}
 	free(c->t);
 	free(c->bws);
-	free(c->bz);
 	free(c->blogits);
 	free(c->bdlogits);
-	free(c->bdz);
 	free(c->rows);
+	free(c->check);
 	free(c->loss);
 	free(c->ce);
 	free(c->right);
@@ -121,12 +121,11 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 	}
 	if (m->batch) {
 		c->bws = rt_alloc_floats(m->batch_ws_floats);
-		c->bz = rt_alloc_floats(m->batch * H);
 		c->blogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
 		c->bdlogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
-		c->bdz = rt_alloc_floats(m->batch * H);
 		c->rows = malloc(sizeof *c->rows * (size_t)m->batch);
-		if (!c->bws || !c->bz || !c->blogits || !c->bdlogits || !c->bdz || !c->rows) {
+		c->check = malloc(sizeof *c->check * (size_t)c->threads);
+		if (!c->bws || !c->blogits || !c->bdlogits || !c->rows || !c->check) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -147,50 +146,63 @@ static int32_t predict(const rt_model *m, const float *logits)
 	return best;
 }
 
+/* An SGD step fused into the batch's last weights call (rt_batch_sgd_ctx). */
+typedef struct fused {
+	const float *sgd;   /* lr, momentum, weight decay, batch size */
+	float *buf;
+	int32_t mode;       /* Nesterov, first step: train_batch_weights' bits */
+} fused;
+
 /* A thread's part of a batched step. */
 typedef struct bjob {
 	rt_grad_ctx *c;
 	const rt_objective *o;
-	const float *P, *X;
+	float *P;   /* written only by a fused step */
+	const float *X;
 	const int32_t *y;
 	const int64_t *idx;
 	float *grad;
+	const fused *f;
 	int64_t s;              /* the call's first example in the batch */
 	int32_t n, c0, c1;      /* its examples; this part's columns */
-	int32_t part, parts, accumulate;
+	int32_t part, parts, mode;
 } bjob;
 
-/* Columns [c0, c1): forward, the objective, backward. */
+/* Columns [c0, c1): forward, the objective, backward.  The objective is
+ * vanilla, a function of the logits alone: z is neither kept nor given an
+ * adjoint. */
 static void *batch_columns(void *arg)
 {
 	const bjob *j = arg;
 	rt_grad_ctx *c = j->c;
 	const rt_model *m = c->m;
-	const int64_t H = m->n_hidden, O = m->n_out;
-	m->train_batch_forward(j->P, c->rows, j->n, c->bws, c->bz, c->blogits, j->c0, j->c1);
+	const int64_t O = m->n_out;
+	m->train_batch_forward(j->P, c->rows, j->n, c->bws, NULL, c->blogits, j->c0, j->c1);
 	for (int32_t e = j->c0; e < j->c1 && e < j->n; e++) {
 		int64_t i = j->s + e, r = j->idx ? j->idx[i] : i;
 		const float *logits = c->blogits + e * O;
-		c->loss[i] = rt_objective_eval(j->o, m, logits, c->bz + e * H, NULL, j->y[r], c->bdlogits + e * O,
-		                               c->bdz + e * H, NULL, &c->ce[i], c->t[j->part].scratch);
+		c->loss[i] = rt_objective_eval(j->o, m, logits, NULL, NULL, j->y[r], c->bdlogits + e * O, NULL, NULL,
+		                               &c->ce[i], c->t[j->part].scratch);
 		c->right[i] = predict(m, logits) == j->y[r];
 	}
-	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, c->bdz, j->c0, j->c1);
+	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, NULL, j->c0, j->c1);
 	return NULL;
 }
 
 static void *batch_weights(void *arg)
 {
 	const bjob *j = arg;
-	j->c->m->train_batch_weights(j->P, j->c->bws, j->n, j->grad, j->accumulate, j->part, j->parts);
+	j->c->m->train_batch_weights(j->P, j->c->bws, j->n, j->grad, j->mode, j->part, j->parts, j->f ? j->f->sgd : NULL,
+	                             j->f ? j->f->buf : NULL, j->c->check);
 	return NULL;
 }
 
-/* The batch's gradient sum without sq, by the batched kernels, m->batch
- * examples at a time; the same whatever the thread count, and the same as
- * one example at a time up to float rounding. */
-static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *X, const int32_t *y,
-                       const int64_t *idx, int64_t nb, float *grad)
+/* The batch's gradient sum of the vanilla objective, by the batched
+ * kernels, m->batch examples at a time, into grad, or with f the SGD step
+ * from it on P; the same whatever the thread count, and the same as one
+ * example at a time up to float rounding. */
+static void batch_sums(rt_grad_ctx *c, const rt_objective *o, float *P, const float *X, const int32_t *y,
+                       const int64_t *idx, int64_t nb, float *grad, const fused *f)
 {
 	const rt_model *m = c->m;
 	const int T = c->threads;
@@ -203,8 +215,9 @@ static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, co
 			/* columns cut on multiples of 16: whole vectors and cache lines */
 			int32_t c0 = (int32_t)((int64_t)n8 * t / T) & ~15;
 			int32_t c1 = t + 1 == T ? n8 : (int32_t)((int64_t)n8 * (t + 1) / T) & ~15;
-			jobs[t] = (bjob){ .c = c, .o = o, .P = P, .X = X, .y = y, .idx = idx, .grad = grad, .s = s, .n = n,
-			                  .c0 = c0, .c1 = c1, .part = t, .parts = T, .accumulate = s > 0 };
+			int32_t mode = (s > 0) | (f && s + n == nb ? 2 | f->mode : 0);
+			jobs[t] = (bjob){ .c = c, .o = o, .P = P, .X = X, .y = y, .idx = idx, .grad = grad, .f = f, .s = s,
+			                  .n = n, .c0 = c0, .c1 = c1, .part = t, .parts = T, .mode = mode };
 		}
 		rt_parallel_hot(T, batch_columns, jobs, sizeof *jobs);
 		rt_parallel_hot(T, batch_weights, jobs, sizeof *jobs);
@@ -276,8 +289,9 @@ static void mean_range(void *ctx, int part, int64_t lo, int64_t hi)
 		grad[i] = sums[i] / a->nb;
 }
 
-float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
-                    const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len)
+/* rt_grad_sums, or with f (rt_batch_sgd_ctx) the step. */
+static float *sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre, const float *X,
+                   const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len, const fused *f)
 {
 	const rt_model *m = c->m;
 	const int64_t gf = sums_floats(m, o);
@@ -303,8 +317,9 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 			return NULL;
 		c->cap = nb;
 	}
-	if (!rt_objective_needs_sq(o) && m->batch) {
-		batch_sums(c, o, P, X, y, idx, nb, g0);
+	if (o->kind == RT_OBJ_VANILLA && m->batch) {
+		/* P is written only by the step, whose caller passes it writable */
+		batch_sums(c, o, (float *)P, X, y, idx, nb, g0, f);
 	} else {
 		int threads = c->threads < nb ? c->threads : (int)nb;
 		gjob jobs[threads];
@@ -329,6 +344,12 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 	tail[-RT_SUM_CORRECT] = (float)c->correct;
 	tail[-RT_SUM_FLAG] = 0;
 	return g0;
+}
+
+float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                    const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len)
+{
+	return sums(c, o, P, pre, X, y, idx, nb, len, NULL);
 }
 
 void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums)
@@ -393,4 +414,29 @@ void rt_grad_ctx_lengths(rt_grad_ctx *c, const int32_t *lens)
 int64_t rt_grad_ctx_correct(const rt_grad_ctx *c)
 {
 	return c->correct;
+}
+
+bool rt_batch_sgd_ok(const rt_model *m, const rt_objective *o, const rt_optimizer *opt)
+{
+	return m->batch && o->kind == RT_OBJ_VANILLA && opt->kind == RT_SGD;
+}
+
+int rt_batch_sgd_ctx(rt_grad_ctx *c, const rt_objective *o, const rt_optimizer *opt, rt_opt_state *s, double lr,
+                     float *P, const float *X, const int32_t *y, const int64_t *idx, int64_t nb, double *loss,
+                     double *ce)
+{
+	const float sgd[4] = { (float)lr, (float)opt->momentum, (float)opt->weight_decay, (float)nb };
+	const fused f = { sgd, s->buf, (opt->nesterov ? 4 : 0) | (s->step == 0 ? 8 : 0) };
+	int64_t len;
+	if (nb <= 0 || !sums(c, o, P, NULL, X, y, idx, nb, &len, &f))
+		return -1;
+	s->step++;
+	if (loss)
+		*loss = c->sum_loss / (double)nb;
+	if (ce)
+		*ce = c->sum_ce / (double)nb;
+	bool finite = true;
+	for (int t = 0; t < c->threads; t++)
+		finite &= c->check[t] == 0;
+	return finite;
 }

@@ -1164,6 +1164,13 @@ static void test_loop_jit(void **state)
 	}
 	expect_error(TRAIN(j.m, NULL, "--data", data, "--init-scheme", "xavier", "-o", out), 2,
 	             "--init-scheme takes pytorch or he, got 'xavier'");
+	/* divergence under the SGD step fused into the batched kernels: said,
+	 * and nothing written */
+	unlink(out);
+	expect_error(TRAIN(j.m, NULL, "--data", data, "--objective", "vanilla", "--optimizer", "sgd", "--lr", "1e37",
+	                   "--epochs", "3", "-o", out),
+	             1, "is not finite; training diverged (try a smaller --lr)");
+	assert_int_equal(access(out, F_OK), -1);
 	free(W);
 	free(I);
 	jit_close(&j);
