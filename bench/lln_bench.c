@@ -18,9 +18,8 @@
  *             drew (rt_sample_axes with the objective's sample_seed 0 and
  *             the example's row as stream, as rt_batch_grad does), so that
  *             PyTorch can recompute the same estimate
- *   vanilla   training steps as train.c takes them: rt_batch_sgd_ctx (SGD
- *             fused into the batch) or rt_batch_sums_ctx + rt_opt_step_mean
- *             (prepare only for ROLL)
+ *   vanilla   training steps as train.c takes them: rt_batch_sums_ctx +
+ *             rt_opt_step_mean, SGD (prepare only for ROLL)
  *   roll      the same with ROLL (--lambda, default 2; --C, default 0.25;
  *             gamma 100; approximate when the model samples axes)
  *   cert_all  rt_certify_batch over --n examples, norms = 1, 2, inf
@@ -295,7 +294,6 @@ static void run_train(bench *b, bool roll)
 		die("out of memory%s", "");
 	int64_t step = 0;
 	double loss = 0;
-	const bool fused = rt_batch_sgd_ok(m, obj, &OPT);
 	/* one step: exactly what the training loop does per batch (train.c) */
 #define STEP()                                                                                   \
 	do {                                                                                         \
@@ -303,16 +301,11 @@ static void run_train(bench *b, bool roll)
 		const int32_t *Y = b->data.y + (step % nbat) * nb;                                       \
 		if (rt_objective_needs_sq(obj))                                                          \
 			m->prepare(b->P, b->pre);                                                            \
-		if (fused) {                                                                             \
-			if (rt_batch_sgd_ctx(gc, obj, &OPT, &os, OPT.lr, b->P, X, Y, NULL, nb, &loss, NULL) != 1) \
-				die("rt_batch_sgd_ctx failed%s", "");                                            \
-		} else {                                                                                 \
-			const float *sums = rt_batch_sums_ctx(gc, obj, b->P, b->pre, X, Y, NULL, nb, &loss, NULL); \
-			if (!sums)                                                                           \
-				die("rt_batch_sums_ctx failed%s", "");                                           \
-			if (!rt_opt_step_mean(&OPT, &os, OPT.lr, b->P, sums, nb, o->threads))               \
-				die("the gradient is not finite%s", "");                                         \
-		}                                                                                        \
+		const float *sums = rt_batch_sums_ctx(gc, obj, b->P, b->pre, X, Y, NULL, nb, &loss, NULL); \
+		if (!sums)                                                                               \
+			die("rt_batch_sums_ctx failed%s", "");                                               \
+		if (!rt_opt_step_mean(&OPT, &os, OPT.lr, b->P, sums, nb, o->threads))                   \
+			die("the gradient is not finite%s", "");                                             \
 		step++;                                                                                  \
 	} while (0)
 	STEP();   /* warm-up: page in buffers */

@@ -74,14 +74,14 @@ static LLVMValueRef masked_intrinsic(gen *g, const char *name, LLVMValueRef *arg
 	return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, tys, 2), LLVMGetIntrinsicDeclaration(g->mod, id, tys, 2),
 	                      args, 4, "");
 }
-LLVMValueRef cg_panel_load(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
+static LLVMValueRef panel_load(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
 {
 	if (!mask)
 		return vload(g, base, i);
 	return masked_intrinsic(g, "llvm.masked.load",
 	                        (LLVMValueRef[]){ at(g, g->f32, base, i), ci32(g, 4), mask, LLVMConstNull(g->vf) });
 }
-void cg_panel_store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
+static void panel_store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
 {
 	if (mask)
 		masked_intrinsic(g, "llvm.masked.store", (LLVMValueRef[]){ v, at(g, g->f32, base, i), ci32(g, 4), mask });
@@ -105,7 +105,7 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 	LLVMValueRef brow = add(g, mul(g, lookup(g, p->brows, k), p->ldb), j0);
 	LLVMValueRef bv[2];
 	for (int c = 0; c < CB; c++)
-		bv[c] = cg_panel_load(g, p->B, add(g, brow, ci(g, vw * c)), mask);
+		bv[c] = panel_load(g, p->B, add(g, brow, ci(g, vw * c)), mask);
 	LLVMValueRef kc = lookup(g, p->acols, k);
 	for (int r = 0; r < R; r++) {
 		LLVMValueRef ai = p->atrans ? add(g, mul(g, kc, p->lda), arow[r]) : add(g, mul(g, arow[r], p->lda), kc);
@@ -121,13 +121,9 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 			LLVMValueRef v = get(g, g->vf, acc[r][c]);
 			if (p->alpha != 1)
 				v = LLVMBuildFMul(g->b, v, vsplat(g, LLVMConstReal(g->f32, p->alpha)), "");
-			if (p->epi) {
-				p->epi(g, p->epi_ctx, v, ci_, mask);
-				continue;
-			}
 			if (p->accumulate)
-				v = LLVMBuildFAdd(g->b, v, cg_panel_load(g, p->C, ci_, mask), "");
-			cg_panel_store(g, v, p->C, ci_, mask);
+				v = LLVMBuildFAdd(g->b, v, panel_load(g, p->C, ci_, mask), "");
+			panel_store(g, v, p->C, ci_, mask);
 		}
 }
 

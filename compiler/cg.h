@@ -277,16 +277,7 @@ typedef struct gemm {
 	float alpha;
 	int rows;
 	LLVMValueRef M, N, K;
-	/* instead of storing C: epi(g, epi_ctx, v, i, mask) for each vector v
-	 * of C's values (alpha applied) at index i of C, mask NULL or its lanes */
-	void (*epi)(gen *g, void *ctx, LLVMValueRef v, LLVMValueRef i, LLVMValueRef mask);
-	void *epi_ctx;
 } gemm;
-
-/* A vector at base + i, or under `mask` only its lanes (others read 0 and
- * are not written). */
-LLVMValueRef cg_panel_load(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask);
-void cg_panel_store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask);
 
 static inline LLVMValueRef lookup(gen *g, LLVMValueRef list, LLVMValueRef i)
 {

@@ -251,88 +251,20 @@ static void share(gen *g, int64_t n, int64_t align, LLVMValueRef part, LLVMValue
 	*hi = LLVMBuildSelect(g->b, last, ci(g, n), LLVMBuildAnd(g->b, e, ci(g, -align), ""), "");
 }
 
-/* The SGD step in the weight gradient's epilogue (train_batch_weights with
- * mode & 2): PyTorch's rule in float, in its order of operations, as
- * runtime/optim.c's step_range has it:
- *   g = sum / batch + wd p;  buf = first ? g : mu buf + g  (with a buffer);
- *   p -= lr (no buffer ? g : nesterov ? g + mu buf : buf)
- * chk collects g - g of the mean gradient: NaN once an element is not
- * finite. */
-typedef struct sgd_epi {
-	LLVMValueRef grad, P, buf;   /* bases at the op's tensor; buf may be NULL */
-	LLVMValueRef add, has_buf, nesterov, first;   /* i1 */
-	LLVMValueRef lr, mu, wd, nb;                  /* float */
-	LLVMValueRef chk, chk1;      /* vars: vector, scalar */
-} sgd_epi;
-
-static void sgd_update(gen *g, void *ctx, LLVMValueRef v, LLVMValueRef i, LLVMValueRef mask)
-{
-	const sgd_epi *s = ctx;
-	const bool vec = LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind;
-	LLVMTypeRef t = vec ? g->vf : g->f32;
-#define LD(base) (vec ? cg_panel_load(g, base, i, mask) : load(g, g->f32, base, i))
-#define ST(x, base) (vec ? cg_panel_store(g, x, base, i, mask) : store(g, x, base, i))
-#define K(x) (vec ? vsplat(g, x) : x)
-	LLVMValueRef sum = var(g, t, v);
-	LLVMBasicBlockRef done = if_begin(g, s->add);
-	set(g, sum, LLVMBuildFAdd(g->b, v, LD(s->grad), ""));
-	if_end(g, done);
-	LLVMValueRef gm = LLVMBuildFDiv(g->b, get(g, t, sum), K(s->nb), "");
-	LLVMValueRef chk = vec ? s->chk : s->chk1;
-	set(g, chk, LLVMBuildFAdd(g->b, get(g, t, chk), LLVMBuildFSub(g->b, gm, gm, ""), ""));
-	LLVMValueRef p = LD(s->P);
-	LLVMValueRef gw = LLVMBuildFAdd(g->b, gm, LLVMBuildFMul(g->b, K(s->wd), p, ""), "");
-	LLVMValueRef u = var(g, t, gw);
-	done = if_begin(g, s->has_buf);
-	LLVMValueRef b = LLVMBuildFAdd(g->b, LLVMBuildFMul(g->b, K(s->mu), LD(s->buf), ""), gw, "");
-	b = LLVMBuildSelect(g->b, s->first, gw, b, "");
-	ST(b, s->buf);
-	set(g, u, LLVMBuildSelect(g->b, s->nesterov, LLVMBuildFAdd(g->b, gw, LLVMBuildFMul(g->b, K(s->mu), b, ""), ""),
-	                          b, ""));
-	if_end(g, done);
-	ST(LLVMBuildFSub(g->b, p, LLVMBuildFMul(g->b, K(s->lr), get(g, t, u), ""), ""), s->P);
-#undef LD
-#undef ST
-#undef K
-}
-
-/* weights(P, bws, nb, grad, mode, part, parts, sgd, buf, check): for the
- * part-th share of every op's rows, the gradient of the sum over the batch
- * of dlogits . logits + dz . z, from the Deltas of backward:
+/* weights(P, bws, nb, grad, accumulate, part, parts): for the part-th share
+ * of every op's rows, the gradient of the sum over the batch of
+ * dlogits . logits + dz . z, from the Deltas of backward:
  *   db = Delta 1,  dW = Delta E    (E: the op's operand, example-major)
- * mode & 1: grad's values are added to it (an earlier part of the batch);
- * mode & 2: instead of storing it in grad, an SGD step on P (sgd_epi) with
- * sgd = { lr, momentum, weight decay, the batch's size (this call's nb and
- * the earlier ones' in grad) }, the momentum buffer buf (NULL:
- * none), mode & 4 Nesterov, mode & 8 the first step; check[part] gets NaN
- * if an element of the mean gradient was not finite, else 0.  The product
+ * stored in grad, or added to it when accumulate is not 0.  The product
  * reads neither W nor the other shares' rows. */
 static void emit_weights(gen *g)
 {
-	static const char *names[] = { "P", "bws", "nb", "grad", "mode", "part", "parts", "sgd", "buf", "check" };
-	cg_begin_function(g, "lln_train_batch_weights", 10, names, 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6);
+	static const char *names[] = { "P", "bws", "nb", "grad", "accumulate", "part", "parts" };
+	cg_begin_function(g, "lln_train_batch_weights", 7, names, 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6);
 	const ir_module *m = g->m;
-	LLVMValueRef P = cg_param(g, 0), bws = cg_param(g, 1), grad = cg_param(g, 3), part = cg_param(g, 5);
-	LLVMValueRef parts = cg_param(g, 6), sgd = cg_param(g, 7), buf = cg_param(g, 8);
-	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""), mode = cg_param(g, 4);
-#define BIT(v) LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildAnd(g->b, mode, ci32(g, v), ""), ci32(g, 0), "")
-	LLVMValueRef add_ = BIT(1), step = BIT(2);
-	sgd_epi se = { .add = add_, .has_buf = LLVMBuildIsNotNull(g->b, buf, ""), .nesterov = BIT(4), .first = BIT(8),
-	               .chk = var(g, g->vf, LLVMConstNull(g->vf)),
-	               .chk1 = var(g, g->f32, LLVMConstReal(g->f32, 0)) };
-#undef BIT
-	/* the parameters are read only in a step: sgd may be NULL otherwise */
-	LLVMValueRef hp[4];
-	for (int i = 0; i < 4; i++)
-		hp[i] = var(g, g->f32, LLVMConstReal(g->f32, 0));
-	LLVMBasicBlockRef done = if_begin(g, step);
-	for (int i = 0; i < 4; i++)
-		set(g, hp[i], load(g, g->f32, sgd, ci(g, i)));
-	if_end(g, done);
-	se.lr = get(g, g->f32, hp[0]);
-	se.mu = get(g, g->f32, hp[1]);
-	se.wd = get(g, g->f32, hp[2]);
-	se.nb = get(g, g->f32, hp[3]);
+	LLVMValueRef bws = cg_param(g, 1), grad = cg_param(g, 3), part = cg_param(g, 5), parts = cg_param(g, 6);
+	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, "");
+	LLVMValueRef acc = LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 4), ci32(g, 0), "");
 	const int64_t NB = CG_BATCH;
 	cg_part part_ = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
@@ -347,43 +279,22 @@ static void emit_weights(gen *g)
 		set(g, s, LLVMBuildFAdd(g->b, get(g, g->f32, s), load(g, g->f32, dk, add(g, mul(g, j, ci(g, NB)), c)), ""));
 		loop_end(g, &lc);
 		LLVMValueRef bi = add(g, ci(g, op->b_off), j);
-		done = if_begin(g, step);
-		sgd_epi sb = se;
-		sb.grad = grad, sb.P = P, sb.buf = buf;
-		sgd_update(g, &sb, get(g, g->f32, s), bi, NULL);
-		if_end(g, done);
-		done = if_begin(g, LLVMBuildNot(g->b, step, ""));
 		LLVMValueRef sum = LLVMBuildFAdd(g->b, load(g, g->f32, grad, bi), get(g, g->f32, s), "");
-		store(g, LLVMBuildSelect(g->b, add_, sum, get(g, g->f32, s), ""), grad, bi);
-		if_end(g, done);
+		store(g, LLVMBuildSelect(g->b, acc, sum, get(g, g->f32, s), ""), grad, bi);
 		loop_end(g, &lj);
-		/* three products, so that a first part's stores read nothing and a
-		 * step writes no gradient */
-		LLVMValueRef off = add(g, ci(g, op->w_off), mul(g, lo, ci(g, op->in_size)));
-		gemm dw = { .C = at(g, g->f32, grad, off), .ldc = ci(g, op->in_size), .A = at(g, g->f32, dk, mul(g, lo, ci(g, NB))),
-		            .lda = ci(g, NB), .B = fptr(g, bws, ex_off(m, k)), .ldb = ci(g, op->in_size), .alpha = 1,
-		            .rows = BATCH_ROWS, .M = LLVMBuildSub(g->b, hi, lo, ""), .N = ci(g, op->in_size), .K = nb };
-		sgd_epi sw = se;
-		sw.grad = dw.C, sw.P = at(g, g->f32, P, off);
-		sw.buf = LLVMBuildSelect(g->b, se.has_buf, at(g, g->f32, buf, off), buf, "");
-		LLVMValueRef when[3] = { LLVMBuildNot(g->b, LLVMBuildOr(g->b, add_, step, ""), ""),
-		                         LLVMBuildAnd(g->b, add_, LLVMBuildNot(g->b, step, ""), ""), step };
-		for (int w = 0; w < 3; w++) {
-			done = if_begin(g, when[w]);
-			dw.accumulate = w == 1;
-			dw.epi = w == 2 ? sgd_update : NULL;
-			dw.epi_ctx = &sw;
+		/* two products, so that the first batch's stores read nothing */
+		gemm dw = { .C = at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, lo, ci(g, op->in_size)))),
+		            .ldc = ci(g, op->in_size), .A = at(g, g->f32, dk, mul(g, lo, ci(g, NB))), .lda = ci(g, NB),
+		            .B = fptr(g, bws, ex_off(m, k)), .ldb = ci(g, op->in_size), .alpha = 1, .rows = BATCH_ROWS,
+		            .M = LLVMBuildSub(g->b, hi, lo, ""), .N = ci(g, op->in_size), .K = nb };
+		for (int a = 0; a < 2; a++) {
+			LLVMBasicBlockRef done = if_begin(g, a ? acc : LLVMBuildNot(g->b, acc, ""));
+			dw.accumulate = a;
 			cg_gemm(g, &dw);
 			if_end(g, done);
 		}
 	}
 	cg_part_close(g, &part_);
-	done = if_begin(g, step);
-	LLVMValueRef total = get(g, g->f32, se.chk1), cv = get(g, g->vf, se.chk);
-	for (unsigned l = 0; l < LLVMGetVectorSize(g->vf); l++)
-		total = LLVMBuildFAdd(g->b, total, LLVMBuildExtractElement(g->b, cv, ci32(g, (int)l), ""), "");
-	store(g, total, cg_param(g, 9), LLVMBuildSExt(g->b, part, g->i64, ""));
-	if_end(g, done);
 	LLVMBuildRetVoid(g->b);
 }
 

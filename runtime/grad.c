@@ -38,7 +38,6 @@ struct rt_grad_ctx {
 	 * logits and their adjoints */
 	float *bws, *blogits, *bdlogits;
 	const float **rows;
-	float *check;        /* per thread: the fused step's finiteness */
 	double *loss, *ce;   /* per example of the batch */
 	unsigned char *right;
 	double sum_loss, sum_ce;   /* of the last batch */
@@ -79,7 +78,6 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 	free(c->blogits);
 	free(c->bdlogits);
 	free(c->rows);
-	free(c->check);
 	free(c->loss);
 	free(c->ce);
 	free(c->right);
@@ -124,8 +122,7 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		c->blogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
 		c->bdlogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
 		c->rows = malloc(sizeof *c->rows * (size_t)m->batch);
-		c->check = malloc(sizeof *c->check * (size_t)c->threads);
-		if (!c->bws || !c->blogits || !c->bdlogits || !c->rows || !c->check) {
+		if (!c->bws || !c->blogits || !c->bdlogits || !c->rows) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -146,26 +143,17 @@ static int32_t predict(const rt_model *m, const float *logits)
 	return best;
 }
 
-/* An SGD step fused into the batch's last weights call (rt_batch_sgd_ctx). */
-typedef struct fused {
-	const float *sgd;   /* lr, momentum, weight decay, batch size */
-	float *buf;
-	int32_t mode;       /* Nesterov, first step: train_batch_weights' bits */
-} fused;
-
 /* A thread's part of a batched step. */
 typedef struct bjob {
 	rt_grad_ctx *c;
 	const rt_objective *o;
-	float *P;   /* written only by a fused step */
-	const float *X;
+	const float *P, *X;
 	const int32_t *y;
 	const int64_t *idx;
 	float *grad;
-	const fused *f;
 	int64_t s;              /* the call's first example in the batch */
 	int32_t n, c0, c1;      /* its examples; this part's columns */
-	int32_t part, parts, mode;
+	int32_t part, parts, accumulate;
 } bjob;
 
 /* Columns [c0, c1): forward, the objective, backward.  The objective is
@@ -192,17 +180,15 @@ static void *batch_columns(void *arg)
 static void *batch_weights(void *arg)
 {
 	const bjob *j = arg;
-	j->c->m->train_batch_weights(j->P, j->c->bws, j->n, j->grad, j->mode, j->part, j->parts, j->f ? j->f->sgd : NULL,
-	                             j->f ? j->f->buf : NULL, j->c->check);
+	j->c->m->train_batch_weights(j->P, j->c->bws, j->n, j->grad, j->accumulate, j->part, j->parts);
 	return NULL;
 }
 
 /* The batch's gradient sum of the vanilla objective, by the batched
- * kernels, m->batch examples at a time, into grad, or with f the SGD step
- * from it on P; the same whatever the thread count, and the same as one
- * example at a time up to float rounding. */
-static void batch_sums(rt_grad_ctx *c, const rt_objective *o, float *P, const float *X, const int32_t *y,
-                       const int64_t *idx, int64_t nb, float *grad, const fused *f)
+ * kernels, m->batch examples at a time; the same whatever the thread count,
+ * and the same as one example at a time up to float rounding. */
+static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *X, const int32_t *y,
+                       const int64_t *idx, int64_t nb, float *grad)
 {
 	const rt_model *m = c->m;
 	const int T = c->threads;
@@ -215,9 +201,8 @@ static void batch_sums(rt_grad_ctx *c, const rt_objective *o, float *P, const fl
 			/* columns cut on multiples of 16: whole vectors and cache lines */
 			int32_t c0 = (int32_t)((int64_t)n8 * t / T) & ~15;
 			int32_t c1 = t + 1 == T ? n8 : (int32_t)((int64_t)n8 * (t + 1) / T) & ~15;
-			int32_t mode = (s > 0) | (f && s + n == nb ? 2 | f->mode : 0);
-			jobs[t] = (bjob){ .c = c, .o = o, .P = P, .X = X, .y = y, .idx = idx, .grad = grad, .f = f, .s = s,
-			                  .n = n, .c0 = c0, .c1 = c1, .part = t, .parts = T, .mode = mode };
+			jobs[t] = (bjob){ .c = c, .o = o, .P = P, .X = X, .y = y, .idx = idx, .grad = grad, .s = s, .n = n,
+			                  .c0 = c0, .c1 = c1, .part = t, .parts = T, .accumulate = s > 0 };
 		}
 		rt_parallel_hot(T, batch_columns, jobs, sizeof *jobs);
 		rt_parallel_hot(T, batch_weights, jobs, sizeof *jobs);
@@ -289,9 +274,8 @@ static void mean_range(void *ctx, int part, int64_t lo, int64_t hi)
 		grad[i] = sums[i] / a->nb;
 }
 
-/* rt_grad_sums, or with f (rt_batch_sgd_ctx) the step. */
-static float *sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre, const float *X,
-                   const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len, const fused *f)
+float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
+                    const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len)
 {
 	const rt_model *m = c->m;
 	const int64_t gf = sums_floats(m, o);
@@ -318,8 +302,7 @@ static float *sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const 
 		c->cap = nb;
 	}
 	if (o->kind == RT_OBJ_VANILLA && m->batch) {
-		/* P is written only by the step, whose caller passes it writable */
-		batch_sums(c, o, (float *)P, X, y, idx, nb, g0, f);
+		batch_sums(c, o, P, X, y, idx, nb, g0);
 	} else {
 		int threads = c->threads < nb ? c->threads : (int)nb;
 		gjob jobs[threads];
@@ -344,12 +327,6 @@ static float *sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const 
 	tail[-RT_SUM_CORRECT] = (float)c->correct;
 	tail[-RT_SUM_FLAG] = 0;
 	return g0;
-}
-
-float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
-                    const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len)
-{
-	return sums(c, o, P, pre, X, y, idx, nb, len, NULL);
 }
 
 void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums)
@@ -414,29 +391,4 @@ void rt_grad_ctx_lengths(rt_grad_ctx *c, const int32_t *lens)
 int64_t rt_grad_ctx_correct(const rt_grad_ctx *c)
 {
 	return c->correct;
-}
-
-bool rt_batch_sgd_ok(const rt_model *m, const rt_objective *o, const rt_optimizer *opt)
-{
-	return m->batch && o->kind == RT_OBJ_VANILLA && opt->kind == RT_SGD;
-}
-
-int rt_batch_sgd_ctx(rt_grad_ctx *c, const rt_objective *o, const rt_optimizer *opt, rt_opt_state *s, double lr,
-                     float *P, const float *X, const int32_t *y, const int64_t *idx, int64_t nb, double *loss,
-                     double *ce)
-{
-	const float sgd[4] = { (float)lr, (float)opt->momentum, (float)opt->weight_decay, (float)nb };
-	const fused f = { sgd, s->buf, (opt->nesterov ? 4 : 0) | (s->step == 0 ? 8 : 0) };
-	int64_t len;
-	if (nb <= 0 || !sums(c, o, P, NULL, X, y, idx, nb, &len, &f))
-		return -1;
-	s->step++;
-	if (loss)
-		*loss = c->sum_loss / (double)nb;
-	if (ce)
-		*ce = c->sum_ce / (double)nb;
-	bool finite = true;
-	for (int t = 0; t < c->threads; t++)
-		finite &= c->check[t] == 0;
-	return finite;
 }

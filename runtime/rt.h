@@ -141,30 +141,23 @@ typedef struct rt_model {
 	 * layers; 0 and NULL otherwise).  train_batch_forward takes nb pointers
 	 * to raw inputs and writes rows of z (n_hidden; z may be NULL: not
 	 * written) and of the logits; train_batch_backward takes dlogits and dz
-	 * (rows as z and the logits; dz may be NULL) and back-propagates them.  Both work on the examples
-	 * (columns) [c0, c1) only, c0 a multiple of 16 (c1 past nb means nb):
-	 * calls on disjoint columns may run at once.  Then train_batch_weights
-	 * stores in grad (mode 0; mode 1: adds to it) the gradient of the sum
-	 * over the nb examples of dlogits.logits + dz.z, for the part-th of
-	 * `parts` shares of every layer's rows, which may run at once.  With
-	 * mode & 2 it takes instead an SGD step on P with that sum (plus grad's,
-	 * with mode & 1) over nb as the gradient, in float, the bits of
-	 * rt_opt_step_mean: sgd = { lr, momentum, weight decay, the batch's
-	 * size (this call's nb and the earlier calls' in grad) }, buf the
-	 * momentum buffer (NULL: none), mode & 4 Nesterov, mode & 8 the first
-	 * step; check[part] = NaN if an element of that gradient was not finite,
-	 * else 0 (sgd, buf and check are not used without mode & 2).  All use the
-	 * same bws (batch_ws_floats floats).  Each element is computed the same
-	 * way whatever the columns and shares.  No pre, no accumulators: grad
-	 * needs n_params floats. */
+	 * (rows as z and the logits; dz may be NULL) and back-propagates them.
+	 * Both work on the examples (columns) [c0, c1) only, c0 a multiple of 16
+	 * (c1 past nb means nb): calls on disjoint columns may run at once.  Then train_batch_weights
+	 * stores in grad (adds to it, when accumulate is not 0) the gradient of
+	 * the sum over the nb examples of dlogits.logits + dz.z, for the
+	 * part-th of `parts` shares of every layer's rows, which may run at
+	 * once.  All use the same bws (batch_ws_floats floats).  Each element is
+	 * computed the same way whatever the columns and shares.  No pre, no
+	 * accumulators: grad needs n_params floats. */
 	int64_t batch_ws_floats;
 	int32_t batch;
 	void (*train_batch_forward)(const float *P, const float *const *x, int32_t nb, float *bws, float *z,
 	                            float *logits, int32_t c0, int32_t c1);
 	void (*train_batch_backward)(const float *P, float *bws, int32_t nb, const float *dlogits, const float *dz,
 	                             int32_t c0, int32_t c1);
-	void (*train_batch_weights)(float *P, float *bws, int32_t nb, float *grad, int32_t mode, int32_t part,
-	                            int32_t parts, const float *sgd, float *buf, float *check);
+	void (*train_batch_weights)(const float *P, float *bws, int32_t nb, float *grad, int32_t accumulate,
+	                            int32_t part, int32_t parts);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */
@@ -810,15 +803,6 @@ int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, con
 float *rt_batch_sums_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                          const float *X, const int32_t *y, const int64_t *idx, int64_t nb, double *loss,
                          double *ce);
-/* A batch and its SGD step in one (rt_batch_sgd_ok: the vanilla objective,
- * a model with the batched kernels, SGD), the gradient never stored: the
- * same bits in P and s as rt_batch_sums_ctx then rt_opt_step_mean.  1
- * stepped; 0 an element of the gradient was not finite (P holds no useful
- * values, as after rt_opt_step_mean's false); -1 out of memory. */
-bool rt_batch_sgd_ok(const rt_model *m, const rt_objective *o, const rt_optimizer *opt);
-int rt_batch_sgd_ctx(rt_grad_ctx *c, const rt_objective *o, const rt_optimizer *opt, rt_opt_state *s, double lr,
-                     float *P, const float *X, const int32_t *y, const int64_t *idx, int64_t nb, double *loss,
-                     double *ce);
 /* How many examples of the last batch the weights before the step
  * classified correctly. */
 int64_t rt_grad_ctx_correct(const rt_grad_ctx *c);

@@ -159,18 +159,8 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 		c->obj.sample_seed = mix(mix(c->seed ^ AXES_SALT, (uint64_t)epoch), (uint64_t)b);
 		double loss, ce;
 		int64_t right;
-		float *sums = NULL;
-		const int threads = c->threads > 0 ? c->threads : rt_ncpus();
-		bool finite = false;
-		if (ranks == 1 && rt_batch_sgd_ok(m, &c->obj, &c->opt)) {
-			/* the step fused into the batch's last kernel */
-			int rc = rt_batch_sgd_ctx(r->gc, &c->obj, &c->opt, &r->os, lr, r->P, r->data.x, r->data.y,
-			                          r->perm + begin, nb, &loss, &ce);
-			if (rc < 0)
-				return rt_user_fail(c, "out of memory");
-			right = rt_grad_ctx_correct(r->gc);
-			finite = isfinite(loss) && rc == 1;
-		} else if (ranks == 1) {
+		float *sums;
+		if (ranks == 1) {
 			sums = rt_batch_sums_ctx(r->gc, &c->obj, r->P, r->pre, r->data.x, r->data.y, r->perm + begin, nb,
 			                         &loss, &ce);
 			if (!sums)
@@ -198,10 +188,10 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 			right = (int64_t)tail[-RT_SUM_CORRECT];
 			rt_grad_fold(r->gc, &c->obj, r->P, sums);
 		}
+		const int threads = c->threads > 0 ? c->threads : rt_ncpus();
 		/* the step checks the gradient as it goes: after a gradient that is
 		 * not finite the weights are garbage, and the run ends unsaved */
-		if (sums)
-			finite = isfinite(loss) && rt_opt_step_mean(&c->opt, &r->os, lr, r->P, sums, nb, threads);
+		bool finite = isfinite(loss) && rt_opt_step_mean(&c->opt, &r->os, lr, r->P, sums, nb, threads);
 		if (!finite) {   /* the same on every rank: rank 0 says it */
 			if (tty)
 				fputc('\n', stderr);

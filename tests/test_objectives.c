@@ -12,8 +12,7 @@
  * The batched kernels of dense chains (train_batch_forward/backward, what
  * rt_batch_grad uses for objectives without sq) are checked the same way,
  * over batches that fill a kernel call, leave a remainder and split across
- * threads, against the same reference; and the SGD step fused into them
- * against the gradient then the step.
+ * threads, against the same reference.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -306,58 +305,6 @@ static double ref_mean_loss(const net *nt, const double *P, const float *X, cons
 	return s / n;
 }
 
-/* The SGD step fused into the weights kernel (rt_batch_sgd_ctx) against
- * the gradient's sums then rt_opt_step_mean: the same bits in P and the
- * momentum buffer, two steps (the first sets the buffer) of every rule,
- * batches of one call and of three, on 1 and 3 threads; and a gradient that
- * is not finite is reported as rt_opt_step_mean reports it. */
-static void check_fused_step(const rt_model *m, const float *P0, float *X, const int32_t *y)
-{
-	const rt_objective van = { .kind = RT_OBJ_VANILLA, .sigmoid = m->n_out == 1 };
-	const rt_optimizer rules[] = {
-		{ .kind = RT_SGD, .lr = 0.05 },
-		{ .kind = RT_SGD, .lr = 0.05, .momentum = 0.5, .nesterov = true },
-		{ .kind = RT_SGD, .lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3 },
-	};
-	const size_t bytes = sizeof(float) * (size_t)m->n_params;
-	float *Pa = malloc(bytes), *Pb = malloc(bytes);
-	for (size_t r = 0; r < sizeof rules / sizeof *rules; r++)
-		for (int threads = 1; threads <= 3; threads += 2)
-			for (int64_t nb = 64; nb <= NBATCH; nb += NBATCH - 64) {
-				const rt_optimizer *o = &rules[r];
-				assert_true(rt_batch_sgd_ok(m, &van, o));
-				rt_grad_ctx *ca = rt_grad_ctx_new(m, threads), *cb = rt_grad_ctx_new(m, threads);
-				rt_opt_state sa, sb;
-				assert_int_equal(rt_opt_init(&sa, o, m->n_params), 0);
-				assert_int_equal(rt_opt_init(&sb, o, m->n_params), 0);
-				memcpy(Pa, P0, bytes);
-				memcpy(Pb, P0, bytes);
-				for (int step = 0; step < 2; step++) {
-					double la, lb;
-					const float *sums = rt_batch_sums_ctx(ca, &van, Pa, NULL, X, y, NULL, nb, &la, NULL);
-					assert_non_null(sums);
-					assert_true(rt_opt_step_mean(o, &sa, o->lr, Pa, sums, nb, threads));
-					assert_int_equal(rt_batch_sgd_ctx(cb, &van, o, &sb, o->lr, Pb, X, y, NULL, nb, &lb, NULL), 1);
-					assert_true(la == lb);
-					assert_memory_equal(Pa, Pb, bytes);
-					if (sa.buf)
-						assert_memory_equal(sa.buf, sb.buf, bytes);
-					assert_int_equal(sa.step, sb.step);
-				}
-				/* an input of NaN: every gradient element of its batch too */
-				float keep = X[(nb - 1) * m->n_in];
-				X[(nb - 1) * m->n_in] = NAN;
-				assert_int_equal(rt_batch_sgd_ctx(cb, &van, o, &sb, o->lr, Pb, X, y, NULL, nb, NULL, NULL), 0);
-				X[(nb - 1) * m->n_in] = keep;
-				rt_opt_free(&sa);
-				rt_opt_free(&sb);
-				rt_grad_ctx_free(ca);
-				rt_grad_ctx_free(cb);
-			}
-	free(Pa);
-	free(Pb);
-}
-
 static void check_batch(const net *nt, uint64_t seed)
 {
 	const rt_model *m = compile_net(nt);
@@ -438,8 +385,6 @@ static void check_batch(const net *nt, uint64_t seed)
 		worst = fmax(worst, e);
 	}
 	assert_true(worst <= 1e-3);
-
-	check_fused_step(m, P, X, y);
 
 	free(g1);
 	free(g3);

@@ -1164,7 +1164,7 @@ static void test_loop_jit(void **state)
 	}
 	expect_error(TRAIN(j.m, NULL, "--data", data, "--init-scheme", "xavier", "-o", out), 2,
 	             "--init-scheme takes pytorch or he, got 'xavier'");
-	/* divergence under the SGD step fused into the batched kernels: said,
+	/* divergence in the batched kernels' training (vanilla, dense): said,
 	 * and nothing written */
 	unlink(out);
 	expect_error(TRAIN(j.m, NULL, "--data", data, "--objective", "vanilla", "--optimizer", "sgd", "--lr", "1e37",
