@@ -62,6 +62,13 @@ static LLVMValueRef relu32(gen *g, LLVMValueRef v)
  * of the batch panel to 8 multiply-adds. */
 enum { BATCH_ROWS = 8 };
 
+/* if (cond == want): the kernels emit a loop both ways rather than test a
+ * flag per element. */
+static LLVMBasicBlockRef if_is(gen *g, LLVMValueRef cond, bool want)
+{
+	return if_begin(g, want ? cond : LLVMBuildNot(g->b, cond, ""));
+}
+
 /* The columns [c0, c1) a call computes, clamped to the padded batch (an
  * empty range past it), and the real ones among them, [c0, min(c1, nb)). */
 static void columns(gen *g, LLVMValueRef nb, LLVMValueRef *c0, LLVMValueRef *c1, LLVMValueRef *real_end)
@@ -88,8 +95,9 @@ static void relu_out(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef C, LL
 	LLVMValueRef zv = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
 	if (Z)
 		store(g, zv, Z, add(g, mul(g, c, ci(g, g->m->n_hidden)), add(g, ci(g, op->z_off), j)));
-	store(g, relu32(g, zv), E, add(g, mul(g, c, ci(g, op->out_size)), j));
-	store(g, relu32(g, zv), crow, c);
+	LLVMValueRef a = relu32(g, zv);
+	store(g, a, E, add(g, mul(g, c, ci(g, op->out_size)), j));
+	store(g, a, crow, c);
 	loop_end(g, &lc);
 	c = loop_begin(g, &lc, real_end, c1);
 	store(g, relu32(g, LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "")), crow, c);
@@ -144,7 +152,7 @@ static void emit_forward(gen *g)
 		                    .N = LLVMBuildSub(g->b, c1, c0, ""), .K = ci(g, op->in_size) });
 		if (op->relu) {   /* emitted with and without z: no test per element */
 			for (int w = 0; w < 2; w++) {
-				LLVMBasicBlockRef done = if_begin(g, w ? has_z : LLVMBuildNot(g->b, has_z, ""));
+				LLVMBasicBlockRef done = if_is(g, has_z, w);
 				relu_out(g, op, P, C, E, w ? Z : NULL, c0, real_end, c1);
 				if_end(g, done);
 			}
@@ -229,7 +237,7 @@ static void emit_backward(gen *g)
 		                    .alpha = 1, .rows = BATCH_ROWS, .M = ci(g, op->in_size),
 		                    .N = LLVMBuildSub(g->b, c1, c0, ""), .K = ci(g, op->out_size) });
 		for (int w = 0; w < 2; w++) {   /* with and without dz */
-			LLVMBasicBlockRef done = if_begin(g, w ? has_dz : LLVMBuildNot(g->b, has_dz, ""));
+			LLVMBasicBlockRef done = if_is(g, has_dz, w);
 			mask_delta(g, below, fptr(g, bws, act_off(m, k)), dprev, w ? dz : NULL, c0, real_end);
 			if_end(g, done);
 		}
@@ -288,7 +296,7 @@ static void emit_weights(gen *g)
 		            .B = fptr(g, bws, ex_off(m, k)), .ldb = ci(g, op->in_size), .alpha = 1, .rows = BATCH_ROWS,
 		            .M = LLVMBuildSub(g->b, hi, lo, ""), .N = ci(g, op->in_size), .K = nb };
 		for (int a = 0; a < 2; a++) {
-			LLVMBasicBlockRef done = if_begin(g, a ? acc : LLVMBuildNot(g->b, acc, ""));
+			LLVMBasicBlockRef done = if_is(g, acc, a);
 			dw.accumulate = a;
 			cg_gemm(g, &dw);
 			if_end(g, done);

@@ -143,11 +143,11 @@ typedef struct rt_model {
 	 * written) and of the logits; train_batch_backward takes dlogits and dz
 	 * (rows as z and the logits; dz may be NULL) and back-propagates them.
 	 * Both work on the examples (columns) [c0, c1) only, c0 a multiple of 16
-	 * (c1 past nb means nb): calls on disjoint columns may run at once.  Then train_batch_weights
-	 * stores in grad (adds to it, when accumulate is not 0) the gradient of
-	 * the sum over the nb examples of dlogits.logits + dz.z, for the
-	 * part-th of `parts` shares of every layer's rows, which may run at
-	 * once.  All use the same bws (batch_ws_floats floats).  Each element is
+	 * (c1 past the batch means its end): calls on disjoint columns may run
+	 * at once.  Then train_batch_weights stores in grad (adds to it, when
+	 * accumulate is not 0) the gradient of the sum over the nb examples of
+	 * dlogits.logits + dz.z, for the part-th of `parts` shares of every
+	 * layer's rows, which may run at once.  All use the same bws (batch_ws_floats floats).  Each element is
 	 * computed the same way whatever the columns and shares.  No pre, no
 	 * accumulators: grad needs n_params floats. */
 	int64_t batch_ws_floats;
