@@ -170,6 +170,17 @@ void cg_gemm(gen *g, const gemm *p)
 	if_end(g, done);
 }
 
+/* 16 floats wide given AVX-512; the function must be marked for 512-bit
+ * vectors (cg_wide_vectors). */
+void cg_wide_gemm(gen *g, const gemm *p)
+{
+	LLVMTypeRef vf = g->vf;
+	if (g->avx512)
+		g->vf = LLVMVectorType(g->f32, 16);
+	cg_gemm(g, p);
+	g->vf = vf;
+}
+
 /* ---- the workspace layout ---- */
 
 static int value_size(const ir_module *m, int v)
@@ -910,6 +921,8 @@ static void emit_train_forward(gen *g)
 {
 	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq", "axes" };
 	cg_begin_function(g, "lln_train_forward", 9, names, 1u << 3);
+	if (g->m->dense_chain && !g->m->samples)
+		cg_wide_vectors(g);
 	LLVMValueRef ws = cg_param(g, 4);
 	cg_forward(g, cg_param(g, 0), cg_param(g, 2), NULL, ws, cg_param(g, 5), cg_param(g, 6));
 	cg_active_lists(g, ws, NULL);
@@ -1001,6 +1014,8 @@ static void emit_train_backward(gen *g)
 {
 	static const char *names[] = { "P", "pre", "ws", "dlogits", "dz", "dsq", "grad" };
 	cg_begin_function(g, "lln_train_backward", 7, names, 0);
+	if (g->m->dense_chain && !g->m->samples)
+		cg_wide_vectors(g);
 	LLVMValueRef ws = cg_param(g, 2), dsq = cg_param(g, 5), grad = cg_param(g, 6);
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildIsNotNull(g->b, dsq, ""));
 	sampled_rows(g, true, NULL);
@@ -1018,6 +1033,7 @@ static void emit_train_finish(gen *g)
 {
 	static const char *names[] = { "P", "grad" };
 	cg_begin_function(g, "lln_train_finish", 2, names, 0);
+	cg_wide_vectors(g);
 	if (g->m->dense_chain && !g->m->samples)
 		cg_gram_finish(g, cg_param(g, 0), cg_param(g, 1));
 	LLVMBuildRetVoid(g->b);

@@ -286,6 +286,7 @@ static inline LLVMValueRef lookup(gen *g, LLVMValueRef list, LLVMValueRef i)
 
 
 void cg_gemm(gen *g, const gemm *p);
+void cg_wide_gemm(gen *g, const gemm *p);
 
 static inline LLVMValueRef pad8v(gen *g, LLVMValueRef n) { return LLVMBuildAnd(g->b, add(g, n, ci(g, VW - 1)), ci(g, ~(int64_t)(VW - 1)), ""); }
 

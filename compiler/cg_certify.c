@@ -309,17 +309,6 @@ static void bounds_by_rows(gen *g, cert *c)
  * rows are not formed either: the logits' rows are V diag(m) J with
  * V = W^o diag(m^L) W^L, an n_out x n product, whose error the last
  * layer's T bounds. */
-/* The pruned strategy's products: 16 floats wide given AVX-512 (the
- * kernel is then marked for 512-bit vectors, cg_emit_certify). */
-static void wide_gemm(gen *g, const gemm *p)
-{
-	LLVMTypeRef vf = g->vf;
-	if (g->avx512)
-		g->vf = LLVMVectorType(g->f32, 16);
-	cg_gemm(g, p);
-	g->vf = vf;
-}
-
 /* An upper bound of unit j of value v's radius, from a lower bound lo of
  * its row's dual norm (inf unless lo > 0), rounded up. */
 static LLVMValueRef radius_up(gen *g, cert *c, int v, LLVMValueRef j, LLVMValueRef lo)
@@ -418,7 +407,7 @@ static void pruned_layer(gen *g, cert *c, int k, LLVMValueRef *rows)
 	LLVMValueRef D = ci(g, m->n_in), count = weights ? ci(g, op->out_size) : get(g, g->i64, nkeep);
 	if (!weights) {
 		LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[k - 1]));
-		wide_gemm(g, &(gemm){ .C = rows[v], .ldc = D, .A = at(g, g->f32, c->P, ci(g, op->w_off)), .lda = ci(g, op->in_size),
+		cg_wide_gemm(g, &(gemm){ .C = rows[v], .ldc = D, .A = at(g, g->f32, c->P, ci(g, op->w_off)), .lda = ci(g, op->in_size),
 		                    .arows = keep, .scatter = true, .acols = act, .B = rows[k], .ldb = D, .brows = act, .rows = 8,
 		                    .alpha = 1, .M = count, .N = D, .K = active_count(g, ws, k - 1) });
 	}
@@ -457,11 +446,11 @@ static void pruned_logits(gen *g, cert *c, LLVMValueRef *rows)
 	LLVMValueRef ws = c->ws, D = ci(g, m->n_in);
 	LLVMValueRef V = at(g, g->f32, ws, ci(g, g->scratch_off[0])), VLD = ci(g, pad8(last->in_size));
 	LLVMValueRef actL = at(g, g->f32, ws, ci(g, g->act_off[o - 1])), actB = at(g, g->f32, ws, ci(g, g->act_off[b]));
-	wide_gemm(g, &(gemm){ .C = V, .ldc = VLD, .A = at(g, g->f32, c->P, ci(g, out->w_off)), .lda = ci(g, out->in_size),
+	cg_wide_gemm(g, &(gemm){ .C = V, .ldc = VLD, .A = at(g, g->f32, c->P, ci(g, out->w_off)), .lda = ci(g, out->in_size),
 	                    .acols = actL, .B = at(g, g->f32, c->P, ci(g, last->w_off)), .ldb = ci(g, last->in_size),
 	                    .brows = actL, .alpha = 1, .M = ci(g, m->n_out), .N = ci(g, last->in_size),
 	                    .K = active_count(g, ws, o - 1) });
-	wide_gemm(g, &(gemm){ .C = rows[o + 1], .ldc = D, .A = V, .lda = VLD, .acols = actB, .B = rows[b + 1], .ldb = D,
+	cg_wide_gemm(g, &(gemm){ .C = rows[o + 1], .ldc = D, .A = V, .lda = VLD, .acols = actB, .B = rows[b + 1], .ldb = D,
 	                    .brows = actB, .alpha = 1, .M = ci(g, m->n_out), .N = D, .K = active_count(g, ws, b) });
 	double gv = cg_gamma32(out->in_size), gj = cg_gamma32(last->in_size);
 	for (int p = 0; p < RT_NNORMS; p++) {

@@ -223,7 +223,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		loop_end(g, &lt);
 		loop_end(g, &lr);
 		/* T = V Gc_i;  sq = rowwise V . T */
-		cg_gemm(g, &(gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
+		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
 		                      .ldb = ci(g, pad8(m->ops[i].out_size)), .alpha = 1, .M = N, .N = ai8, .K = ai });
 		if (op->relu) {
 			r = loop_begin(g, &lr, ci(g, 0), N);
@@ -244,7 +244,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		store(g, LLVMBuildSelect(g->b, qin, v, LLVMConstReal(g->f32, 0), ""), VA, add(g, mul(g, t, GLD), q));
 		loop_end(g, &lq);
 		loop_end(g, &lt);
-		cg_gemm(g, &(gemm){ .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
+		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
 		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,
 		                      .M = a, .N = a8, .K = ai });
 	}
@@ -255,17 +255,15 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 {
 	const ir_module *m = g->m;
 	cg_part part = { 0 };
-	for (int k = 0; k < m->n_ops; k++)
-		if (m->ops[k].relu) {
-			cg_part_step(g, &part);
-			emit_zero(g, at(g, g->f32, ws, ci(g, g->gbar_off[k])), (int64_t)m->ops[k].out_size * pad8(m->ops[k].out_size));
-		}
-	cg_part_close(g, &part);
 	for (int k = m->n_ops - 1; k >= 0; k--) {
 		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
 		if (!op->relu)
 			continue;
+		/* In a chain, the one consumer of a layer whose Gram block was
+		 * formed stores its active block of Gbar (below, before it is read
+		 * here); the others' Gbar is diag(dsq) alone, E is never read. */
+		bool has_e = need_gc(m, k, false);
 		int64_t n = op->out_size;
 		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
 		LLVMValueRef a = active_count(g, ws, k), act = at(g, g->f32, ws, ci(g, g->act_off[k]));
@@ -278,6 +276,8 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 			LLVMValueRef ii = add(g, mul(g, r, N), r);
 			store(g, fadd(g, load(g, g->f32, acc, ii), load(g, g->f32, dsq, add(g, ci(g, op->z_off), r))), acc, ii);
 			loop_end(g, &lr);
+			if (!has_e)
+				continue;
 			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
 			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
 			LLVMValueRef jj = add(g, mul(g, active_at(g, ws, k, p), N), active_at(g, ws, k, q));
@@ -294,18 +294,22 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		LLVMValueRef ET = at(g, g->f32, ws, ci(g, g->scratch_off[1]));
 		LLVMValueRef Y = at(g, g->f32, ws, ci(g, g->scratch_off[2]));
 		/* the active block of Gbar times V and T */
-		cg_gemm(g, &(gemm){ .C = EV, .ldc = VLD, .A = E, .lda = GLD, .B = Vc, .ldb = VLD, .brows = act,
-		                      .alpha = 1, .M = a, .N = ai8, .K = a });
-		cg_gemm(g, &(gemm){ .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD, .brows = act,
-		                      .alpha = 1, .M = a, .N = ai8, .K = a });
+		if (has_e) {
+			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = EV, .ldc = VLD, .A = E, .lda = GLD, .B = Vc, .ldb = VLD,
+			                         .brows = act, .alpha = 1, .M = a, .N = ai8, .K = a });
+			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD,
+			                         .brows = act, .alpha = 1, .M = a, .N = ai8, .K = a });
+		}
 		/* row r: Y = Gbar V = dsq_r V[r] + EV[pos(r)];  dW[r, A_i] += 2 Gbar T */
 		LLVMValueRef pos = var(g, g->i64, ci(g, 0));
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
 		LLVMValueRef cr = load(g, g->f32, dsq, add(g, ci(g, op->z_off), r));
 		LLVMValueRef on = var(g, g->i1, LLVMConstInt(g->i1, 0, 0));
-		LLVMBasicBlockRef d0 = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSLT, get(g, g->i64, pos), a, ""));
-		set(g, on, LLVMBuildICmp(g->b, LLVMIntEQ, active_at(g, ws, k, get(g, g->i64, pos)), r, ""));
-		if_end(g, d0);
+		if (has_e) {
+			LLVMBasicBlockRef d0 = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSLT, get(g, g->i64, pos), a, ""));
+			set(g, on, LLVMBuildICmp(g->b, LLVMIntEQ, active_at(g, ws, k, get(g, g->i64, pos)), r, ""));
+			if_end(g, d0);
+		}
 		LLVMValueRef onv = get(g, g->i1, on), p = get(g, g->i64, pos);
 		LLVMValueRef prow = mul(g, LLVMBuildSelect(g->b, onv, p, ci(g, 0), ""), VLD), rrow = mul(g, r, VLD);
 		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai8);
@@ -322,10 +326,10 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		loop_end(g, &lt);
 		set(g, pos, add(g, p, LLVMBuildZExt(g->b, onv, g->i64, "")));
 		loop_end(g, &lr);
-		/* Gbar_i += V^T Y */
-		cg_gemm(g, &(gemm){ .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])), .ldc = ci(g, pad8(m->ops[i].out_size)),
-		                      .A = Vc, .lda = VLD, .atrans = true, .B = Y, .ldb = VLD, .accumulate = true,
-		                      .alpha = 1, .M = ai, .N = ai8, .K = N });
+		/* Gbar_i's active block = V^T Y */
+		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])),
+		                         .ldc = ci(g, pad8(m->ops[i].out_size)), .A = Vc, .lda = VLD, .atrans = true, .B = Y,
+		                         .ldb = VLD, .alpha = 1, .M = ai, .N = ai8, .K = N });
 	}
 	cg_part_close(g, &part);
 }
@@ -341,7 +345,7 @@ void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad)
 		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size);
 		LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
 		if (op->in_size % VW == 0) {
-			cg_gemm(g, &(gemm){ .C = at(g, g->f32, grad, ci(g, op->w_off)), .ldc = D, .A = acc, .lda = N,
+			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, grad, ci(g, op->w_off)), .ldc = D, .A = acc, .lda = N,
 			                      .B = at(g, g->f32, P, ci(g, op->w_off)), .ldb = D, .accumulate = true,
 			                      .alpha = 2, .M = N, .N = D, .K = N });
 			continue;
