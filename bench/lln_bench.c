@@ -643,6 +643,8 @@ static void write_perf_map(const rt_model *m)
 		{ "lln_train_batch_forward", (uintptr_t)m->train_batch_forward },
 		{ "lln_train_batch_backward", (uintptr_t)m->train_batch_backward },
 		{ "lln_train_batch_weights", (uintptr_t)m->train_batch_weights },
+		{ "lln_train_gram", (uintptr_t)m->train_gram },
+		{ "lln_train_gram_backward", (uintptr_t)m->train_gram_backward },
 	};
 	int n = 0;   /* the kernels the model has */
 	for (size_t i = 0; i < sizeof k / sizeof *k; i++)

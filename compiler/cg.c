@@ -47,7 +47,7 @@ _Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 
                offsetof(rt_model, layers) == 104 && offsetof(rt_model, prepare) == 120 &&
                offsetof(rt_model, train_finish) == 184 && offsetof(rt_model, batch_ws_floats) == 192 &&
                offsetof(rt_model, batch) == 200 && offsetof(rt_model, train_batch_forward) == 208 &&
-               sizeof(rt_model) == 232,
+               offsetof(rt_model, train_gram) == 232 && sizeof(rt_model) == 248,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -1029,6 +1029,30 @@ static void emit_train_backward(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
+/* The Gram part of train_forward and train_backward alone, for the batched
+ * path of objectives that need sq: the masks come from z, which the batched
+ * forward kernel computed, and the batched kernels back-propagate dlogits
+ * and dz. */
+static void emit_train_gram(gen *g)
+{
+	static const char *names[] = { "P", "pre", "z", "ws", "sq" };
+	cg_begin_function(g, "lln_train_gram", 5, names, 0);
+	cg_wide_vectors(g);
+	LLVMValueRef ws = cg_param(g, 3);
+	cg_active_lists(g, ws, cg_param(g, 2));
+	cg_gram_forward(g, cg_param(g, 0), cg_param(g, 1), ws, cg_param(g, 4), false);
+	LLVMBuildRetVoid(g->b);
+}
+
+static void emit_train_gram_backward(gen *g)
+{
+	static const char *names[] = { "ws", "dsq", "grad" };
+	cg_begin_function(g, "lln_train_gram_backward", 3, names, 0);
+	cg_wide_vectors(g);
+	cg_gram_backward(g, cg_param(g, 0), cg_param(g, 1), cg_param(g, 2));
+	LLVMBuildRetVoid(g->b);
+}
+
 static void emit_train_finish(gen *g)
 {
 	static const char *names[] = { "P", "grad" };
@@ -1061,7 +1085,7 @@ static LLVMValueRef const_global(gen *g, const char *name, LLVMValueRef init, bo
 	return gv;
 }
 
-static void emit_descriptor(gen *g, LLVMValueRef fns[12], int64_t batch_ws)
+static void emit_descriptor(gen *g, LLVMValueRef fns[14], int64_t batch_ws)
 {
 	const ir_module *m = g->m;
 	LLVMTypeRef layer_t = LLVMStructTypeInContext(g->c, (LLVMTypeRef[]){ g->ptr, g->i32, g->i32, g->i32, g->i32, g->i32 }, 6, 0);
@@ -1097,7 +1121,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[12], int64_t batch_ws)
 		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7], fns[8],
-		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), fns[9], fns[10], fns[11],
+		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), fns[9], fns[10], fns[11], fns[12], fns[13],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
@@ -1177,16 +1201,23 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */
 	int nfns = o->certifier ? 6 : 9;
-	LLVMValueRef fns[12];
+	LLVMValueRef fns[14];
 	for (int i = 0; i < 9; i++) {
 		if (i < nfns)
 			emitters[i](&g);
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);
 	}
 	int64_t batch_ws = 0;
-	fns[9] = fns[10] = fns[11] = LLVMConstNull(g.ptr);
+	for (int i = 9; i < 14; i++)
+		fns[i] = LLVMConstNull(g.ptr);
 	if (!o->certifier && cg_batchable(m))
 		cg_emit_batch(&g, fns + 9, &batch_ws);
+	if (!o->certifier && cg_batchable(m) && !m->samples) {
+		emit_train_gram(&g);
+		fns[12] = g.fn;
+		emit_train_gram_backward(&g);
+		fns[13] = g.fn;
+	}
 	emit_descriptor(&g, fns, batch_ws);
 	LLVMDisposeBuilder(g.b);
 	arena_free(a);

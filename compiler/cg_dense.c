@@ -165,6 +165,22 @@ void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre)
 }
 
 
+/* dst[q] = src[act_k[q] stride] for q < count, 0 up to the padded count:
+ * the active columns (or, strided, rows) of a matrix, packed.  The zero
+ * tail comes apart from the copy so that the copy has no test per element
+ * (and vectorises into gathers). */
+static void gather_active(gen *g, LLVMValueRef ws, int k, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef stride,
+                          LLVMValueRef count)
+{
+	loop l;
+	LLVMValueRef q = loop_begin(g, &l, ci(g, 0), count);
+	store(g, load(g, g->f32, src, mul(g, active_at(g, ws, k, q), stride)), dst, q);
+	loop_end(g, &l);
+	q = loop_begin(g, &l, count, pad8v(g, count));
+	store(g, LLVMConstReal(g->f32, 0), dst, q);
+	loop_end(g, &l);
+}
+
 /* Whether op k's Gram block on its active units is needed: by a hidden
  * consumer, or by the logits when their Gram matrix is wanted. */
 static bool need_gc(const ir_module *m, int k, bool for_logits)
@@ -187,7 +203,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 			continue;
 		int64_t n = op->out_size;
 		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
-		loop lr, lt, lp, lq;
+		loop lr, lt, lp;
 		if (op->in[0] == 0) {
 			/* G^1 = W W^T from prepare: sq is its diagonal */
 			LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
@@ -199,13 +215,8 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 			LLVMValueRef Gc = at(g, g->f32, ws, ci(g, g->gc_off[k]));
 			LLVMValueRef a = active_count(g, ws, k);
 			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
-			LLVMValueRef rowp = mul(g, active_at(g, ws, k, p), N);
-			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), pad8v(g, a));
-			LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, q, a, "");
-			LLVMValueRef col = active_at(g, ws, k, LLVMBuildSelect(g->b, in, q, ci(g, 0), ""));
-			LLVMValueRef v = load(g, g->f32, K, add(g, rowp, col));
-			store(g, LLVMBuildSelect(g->b, in, v, LLVMConstReal(g->f32, 0), ""), Gc, add(g, mul(g, p, GLD), q));
-			loop_end(g, &lq);
+			gather_active(g, ws, k, at(g, g->f32, Gc, mul(g, p, GLD)), at(g, g->f32, K, mul(g, active_at(g, ws, k, p), N)),
+			              ci(g, 1), a);
 			loop_end(g, &lp);
 			continue;
 		}
@@ -215,12 +226,8 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		LLVMValueRef VLD = ci(g, pad8(op->in_size));
 		/* V = W[:, A_i], zero-padded */
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
-		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai8);
-		LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntSLT, t, ai, "");
-		LLVMValueRef col = active_at(g, ws, i, LLVMBuildSelect(g->b, in, t, ci(g, 0), ""));
-		LLVMValueRef w = load(g, g->f32, P, add(g, ci(g, op->w_off), add(g, mul(g, r, ci(g, op->in_size)), col)));
-		store(g, LLVMBuildSelect(g->b, in, w, LLVMConstReal(g->f32, 0), ""), Vc, add(g, mul(g, r, VLD), t));
-		loop_end(g, &lt);
+		gather_active(g, ws, i, at(g, g->f32, Vc, mul(g, r, VLD)),
+		              at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)))), ci(g, 1), ai);
 		loop_end(g, &lr);
 		/* T = V Gc_i;  sq = rowwise V . T */
 		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
@@ -236,13 +243,8 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		/* Gc_k = T[A_k] V[A_k]^T, through the transposed gather VA[t, q] = V[A_k[q], t] */
 		LLVMValueRef a = active_count(g, ws, k), a8 = pad8v(g, a);
 		LLVMValueRef VA = at(g, g->f32, ws, ci(g, g->scratch_off[0]));
-		t = loop_begin(g, &lt, ci(g, 0), ai);
-		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a8);
-		LLVMValueRef qin = LLVMBuildICmp(g->b, LLVMIntSLT, q, a, "");
-		LLVMValueRef rq = active_at(g, ws, k, LLVMBuildSelect(g->b, qin, q, ci(g, 0), ""));
-		LLVMValueRef v = load(g, g->f32, Vc, add(g, mul(g, rq, VLD), t));
-		store(g, LLVMBuildSelect(g->b, qin, v, LLVMConstReal(g->f32, 0), ""), VA, add(g, mul(g, t, GLD), q));
-		loop_end(g, &lq);
+		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
+		gather_active(g, ws, k, at(g, g->f32, VA, mul(g, t, GLD)), at(g, g->f32, Vc, t), VLD, a);
 		loop_end(g, &lt);
 		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
 		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,

@@ -8,14 +8,19 @@
  * run.  Each example's loss, cross-entropy and whether its prediction (under
  * the weights before the step) was right are kept, for the epoch's report.
  *
- * The vanilla objective on models with the batched kernels (dense chains)
- * goes another way (batch_sums): each thread takes its share of the batch's
- * examples through the forward kernel, the objective and the backward
- * kernel, with no meeting between the layers; then each computes its share
- * of the rows of the one weight gradient.  Two meetings per batch, the
- * data crossing between the cores only at the second, and a gradient that
+ * Models with the batched kernels (dense chains) go another way
+ * (batch_sums): each thread takes its share of the batch's examples through
+ * the forward kernel, the objective and the backward kernel, with no
+ * meeting between the layers; then each computes its share of the rows of
+ * the one weight gradient.  Two meetings per batch, the data crossing
+ * between the cores only at the second.  The vanilla objective's gradient
  * does not depend on the thread count.  (Split by rows at every layer, two
- * threads were 1.1-1.3x one: docs/performance.md.)
+ * threads were 1.1-1.3x one: docs/performance.md.)  Objectives that need sq
+ * take it there too when the model has train_gram (exact sq of a dense
+ * chain): each example's sq from its row of z between the forward kernel
+ * and the objective, and its Gram terms, right after the objective, into
+ * the thread's own buffer, added to the rows' gradient at the end in thread
+ * order as above.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +42,7 @@ struct rt_grad_ctx {
 	 * examples, then on disjoint rows of the gradient; m->batch rows of the
 	 * logits and their adjoints */
 	float *bws, *blogits, *bdlogits;
+	float *bz, *bdz;   /* rows of z and of its adjoint, for objectives needing sq */
 	const float **rows;
 	double *loss, *ce;   /* per example of the batch */
 	unsigned char *right;
@@ -77,6 +83,8 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 	free(c->bws);
 	free(c->blogits);
 	free(c->bdlogits);
+	free(c->bz);
+	free(c->bdz);
 	free(c->rows);
 	free(c->loss);
 	free(c->ce);
@@ -122,7 +130,11 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		c->blogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
 		c->bdlogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
 		c->rows = malloc(sizeof *c->rows * (size_t)m->batch);
-		if (!c->bws || !c->blogits || !c->bdlogits || !c->rows) {
+		if (m->train_gram) {
+			c->bz = rt_alloc_floats(m->batch * (int64_t)m->n_hidden);
+			c->bdz = rt_alloc_floats(m->batch * (int64_t)m->n_hidden);
+		}
+		if (!c->bws || !c->blogits || !c->bdlogits || !c->rows || (m->train_gram && (!c->bz || !c->bdz))) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -143,37 +155,55 @@ static int32_t predict(const rt_model *m, const float *logits)
 	return best;
 }
 
+/* The accumulators of the last rt_grad_sums: all of grad_floats with an
+ * sq-based objective, else the parameters' gradient alone. */
+static int64_t sums_floats(const rt_model *m, const rt_objective *o)
+{
+	return rt_objective_needs_sq(o) && m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
+}
+
 /* A thread's part of a batched step. */
 typedef struct bjob {
 	rt_grad_ctx *c;
 	const rt_objective *o;
-	const float *P, *X;
+	const float *P, *pre, *X;
 	const int32_t *y;
 	const int64_t *idx;
 	float *grad;
+	bool sq;                /* the objective needs sq: train_gram */
 	int64_t s;              /* the call's first example in the batch */
 	int32_t n, c0, c1;      /* its examples; this part's columns */
 	int32_t part, parts, accumulate;
 } bjob;
 
-/* Columns [c0, c1): forward, the objective, backward.  The objective is
- * vanilla, a function of the logits alone: z is neither kept nor given an
- * adjoint. */
+/* Columns [c0, c1): forward, the objective, backward.  The vanilla
+ * objective is a function of the logits alone: z is neither kept nor given
+ * an adjoint.  One that needs sq gets it from train_gram, whose terms of
+ * the gradient go to the part's own buffer (zeroed with the first call of
+ * a batch). */
 static void *batch_columns(void *arg)
 {
 	const bjob *j = arg;
 	rt_grad_ctx *c = j->c;
 	const rt_model *m = c->m;
-	const int64_t O = m->n_out;
-	m->train_batch_forward(j->P, c->rows, j->n, c->bws, NULL, c->blogits, j->c0, j->c1);
+	const int64_t O = m->n_out, H = m->n_hidden;
+	gthread *t = &c->t[j->part];
+	if (j->sq && j->s == 0)
+		memset(t->grad, 0, sizeof(float) * (size_t)sums_floats(m, j->o));
+	m->train_batch_forward(j->P, c->rows, j->n, c->bws, j->sq ? c->bz : NULL, c->blogits, j->c0, j->c1);
 	for (int32_t e = j->c0; e < j->c1 && e < j->n; e++) {
 		int64_t i = j->s + e, r = j->idx ? j->idx[i] : i;
 		const float *logits = c->blogits + e * O;
-		c->loss[i] = rt_objective_eval(j->o, m, logits, NULL, NULL, j->y[r], c->bdlogits + e * O, NULL, NULL,
-		                               &c->ce[i], c->t[j->part].scratch);
+		float *z = j->sq ? c->bz + e * H : NULL, *dz = j->sq ? c->bdz + e * H : NULL;
+		if (j->sq)
+			m->train_gram(j->P, j->pre, z, t->ws, t->sq);
+		c->loss[i] = rt_objective_eval(j->o, m, logits, z, j->sq ? t->sq : NULL, j->y[r], c->bdlogits + e * O, dz,
+		                               j->sq ? t->dsq : NULL, &c->ce[i], t->scratch);
+		if (j->sq)
+			m->train_gram_backward(t->ws, t->dsq, t->grad);
 		c->right[i] = predict(m, logits) == j->y[r];
 	}
-	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, NULL, j->c0, j->c1);
+	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, j->sq ? c->bdz : NULL, j->c0, j->c1);
 	return NULL;
 }
 
@@ -184,14 +214,17 @@ static void *batch_weights(void *arg)
 	return NULL;
 }
 
-/* The batch's gradient sum of the vanilla objective, by the batched
- * kernels, m->batch examples at a time; the same whatever the thread count,
- * and the same as one example at a time up to float rounding. */
-static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *X, const int32_t *y,
-                       const int64_t *idx, int64_t nb, float *grad)
+/* The batch's gradient sum by the batched kernels, m->batch examples at a
+ * time, in grad (thread 0's buffer), the same as one example at a time up
+ * to float rounding.  Vanilla: the same whatever the thread count.  With
+ * sq: the rows' terms accumulate on the Gram terms of part 0's examples,
+ * then the other parts' are added (rt_grad_sums). */
+static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre, const float *X,
+                       const int32_t *y, const int64_t *idx, int64_t nb, float *grad)
 {
 	const rt_model *m = c->m;
 	const int T = c->threads;
+	const bool sq = rt_objective_needs_sq(o);
 	bjob jobs[T];
 	for (int64_t s = 0; s < nb; s += m->batch) {
 		int32_t n = (int32_t)(nb - s < m->batch ? nb - s : m->batch), n8 = (n + 7) & ~7;
@@ -201,8 +234,9 @@ static void batch_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, co
 			/* columns cut on multiples of 16: whole vectors and cache lines */
 			int32_t c0 = (int32_t)((int64_t)n8 * t / T) & ~15;
 			int32_t c1 = t + 1 == T ? n8 : (int32_t)((int64_t)n8 * (t + 1) / T) & ~15;
-			jobs[t] = (bjob){ .c = c, .o = o, .P = P, .X = X, .y = y, .idx = idx, .grad = grad, .s = s, .n = n,
-			                  .c0 = c0, .c1 = c1, .part = t, .parts = T, .accumulate = s > 0 };
+			jobs[t] = (bjob){ .c = c, .o = o, .P = P, .pre = pre, .X = X, .y = y, .idx = idx, .grad = grad,
+			                  .sq = sq, .s = s, .n = n, .c0 = c0, .c1 = c1, .part = t, .parts = T,
+			                  .accumulate = sq || s > 0 };
 		}
 		rt_parallel_hot(T, batch_columns, jobs, sizeof *jobs);
 		rt_parallel_hot(T, batch_weights, jobs, sizeof *jobs);
@@ -230,13 +264,6 @@ static void *grad_share(void *arg)
 		m->train_backward(j->P, j->pre, t->ws, t->dlogits, t->dz, need_sq ? t->dsq : NULL, t->grad);
 	}
 	return NULL;
-}
-
-/* The accumulators of the last rt_grad_sums: all of grad_floats with an
- * sq-based objective, else the parameters' gradient alone. */
-static int64_t sums_floats(const rt_model *m, const rt_objective *o)
-{
-	return rt_objective_needs_sq(o) && m->grad_floats > m->n_params ? m->grad_floats : m->n_params;
 }
 
 /* The threads' gradient buffers summed into thread 0's, in thread order
@@ -301,8 +328,13 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 			return NULL;
 		c->cap = nb;
 	}
-	if (o->kind == RT_OBJ_VANILLA && m->batch) {
-		batch_sums(c, o, P, X, y, idx, nb, g0);
+	const bool sq = rt_objective_needs_sq(o);
+	if (m->batch && (!sq || m->train_gram)) {
+		batch_sums(c, o, P, pre, X, y, idx, nb, g0);
+		if (sq) {
+			reduce r = { c, c->threads };
+			rt_parallel_range(c->threads, gf, reduce_range, &r);
+		}
 	} else {
 		int threads = c->threads < nb ? c->threads : (int)nb;
 		gjob jobs[threads];

@@ -32,7 +32,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 7
+#define RT_ABI_VERSION 8
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -158,6 +158,15 @@ typedef struct rt_model {
 	                             int32_t c0, int32_t c1);
 	void (*train_batch_weights)(const float *P, float *bws, int32_t nb, float *grad, int32_t accumulate,
 	                            int32_t part, int32_t parts);
+
+	/* The sq part of train_forward and train_backward alone, so that an
+	 * objective needing sq can take the rest through the batched kernels
+	 * (exact sq of dense chains; NULL otherwise): train_gram computes sq of
+	 * one example from its row of z as train_batch_forward wrote it (masks
+	 * z > 0), train_gram_backward adds d/dP (dsq.sq) to grad, accumulators
+	 * included, using the same ws (ws_floats floats). */
+	void (*train_gram)(const float *P, const float *pre, const float *z, float *ws, float *sq);
+	void (*train_gram_backward)(float *ws, const float *dsq, float *grad);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */

@@ -9,10 +9,11 @@
  * (ReLU and hinge boundaries, ties in the top-gamma selection and in the
  * binding neuron), where the loss is differentiable.
  *
- * The batched kernels of dense chains (train_batch_forward/backward, what
- * rt_batch_grad uses for objectives without sq) are checked the same way,
- * over batches that fill a kernel call, leave a remainder and split across
- * threads, against the same reference.
+ * The batched kernels of dense chains (train_batch_forward/backward/
+ * weights, with train_gram for objectives that need sq: what rt_batch_grad
+ * uses on dense chains) are checked the same way, over batches that fill a
+ * kernel call, leave a remainder and split across threads, against the
+ * same reference.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -296,23 +297,30 @@ static const net deep = { "model e { input x[3]; h1 = relu(dense(x, 6)); h2 = re
 
 enum { NBATCH = 140 };   /* two full calls of 64 examples and 12 more */
 
-static double ref_mean_loss(const net *nt, const double *P, const float *X, const int32_t *y, int n, bool *ok)
+static double ref_mean_loss(const net *nt, const double *P, const float *X, const int32_t *y, int n,
+                            const rt_objective *ob, bool *ok)
 {
-	const rt_objective van = { .kind = RT_OBJ_VANILLA, .sigmoid = nt->size[nt->nl] == 1 };
 	double s = 0;
 	for (int e = 0; e < n; e++)
-		s += ref_loss(nt, P, X + e * nt->size[0], y[e], &van, ok);
+		s += ref_loss(nt, P, X + e * nt->size[0], y[e], ob, ok);
 	return s / n;
 }
 
-static void check_batch(const net *nt, uint64_t seed)
+/* The batched path for objective kind `kind`: with the vanilla objective
+ * the kernels themselves too, and a gradient that does not depend on the
+ * thread count; with sq, one that depends on it only by float rounding. */
+static void check_batch(const net *nt, uint64_t seed, rt_objective van)
 {
 	const rt_model *m = compile_net(nt);
 	assert_int_equal(m->batch, 64);   /* dense chains have the batched kernels */
+	assert_non_null(m->train_gram);   /* and the Gram ones */
 	double *Pd;
 	float *P = random_params(m, seed, &Pd);
 	const int D = m->n_in, H = m->n_hidden, K = m->n_out;
-	const rt_objective van = { .kind = RT_OBJ_VANILLA, .sigmoid = K == 1 };
+	van.sigmoid = K == 1;
+	const bool sq = rt_objective_needs_sq(&van);
+	float *pre = aligned_alloc(64, (size_t)((m->pre_floats * 4 + 63) / 64 * 64));
+	m->prepare(P, pre);
 
 	/* examples away from the kinks */
 	float *X = malloc(sizeof(float) * (size_t)(NBATCH * D));
@@ -334,7 +342,7 @@ static void check_batch(const net *nt, uint64_t seed)
 	float *z = malloc(sizeof(float) * (size_t)(64 * H)), *logits = malloc(sizeof(float) * (size_t)(64 * K));
 	const float *rows[64];
 	static const int32_t sizes[] = { 1, 5, 8, 13, 37, 64 };
-	for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+	for (size_t c = 0; !sq && c < sizeof sizes / sizeof *sizes; c++) {
 		int32_t n = sizes[c];
 		for (int e = 0; e < n; e++)
 			rows[e] = X + (e * 37 % NBATCH) * D;
@@ -357,26 +365,33 @@ static void check_batch(const net *nt, uint64_t seed)
 	}
 
 	/* rt_batch_grad on 1 and 3 threads: the mean loss, and its gradient
-	 * against central differences of the reference; the same on both */
-	float *g1 = malloc(sizeof(float) * (size_t)m->n_params), *g3 = malloc(sizeof(float) * (size_t)m->n_params);
-	double l1, l3;
-	assert_int_equal(rt_batch_grad(m, &van, P, NULL, X, y, NULL, NBATCH, 1, g1, &l1, NULL), 0);
-	assert_int_equal(rt_batch_grad(m, &van, P, NULL, X, y, NULL, NBATCH, 3, g3, &l3, NULL), 0);
+	 * against central differences of the reference */
+	const size_t gb = sizeof(float) * (size_t)m->n_params;
+	float *g1 = malloc(gb), *g3 = malloc(gb), *g3b = malloc(gb);
+	double l1, l3, l3b;
+	assert_int_equal(rt_batch_grad(m, &van, P, pre, X, y, NULL, NBATCH, 1, g1, &l1, NULL), 0);
+	assert_int_equal(rt_batch_grad(m, &van, P, pre, X, y, NULL, NBATCH, 3, g3, &l3, NULL), 0);
+	assert_int_equal(rt_batch_grad(m, &van, P, pre, X, y, NULL, NBATCH, 3, g3b, &l3b, NULL), 0);
 	bool ok = true;
-	double L = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
+	double L = ref_mean_loss(nt, Pd, X, y, NBATCH, &van, &ok);
 	assert_true(ok);
 	assert_true(fabs(l1 - L) <= 1e-5 * fmax(1, fabs(L)));
-	/* threads split the examples, then the gradient's rows, and each
-	 * element is computed alike: the same bits */
-	assert_true(l1 == l3);
-	assert_memory_equal(g1, g3, sizeof(float) * (size_t)m->n_params);
+	assert_memory_equal(g3, g3b, gb);   /* deterministic for a thread count */
+	if (!sq) {
+		/* threads split the examples, then the gradient's rows, and each
+		 * element is computed alike: the same bits */
+		assert_true(l1 == l3);
+		assert_memory_equal(g1, g3, gb);
+	}
+	for (int64_t i = 0; i < m->n_params; i++)   /* with sq, the Gram terms are summed by thread */
+		assert_true(fabs(g1[i] - g3[i]) <= 1e-5 * (1 + fabs(g1[i])));
 	double worst = 0;
 	for (int64_t i = 0; i < m->n_params; i++) {
 		double h = 1e-6 * fmax(1, fabs(Pd[i])), keep = Pd[i];
 		Pd[i] = keep + h;
-		double lp = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
+		double lp = ref_mean_loss(nt, Pd, X, y, NBATCH, &van, &ok);
 		Pd[i] = keep - h;
-		double lm = ref_mean_loss(nt, Pd, X, y, NBATCH, &ok);
+		double lm = ref_mean_loss(nt, Pd, X, y, NBATCH, &van, &ok);
 		Pd[i] = keep;
 		double fd = (lp - lm) / (2 * h);
 		double e = fabs(fd - g1[i]) / (fabs(fd) + 1e-2);
@@ -388,6 +403,8 @@ static void check_batch(const net *nt, uint64_t seed)
 
 	free(g1);
 	free(g3);
+	free(g3b);
+	free(pre);
 	free(z);
 	free(logits);
 	free(bws);
@@ -396,13 +413,31 @@ static void check_batch(const net *nt, uint64_t seed)
 	free(Pd);
 }
 
+static void batched_objective(rt_objective ob)
+{
+	for (size_t i = 0; i < sizeof nets / sizeof *nets; i++)
+		check_batch(&nets[i], 31 + i, ob);
+	check_batch(&wide, 41, ob);
+	check_batch(&deep, 43, ob);
+}
+
 static void batched_vanilla_kernels_match_reference_and_finite_differences(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < sizeof nets / sizeof *nets; i++)
-		check_batch(&nets[i], 31 + i);
-	check_batch(&wide, 41);
-	check_batch(&deep, 43);
+	batched_objective((rt_objective){ .kind = RT_OBJ_VANILLA });
+}
+
+static void batched_roll_matches_finite_differences(void **state)
+{
+	(void)state;
+	batched_objective((rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 2, .C = 0.25, .gamma = 100 });
+	batched_objective((rt_objective){ .kind = RT_OBJ_ROLL, .lambda = 1, .C = 1, .gamma = 25 });
+}
+
+static void batched_distance_matches_finite_differences(void **state)
+{
+	(void)state;
+	batched_objective((rt_objective){ .kind = RT_OBJ_DISTANCE, .lambda = 0.5 });
 }
 
 static void for_all_nets(rt_objective ob)
@@ -441,6 +476,8 @@ int main(void)
 		cmocka_unit_test(roll_gamma25_gradient_matches_finite_differences),
 		cmocka_unit_test(distance_gradient_matches_finite_differences),
 		cmocka_unit_test(batched_vanilla_kernels_match_reference_and_finite_differences),
+		cmocka_unit_test(batched_roll_matches_finite_differences),
+		cmocka_unit_test(batched_distance_matches_finite_differences),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
