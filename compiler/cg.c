@@ -718,6 +718,7 @@ static void emit_prepare(gen *g)
 {
 	static const char *names[] = { "P", "pre" };
 	cg_begin_function(g, "lln_prepare", 2, names, 0);
+	cg_wide_vectors(g);
 	const ir_module *m = g->m;
 	LLVMValueRef P = cg_param(g, 0), pre_all = cg_param(g, 1);
 	cg_part part = { 0 };

@@ -136,30 +136,80 @@ const cg_op cg_op_dense = { dense_apply, dense_rows, dense_transpose, dense_para
 
 /* ---- the Gram recurrence ---- */
 
-/* K = W W^T for the first-layer hidden ops, symmetric, accumulated in double. */
+/* K = W W^T for the first-layer hidden ops, symmetric, accumulated in double
+ * (certify's bound for G^1 counts on it, docs/reliability.md).  Blocks of
+ * R x 4 entries on or above the diagonal, each a register tile of vectors
+ * of VW doubles over the input (the lanes summed at the end, the tail of
+ * in_size mod VW after): each float of W loaded and widened feeds R or 4
+ * multiply-adds.  A block across the diagonal computes some entries twice,
+ * the same products in the same order, so the same bits. */
+enum { KQ = 4 };
+
+static void kk_block(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLVMValueRef r0, LLVMValueRef q0, int R, int Q)
+{
+	const int64_t D = op->in_size, Dv = D & ~(int64_t)(VW - 1), n = op->out_size;
+	LLVMTypeRef vd = LLVMVectorType(g->f64, VW);
+	LLVMValueRef acc[4][KQ], a[4], b[KQ];
+	for (int i = 0; i < R; i++)
+		for (int j = 0; j < Q; j++)
+			acc[i][j] = var(g, vd, LLVMConstNull(vd));
+	loop ld;
+	LLVMValueRef d = loop_begin_step(g, &ld, ci(g, 0), ci(g, Dv), VW);
+	for (int i = 0; i < R; i++)
+		a[i] = LLVMBuildFPExt(g->b, vload(g, W, add(g, mul(g, add(g, r0, ci(g, i)), ci(g, D)), d)), vd, "");
+	for (int j = 0; j < Q; j++)
+		b[j] = LLVMBuildFPExt(g->b, vload(g, W, add(g, mul(g, add(g, q0, ci(g, j)), ci(g, D)), d)), vd, "");
+	for (int i = 0; i < R; i++)
+		for (int j = 0; j < Q; j++)
+			set(g, acc[i][j], intrinsic_n(g, "llvm.fmuladd", vd, (LLVMValueRef[]){ a[i], b[j], get(g, vd, acc[i][j]) }, 3));
+	loop_end(g, &ld);
+	for (int i = 0; i < R; i++)
+		for (int j = 0; j < Q; j++) {
+			LLVMValueRef r = add(g, r0, ci(g, i)), q = add(g, q0, ci(g, j));
+			LLVMValueRef sum = var(g, g->f64, intrinsic_n(g, "llvm.vector.reduce.fadd", vd,
+			                                               (LLVMValueRef[]){ cd(g, 0), get(g, vd, acc[i][j]) }, 2));
+			d = loop_begin(g, &ld, ci(g, Dv), ci(g, D));
+			LLVMValueRef x = ext(g, load(g, g->f32, W, add(g, mul(g, r, ci(g, D)), d)));
+			LLVMValueRef y = ext(g, load(g, g->f32, W, add(g, mul(g, q, ci(g, D)), d)));
+			set(g, sum, intrinsic_n(g, "llvm.fmuladd", g->f64, (LLVMValueRef[]){ x, y, get(g, g->f64, sum) }, 3));
+			loop_end(g, &ld);
+			LLVMValueRef v = trunc32(g, get(g, g->f64, sum));
+			store(g, v, K, add(g, mul(g, r, ci(g, n)), q));
+			store(g, v, K, add(g, mul(g, q, ci(g, n)), r));
+		}
+}
+
+/* The q blocks of row block r0 (R rows): KQ at a time from r0, then one. */
+static void kk_rows(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLVMValueRef r0, int R)
+{
+	LLVMValueRef n = ci(g, op->out_size);
+	LLVMValueRef q4 = add(g, r0, LLVMBuildAnd(g->b, LLVMBuildSub(g->b, n, r0, ""), ci(g, -KQ), ""));
+	loop lq;
+	LLVMValueRef q = loop_begin_step(g, &lq, r0, q4, KQ);
+	kk_block(g, op, W, K, r0, q, R, KQ);
+	loop_end(g, &lq);
+	q = loop_begin(g, &lq, q4, n);
+	kk_block(g, op, W, K, r0, q, R, 1);
+	loop_end(g, &lq);
+}
+
 void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre)
 {
 	const ir_module *m = g->m;
+	const int R = g->avx512 ? 4 : 2;   /* R x KQ accumulators: 16 of 32 zmm, 8 of 16 ymm pairs */
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
 		if (g->kpre_off[k] < 0)
 			continue;
-		int64_t n = op->out_size;
+		int64_t n = op->out_size, nR = n / R * R;
 		LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
 		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
-		loop lr, lq, ld;
-		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), ci(g, n));
-		LLVMValueRef q = loop_begin(g, &lq, r, ci(g, n));
-		LLVMValueRef acc = var(g, g->f64, cd(g, 0));
-		LLVMValueRef d = loop_begin(g, &ld, ci(g, 0), ci(g, op->in_size));
-		LLVMValueRef a = ext(g, load(g, g->f32, W, add(g, mul(g, r, ci(g, op->in_size)), d)));
-		LLVMValueRef b = ext(g, load(g, g->f32, W, add(g, mul(g, q, ci(g, op->in_size)), d)));
-		set(g, acc, fadd(g, get(g, g->f64, acc), fmul(g, a, b)));
-		loop_end(g, &ld);
-		LLVMValueRef v = trunc32(g, get(g, g->f64, acc));
-		store(g, v, K, add(g, mul(g, r, ci(g, n)), q));
-		store(g, v, K, add(g, mul(g, q, ci(g, n)), r));
-		loop_end(g, &lq);
+		loop lr;
+		LLVMValueRef r = loop_begin_step(g, &lr, ci(g, 0), ci(g, nR), R);
+		kk_rows(g, op, W, K, r, R);
+		loop_end(g, &lr);
+		r = loop_begin(g, &lr, ci(g, nR), ci(g, n));
+		kk_rows(g, op, W, K, r, 1);
 		loop_end(g, &lr);
 	}
 }

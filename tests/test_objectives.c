@@ -28,7 +28,7 @@
 #include "llnc.h"
 #include "jit.h"
 
-enum { MAXL = 10, MAXN = 16, MAXD = 8 };
+enum { MAXL = 10, MAXN = 20, MAXD = 20 };
 
 typedef struct net {
 	const char *src;
@@ -285,11 +285,12 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 /* ---- the batched kernels ---- */
 
 /* Two more nets for the batched kernels: widths around the matrix kernel's
- * blocks (16 columns, 8 rows, masked tails of fewer than 8 columns), and
- * more than 8 ops (the kernels are then built in parts, cg_part_step). */
-static const net wide = { "model d { input x[7] normalize(0.1, 1.5); h1 = relu(dense(x, 16)); h2 = relu(dense(h1, 13));"
+ * blocks (16 columns, 8 rows, masked tails of fewer than 8 columns; W W^T
+ * over whole vectors of 8 and a tail of 3), and more than 8 ops (the
+ * kernels are then built in parts, cg_part_step). */
+static const net wide = { "model d { input x[19] normalize(0.1, 1.5); h1 = relu(dense(x, 16)); h2 = relu(dense(h1, 13));"
 	  " out = dense(h2, 5); output out; }",
-	  3, { 7, 16, 13, 5 }, 0.1, 1.5 };
+	  3, { 19, 16, 13, 5 }, 0.1, 1.5 };
 static const net deep = { "model e { input x[3]; h1 = relu(dense(x, 6)); h2 = relu(dense(h1, 5)); h3 = relu(dense(h2, 6));"
 	  " h4 = relu(dense(h3, 5)); h5 = relu(dense(h4, 6)); h6 = relu(dense(h5, 5)); h7 = relu(dense(h6, 6));"
 	  " h8 = relu(dense(h7, 5)); h9 = relu(dense(h8, 6)); out = dense(h9, 3); output out; }",
