@@ -133,12 +133,28 @@ static void gemm_panel(gen *g, const gemm *p, LLVMValueRef j0, int CB, LLVMValue
 {
 	int R = p->rows ? p->rows : 4;
 	loop li;
-	LLVMValueRef MR = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, p->M, ci(g, R), ""), ci(g, R), "");
+	LLVMValueRef M = p->M;
+	if (p->symmetric) {   /* the rows with an entry on or above the diagonal in this panel */
+		LLVMValueRef end = add(g, j0, ci(g, CB * LLVMGetVectorSize(g->vf)));
+		M = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, end, M, ""), end, M, "");
+	}
+	LLVMValueRef MR = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, M, ci(g, R), ""), ci(g, R), "");
 	LLVMValueRef i0 = loop_begin_step(g, &li, ci(g, 0), MR, R);
 	gemm_block(g, p, i0, j0, R, CB, mask);
 	loop_end(g, &li);
-	i0 = loop_begin(g, &li, MR, p->M);
+	i0 = loop_begin(g, &li, MR, M);
 	gemm_block(g, p, i0, j0, 1, CB, mask);
+	loop_end(g, &li);
+}
+
+/* C's lower triangle from its upper one, M x M. */
+static void mirror_upper(gen *g, const gemm *p)
+{
+	loop li, lj;
+	LLVMValueRef i = loop_begin(g, &li, ci(g, 1), p->M);
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), i);
+	store(g, load(g, g->f32, p->C, add(g, mul(g, j, p->ldc), i)), p->C, add(g, mul(g, i, p->ldc), j));
+	loop_end(g, &lj);
 	loop_end(g, &li);
 }
 
@@ -168,6 +184,8 @@ void cg_gemm(gen *g, const gemm *p)
 	LLVMValueRef mask = LLVMBuildICmp(g->b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)vw), left, "");
 	gemm_panel(g, p, N1, 1, mask);
 	if_end(g, done);
+	if (p->symmetric)
+		mirror_upper(g, p);
 }
 
 /* 16 floats wide given AVX-512; the function must be marked for 512-bit

@@ -274,6 +274,9 @@ typedef struct gemm {
 	LLVMValueRef arows, acols, brows;   /* i32 index lists, or NULL */
 	bool atrans, accumulate;
 	bool scatter;   /* C's row i is row arows[i], not i */
+	bool symmetric; /* C is known symmetric (M = N up to padding): only its
+	                 * blocks on or above the diagonal are computed, then the
+	                 * upper triangle is copied onto the lower */
 	float alpha;
 	int rows;
 	LLVMValueRef M, N, K;

@@ -296,7 +296,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
 		gather_active(g, ws, k, at(g, g->f32, VA, mul(g, t, GLD)), at(g, g->f32, Vc, t), VLD, a);
 		loop_end(g, &lt);
-		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
+		cg_wide_gemm(g, &(gemm){ .rows = 8, .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
 		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,
 		                      .M = a, .N = a8, .K = ai });
 	}
@@ -379,7 +379,7 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		set(g, pos, add(g, p, LLVMBuildZExt(g->b, onv, g->i64, "")));
 		loop_end(g, &lr);
 		/* Gbar_i's active block = V^T Y */
-		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])),
+		cg_wide_gemm(g, &(gemm){ .rows = 8, .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])),
 		                         .ldc = ci(g, pad8(m->ops[i].out_size)), .A = Vc, .lda = VLD, .atrans = true, .B = Y,
 		                         .ldb = VLD, .alpha = 1, .M = ai, .N = ai8, .K = N });
 	}
