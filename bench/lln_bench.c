@@ -299,8 +299,7 @@ static void run_train(bench *b, bool roll)
 	do {                                                                                         \
 		const float *X = b->data.x + (step % nbat) * nb * m->n_in;                              \
 		const int32_t *Y = b->data.y + (step % nbat) * nb;                                       \
-		if (rt_objective_needs_sq(obj))                                                          \
-			m->prepare(b->P, b->pre);                                                            \
+		rt_grad_prepare(gc, obj, b->P, b->pre);                                                  \
 		const float *sums = rt_batch_sums_ctx(gc, obj, b->P, b->pre, X, Y, NULL, nb, &loss, NULL); \
 		if (!sums)                                                                               \
 			die("rt_batch_sums_ctx failed%s", "");                                               \
@@ -471,7 +470,7 @@ static void run_kernels(bench *b)
 			}
 			if (pass) {
 				t0 = now();
-				m->train_finish(b->P, grad);
+				m->train_finish(b->P, grad, 0, 1);
 				acc[K_FINISH] += now() - t0;
 			}
 		}

@@ -47,7 +47,7 @@ _Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 
                offsetof(rt_model, layers) == 104 && offsetof(rt_model, prepare) == 120 &&
                offsetof(rt_model, train_finish) == 184 && offsetof(rt_model, batch_ws_floats) == 192 &&
                offsetof(rt_model, batch) == 200 && offsetof(rt_model, train_batch_forward) == 208 &&
-               offsetof(rt_model, train_gram) == 232 && sizeof(rt_model) == 248,
+               offsetof(rt_model, train_gram) == 232 && sizeof(rt_model) == 256,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -757,7 +757,7 @@ static void emit_prepare(gen *g)
 	}
 	cg_part_close(g, &part);
 	if (m->dense_chain)
-		cg_gram_prepare(g, P, pre_all);
+		cg_gram_prepare(g, P, pre_all, ci(g, 0), ci(g, 1));
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -1072,13 +1072,26 @@ static void emit_train_gram_backward(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
+/* part and parts as i64 values */
+static LLVMValueRef int_param(gen *g, int i) { return LLVMBuildSExt(g->b, cg_param(g, i), g->i64, ""); }
+
 static void emit_train_finish(gen *g)
 {
-	static const char *names[] = { "P", "grad" };
-	cg_begin_function(g, "lln_train_finish", 2, names, 0);
+	static const char *names[] = { "P", "grad", "part", "parts" };
+	cg_begin_function(g, "lln_train_finish", 4, names, 1u << 2 | 1u << 3);
 	cg_wide_vectors(g);
 	if (g->m->dense_chain && !g->m->samples)
-		cg_gram_finish(g, cg_param(g, 0), cg_param(g, 1));
+		cg_gram_finish(g, cg_param(g, 0), cg_param(g, 1), int_param(g, 2), int_param(g, 3));
+	LLVMBuildRetVoid(g->b);
+}
+
+/* W W^T of prepare alone, by shares, for training's every step. */
+static void emit_train_prepare(gen *g)
+{
+	static const char *names[] = { "P", "pre", "part", "parts" };
+	cg_begin_function(g, "lln_train_prepare", 4, names, 1u << 2 | 1u << 3);
+	cg_wide_vectors(g);
+	cg_gram_prepare(g, cg_param(g, 0), cg_param(g, 1), int_param(g, 2), int_param(g, 3));
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -1104,7 +1117,7 @@ static LLVMValueRef const_global(gen *g, const char *name, LLVMValueRef init, bo
 	return gv;
 }
 
-static void emit_descriptor(gen *g, LLVMValueRef fns[14], int64_t batch_ws)
+static void emit_descriptor(gen *g, LLVMValueRef fns[15], int64_t batch_ws)
 {
 	const ir_module *m = g->m;
 	LLVMTypeRef layer_t = LLVMStructTypeInContext(g->c, (LLVMTypeRef[]){ g->ptr, g->i32, g->i32, g->i32, g->i32, g->i32 }, 6, 0);
@@ -1140,7 +1153,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[14], int64_t batch_ws)
 		ci(g, cg_rows_are_weights(g, &m->ops[m->n_ops - 1]) ? -1 : g->jac_off[m->n_ops - 1]),
 		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7], fns[8],
-		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), fns[9], fns[10], fns[11], fns[12], fns[13],
+		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), fns[9], fns[10], fns[11], fns[12], fns[13], fns[14],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
@@ -1220,14 +1233,14 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */
 	int nfns = o->certifier ? 6 : 9;
-	LLVMValueRef fns[14];
+	LLVMValueRef fns[15];
 	for (int i = 0; i < 9; i++) {
 		if (i < nfns)
 			emitters[i](&g);
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);
 	}
 	int64_t batch_ws = 0;
-	for (int i = 9; i < 14; i++)
+	for (int i = 9; i < 15; i++)
 		fns[i] = LLVMConstNull(g.ptr);
 	if (!o->certifier && cg_batchable(m))
 		cg_emit_batch(&g, fns + 9, &batch_ws);
@@ -1236,6 +1249,8 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 		fns[12] = g.fn;
 		emit_train_gram_backward(&g);
 		fns[13] = g.fn;
+		emit_train_prepare(&g);
+		fns[14] = g.fn;
 	}
 	emit_descriptor(&g, fns, batch_ws);
 	LLVMDisposeBuilder(g.b);

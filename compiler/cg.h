@@ -550,12 +550,12 @@ void cg_window(gen *g, const ir_op *op, const window *w, void *ctx);
 /* ---- the Gram recurrence for chains of dense layers (cg_dense.c) ---- */
 
 /* G^1 = W W^T of a first hidden layer, once per weight vector, into pre. */
-void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre);
+void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts);
 /* sq for every hidden neuron (and, for_logits, V and T of the logits). */
 void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits);
 /* The adjoint of cg_gram_forward for the adjoint dsq of sq, into grad. */
 void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad);
 /* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */
-void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad);
+void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad, LLVMValueRef part, LLVMValueRef parts);
 
 #endif

@@ -193,7 +193,11 @@ static void kk_rows(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLV
 	loop_end(g, &lq);
 }
 
-void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre)
+/* The part-th of `parts` shares (i64 values): the row blocks b with
+ * b mod parts = part (the triangle's rows shrink, so interleaved shares are
+ * balanced), the last R - 1 rows with part 0.  Each share writes its own
+ * entries of K, both K[r, q] and K[q, r], so shares may run at once. */
+void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts)
 {
 	const ir_module *m = g->m;
 	const int R = g->avx512 ? 4 : 2;   /* R x KQ accumulators: 16 of 32 zmm, 8 of 16 ymm pairs */
@@ -205,12 +209,16 @@ void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre)
 		LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
 		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
 		loop lr;
-		LLVMValueRef r = loop_begin_step(g, &lr, ci(g, 0), ci(g, nR), R);
-		kk_rows(g, op, W, K, r, R);
+		LLVMValueRef b = loop_begin(g, &lr, ci(g, 0), ci(g, nR / R));
+		LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, b, parts, ""), part, ""));
+		kk_rows(g, op, W, K, mul(g, b, ci(g, R)), R);
+		if_end(g, done);
 		loop_end(g, &lr);
-		r = loop_begin(g, &lr, ci(g, nR), ci(g, n));
+		done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntEQ, part, ci(g, 0), ""));
+		LLVMValueRef r = loop_begin(g, &lr, ci(g, nR), ci(g, n));
 		kk_rows(g, op, W, K, r, 1);
 		loop_end(g, &lr);
+		if_end(g, done);
 	}
 }
 
@@ -387,7 +395,7 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 }
 
 /* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */
-void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad)
+void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad, LLVMValueRef part, LLVMValueRef parts)
 {
 	const ir_module *m = g->m;
 	for (int k = 0; k < m->n_ops; k++) {
@@ -396,14 +404,18 @@ void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad)
 			continue;
 		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size);
 		LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
+		/* this part's rows of dW^1: [N part / parts, N (part + 1) / parts) */
+		LLVMValueRef r0 = LLVMBuildSDiv(g->b, mul(g, N, part), parts, "");
+		LLVMValueRef r1 = LLVMBuildSDiv(g->b, mul(g, N, add(g, part, ci(g, 1))), parts, "");
 		if (op->in_size % VW == 0) {
-			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, grad, ci(g, op->w_off)), .ldc = D, .A = acc, .lda = N,
-			                      .B = at(g, g->f32, P, ci(g, op->w_off)), .ldb = D, .accumulate = true,
-			                      .alpha = 2, .M = N, .N = D, .K = N });
+			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, r0, D))),
+			                         .ldc = D, .A = at(g, g->f32, acc, mul(g, r0, N)), .lda = N,
+			                         .B = at(g, g->f32, P, ci(g, op->w_off)), .ldb = D, .accumulate = true,
+			                         .alpha = 2, .M = LLVMBuildSub(g->b, r1, r0, ""), .N = D, .K = N });
 			continue;
 		}
 		loop lr, lq;
-		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
+		LLVMValueRef r = loop_begin(g, &lr, r0, r1);
 		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), N);
 		LLVMValueRef c = load(g, g->f32, acc, add(g, mul(g, r, N), q));
 		LLVMBasicBlockRef done = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealONE, c, LLVMConstReal(g->f32, 0), ""));

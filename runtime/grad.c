@@ -361,12 +361,50 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 	return g0;
 }
 
+/* A share of a per-step kernel that takes (part, parts). */
+typedef struct sjob {
+	const rt_model *m;
+	const float *P;
+	float *buf;
+	int32_t part, parts;
+	bool fold;   /* train_finish, else train_prepare */
+} sjob;
+
+static void *share(void *arg)
+{
+	const sjob *j = arg;
+	if (j->fold)
+		j->m->train_finish(j->P, j->buf, j->part, j->parts);
+	else
+		j->m->train_prepare(j->P, j->buf, j->part, j->parts);
+	return NULL;
+}
+
+static void shares(rt_grad_ctx *c, const float *P, float *buf, bool fold)
+{
+	const int T = c->threads;
+	sjob jobs[T];
+	for (int t = 0; t < T; t++)
+		jobs[t] = (sjob){ .m = c->m, .P = P, .buf = buf, .part = t, .parts = T, .fold = fold };
+	rt_parallel_hot(T, share, jobs, sizeof *jobs);
+}
+
+void rt_grad_prepare(rt_grad_ctx *c, const rt_objective *o, const float *P, float *pre)
+{
+	if (!rt_objective_needs_sq(o))
+		return;
+	if (c->m->train_prepare)
+		shares(c, P, pre, false);
+	else
+		c->m->prepare(P, pre);
+}
+
 void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums)
 {
 	/* train_finish is linear in the accumulators: folding the sum of every
 	 * process's equals the sum of their folds, and costs one fold */
 	if (rt_objective_needs_sq(o))
-		c->m->train_finish(P, sums);
+		shares(c, P, sums, true);
 }
 
 float *rt_batch_sums_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,

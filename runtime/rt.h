@@ -124,7 +124,9 @@ typedef struct rt_model {
 	 * d/dP (dlogits.logits + dz.z + dsq.sq) to grad (dsq may be NULL), using the
 	 * same ws.  grad has grad_floats floats; after the per-example gradients
 	 * of a batch are summed, train_finish folds the accumulators past
-	 * n_params into grad[0..n_params).  `pre` is filled by prepare for P.
+	 * n_params into grad[0..n_params), the part-th of `parts` shares of the
+	 * rows (calls on different shares may run at once; 0, 1: all of it).
+	 * `pre` is filled by prepare for P.
 	 * Without sq (need_sq 0, dsq NULL) neither pre nor the accumulators are
 	 * used, so prepare and train_finish may be skipped.  With samples = K > 0
 	 * (approximate ROLL), sq[h] = (D / K) sum_k (d z_h / d x_{axes[k]})^2 for
@@ -134,7 +136,7 @@ typedef struct rt_model {
 	                      float *ws, float *z, float *logits, float *sq, const int32_t *axes);
 	void (*train_backward)(const float *P, const float *pre, float *ws, const float *dlogits,
 	                       const float *dz, const float *dsq, float *grad);
-	void (*train_finish)(const float *P, float *grad);
+	void (*train_finish)(const float *P, float *grad, int32_t part, int32_t parts);
 
 	/* Training without sq (need_sq 0) of up to `batch` examples per call,
 	 * as matrix products over the examples, in float (chains of dense
@@ -167,6 +169,10 @@ typedef struct rt_model {
 	 * included, using the same ws (ws_floats floats). */
 	void (*train_gram)(const float *P, const float *pre, const float *z, float *ws, float *sq);
 	void (*train_gram_backward)(float *ws, const float *dsq, float *grad);
+	/* what train_forward and train_gram read of prepare's output (W W^T of
+	 * the first layer), the part-th of `parts` shares, which may run at once
+	 * (NULL where train_gram is NULL) */
+	void (*train_prepare)(const float *P, float *pre, int32_t part, int32_t parts);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */
@@ -806,6 +812,10 @@ void rt_grad_ctx_free(rt_grad_ctx *c);
 int rt_batch_grad_ctx(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                       const float *X, const int32_t *y, const int64_t *idx, int64_t nb,
                       float *grad, double *loss, double *ce);
+/* What the batches of objective o need prepared for P in pre, on c's
+ * threads: nothing for the vanilla objective; train_prepare's shares where
+ * the model has it; else prepare. */
+void rt_grad_prepare(rt_grad_ctx *c, const rt_objective *o, const float *P, float *pre);
 /* The same without the mean: the gradient's sums over the nb examples
  * (n_params floats, owned by c, valid until its next batch), for
  * rt_opt_step_mean, which divides as it steps.  NULL when out of memory. */
@@ -832,7 +842,7 @@ enum { RT_SUM_LOSS = 4, RT_SUM_CE = 3, RT_SUM_CORRECT = 2, RT_SUM_FLAG = 1, RT_S
 float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const float *pre,
                     const float *X, const int32_t *y, const int64_t *idx, int64_t nb, int64_t *len);
 /* After the sums of every process are added: the accumulators folded into
- * the parameters' (in place), still nb times the gradient. */
+ * the parameters' (in place, on c's threads), still nb times the gradient. */
 void rt_grad_fold(rt_grad_ctx *c, const rt_objective *o, const float *P, float *sums);
 
 /* dist.c: the job's processes (MPI ranks; one process without MPI).

@@ -139,7 +139,6 @@ static void progress(const run *r, int epoch, int64_t b, int64_t nbatches, int64
 static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *ce_out, double *acc_out,
                        double *secs)
 {
-	const rt_model *m = r->m;
 	config *c = r->c;
 	const int64_t n = r->n_train;
 	memcpy(r->perm, r->order, sizeof(int64_t) * (size_t)n);
@@ -153,8 +152,7 @@ static int train_epoch(run *r, int epoch, double lr, double *loss_out, double *c
 		if (stop_signal && ranks == 1)   /* with ranks, every one stops at the same step */
 			return 130;
 		int64_t begin = b * c->batch, nb = n - begin < c->batch ? n - begin : c->batch;
-		if (rt_objective_needs_sq(&c->obj))   /* vanilla reads nothing prepared */
-			m->prepare(r->P, r->pre);
+		rt_grad_prepare(r->gc, &c->obj, r->P, r->pre);
 		/* approximate ROLL's axes: fresh every step, the same after --resume */
 		c->obj.sample_seed = mix(mix(c->seed ^ AXES_SALT, (uint64_t)epoch), (uint64_t)b);
 		double loss, ce;

@@ -1715,7 +1715,7 @@ static void sq_and_grad(const rt_model *m, const float *P, const float *pre, con
 	float *dz = falloc(H), *grad = falloc(m->grad_floats);
 	m->train_forward(P, pre, x, 1, ws, z, lg, sq, axes);
 	m->train_backward(P, pre, ws, dl, dz, dsq, grad);
-	m->train_finish(P, grad);
+	m->train_finish(P, grad, 0, 1);
 	for (int64_t h = 0; h < H; h++)
 		sq_out[h] = sq[h];
 	for (int64_t i = 0; i < m->n_params; i++)
@@ -1969,7 +1969,7 @@ static float *kernel_outputs(const rt_model *m, const float *P, uint64_t seed, s
 			dsq[i] = (float)trng_u(&r);
 		}
 		m->train_backward(P, pre, ws, dl, dz, dsq, gr);
-		m->train_finish(P, gr);
+		m->train_finish(P, gr, 0, 1);
 		o = gr + m->grad_floats;
 	}
 	*n = (size_t)(o - out);

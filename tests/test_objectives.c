@@ -246,7 +246,7 @@ static void check(const net *nt, const rt_objective *ob, uint64_t seed)
 		assert_true(fabs(loss - L) <= 1e-4 * fmax(1, fabs(L)));
 		memset(grad, 0, sizeof(float) * (size_t)m->grad_floats);
 		m->train_backward(P, pre, ws, dlogits, need ? dz : NULL, need ? dsq : NULL, grad);
-		m->train_finish(P, grad);
+		m->train_finish(P, grad, 0, 1);
 
 		double worst = 0;
 		for (int64_t i = 0; i < m->n_params; i++) {
@@ -384,6 +384,18 @@ static void check_batch(const net *nt, uint64_t seed, rt_objective van, int64_t 
 	assert_true(ok);
 	assert_true(fabs(l1 - L) <= 1e-5 * fmax(1, fabs(L)));
 	assert_memory_equal(g3, g3b, gb);   /* deterministic for a thread count */
+	if (sq) {
+		/* what training prepares (train_prepare, in three shares, in any
+		 * order) is all that the batched path reads of pre */
+		float *pre3 = aligned_alloc(64, (size_t)((m->pre_floats * 4 + 63) / 64 * 64));
+		for (int64_t i = 0; i < m->pre_floats; i++)
+			pre3[i] = NAN;
+		for (int part = 2; part >= 0; part--)
+			m->train_prepare(P, pre3, part, 3);
+		assert_int_equal(rt_batch_grad(m, &van, P, pre3, X, y, NULL, NBATCH, 3, g3b, &l3b, NULL), 0);
+		assert_memory_equal(g3, g3b, gb);
+		free(pre3);
+	}
 	if (!sq) {
 		/* threads split the examples, then the gradient's rows, and each
 		 * element is computed alike: the same bits */

@@ -567,11 +567,11 @@ static void fake_train_backward(const float *P, const float *pre, float *ws, con
 
 static int fake_finish_calls;
 
-static void fake_train_finish(const float *P, float *grad)
+static void fake_train_finish(const float *P, float *grad, int32_t part, int32_t parts)
 {
 	fake_finish_calls++;
 	float *acc = grad + FH * FD_ + FH + FO * FH + FO;
-	for (int h = 0; h < FH; h++)
+	for (int h = FH * part / parts; h < FH * (part + 1) / parts; h++)
 		for (int d = 0; d < FD_; d++)
 			grad[h * FD_ + d] += 2 * acc[h] * W1[h * FD_ + d];
 }
@@ -787,7 +787,8 @@ static void test_batch_grad(void **state)
 		double l1, c1, l3, c3;
 		fake_finish_calls = 0;
 		assert_int_equal(rt_batch_grad(&m, &objs[k], P, pre, d.x, d.y, idx, 23, 1, g1, &l1, &c1), 0);
-		/* once per batch, and only for objectives of sq (vanilla has no Gram terms) */
+		/* once per batch on one thread, and only for objectives of sq (vanilla
+		 * has no Gram terms) */
 		assert_int_equal(fake_finish_calls, rt_objective_needs_sq(&objs[k]) ? 1 : 0);
 		assert_int_equal(rt_batch_grad(&m, &objs[k], P, pre, d.x, d.y, idx, 23, 3, g3, &l3, &c3), 0);
 		/* the loss does not depend on the thread count; the gradient only by rounding */
