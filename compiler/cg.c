@@ -936,18 +936,24 @@ static void sampled_rows(gen *g, bool on, LLVMValueRef axes)
 	g->R = g->sampled ? pad8(g->m->samples) : g->m->n_in;
 }
 
+/* A call of another kernel of the module (its code is emitted once). */
+static void call_kernel(gen *g, LLVMValueRef fn, LLVMValueRef *args, unsigned n)
+{
+	LLVMBuildCall2(g->b, LLVMGlobalGetValueType(fn), fn, args, n, "");
+}
+
 static void emit_train_forward(gen *g)
 {
 	static const char *names[] = { "P", "pre", "x", "need_sq", "ws", "z", "logits", "sq", "axes" };
 	cg_begin_function(g, "lln_train_forward", 9, names, 1u << 3);
-	if (g->m->dense_chain && !g->m->samples)
-		cg_wide_vectors(g);
 	LLVMValueRef ws = cg_param(g, 4);
 	cg_forward(g, cg_param(g, 0), cg_param(g, 2), NULL, ws, cg_param(g, 5), cg_param(g, 6));
 	cg_active_lists(g, ws, NULL);
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 3), ci32(g, 0), ""));
 	sampled_rows(g, true, cg_param(g, 8));
-	if (g->m->dense_chain && !g->sampled) {
+	if (g->gram_fn && !g->sampled) {
+		call_kernel(g, g->gram_fn, (LLVMValueRef[]){ cg_param(g, 0), cg_param(g, 1), cg_param(g, 5), ws, cg_param(g, 7) }, 5);
+	} else if (g->m->dense_chain && !g->sampled) {
 		cg_gram_forward(g, cg_param(g, 0), cg_param(g, 1), ws, cg_param(g, 7), false);
 	} else {
 		LLVMValueRef *rows = calloc((size_t)g->m->n_ops + 1, sizeof *rows);
@@ -1033,12 +1039,12 @@ static void emit_train_backward(gen *g)
 {
 	static const char *names[] = { "P", "pre", "ws", "dlogits", "dz", "dsq", "grad" };
 	cg_begin_function(g, "lln_train_backward", 7, names, 0);
-	if (g->m->dense_chain && !g->m->samples)
-		cg_wide_vectors(g);
 	LLVMValueRef ws = cg_param(g, 2), dsq = cg_param(g, 5), grad = cg_param(g, 6);
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildIsNotNull(g->b, dsq, ""));
 	sampled_rows(g, true, NULL);
-	if (g->m->dense_chain && !g->sampled)
+	if (g->gram_bw_fn && !g->sampled)
+		call_kernel(g, g->gram_bw_fn, (LLVMValueRef[]){ ws, dsq, grad }, 3);
+	else if (g->m->dense_chain && !g->sampled)
 		cg_gram_backward(g, ws, dsq, grad);
 	else
 		emit_rows_backward(g, cg_param(g, 0), ws, dsq, grad);
@@ -1046,6 +1052,13 @@ static void emit_train_backward(gen *g)
 	if_end(g, done);
 	emit_backprop(g, cg_param(g, 0), ws, cg_param(g, 3), cg_param(g, 4), grad);
 	LLVMBuildRetVoid(g->b);
+}
+
+/* Called from the per-example kernels too: one copy of the code. */
+static void no_inline(gen *g)
+{
+	unsigned k = LLVMGetEnumAttributeKindForName("noinline", 8);
+	LLVMAddAttributeAtIndex(g->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->c, k, 0));
 }
 
 /* The Gram part of train_forward and train_backward alone, for the batched
@@ -1057,9 +1070,12 @@ static void emit_train_gram(gen *g)
 	static const char *names[] = { "P", "pre", "z", "ws", "sq" };
 	cg_begin_function(g, "lln_train_gram", 5, names, 0);
 	cg_wide_vectors(g);
+	no_inline(g);
 	LLVMValueRef ws = cg_param(g, 3);
 	cg_active_lists(g, ws, cg_param(g, 2));
+	g->gram_wide = true;
 	cg_gram_forward(g, cg_param(g, 0), cg_param(g, 1), ws, cg_param(g, 4), false);
+	g->gram_wide = false;
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -1068,7 +1084,10 @@ static void emit_train_gram_backward(gen *g)
 	static const char *names[] = { "ws", "dsq", "grad" };
 	cg_begin_function(g, "lln_train_gram_backward", 3, names, 0);
 	cg_wide_vectors(g);
+	no_inline(g);
+	g->gram_wide = true;
 	cg_gram_backward(g, cg_param(g, 0), cg_param(g, 1), cg_param(g, 2));
+	g->gram_wide = false;
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -1234,24 +1253,24 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	 * saves about 40% of the code to optimize and emit */
 	int nfns = o->certifier ? 6 : 9;
 	LLVMValueRef fns[15];
+	for (int i = 9; i < 15; i++)
+		fns[i] = LLVMConstNull(g.ptr);
+	if (!o->certifier && cg_batchable(m) && !m->samples) {   /* first: train_forward/backward call them */
+		emit_train_gram(&g);
+		fns[12] = g.gram_fn = g.fn;
+		emit_train_gram_backward(&g);
+		fns[13] = g.gram_bw_fn = g.fn;
+		emit_train_prepare(&g);
+		fns[14] = g.fn;
+	}
 	for (int i = 0; i < 9; i++) {
 		if (i < nfns)
 			emitters[i](&g);
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);
 	}
 	int64_t batch_ws = 0;
-	for (int i = 9; i < 15; i++)
-		fns[i] = LLVMConstNull(g.ptr);
 	if (!o->certifier && cg_batchable(m))
 		cg_emit_batch(&g, fns + 9, &batch_ws);
-	if (!o->certifier && cg_batchable(m) && !m->samples) {
-		emit_train_gram(&g);
-		fns[12] = g.fn;
-		emit_train_gram_backward(&g);
-		fns[13] = g.fn;
-		emit_train_prepare(&g);
-		fns[14] = g.fn;
-	}
 	emit_descriptor(&g, fns, batch_ws);
 	LLVMDisposeBuilder(g.b);
 	arena_free(a);

@@ -27,6 +27,12 @@ typedef struct gen {
 	LLVMBuilderRef b;
 	LLVMTypeRef f32, f64, i32, i64, i1, ptr, vf;   /* vf: VW floats (16 in cg_batch.c with AVX-512) */
 	bool avx512;          /* the target has 512-bit vectors */
+	bool gram_wide;       /* the Gram products in 8-row tiles of 16-float vectors:
+	                       * while train_gram and train_gram_backward are emitted
+	                       * (the Gram code of a model that has no train_gram, in
+	                       * its per-example kernels, keeps small tiles) */
+	LLVMValueRef gram_fn, gram_bw_fn;   /* train_gram and train_gram_backward, which
+	                                     * the per-example kernels call, or NULL */
 	LLVMValueRef fn;
 	LLVMBasicBlockRef entry;
 	const ir_module *m;
@@ -549,13 +555,15 @@ void cg_window(gen *g, const ir_op *op, const window *w, void *ctx);
 
 /* ---- the Gram recurrence for chains of dense layers (cg_dense.c) ---- */
 
-/* G^1 = W W^T of a first hidden layer, once per weight vector, into pre. */
+/* G^1 = W W^T of a first hidden layer, once per weight vector, into pre:
+ * the part-th of `parts` shares of its rows (i64 values; 0, 1: all). */
 void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts);
 /* sq for every hidden neuron (and, for_logits, V and T of the logits). */
 void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits);
 /* The adjoint of cg_gram_forward for the adjoint dsq of sq, into grad. */
 void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad);
-/* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */
+/* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch, for the part-th
+ * of `parts` shares of dW^1's rows. */
 void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad, LLVMValueRef part, LLVMValueRef parts);
 
 #endif

@@ -239,6 +239,16 @@ static void gather_active(gen *g, LLVMValueRef ws, int k, LLVMValueRef dst, LLVM
 	loop_end(g, &l);
 }
 
+static void gram_gemm(gen *g, gemm p)
+{
+	if (g->gram_wide) {
+		p.rows = 8;
+		cg_wide_gemm(g, &p);
+	} else {
+		cg_gemm(g, &p);
+	}
+}
+
 /* Whether op k's Gram block on its active units is needed: by a hidden
  * consumer, or by the logits when their Gram matrix is wanted. */
 static bool need_gc(const ir_module *m, int k, bool for_logits)
@@ -288,7 +298,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		              at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)))), ci(g, 1), ai);
 		loop_end(g, &lr);
 		/* T = V Gc_i;  sq = rowwise V . T */
-		cg_wide_gemm(g, &(gemm){ .rows = 8, .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
+		gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
 		                      .ldb = ci(g, pad8(m->ops[i].out_size)), .alpha = 1, .M = N, .N = ai8, .K = ai });
 		if (op->relu) {
 			r = loop_begin(g, &lr, ci(g, 0), N);
@@ -304,7 +314,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
 		gather_active(g, ws, k, at(g, g->f32, VA, mul(g, t, GLD)), at(g, g->f32, Vc, t), VLD, a);
 		loop_end(g, &lt);
-		cg_wide_gemm(g, &(gemm){ .rows = 8, .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
+		gram_gemm(g, (gemm){ .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
 		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,
 		                      .M = a, .N = a8, .K = ai });
 	}
@@ -355,9 +365,9 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		LLVMValueRef Y = at(g, g->f32, ws, ci(g, g->scratch_off[2]));
 		/* the active block of Gbar times V and T */
 		if (has_e) {
-			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = EV, .ldc = VLD, .A = E, .lda = GLD, .B = Vc, .ldb = VLD,
+			gram_gemm(g, (gemm){ .C = EV, .ldc = VLD, .A = E, .lda = GLD, .B = Vc, .ldb = VLD,
 			                         .brows = act, .alpha = 1, .M = a, .N = ai8, .K = a });
-			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD,
+			gram_gemm(g, (gemm){ .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD,
 			                         .brows = act, .alpha = 1, .M = a, .N = ai8, .K = a });
 		}
 		/* row r: Y = Gbar V = dsq_r V[r] + EV[pos(r)];  dW[r, A_i] += 2 Gbar T */
@@ -387,7 +397,7 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		set(g, pos, add(g, p, LLVMBuildZExt(g->b, onv, g->i64, "")));
 		loop_end(g, &lr);
 		/* Gbar_i's active block = V^T Y */
-		cg_wide_gemm(g, &(gemm){ .rows = 8, .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])),
+		gram_gemm(g, (gemm){ .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])),
 		                         .ldc = ci(g, pad8(m->ops[i].out_size)), .A = Vc, .lda = VLD, .atrans = true, .B = Y,
 		                         .ldb = VLD, .alpha = 1, .M = ai, .N = ai8, .K = N });
 	}
