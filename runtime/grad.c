@@ -188,22 +188,26 @@ static void *batch_columns(void *arg)
 	const rt_model *m = c->m;
 	const int64_t O = m->n_out, H = m->n_hidden;
 	gthread *t = &c->t[j->part];
-	if (j->sq && j->s == 0)
-		memset(t->grad, 0, sizeof(float) * (size_t)sums_floats(m, j->o));
-	m->train_batch_forward(j->P, c->rows, j->n, c->bws, j->sq ? c->bz : NULL, c->blogits, j->c0, j->c1);
+	float *bz = NULL, *bdz = NULL, *sq = NULL, *dsq = NULL;   /* vanilla: none */
+	if (j->sq) {
+		bz = c->bz, bdz = c->bdz, sq = t->sq, dsq = t->dsq;
+		if (j->s == 0)
+			memset(t->grad, 0, sizeof(float) * (size_t)sums_floats(m, j->o));
+	}
+	m->train_batch_forward(j->P, c->rows, j->n, c->bws, bz, c->blogits, j->c0, j->c1);
 	for (int32_t e = j->c0; e < j->c1 && e < j->n; e++) {
 		int64_t i = j->s + e, r = j->idx ? j->idx[i] : i;
 		const float *logits = c->blogits + e * O;
-		float *z = j->sq ? c->bz + e * H : NULL, *dz = j->sq ? c->bdz + e * H : NULL;
-		if (j->sq)
-			m->train_gram(j->P, j->pre, z, t->ws, t->sq);
-		c->loss[i] = rt_objective_eval(j->o, m, logits, z, j->sq ? t->sq : NULL, j->y[r], c->bdlogits + e * O, dz,
-		                               j->sq ? t->dsq : NULL, &c->ce[i], t->scratch);
-		if (j->sq)
-			m->train_gram_backward(t->ws, t->dsq, t->grad);
+		float *z = sq ? bz + e * H : NULL, *dz = sq ? bdz + e * H : NULL;
+		if (sq)
+			m->train_gram(j->P, j->pre, z, t->ws, sq);
+		c->loss[i] = rt_objective_eval(j->o, m, logits, z, sq, j->y[r], c->bdlogits + e * O, dz, dsq, &c->ce[i],
+		                               t->scratch);
+		if (sq)
+			m->train_gram_backward(t->ws, dsq, t->grad);
 		c->right[i] = predict(m, logits) == j->y[r];
 	}
-	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, j->sq ? c->bdz : NULL, j->c0, j->c1);
+	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, bdz, j->c0, j->c1);
 	return NULL;
 }
 
@@ -329,23 +333,23 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 		c->cap = nb;
 	}
 	const bool sq = rt_objective_needs_sq(o);
+	int filled;   /* the threads' buffers holding sums */
 	if (m->batch && (!sq || m->train_gram)) {
 		batch_sums(c, o, P, pre, X, y, idx, nb, g0);
-		if (sq) {
-			reduce r = { c, c->threads };
-			rt_parallel_range(c->threads, gf, reduce_range, &r);
-		}
+		filled = sq ? c->threads : 1;
 	} else {
-		int threads = c->threads < nb ? c->threads : (int)nb;
-		gjob jobs[threads];
-		for (int t = 0; t < threads; t++) {
+		filled = c->threads < nb ? c->threads : (int)nb;
+		gjob jobs[filled];
+		for (int t = 0; t < filled; t++) {
 			jobs[t] = (gjob){ .c = c, .t = &c->t[t], .o = o, .P = P, .pre = pre, .X = X, .y = y,
-			                  .idx = idx, .begin = nb * t / threads, .end = nb * (t + 1) / threads };
+			                  .idx = idx, .begin = nb * t / filled, .end = nb * (t + 1) / filled };
 		}
-		rt_parallel(threads, grad_share, jobs, sizeof *jobs);
+		rt_parallel(filled, grad_share, jobs, sizeof *jobs);
+	}
+	if (filled > 1) {
 		/* fixed order: thread 0's sum, plus thread 1's, ...; the accumulators
 		 * past n_params hold only the Gram terms of sq-based objectives */
-		reduce r = { c, threads };
+		reduce r = { c, filled };
 		rt_parallel_range(c->threads, gf, reduce_range, &r);
 	}
 	for (int64_t i = 0; i < nb; i++) {
