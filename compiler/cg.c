@@ -251,7 +251,8 @@ static void plan_layout(gen *g, arena *a, bool training)
 	g->val_off = offsets(a, nv);
 	g->tan_off = offsets(a, nv);
 	int64_t **tabs[] = { &g->act_off, &g->jac_off, &g->rbar_off, &g->pre_off, &g->cnt_off, &g->gc_off,
-	                     &g->gbar_off, &g->vc_off, &g->t_off, &g->kpre_off, &g->acc_off };
+	                     &g->gbar_off, &g->vc_off, &g->t_off, &g->kpre_off, &g->acc_off,
+	                     &g->wtw_off, &g->hacc_off };
 	for (size_t t = 0; t < sizeof tabs / sizeof *tabs; t++)
 		*tabs[t] = offsets(a, m->n_ops);
 	/* a sequence's length L, set by the runtime, in the first word */
@@ -346,6 +347,12 @@ static void plan_layout(gen *g, arena *a, bool training)
 			off += round16(n * pad8(nin));
 			g->t_off[k] = off;
 			off += round16(n * pad8(nin));
+			if (training && op->relu && !m->samples) {   /* uniform dsq (cg_gram_backward) */
+				g->wtw_off[k] = pre;
+				pre += round16(nin * nin);
+				g->hacc_off[k] = grad;
+				grad += nin * nin;
+			}
 		} else if (op->relu) {
 			g->kpre_off[k] = pre;
 			pre += round16(n * n);
@@ -1043,9 +1050,9 @@ static void emit_train_backward(gen *g)
 	LLVMBasicBlockRef done = if_begin(g, LLVMBuildIsNotNull(g->b, dsq, ""));
 	sampled_rows(g, true, NULL);
 	if (g->gram_bw_fn && !g->sampled)
-		call_kernel(g, g->gram_bw_fn, (LLVMValueRef[]){ ws, dsq, grad }, 3);
+		call_kernel(g, g->gram_bw_fn, (LLVMValueRef[]){ cg_param(g, 1), ws, dsq, grad }, 4);
 	else if (g->m->dense_chain && !g->sampled)
-		cg_gram_backward(g, ws, dsq, grad);
+		cg_gram_backward(g, cg_param(g, 1), ws, dsq, grad);
 	else
 		emit_rows_backward(g, cg_param(g, 0), ws, dsq, grad);
 	sampled_rows(g, false, NULL);
@@ -1081,12 +1088,12 @@ static void emit_train_gram(gen *g)
 
 static void emit_train_gram_backward(gen *g)
 {
-	static const char *names[] = { "ws", "dsq", "grad" };
-	cg_begin_function(g, "lln_train_gram_backward", 3, names, 0);
+	static const char *names[] = { "pre", "ws", "dsq", "grad" };
+	cg_begin_function(g, "lln_train_gram_backward", 4, names, 0);
 	cg_wide_vectors(g);
 	no_inline(g);
 	g->gram_wide = true;
-	cg_gram_backward(g, cg_param(g, 0), cg_param(g, 1), cg_param(g, 2));
+	cg_gram_backward(g, cg_param(g, 0), cg_param(g, 1), cg_param(g, 2), cg_param(g, 3));
 	g->gram_wide = false;
 	LLVMBuildRetVoid(g->b);
 }

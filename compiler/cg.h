@@ -52,6 +52,8 @@ typedef struct gen {
 	int64_t *t_off;       /* ... and that times the input's Gram, out x in */
 	int64_t *kpre_off;    /* first-layer hidden op k: W W^T in pre */
 	int64_t *acc_off;     /* first-layer hidden op k: batch accumulator in grad */
+	int64_t *wtw_off;     /* hidden op k with a hidden input: W^T W in pre, in x in */
+	int64_t *hacc_off;    /* ... and its batch accumulator in grad, in x in */
 	int64_t row_off, row2_off;  /* two scratch rows of the widest layer */
 	int64_t sq_off;             /* squared gradient norms, for certify's Gram strategy */
 	/* rounding-error bounds (cg_certify.c), doubles */
@@ -555,15 +557,16 @@ void cg_window(gen *g, const ir_op *op, const window *w, void *ctx);
 
 /* ---- the Gram recurrence for chains of dense layers (cg_dense.c) ---- */
 
-/* G^1 = W W^T of a first hidden layer, once per weight vector, into pre:
- * the part-th of `parts` shares of its rows (i64 values; 0, 1: all). */
+/* G^1 = W W^T of a first hidden layer, and for training W^T W of the
+ * others, once per weight vector, into pre: the part-th of `parts` shares
+ * of their rows (i64 values; 0, 1: all). */
 void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts);
 /* sq for every hidden neuron (and, for_logits, V and T of the logits). */
 void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits);
 /* The adjoint of cg_gram_forward for the adjoint dsq of sq, into grad. */
-void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad);
-/* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch, for the part-th
- * of `parts` shares of dW^1's rows. */
+void cg_gram_backward(gen *g, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad);
+/* The batch accumulators' terms: dW^1 += 2 Gbar^1 W^1 and dW += 2 W H,
+ * for the part-th of `parts` shares of the rows of each dW. */
 void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad, LLVMValueRef part, LLVMValueRef parts);
 
 #endif

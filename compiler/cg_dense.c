@@ -20,7 +20,9 @@
  *   dV = 2 Gbar^i T,   Gbar^{i-1}_AA += V^T Gbar^i V
  * and for the first layer dW^1 = 2 Gbar^1 W^1, which is linear in Gbar^1, so
  * the per-example Gbar^1 are summed over the batch (an accumulator past
- * n_params in grad) and multiplied once, in train_finish. */
+ * n_params in grad) and multiplied once, in train_finish.  When dsq is one
+ * value on a whole layer (ROLL with gamma 100), the terms of diag(dsq) go
+ * the same way (uniform_backward). */
 #include "cg.h"
 
 /* ---- the operation ---- */
@@ -136,6 +138,13 @@ const cg_op cg_op_dense = { dense_apply, dense_rows, dense_transpose, dense_para
 
 /* ---- the Gram recurrence ---- */
 
+/* Rows [n part / parts, n (part + 1) / parts): the part-th share of n. */
+static void row_share(gen *g, LLVMValueRef n, LLVMValueRef part, LLVMValueRef parts, LLVMValueRef *r0, LLVMValueRef *r1)
+{
+	*r0 = LLVMBuildSDiv(g->b, mul(g, n, part), parts, "");
+	*r1 = LLVMBuildSDiv(g->b, mul(g, n, add(g, part, ci(g, 1))), parts, "");
+}
+
 /* K = W W^T for the first-layer hidden ops, symmetric, accumulated in double
  * (certify's bound for G^1 counts on it, docs/reliability.md).  Blocks of
  * R x 4 entries on or above the diagonal, each a register tile of vectors
@@ -193,21 +202,30 @@ static void kk_rows(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLV
 	loop_end(g, &lq);
 }
 
-/* The part-th of `parts` shares (i64 values): the row blocks b with
- * b mod parts = part (the triangle's rows shrink, so interleaved shares are
- * balanced), the last R - 1 rows with part 0.  Each share writes its own
- * entries of K, both K[r, q] and K[q, r], so shares may run at once. */
+/* The part-th of `parts` shares (i64 values) of the first-layer ops' K:
+ * the row blocks b with b mod parts = part (the triangle's rows shrink, so
+ * interleaved shares are balanced), the last R - 1 rows with part 0.  Each
+ * share writes its own entries of K, both K[r, q] and K[q, r], so shares
+ * may run at once.  The other layers' W^T W (training's uniform dsq, in
+ * float: only gradients read it) by contiguous shares of its rows. */
 void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts)
 {
 	const ir_module *m = g->m;
 	const int R = g->avx512 ? 4 : 2;   /* R x KQ accumulators: 16 of 32 zmm, 8 of 16 ymm pairs */
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
+		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
+		if (g->wtw_off[k] >= 0) {
+			LLVMValueRef D = ci(g, op->in_size), r0, r1;
+			row_share(g, D, part, parts, &r0, &r1);
+			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, pre, add(g, ci(g, g->wtw_off[k]), mul(g, r0, D))),
+			                         .ldc = D, .A = at(g, g->f32, W, r0), .lda = D, .atrans = true, .B = W, .ldb = D,
+			                         .alpha = 1, .M = LLVMBuildSub(g->b, r1, r0, ""), .N = D, .K = ci(g, op->out_size) });
+		}
 		if (g->kpre_off[k] < 0)
 			continue;
 		int64_t n = op->out_size, nR = n / R * R;
 		LLVMValueRef K = at(g, g->f32, pre, ci(g, g->kpre_off[k]));
-		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
 		loop lr;
 		LLVMValueRef b = loop_begin(g, &lr, ci(g, 0), ci(g, nR / R));
 		LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, b, parts, ""), part, ""));
@@ -222,21 +240,40 @@ void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part
 	}
 }
 
-
-/* dst[q] = src[act_k[q] stride] for q < count, 0 up to the padded count:
- * the active columns (or, strided, rows) of a matrix, packed.  The zero
- * tail comes apart from the copy so that the copy has no test per element
- * (and vectorises into gathers). */
+/* dst[q] = src[act_k[q] stride] (times scale, unless NULL) for q < count,
+ * 0 up to the padded count: the active columns (or, strided, rows) of a
+ * matrix, packed.  The zero tail comes apart from the copy so that the copy
+ * has no test per element (and vectorises into gathers). */
 static void gather_active(gen *g, LLVMValueRef ws, int k, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef stride,
-                          LLVMValueRef count)
+                          LLVMValueRef count, LLVMValueRef scale)
 {
 	loop l;
 	LLVMValueRef q = loop_begin(g, &l, ci(g, 0), count);
-	store(g, load(g, g->f32, src, mul(g, active_at(g, ws, k, q), stride)), dst, q);
+	LLVMValueRef v = load(g, g->f32, src, mul(g, active_at(g, ws, k, q), stride));
+	store(g, scale ? fmul(g, scale, v) : v, dst, q);
 	loop_end(g, &l);
 	q = loop_begin(g, &l, count, pad8v(g, count));
 	store(g, LLVMConstReal(g->f32, 0), dst, q);
 	loop_end(g, &l);
+}
+
+/* dst[row(p) D + A_i[q]] += scale src[p sld + q] for p < np, q < |A_i|,
+ * row(p) = rows[p] (an i32 list): a row at a time, spread over buf (zero
+ * off A_i, which each row overwrites) and added to dst's row whole, since
+ * scattered read-modify-writes of a matrix past L2 wait on every line. */
+static void scatter_add(gen *g, LLVMValueRef ws, int i, LLVMValueRef buf, LLVMValueRef D, LLVMValueRef dst,
+                        LLVMValueRef rows, LLVMValueRef np, LLVMValueRef src, LLVMValueRef sld, LLVMValueRef scale)
+{
+	loop l, lp;
+	LLVMValueRef t = loop_begin(g, &l, ci(g, 0), D);
+	store(g, LLVMConstReal(g->f32, 0), buf, t);
+	loop_end(g, &l);
+	LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), np);
+	LLVMValueRef q = loop_begin(g, &l, ci(g, 0), active_count(g, ws, i));
+	store(g, load(g, g->f32, src, add(g, mul(g, p, sld), q)), buf, active_at(g, ws, i, q));
+	loop_end(g, &l);
+	emit_axpy(g, at(g, g->f32, dst, mul(g, lookup(g, rows, p), D)), scale, buf, D);
+	loop_end(g, &lp);
 }
 
 static void gram_gemm(gen *g, gemm p)
@@ -284,7 +321,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 			LLVMValueRef a = active_count(g, ws, k);
 			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
 			gather_active(g, ws, k, at(g, g->f32, Gc, mul(g, p, GLD)), at(g, g->f32, K, mul(g, active_at(g, ws, k, p), N)),
-			              ci(g, 1), a);
+			              ci(g, 1), a, NULL);
 			loop_end(g, &lp);
 			continue;
 		}
@@ -295,7 +332,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		/* V = W[:, A_i], zero-padded */
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
 		gather_active(g, ws, i, at(g, g->f32, Vc, mul(g, r, VLD)),
-		              at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)))), ci(g, 1), ai);
+		              at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)))), ci(g, 1), ai, NULL);
 		loop_end(g, &lr);
 		/* T = V Gc_i;  sq = rowwise V . T */
 		gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
@@ -312,7 +349,7 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		LLVMValueRef a = active_count(g, ws, k), a8 = pad8v(g, a);
 		LLVMValueRef VA = at(g, g->f32, ws, ci(g, g->scratch_off[0]));
 		LLVMValueRef t = loop_begin(g, &lt, ci(g, 0), ai);
-		gather_active(g, ws, k, at(g, g->f32, VA, mul(g, t, GLD)), at(g, g->f32, Vc, t), VLD, a);
+		gather_active(g, ws, k, at(g, g->f32, VA, mul(g, t, GLD)), at(g, g->f32, Vc, t), VLD, a, NULL);
 		loop_end(g, &lt);
 		gram_gemm(g, (gemm){ .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gc_off[k])), .ldc = GLD, .A = T, .lda = VLD,
 		                      .arows = at(g, g->f32, ws, ci(g, g->act_off[k])), .B = VA, .ldb = GLD, .alpha = 1,
@@ -321,7 +358,56 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 	cg_part_close(g, &part);
 }
 
-void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad)
+/* Whether dsq is the same on every neuron of op (i1), as ROLL's with gamma
+ * 100 is: then Gbar = c I on the inactive units, and the terms of c are
+ * W^T W (per weight vector) and the batch sum of c G^{i-1}. */
+static LLVMValueRef uniform_dsq(gen *g, const ir_op *op, LLVMValueRef dsq)
+{
+	LLVMValueRef c = load(g, g->f32, dsq, ci(g, op->z_off));
+	LLVMValueRef same = var(g, g->i1, LLVMConstInt(g->i1, 1, 0));
+	loop l;
+	LLVMValueRef r = loop_begin(g, &l, ci(g, 1), ci(g, op->out_size));
+	LLVMValueRef eq = LLVMBuildFCmp(g->b, LLVMRealOEQ, load(g, g->f32, dsq, add(g, ci(g, op->z_off), r)), c, "");
+	set(g, same, LLVMBuildAnd(g->b, get(g, g->i1, same), eq, ""));
+	loop_end(g, &l);
+	return get(g, g->i1, same);
+}
+
+/* Layer k (input i) when dsq = c on all its neurons: Gbar^k = c I + E on
+ * the active block, so
+ *   dW^k = 2 Gbar T = 2 c W H + 2 [rows A_k] E T[A_k],  H = G^i on A_i
+ *   Gbar^i_AA = V^T Gbar V = c (W^T W)_AA + V[A_k]^T E V[A_k]
+ * where c H is summed over the batch (hacc, multiplied once in
+ * train_finish) and W^T W comes from prepare: no product over all n rows
+ * of V, and no pass over them. */
+static void uniform_backward(gen *g, int k, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad,
+                             bool has_e, LLVMValueRef EV, LLVMValueRef ET)
+{
+	const ir_module *m = g->m;
+	const ir_op *op = &m->ops[k];
+	int i = op->in[0] - 1;
+	LLVMValueRef c = load(g, g->f32, dsq, ci(g, op->z_off));
+	LLVMValueRef D = ci(g, op->in_size), VLD = ci(g, pad8(op->in_size)), ILD = ci(g, pad8(m->ops[i].out_size));
+	LLVMValueRef ai = active_count(g, ws, i), a = active_count(g, ws, k);
+	LLVMValueRef Gb = at(g, g->f32, ws, ci(g, g->gbar_off[i])), Gc = at(g, g->f32, ws, ci(g, g->gc_off[i]));
+	LLVMValueRef WtW = at(g, g->f32, pre, ci(g, g->wtw_off[k])), H = at(g, g->f32, grad, ci(g, g->hacc_off[k]));
+	LLVMValueRef buf = at(g, g->f32, ws, ci(g, g->scratch_off[2])), acti = at(g, g->f32, ws, ci(g, g->act_off[i]));
+	loop lp;
+	LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), ai);
+	gather_active(g, ws, i, at(g, g->f32, Gb, mul(g, p, ILD)), at(g, g->f32, WtW, mul(g, active_at(g, ws, i, p), D)),
+	              ci(g, 1), ai, c);
+	loop_end(g, &lp);
+	scatter_add(g, ws, i, buf, D, H, acti, ai, Gc, ILD, c);
+	if (!has_e)
+		return;
+	LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[k]));
+	gram_gemm(g, (gemm){ .symmetric = true, .accumulate = true, .C = Gb, .ldc = ILD, .A = at(g, g->f32, ws, ci(g, g->vc_off[k])),
+	                     .lda = VLD, .atrans = true, .acols = act, .B = EV, .ldb = VLD, .alpha = 1, .M = ai,
+	                     .N = pad8v(g, ai), .K = a });
+	scatter_add(g, ws, i, buf, D, at(g, g->f32, grad, ci(g, op->w_off)), act, a, ET, VLD, LLVMConstReal(g->f32, 2));
+}
+
+void cg_gram_backward(gen *g, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad)
 {
 	const ir_module *m = g->m;
 	cg_part part = { 0 };
@@ -338,7 +424,7 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
 		LLVMValueRef a = active_count(g, ws, k), act = at(g, g->f32, ws, ci(g, g->act_off[k]));
 		LLVMValueRef E = at(g, g->f32, ws, ci(g, g->gbar_off[k]));
-		loop lr, lp, lq, lt;
+		loop lr, lt;
 		if (op->in[0] == 0) {
 			/* the batch accumulator of Gbar^1: diag(dsq) plus the active block */
 			LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
@@ -346,14 +432,9 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 			LLVMValueRef ii = add(g, mul(g, r, N), r);
 			store(g, fadd(g, load(g, g->f32, acc, ii), load(g, g->f32, dsq, add(g, ci(g, op->z_off), r))), acc, ii);
 			loop_end(g, &lr);
-			if (!has_e)
-				continue;
-			LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), a);
-			LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), a);
-			LLVMValueRef jj = add(g, mul(g, active_at(g, ws, k, p), N), active_at(g, ws, k, q));
-			store(g, fadd(g, load(g, g->f32, acc, jj), load(g, g->f32, E, add(g, mul(g, p, GLD), q))), acc, jj);
-			loop_end(g, &lq);
-			loop_end(g, &lp);
+			if (has_e)
+				scatter_add(g, ws, k, at(g, g->f32, ws, ci(g, g->scratch_off[2])), N, acc, act, a, E, GLD,
+				            LLVMConstReal(g->f32, 1));
 			continue;
 		}
 		int i = op->in[0] - 1;
@@ -370,6 +451,8 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 			gram_gemm(g, (gemm){ .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD,
 			                         .brows = act, .alpha = 1, .M = a, .N = ai8, .K = a });
 		}
+		LLVMValueRef uni = g->wtw_off[k] >= 0 ? uniform_dsq(g, op, dsq) : NULL;
+		LLVMBasicBlockRef general = uni ? if_begin(g, LLVMBuildNot(g->b, uni, "")) : NULL;
 		/* row r: Y = Gbar V = dsq_r V[r] + EV[pos(r)];  dW[r, A_i] += 2 Gbar T */
 		LLVMValueRef pos = var(g, g->i64, ci(g, 0));
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
@@ -400,39 +483,37 @@ void cg_gram_backward(gen *g, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef gr
 		gram_gemm(g, (gemm){ .symmetric = true, .C = at(g, g->f32, ws, ci(g, g->gbar_off[i])),
 		                         .ldc = ci(g, pad8(m->ops[i].out_size)), .A = Vc, .lda = VLD, .atrans = true, .B = Y,
 		                         .ldb = VLD, .alpha = 1, .M = ai, .N = ai8, .K = N });
+		if (uni) {
+			if_end(g, general);
+			LLVMBasicBlockRef done = if_begin(g, uni);
+			uniform_backward(g, k, pre, ws, dsq, grad, has_e, EV, ET);
+			if_end(g, done);
+		}
 	}
 	cg_part_close(g, &part);
 }
 
-/* dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed over the batch. */
+/* The batch accumulators' terms: dW^1 += 2 Gbar^1 W^1 with Gbar^1 summed
+ * over the batch, and dW += 2 W H with H the sum of c G^{i-1} (uniform dsq). */
 void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad, LLVMValueRef part, LLVMValueRef parts)
 {
 	const ir_module *m = g->m;
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
-		if (g->acc_off[k] < 0)
+		if (g->acc_off[k] < 0 && g->hacc_off[k] < 0)
 			continue;
-		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size);
-		LLVMValueRef acc = at(g, g->f32, grad, ci(g, g->acc_off[k]));
-		/* this part's rows of dW^1: [N part / parts, N (part + 1) / parts) */
-		LLVMValueRef r0 = LLVMBuildSDiv(g->b, mul(g, N, part), parts, "");
-		LLVMValueRef r1 = LLVMBuildSDiv(g->b, mul(g, N, add(g, part, ci(g, 1))), parts, "");
-		if (op->in_size % VW == 0) {
-			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, r0, D))),
-			                         .ldc = D, .A = at(g, g->f32, acc, mul(g, r0, N)), .lda = N,
-			                         .B = at(g, g->f32, P, ci(g, op->w_off)), .ldb = D, .accumulate = true,
-			                         .alpha = 2, .M = LLVMBuildSub(g->b, r1, r0, ""), .N = D, .K = N });
-			continue;
+		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size), r0, r1;
+		row_share(g, N, part, parts, &r0, &r1);
+		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
+		gemm p = { .rows = 8, .C = at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, r0, D))), .ldc = D,
+		           .accumulate = true, .alpha = 2, .M = LLVMBuildSub(g->b, r1, r0, ""), .N = D };
+		if (g->acc_off[k] >= 0) {
+			p.A = at(g, g->f32, grad, add(g, ci(g, g->acc_off[k]), mul(g, r0, N)));
+			p.lda = N, p.B = W, p.ldb = D, p.K = N;
+		} else {
+			p.A = at(g, g->f32, W, mul(g, r0, D));
+			p.lda = D, p.B = at(g, g->f32, grad, ci(g, g->hacc_off[k])), p.ldb = D, p.K = D;
 		}
-		loop lr, lq;
-		LLVMValueRef r = loop_begin(g, &lr, r0, r1);
-		LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), N);
-		LLVMValueRef c = load(g, g->f32, acc, add(g, mul(g, r, N), q));
-		LLVMBasicBlockRef done = if_begin(g, LLVMBuildFCmp(g->b, LLVMRealONE, c, LLVMConstReal(g->f32, 0), ""));
-		emit_axpy(g, at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, r, D))),
-		          LLVMBuildFMul(g->b, c, LLVMConstReal(g->f32, 2), ""), at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, q, D))), D);
-		if_end(g, done);
-		loop_end(g, &lq);
-		loop_end(g, &lr);
+		cg_wide_gemm(g, &p);
 	}
 }

@@ -204,7 +204,7 @@ static void *batch_columns(void *arg)
 		c->loss[i] = rt_objective_eval(j->o, m, logits, z, sq, j->y[r], c->bdlogits + e * O, dz, dsq, &c->ce[i],
 		                               t->scratch);
 		if (sq)
-			m->train_gram_backward(t->ws, dsq, t->grad);
+			m->train_gram_backward(j->pre, t->ws, dsq, t->grad);
 		c->right[i] = predict(m, logits) == j->y[r];
 	}
 	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, bdz, j->c0, j->c1);

@@ -32,7 +32,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 8
+#define RT_ABI_VERSION 9
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -168,10 +168,11 @@ typedef struct rt_model {
 	 * z > 0), train_gram_backward adds d/dP (dsq.sq) to grad, accumulators
 	 * included, using the same ws (ws_floats floats). */
 	void (*train_gram)(const float *P, const float *pre, const float *z, float *ws, float *sq);
-	void (*train_gram_backward)(float *ws, const float *dsq, float *grad);
-	/* what train_forward and train_gram read of prepare's output (W W^T of
-	 * the first layer), the part-th of `parts` shares, which may run at once
-	 * (NULL where train_gram is NULL) */
+	void (*train_gram_backward)(const float *pre, float *ws, const float *dsq, float *grad);
+	/* what train_forward, train_gram and their backward read of prepare's
+	 * output (W W^T of the first layer, W^T W of the others), the part-th
+	 * of `parts` shares, which may run at once (NULL where train_gram is
+	 * NULL) */
 	void (*train_prepare)(const float *P, float *pre, int32_t part, int32_t parts);
 } rt_model;
 
