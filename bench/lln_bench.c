@@ -628,12 +628,14 @@ static void run_compile(const opts *o)
 		free(t[k]);
 }
 
-/* --perf-map 1: /tmp/perf-PID.map names the JIT-compiled kernels for
- * `perf report`, which otherwise shows them as bare addresses.  Each kernel
- * is taken to reach up to the next one's start (the last: 1 MiB). */
-static void write_perf_map(const rt_model *m)
+/* --perf-map 1: /tmp/perf-PID.map names the JIT-compiled kernels and the
+ * matrix products they call (lln_gemm_N) for `perf report`, which
+ * otherwise shows them as bare addresses.  Each is taken to reach up to the
+ * next one's start (the last: 1 MiB). */
+enum { KERNELS = 14, MAX_GEMMS = 64 };   /* the kernels named below; products at most */
+static void write_perf_map(const rt_model *m, cg_unit *u)
 {
-	struct { const char *name; uintptr_t at; } k[] = {
+	struct { const char *name; uintptr_t at; } k[KERNELS + MAX_GEMMS] = {
 		{ "lln_prepare", (uintptr_t)m->prepare }, { "lln_forward", (uintptr_t)m->forward },
 		{ "lln_grads", (uintptr_t)m->grads }, { "lln_certify", (uintptr_t)m->certify },
 		{ "lln_direction", (uintptr_t)m->direction }, { "lln_train_forward", (uintptr_t)m->train_forward },
@@ -645,7 +647,18 @@ static void write_perf_map(const rt_model *m)
 		{ "lln_train_gram", (uintptr_t)m->train_gram },
 		{ "lln_train_gram_backward", (uintptr_t)m->train_gram_backward },
 	};
-	int n = 0;   /* the kernels the model has */
+	static char gemm_names[MAX_GEMMS][16];
+	for (int i = 0; i < MAX_GEMMS; i++) {
+		LLVMOrcExecutorAddress at = 0;
+		snprintf(gemm_names[i], sizeof gemm_names[i], "lln_gemm_%d", i);
+		LLVMErrorRef e = LLVMOrcLLJITLookup(u->jit, &at, gemm_names[i]);
+		if (e) {
+			LLVMConsumeError(e);
+			break;
+		}
+		k[KERNELS + i].name = gemm_names[i], k[KERNELS + i].at = (uintptr_t)at;
+	}
+	int n = 0;   /* the kernels and products the model has */
 	for (size_t i = 0; i < sizeof k / sizeof *k; i++)
 		if (k[i].at)
 			k[n++] = k[i];
@@ -696,7 +709,7 @@ int main(int argc, char **argv)
 		die("%s", err);
 	b.jit_s = now() - t0;
 	if (o.perf_map)
-		write_perf_map(m);
+		write_perf_map(m, u);
 	b.ir = ir;
 	b.m = m;
 

@@ -33,6 +33,8 @@ typedef struct gen {
 	                       * its per-example kernels, keeps small tiles) */
 	LLVMValueRef gram_fn, gram_bw_fn;   /* train_gram and train_gram_backward, which
 	                                     * the per-example kernels call, or NULL */
+	struct gemm_fn *gemm_fns;   /* the matrix products' functions so far (cg_gemm) */
+	int n_gemm_fns;
 	LLVMValueRef fn;
 	LLVMBasicBlockRef entry;
 	const ir_module *m;
