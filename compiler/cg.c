@@ -870,7 +870,7 @@ static void emit_prepare(gen *g)
 	}
 	cg_part_close(g, &part);
 	if (m->dense_chain)
-		cg_gram_prepare(g, P, pre_all, ci(g, 0), ci(g, 1));
+		cg_gram_prepare(g, P, pre_all, ci(g, 0), ci(g, 1), true);
 	LLVMBuildRetVoid(g->b);
 }
 
@@ -1211,13 +1211,14 @@ static void emit_train_finish(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
-/* W W^T of prepare alone, by shares, for training's every step. */
+/* What training reads of prepare (W W^T, in float) and W^T W, by shares,
+ * every step. */
 static void emit_train_prepare(gen *g)
 {
 	static const char *names[] = { "P", "pre", "part", "parts" };
 	cg_begin_function(g, "lln_train_prepare", 4, names, 1u << 2 | 1u << 3);
 	cg_wide_vectors(g);
-	cg_gram_prepare(g, cg_param(g, 0), cg_param(g, 1), int_param(g, 2), int_param(g, 3));
+	cg_gram_prepare(g, cg_param(g, 0), cg_param(g, 1), int_param(g, 2), int_param(g, 3), false);
 	LLVMBuildRetVoid(g->b);
 }
 

@@ -559,10 +559,11 @@ void cg_window(gen *g, const ir_op *op, const window *w, void *ctx);
 
 /* ---- the Gram recurrence for chains of dense layers (cg_dense.c) ---- */
 
-/* G^1 = W W^T of a first hidden layer, and for training W^T W of the
- * others, once per weight vector, into pre: the part-th of `parts` shares
- * of their rows (i64 values; 0, 1: all). */
-void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts);
+/* G^1 = W W^T of a first hidden layer (accumulated in double when exact,
+ * as certify needs, else in float), and for training W^T W of the others,
+ * once per weight vector, into pre: the part-th of `parts` shares of their
+ * rows (i64 values; 0, 1: all). */
+void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts, bool exact);
 /* sq for every hidden neuron (and, for_logits, V and T of the logits). */
 void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits);
 /* The adjoint of cg_gram_forward for the adjoint dsq of sq, into grad. */

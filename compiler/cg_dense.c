@@ -146,59 +146,72 @@ static void row_share(gen *g, LLVMValueRef n, LLVMValueRef part, LLVMValueRef pa
 }
 
 /* K = W W^T for the first-layer hidden ops, symmetric, accumulated in double
- * (certify's bound for G^1 counts on it, docs/reliability.md).  Blocks of
- * R x 4 entries on or above the diagonal, each a register tile of vectors
- * of VW doubles over the input (the lanes summed at the end, the tail of
- * in_size mod VW after): each float of W loaded and widened feeds R or 4
- * multiply-adds.  A block across the diagonal computes some entries twice,
- * the same products in the same order, so the same bits. */
+ * for certify (its bound for G^1 counts on it, docs/reliability.md), in
+ * float for training, whose gradients are float anyway (2 ms a step at
+ * mnist_fc's size in double; train_prepare).  Blocks of R x 4 entries on
+ * or above the diagonal, each a register tile of vectors over the input
+ * (the lanes summed at the end, the tail of in_size mod the width after):
+ * each float of W loaded (and widened) feeds R or 4 multiply-adds.  A block
+ * across the diagonal computes some entries twice, the same products in
+ * the same order, so the same bits. */
 enum { KQ = 4 };
 
-static void kk_block(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLVMValueRef r0, LLVMValueRef q0, int R, int Q)
+static void kk_block(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLVMValueRef r0, LLVMValueRef q0, int R, int Q,
+                     bool exact)
 {
-	const int64_t D = op->in_size, Dv = D & ~(int64_t)(VW - 1), n = op->out_size;
-	LLVMTypeRef vd = LLVMVectorType(g->f64, VW);
+	LLVMTypeRef et = exact ? g->f64 : g->f32;
+	const int64_t vw = exact || !g->avx512 ? VW : 16;   /* a zmm of doubles or of floats */
+	const int64_t D = op->in_size, Dv = D & ~(vw - 1), n = op->out_size;
+	LLVMTypeRef vt = LLVMVectorType(et, (unsigned)vw), vl = LLVMVectorType(g->f32, (unsigned)vw);
 	LLVMValueRef acc[4][KQ], a[4], b[KQ];
 	for (int i = 0; i < R; i++)
 		for (int j = 0; j < Q; j++)
-			acc[i][j] = var(g, vd, LLVMConstNull(vd));
+			acc[i][j] = var(g, vt, LLVMConstNull(vt));
 	loop ld;
-	LLVMValueRef d = loop_begin_step(g, &ld, ci(g, 0), ci(g, Dv), VW);
-	for (int i = 0; i < R; i++)
-		a[i] = LLVMBuildFPExt(g->b, vload(g, W, add(g, mul(g, add(g, r0, ci(g, i)), ci(g, D)), d)), vd, "");
-	for (int j = 0; j < Q; j++)
-		b[j] = LLVMBuildFPExt(g->b, vload(g, W, add(g, mul(g, add(g, q0, ci(g, j)), ci(g, D)), d)), vd, "");
+	LLVMValueRef d = loop_begin_step(g, &ld, ci(g, 0), ci(g, Dv), vw);
+	for (int i = 0; i < R + Q; i++) {
+		LLVMValueRef row = i < R ? add(g, r0, ci(g, i)) : add(g, q0, ci(g, i - R));
+		LLVMValueRef v = LLVMBuildLoad2(g->b, vl, at(g, g->f32, W, add(g, mul(g, row, ci(g, D)), d)), "");
+		LLVMSetAlignment(v, 4);
+		v = exact ? LLVMBuildFPExt(g->b, v, vt, "") : v;
+		if (i < R)
+			a[i] = v;
+		else
+			b[i - R] = v;
+	}
 	for (int i = 0; i < R; i++)
 		for (int j = 0; j < Q; j++)
-			set(g, acc[i][j], intrinsic_n(g, "llvm.fmuladd", vd, (LLVMValueRef[]){ a[i], b[j], get(g, vd, acc[i][j]) }, 3));
+			set(g, acc[i][j], intrinsic_n(g, "llvm.fmuladd", vt, (LLVMValueRef[]){ a[i], b[j], get(g, vt, acc[i][j]) }, 3));
 	loop_end(g, &ld);
 	for (int i = 0; i < R; i++)
 		for (int j = 0; j < Q; j++) {
 			LLVMValueRef r = add(g, r0, ci(g, i)), q = add(g, q0, ci(g, j));
-			LLVMValueRef sum = var(g, g->f64, intrinsic_n(g, "llvm.vector.reduce.fadd", vd,
-			                                               (LLVMValueRef[]){ cd(g, 0), get(g, vd, acc[i][j]) }, 2));
+			LLVMValueRef sum = var(g, et, intrinsic_n(g, "llvm.vector.reduce.fadd", vt,
+			                                          (LLVMValueRef[]){ LLVMConstReal(et, 0), get(g, vt, acc[i][j]) }, 2));
 			d = loop_begin(g, &ld, ci(g, Dv), ci(g, D));
-			LLVMValueRef x = ext(g, load(g, g->f32, W, add(g, mul(g, r, ci(g, D)), d)));
-			LLVMValueRef y = ext(g, load(g, g->f32, W, add(g, mul(g, q, ci(g, D)), d)));
-			set(g, sum, intrinsic_n(g, "llvm.fmuladd", g->f64, (LLVMValueRef[]){ x, y, get(g, g->f64, sum) }, 3));
+			LLVMValueRef x = load(g, g->f32, W, add(g, mul(g, r, ci(g, D)), d));
+			LLVMValueRef y = load(g, g->f32, W, add(g, mul(g, q, ci(g, D)), d));
+			if (exact)
+				x = ext(g, x), y = ext(g, y);
+			set(g, sum, intrinsic_n(g, "llvm.fmuladd", et, (LLVMValueRef[]){ x, y, get(g, et, sum) }, 3));
 			loop_end(g, &ld);
-			LLVMValueRef v = trunc32(g, get(g, g->f64, sum));
+			LLVMValueRef v = exact ? trunc32(g, get(g, et, sum)) : get(g, et, sum);
 			store(g, v, K, add(g, mul(g, r, ci(g, n)), q));
 			store(g, v, K, add(g, mul(g, q, ci(g, n)), r));
 		}
 }
 
 /* The q blocks of row block r0 (R rows): KQ at a time from r0, then one. */
-static void kk_rows(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLVMValueRef r0, int R)
+static void kk_rows(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLVMValueRef r0, int R, bool exact)
 {
 	LLVMValueRef n = ci(g, op->out_size);
 	LLVMValueRef q4 = add(g, r0, LLVMBuildAnd(g->b, LLVMBuildSub(g->b, n, r0, ""), ci(g, -KQ), ""));
 	loop lq;
 	LLVMValueRef q = loop_begin_step(g, &lq, r0, q4, KQ);
-	kk_block(g, op, W, K, r0, q, R, KQ);
+	kk_block(g, op, W, K, r0, q, R, KQ, exact);
 	loop_end(g, &lq);
 	q = loop_begin(g, &lq, q4, n);
-	kk_block(g, op, W, K, r0, q, R, 1);
+	kk_block(g, op, W, K, r0, q, R, 1, exact);
 	loop_end(g, &lq);
 }
 
@@ -208,7 +221,7 @@ static void kk_rows(gen *g, const ir_op *op, LLVMValueRef W, LLVMValueRef K, LLV
  * share writes its own entries of K, both K[r, q] and K[q, r], so shares
  * may run at once.  The other layers' W^T W (training's uniform dsq, in
  * float: only gradients read it) by contiguous shares of its rows. */
-void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts)
+void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part, LLVMValueRef parts, bool exact)
 {
 	const ir_module *m = g->m;
 	const int R = g->avx512 ? 4 : 2;   /* R x KQ accumulators: 16 of 32 zmm, 8 of 16 ymm pairs */
@@ -229,12 +242,12 @@ void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part
 		loop lr;
 		LLVMValueRef b = loop_begin(g, &lr, ci(g, 0), ci(g, nR / R));
 		LLVMBasicBlockRef done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, b, parts, ""), part, ""));
-		kk_rows(g, op, W, K, mul(g, b, ci(g, R)), R);
+		kk_rows(g, op, W, K, mul(g, b, ci(g, R)), R, exact);
 		if_end(g, done);
 		loop_end(g, &lr);
 		done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntEQ, part, ci(g, 0), ""));
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, nR), ci(g, n));
-		kk_rows(g, op, W, K, r, 1);
+		kk_rows(g, op, W, K, r, 1, exact);
 		loop_end(g, &lr);
 		if_end(g, done);
 	}

@@ -170,9 +170,9 @@ typedef struct rt_model {
 	void (*train_gram)(const float *P, const float *pre, const float *z, float *ws, float *sq);
 	void (*train_gram_backward)(const float *pre, float *ws, const float *dsq, float *grad);
 	/* what train_forward, train_gram and their backward read of prepare's
-	 * output (W W^T of the first layer, W^T W of the others), the part-th
-	 * of `parts` shares, which may run at once (NULL where train_gram is
-	 * NULL) */
+	 * output (W W^T of the first layer, accumulated in float here, in
+	 * double by prepare; W^T W of the others), the part-th of `parts`
+	 * shares, which may run at once (NULL where train_gram is NULL) */
 	void (*train_prepare)(const float *P, float *pre, int32_t part, int32_t parts);
 } rt_model;
 

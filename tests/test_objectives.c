@@ -336,8 +336,9 @@ static void check_batch(const net *nt, uint64_t seed, rt_objective van, int64_t 
 	const int D = m->n_in, H = m->n_hidden, K = m->n_out;
 	van.sigmoid = K == 1;
 	const bool sq = rt_objective_needs_sq(&van);
+	/* what training prepares, as rt_grad_prepare does (in one share here) */
 	float *pre = aligned_alloc(64, (size_t)((m->pre_floats * 4 + 63) / 64 * 64));
-	m->prepare(P, pre);
+	m->train_prepare(P, pre, 0, 1);
 
 	/* examples away from the kinks */
 	float *X = malloc(sizeof(float) * (size_t)(NBATCH * D));
