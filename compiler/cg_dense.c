@@ -371,12 +371,11 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 	cg_part_close(g, &part);
 }
 
-/* Whether dsq is the same on every neuron of op (i1), as ROLL's with gamma
+/* Whether dsq equals c (its first neuron's) on every neuron of op (i1), as ROLL's with gamma
  * 100 is: then Gbar = c I on the inactive units, and the terms of c are
  * W^T W (per weight vector) and the batch sum of c G^{i-1}. */
-static LLVMValueRef uniform_dsq(gen *g, const ir_op *op, LLVMValueRef dsq)
+static LLVMValueRef uniform_dsq(gen *g, const ir_op *op, LLVMValueRef dsq, LLVMValueRef c)
 {
-	LLVMValueRef c = load(g, g->f32, dsq, ci(g, op->z_off));
 	LLVMValueRef same = var(g, g->i1, LLVMConstInt(g->i1, 1, 0));
 	loop l;
 	LLVMValueRef r = loop_begin(g, &l, ci(g, 1), ci(g, op->out_size));
@@ -393,18 +392,17 @@ static LLVMValueRef uniform_dsq(gen *g, const ir_op *op, LLVMValueRef dsq)
  * where c H is summed over the batch (hacc, multiplied once in
  * train_finish) and W^T W comes from prepare: no product over all n rows
  * of V, and no pass over them. */
-static void uniform_backward(gen *g, int k, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef dsq, LLVMValueRef grad,
-                             bool has_e, LLVMValueRef EV, LLVMValueRef ET)
+static void uniform_backward(gen *g, int k, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef c, LLVMValueRef grad,
+                             bool has_e, LLVMValueRef EV, LLVMValueRef ET, LLVMValueRef buf)
 {
 	const ir_module *m = g->m;
 	const ir_op *op = &m->ops[k];
 	int i = op->in[0] - 1;
-	LLVMValueRef c = load(g, g->f32, dsq, ci(g, op->z_off));
 	LLVMValueRef D = ci(g, op->in_size), VLD = ci(g, pad8(op->in_size)), ILD = ci(g, pad8(m->ops[i].out_size));
 	LLVMValueRef ai = active_count(g, ws, i), a = active_count(g, ws, k);
 	LLVMValueRef Gb = at(g, g->f32, ws, ci(g, g->gbar_off[i])), Gc = at(g, g->f32, ws, ci(g, g->gc_off[i]));
 	LLVMValueRef WtW = at(g, g->f32, pre, ci(g, g->wtw_off[k])), H = at(g, g->f32, grad, ci(g, g->hacc_off[k]));
-	LLVMValueRef buf = at(g, g->f32, ws, ci(g, g->scratch_off[2])), acti = at(g, g->f32, ws, ci(g, g->act_off[i]));
+	LLVMValueRef acti = at(g, g->f32, ws, ci(g, g->act_off[i]));
 	loop lp;
 	LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), ai);
 	gather_active(g, ws, i, at(g, g->f32, Gb, mul(g, p, ILD)), at(g, g->f32, WtW, mul(g, active_at(g, ws, i, p), D)),
@@ -437,6 +435,7 @@ void cg_gram_backward(gen *g, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef ds
 		LLVMValueRef N = ci(g, n), GLD = ci(g, pad8(n));
 		LLVMValueRef a = active_count(g, ws, k), act = at(g, g->f32, ws, ci(g, g->act_off[k]));
 		LLVMValueRef E = at(g, g->f32, ws, ci(g, g->gbar_off[k]));
+		LLVMValueRef row_buf = at(g, g->f32, ws, ci(g, g->scratch_off[2]));   /* for scatter_add */
 		loop lr, lt;
 		if (op->in[0] == 0) {
 			/* the batch accumulator of Gbar^1: diag(dsq) plus the active block */
@@ -446,8 +445,7 @@ void cg_gram_backward(gen *g, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef ds
 			store(g, fadd(g, load(g, g->f32, acc, ii), load(g, g->f32, dsq, add(g, ci(g, op->z_off), r))), acc, ii);
 			loop_end(g, &lr);
 			if (has_e)
-				scatter_add(g, ws, k, at(g, g->f32, ws, ci(g, g->scratch_off[2])), N, acc, act, a, E, GLD,
-				            LLVMConstReal(g->f32, 1));
+				scatter_add(g, ws, k, row_buf, N, acc, act, a, E, GLD, LLVMConstReal(g->f32, 1));
 			continue;
 		}
 		int i = op->in[0] - 1;
@@ -464,7 +462,8 @@ void cg_gram_backward(gen *g, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef ds
 			gram_gemm(g, (gemm){ .C = ET, .ldc = VLD, .A = E, .lda = GLD, .B = T, .ldb = VLD,
 			                         .brows = act, .alpha = 1, .M = a, .N = ai8, .K = a });
 		}
-		LLVMValueRef uni = g->wtw_off[k] >= 0 ? uniform_dsq(g, op, dsq) : NULL;
+		LLVMValueRef c = load(g, g->f32, dsq, ci(g, op->z_off));
+		LLVMValueRef uni = g->wtw_off[k] >= 0 ? uniform_dsq(g, op, dsq, c) : NULL;
 		LLVMBasicBlockRef general = uni ? if_begin(g, LLVMBuildNot(g->b, uni, "")) : NULL;
 		/* row r: Y = Gbar V = dsq_r V[r] + EV[pos(r)];  dW[r, A_i] += 2 Gbar T */
 		LLVMValueRef pos = var(g, g->i64, ci(g, 0));
@@ -499,7 +498,7 @@ void cg_gram_backward(gen *g, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef ds
 		if (uni) {
 			if_end(g, general);
 			LLVMBasicBlockRef done = if_begin(g, uni);
-			uniform_backward(g, k, pre, ws, dsq, grad, has_e, EV, ET);
+			uniform_backward(g, k, pre, ws, c, grad, has_e, EV, ET, row_buf);
 			if_end(g, done);
 		}
 	}
