@@ -98,7 +98,8 @@ static void panel_store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef 
 
 enum { GEMM_MAXR = 8 };
 
-static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, int R, int CB, LLVMValueRef mask)
+static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef K, int R, int CB,
+                       LLVMValueRef mask)
 {
 	const int64_t vw = LLVMGetVectorSize(g->vf);
 	LLVMValueRef acc[GEMM_MAXR][2], arow[GEMM_MAXR];
@@ -108,7 +109,7 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 			acc[r][c] = var(g, g->vf, LLVMConstNull(g->vf));
 	}
 	loop l;
-	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), p->K);
+	LLVMValueRef k = loop_begin(g, &l, ci(g, 0), K);
 	LLVMValueRef brow = add(g, mul(g, lookup(g, p->brows, k), p->ldb), j0);
 	LLVMValueRef bv[2];
 	for (int c = 0; c < CB; c++)
@@ -140,17 +141,18 @@ static void gemm_panel(gen *g, const gemm *p, LLVMValueRef j0, int CB, LLVMValue
 {
 	int R = p->rows ? p->rows : 4;
 	loop li;
-	LLVMValueRef M = p->M;
-	if (p->symmetric) {   /* the rows with an entry on or above the diagonal in this panel */
-		LLVMValueRef end = add(g, j0, ci(g, CB * LLVMGetVectorSize(g->vf)));
+	LLVMValueRef M = p->M, K = p->K;
+	LLVMValueRef end = add(g, j0, ci(g, CB * LLVMGetVectorSize(g->vf)));
+	if (p->symmetric)   /* the rows with an entry on or above the diagonal in this panel */
 		M = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, end, M, ""), end, M, "");
-	}
+	if (p->upper)
+		K = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, end, K, ""), end, K, "");
 	LLVMValueRef MR = LLVMBuildMul(g->b, LLVMBuildSDiv(g->b, M, ci(g, R), ""), ci(g, R), "");
 	LLVMValueRef i0 = loop_begin_step(g, &li, ci(g, 0), MR, R);
-	gemm_block(g, p, i0, j0, R, CB, mask);
+	gemm_block(g, p, i0, j0, K, R, CB, mask);
 	loop_end(g, &li);
 	i0 = loop_begin(g, &li, MR, M);
-	gemm_block(g, p, i0, j0, 1, CB, mask);
+	gemm_block(g, p, i0, j0, K, 1, CB, mask);
 	loop_end(g, &li);
 }
 
@@ -218,7 +220,7 @@ static gemm_fn kind_of(gen *g, const gemm *p)
 	LLVMValueRef on = (LLVMValueRef)1;   /* present: only compared, never used */
 	gemm_fn k = { .kind = { .arows = p->arows ? on : NULL, .acols = p->acols ? on : NULL, .brows = p->brows ? on : NULL,
 	                        .atrans = p->atrans, .accumulate = p->accumulate, .scatter = p->scatter,
-	                        .symmetric = p->symmetric, .alpha = p->alpha, .rows = p->rows ? p->rows : 4 },
+	                        .symmetric = p->symmetric, .upper = p->upper, .alpha = p->alpha, .rows = p->rows ? p->rows : 4 },
 	              .vw = LLVMGetVectorSize(g->vf) };
 	LLVMValueRef ints[GEMM_INTS] = { p->ldc, p->lda, p->ldb, p->M, p->N, p->K };
 	for (int i = 0; i < GEMM_INTS; i++)
@@ -231,7 +233,7 @@ static bool same_kind(const gemm_fn *a, const gemm_fn *b)
 {
 	const gemm *x = &a->kind, *y = &b->kind;
 	if (x->arows != y->arows || x->acols != y->acols || x->brows != y->brows || x->atrans != y->atrans ||
-	    x->accumulate != y->accumulate || x->scatter != y->scatter || x->symmetric != y->symmetric ||
+	    x->accumulate != y->accumulate || x->scatter != y->scatter || x->symmetric != y->symmetric || x->upper != y->upper ||
 	    x->alpha != y->alpha || x->rows != y->rows || a->vw != b->vw)
 		return false;
 	for (int i = 0; i < GEMM_INTS; i++)
@@ -697,18 +699,24 @@ void cg_forward(gen *g, LLVMValueRef P, LLVMValueRef x, LLVMValueRef xlo, LLVMVa
 }
 
 /* The active list of hidden op k: indices of its units with z > 0, in
- * increasing order, and their count.  z is read from `z` (float, indexed by
- * neuron) when given, else from the op's pre-activations in ws. */
+ * increasing order, and their count; the inactive units fill the rest of
+ * the list, from its end (inactive_list).  One pass without branches: each
+ * unit is stored at the next place of its side.  z is read from `z` (float,
+ * indexed by neuron) when given, else from the op's pre-activations in ws. */
 static void emit_active(gen *g, LLVMValueRef ws, LLVMValueRef z, int k)
 {
 	const ir_op *op = &g->m->ops[k];
 	LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[k]));
-	LLVMValueRef n = var(g, g->i64, ci(g, 0));
+	LLVMValueRef n = var(g, g->i64, ci(g, 0)), off = var(g, g->i64, ci(g, op->out_size - 1));
 	loop l;
 	LLVMValueRef a = loop_begin(g, &l, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef on = z ? LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f32, z, add(g, ci(g, op->z_off), a)), LLVMConstReal(g->f32, 0), "")
 	                    : LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f64, val_ptr(g, ws, k + 1), a), cd(g, 0), "");
-	push_if(g, on, act, n, a);
+	LLVMValueRef i = get(g, g->i64, n), o = get(g, g->i64, off);
+	store(g, LLVMBuildTrunc(g->b, a, g->i32, ""), act, LLVMBuildSelect(g->b, on, i, o, ""));
+	LLVMValueRef one = LLVMBuildZExt(g->b, on, g->i64, "");
+	set(g, n, add(g, i, one));
+	set(g, off, LLVMBuildSub(g->b, add(g, o, one), ci(g, 1), ""));
 	loop_end(g, &l);
 	store(g, LLVMBuildTrunc(g->b, get(g, g->i64, n), g->i32, ""), ws, ci(g, g->cnt_off[k]));
 }

@@ -287,6 +287,8 @@ typedef struct gemm {
 	bool symmetric; /* C is known symmetric (M = N up to padding): only its
 	                 * blocks on or above the diagonal are computed, then the
 	                 * upper triangle is copied onto the lower */
+	bool upper;     /* B is upper triangular (B(k, j) = 0 for k > j): a
+	                 * panel of columns takes the rows of B above its end */
 	float alpha;
 	int rows;
 	LLVMValueRef M, N, K;
@@ -402,6 +404,13 @@ static inline LLVMValueRef active_count(gen *g, LLVMValueRef ws, int k)
 static inline LLVMValueRef active_at(gen *g, LLVMValueRef ws, int k, LLVMValueRef p)
 {
 	return LLVMBuildSExt(g->b, load(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), p), g->i64, "");
+}
+
+/* The inactive units of op k (n - active_count of them, in decreasing
+ * order), after its active ones in the same list. */
+static inline LLVMValueRef inactive_list(gen *g, LLVMValueRef ws, int k)
+{
+	return at(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), active_count(g, ws, k));
 }
 
 /* if (cond) list[(*n)++] = j: index lists (int32) such as the active ones;

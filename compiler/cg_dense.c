@@ -309,6 +309,68 @@ static bool need_gc(const ir_module *m, int k, bool for_logits)
 	return false;
 }
 
+/* sq[z_off + row(p)] = scale T[row(p)] . V[row(p)] for p < np, row(p) =
+ * rows[p] (an i32 list) or p. */
+static void row_dots(gen *g, LLVMValueRef T, LLVMValueRef V, LLVMValueRef ld, LLVMValueRef len, LLVMValueRef rows,
+                     LLVMValueRef np, double scale, LLVMValueRef sq, int64_t z_off)
+{
+	loop l;
+	LLVMValueRef p = loop_begin(g, &l, ci(g, 0), np);
+	LLVMValueRef r = lookup(g, rows, p);
+	LLVMValueRef d = emit_dot(g, at(g, g->f32, T, mul(g, r, ld)), at(g, g->f32, V, mul(g, r, ld)), len);
+	store(g, scale == 1 ? d : fmul(g, LLVMConstReal(g->f32, scale), d), sq, add(g, ci(g, z_off), r));
+	loop_end(g, &l);
+}
+
+/* The rows of T = V Gc_i that give hidden op k's sq alone: every row of a
+ * layer whose Gram block is not formed, else the inactive ones. */
+static void half_rows(gen *g, int k, LLVMValueRef ws, LLVMValueRef *rows, LLVMValueRef *np)
+{
+	bool full = need_gc(g->m, k, false);
+	*rows = full ? inactive_list(g, ws, k) : NULL;
+	*np = full ? LLVMBuildSub(g->b, ci(g, g->m->ops[k].out_size), active_count(g, ws, k), "") : ci(g, g->m->ops[k].out_size);
+}
+
+/* Training's T and sq for hidden op k (input i): on the rows of T that
+ * give sq alone (half_rows) the product with U, Gc_i's upper triangle
+ * with its diagonal halved (Gc_i = U + U^T), since
+ *   sq_r = V_r Gc_i V_r^T = 2 (V U)_r . V_r
+ * and V U takes half the multiply-adds of V Gc_i.  Those rows of T hold
+ * V U until cg_gram_backward's general path completes them (the uniform
+ * path reads T on the active rows alone). */
+static void half_rows_forward(gen *g, int k, LLVMValueRef ws, LLVMValueRef sq)
+{
+	const ir_op *op = &g->m->ops[k];
+	int i = op->in[0] - 1;
+	LLVMValueRef VLD = ci(g, pad8(op->in_size)), ILD = VLD;
+	LLVMValueRef ai = active_count(g, ws, i), ai8 = pad8v(g, ai);
+	LLVMValueRef Vc = at(g, g->f32, ws, ci(g, g->vc_off[k])), T = at(g, g->f32, ws, ci(g, g->t_off[k]));
+	LLVMValueRef Gci = at(g, g->f32, ws, ci(g, g->gc_off[i]));
+	/* U in Gbar_i's place, which the backward pass writes before it reads */
+	LLVMValueRef Ut = at(g, g->f32, ws, ci(g, g->gbar_off[i]));
+	loop lp, lq;
+	LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), ai);
+	LLVMValueRef q = loop_begin(g, &lq, ci(g, 0), ai8);
+	LLVMValueRef e = add(g, mul(g, p, ILD), q), v = load(g, g->f32, Gci, e);
+	LLVMValueRef half = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, q, p, ""),
+	                                    fmul(g, LLVMConstReal(g->f32, 0.5), v), LLVMConstReal(g->f32, 0), "");
+	store(g, LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, q, p, ""), v, half, ""), Ut, e);
+	loop_end(g, &lq);
+	loop_end(g, &lp);
+	if (need_gc(g->m, k, false)) {   /* the active rows whole: Gc_k and E T read them */
+		LLVMValueRef act = at(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), ci(g, 0));
+		LLVMValueRef a = active_count(g, ws, k);
+		gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .arows = act, .scatter = true, .B = Gci,
+		                     .ldb = ILD, .alpha = 1, .M = a, .N = ai8, .K = ai });
+		row_dots(g, T, Vc, VLD, ai8, act, a, 1, sq, op->z_off);
+	}
+	LLVMValueRef rows, np;
+	half_rows(g, k, ws, &rows, &np);
+	gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .arows = rows, .scatter = rows != NULL, .B = Ut,
+	                     .ldb = ILD, .upper = true, .alpha = 1, .M = np, .N = ai8, .K = ai });
+	row_dots(g, T, Vc, VLD, ai8, rows, np, 2, sq, op->z_off);
+}
+
 /* sq for every hidden neuron (and, for_logits, V and T of the logits). */
 void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef sq, bool for_logits)
 {
@@ -347,14 +409,15 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		gather_active(g, ws, i, at(g, g->f32, Vc, mul(g, r, VLD)),
 		              at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)))), ci(g, 1), ai, NULL);
 		loop_end(g, &lr);
-		/* T = V Gc_i;  sq = rowwise V . T */
-		gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
-		                      .ldb = ci(g, pad8(m->ops[i].out_size)), .alpha = 1, .M = N, .N = ai8, .K = ai });
-		if (op->relu) {
-			r = loop_begin(g, &lr, ci(g, 0), N);
-			store(g, emit_dot(g, at(g, g->f32, T, mul(g, r, VLD)), at(g, g->f32, Vc, mul(g, r, VLD)), ai8), sq,
-			      add(g, ci(g, op->z_off), r));
-			loop_end(g, &lr);
+		LLVMValueRef Gci = at(g, g->f32, ws, ci(g, g->gc_off[i]));
+		if (op->relu && !for_logits) {
+			half_rows_forward(g, k, ws, sq);
+		} else {
+			/* T = V Gc_i;  sq = rowwise V . T */
+			gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = Gci, .ldb = ci(g, pad8(op->in_size)),
+			                     .alpha = 1, .M = N, .N = ai8, .K = ai });
+			if (op->relu)
+				row_dots(g, T, Vc, VLD, ai8, NULL, N, 1, sq, op->z_off);
 		}
 		if (!op->relu || !need_gc(m, k, for_logits))
 			continue;
@@ -465,6 +528,12 @@ void cg_gram_backward(gen *g, LLVMValueRef pre, LLVMValueRef ws, LLVMValueRef ds
 		LLVMValueRef c = load(g, g->f32, dsq, ci(g, op->z_off));
 		LLVMValueRef uni = g->wtw_off[k] >= 0 ? uniform_dsq(g, op, dsq, c) : NULL;
 		LLVMBasicBlockRef general = uni ? if_begin(g, LLVMBuildNot(g->b, uni, "")) : NULL;
+		/* T whole: the rows the forward pass left as V U (half_rows_forward) */
+		LLVMValueRef hr, hn;
+		half_rows(g, k, ws, &hr, &hn);
+		gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .arows = hr, .scatter = hr != NULL,
+		                     .B = at(g, g->f32, ws, ci(g, g->gc_off[i])), .ldb = VLD, .alpha = 1, .M = hn, .N = ai8,
+		                     .K = ai });
 		/* row r: Y = Gbar V = dsq_r V[r] + EV[pos(r)];  dW[r, A_i] += 2 Gbar T */
 		LLVMValueRef pos = var(g, g->i64, ci(g, 0));
 		LLVMValueRef r = loop_begin(g, &lr, ci(g, 0), N);
