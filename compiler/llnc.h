@@ -331,9 +331,21 @@ void ir_dump(FILE *out, const ir_module *m);
  * optimized for a target, then emitted as an object, JIT-compiled in
  * process, or linked with the runtime into a certifier executable.
  * ---------------------------------------------------------------------- */
+/* The kernels' optimization level unless one is asked for (-O): 3, and 1
+ * in the sanitized test build (LLN_SANITIZE; CMakeLists.txt), whose time
+ * went mostly to LLVM's own -O3 passes, uninstrumented: at -O1 every line
+ * of lln that builds, optimizes, emits and links kernels still runs, and
+ * the kernels compute the same bits (no fast-math; tests/jit.h does the
+ * same for the kernels the tests compile in process). */
+#ifdef LLN_SANITIZE
+#define CG_DEFAULT_OPT 1
+#else
+#define CG_DEFAULT_OPT 3
+#endif
+
 typedef struct cg_options {
 	const char *cpu;       /* NULL: the host CPU and its features; or "x86-64", "x86-64-v3", ... */
-	int opt_level;         /* 0..3 */
+	int opt_level;         /* 0..3 (CG_DEFAULT_OPT) */
 	bool certifier;        /* only the kernels a certifier calls: no training kernels */
 	int ops_per_part;      /* models deeper than this get kernels in parts (cg.h); 0: 8 */
 } cg_options;

@@ -234,7 +234,7 @@ static int set_flag(options *o, int id, const char *val)
 
 static int parse_args(int argc, char **argv, options *o)
 {
-	o->opt_level = 3;
+	o->opt_level = CG_DEFAULT_OPT;
 	rt_flags f;
 	rt_flags_init(&f, flags, (int)(sizeof flags / sizeof *flags), argc, argv);
 	f.prog = "llnc";

@@ -96,7 +96,7 @@ static lln_model *compile(arena *a, source *src, const char *name)
 	h->a = a;
 	h->ir = ir;
 	/* -O3 for this CPU, as llnc train: the kernels of its cache entry */
-	cg_options co = { .opt_level = 3 };
+	cg_options co = { .opt_level = CG_DEFAULT_OPT };
 	LLVMMemoryBufferRef kernels = cg_cache_kernels(ir, &co, err);
 	h->m = kernels ? cg_jit_object(kernels, &h->u, err) : NULL;
 	h->P = rt_alloc_floats(ir->n_params);

@@ -138,8 +138,8 @@ typedef struct inproc {
 static void inproc_open(inproc *ip, const char *lln, const char *weights)
 {
 	ip->a = arena_new();
-	/* -O3, as llnc build: the certifier's numbers must match bit for bit */
-	ip->m = jit_source(ip->a, source_load(ip->a, lln), 3, &ip->u);
+	/* llnc build's level: the certifier's numbers must match bit for bit */
+	ip->m = jit_source(ip->a, source_load(ip->a, lln), CG_DEFAULT_OPT, &ip->u);
 	char err[RT_ERRLEN];
 	ip->P = aligned_alloc(64, (sizeof(float) * (size_t)ip->m->n_params + 63) & ~(size_t)63);
 	if (rt_params_load(ip->m->tensors, ip->m->n_tensors, weights, ip->P, err) != 0)
