@@ -31,18 +31,22 @@
 
 /* The batch workspace, in floats: per value its activations feature-major
  * (act) and example-major (ex), then per op its output's adjoint
- * (delta_off). */
+ * (delta_off).  Feature-major matrices have a row of LD floats per unit:
+ * the batch and 16 more, so that the units of one column (a transpose's
+ * reads, a product's panel of rows) spread over L1's sets; at 64 floats
+ * (256 bytes) every row fell in a quarter of them. */
+enum { LD = CG_BATCH + 16 };
 static int64_t size_of(const ir_module *m, int v) { return v == 0 ? m->n_in : m->ops[v - 1].out_size; }
 
 static int64_t act_off(const ir_module *m, int v)
 {
 	int64_t off = 0;
 	for (int w = 0; w < v; w++)
-		off += round16(size_of(m, w) * CG_BATCH) * 2;
+		off += round16(size_of(m, w) * LD) + round16(size_of(m, w) * CG_BATCH);
 	return off;
 }
 
-static int64_t ex_off(const ir_module *m, int v) { return act_off(m, v) + round16(size_of(m, v) * CG_BATCH); }
+static int64_t ex_off(const ir_module *m, int v) { return act_off(m, v) + round16(size_of(m, v) * LD); }
 
 bool cg_batchable(const ir_module *m)
 {
@@ -83,14 +87,33 @@ static void columns(gen *g, LLVMValueRef nb, LLVMValueRef *c0, LLVMValueRef *c1,
 
 /* A ReLU op's product C plus its bias: the pre-activations to Z (unless
  * NULL), the activations example-major to E, and in place in C for the
- * next product (padding columns too, which stay out of E and Z). */
+ * next product (padding columns too, which stay out of E and Z).  Without
+ * Z, in place along C's rows first, then E a row (example) at a time,
+ * whose strided reads of C stay in L1 (a line per unit), as the input's
+ * transpose: both loops vectorize, where the one loop storing E across its
+ * rows took 5% of a vanilla step. */
 static void relu_out(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef C, LLVMValueRef E, LLVMValueRef Z,
                      LLVMValueRef c0, LLVMValueRef real_end, LLVMValueRef c1)
 {
 	loop lj, lc;
+	if (!Z) {
+		LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+		LLVMValueRef bias = load(g, g->f32, P, add(g, ci(g, op->b_off), j));
+		LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, LD)));
+		LLVMValueRef c = loop_begin(g, &lc, c0, c1);
+		store(g, relu32(g, LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "")), crow, c);
+		loop_end(g, &lc);
+		loop_end(g, &lj);
+		c = loop_begin(g, &lc, c0, real_end);
+		j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+		store(g, load(g, g->f32, C, add(g, mul(g, j, ci(g, LD)), c)), E, add(g, mul(g, c, ci(g, op->out_size)), j));
+		loop_end(g, &lj);
+		loop_end(g, &lc);
+		return;
+	}
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef bias = load(g, g->f32, P, add(g, ci(g, op->b_off), j));
-	LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, CG_BATCH)));
+	LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, LD)));
 	LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
 	LLVMValueRef zv = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
 	if (Z)
@@ -117,7 +140,7 @@ static void emit_forward(gen *g)
 	LLVMValueRef Z = cg_param(g, 4), logits = cg_param(g, 5), c0 = cg_param(g, 6), c1 = cg_param(g, 7), real_end;
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""), has_z = LLVMBuildIsNotNull(g->b, Z, "");
 	columns(g, nb, &c0, &c1, &real_end);
-	const int64_t NB = CG_BATCH, D = m->n_in;
+	const int64_t NB = LD, D = m->n_in;
 
 	/* the normalized input, both ways; padding columns 0.  Example-major
 	 * first, along each input's row so that it vectorizes; then the
@@ -177,7 +200,7 @@ static int64_t delta_off(const ir_module *m, int k)
 {
 	int64_t off = act_off(m, m->n_ops + 1);
 	for (int i = 0; i < k; i++)
-		off += round16(m->ops[i].out_size * CG_BATCH);
+		off += round16(m->ops[i].out_size * LD);
 	return off;
 }
 
@@ -189,7 +212,7 @@ static void mask_delta(gen *g, const ir_op *below, LLVMValueRef act, LLVMValueRe
 	loop lj, lc;
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, below->out_size));
 	LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
-	LLVMValueRef t = add(g, mul(g, j, ci(g, CG_BATCH)), c);
+	LLVMValueRef t = add(g, mul(g, j, ci(g, LD)), c);
 	LLVMValueRef on = LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f32, act, t), LLVMConstReal(g->f32, 0), "");
 	LLVMValueRef dv = LLVMBuildSelect(g->b, on, load(g, g->f32, dprev, t), LLVMConstReal(g->f32, 0), "");
 	if (dz)
@@ -212,7 +235,7 @@ static void emit_backward(gen *g)
 	LLVMValueRef c0 = cg_param(g, 5), c1 = cg_param(g, 6), real_end;
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, "");
 	columns(g, nb, &c0, &c1, &real_end);
-	const int64_t NB = CG_BATCH;
+	const int64_t NB = LD;
 	LLVMValueRef has_dz = LLVMBuildIsNotNull(g->b, dz, "");
 	loop lj, lc;
 
@@ -273,7 +296,7 @@ static void emit_weights(gen *g)
 	LLVMValueRef bws = cg_param(g, 1), grad = cg_param(g, 3), part = cg_param(g, 5), parts = cg_param(g, 6);
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, "");
 	LLVMValueRef acc = LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 4), ci32(g, 0), "");
-	const int64_t NB = CG_BATCH;
+	const int64_t NB = LD;
 	cg_part part_ = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
 		cg_part_step(g, &part_);
