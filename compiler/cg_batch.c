@@ -116,8 +116,7 @@ static void relu_out(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef C, LL
 	LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, LD)));
 	LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
 	LLVMValueRef zv = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
-	if (Z)
-		store(g, zv, Z, add(g, mul(g, c, ci(g, g->m->n_hidden)), add(g, ci(g, op->z_off), j)));
+	store(g, zv, Z, add(g, mul(g, c, ci(g, g->m->n_hidden)), add(g, ci(g, op->z_off), j)));
 	LLVMValueRef a = relu32(g, zv);
 	store(g, a, E, add(g, mul(g, c, ci(g, op->out_size)), j));
 	store(g, a, crow, c);

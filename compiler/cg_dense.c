@@ -358,7 +358,7 @@ static void half_rows_forward(gen *g, int k, LLVMValueRef ws, LLVMValueRef sq)
 	loop_end(g, &lq);
 	loop_end(g, &lp);
 	if (need_gc(g->m, k, false)) {   /* the active rows whole: Gc_k and E T read them */
-		LLVMValueRef act = at(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), ci(g, 0));
+		LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[k]));
 		LLVMValueRef a = active_count(g, ws, k);
 		gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .arows = act, .scatter = true, .B = Gci,
 		                     .ldb = ILD, .alpha = 1, .M = a, .N = ai8, .K = ai });
@@ -409,13 +409,12 @@ void cg_gram_forward(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef ws, 
 		gather_active(g, ws, i, at(g, g->f32, Vc, mul(g, r, VLD)),
 		              at(g, g->f32, P, add(g, ci(g, op->w_off), mul(g, r, ci(g, op->in_size)))), ci(g, 1), ai, NULL);
 		loop_end(g, &lr);
-		LLVMValueRef Gci = at(g, g->f32, ws, ci(g, g->gc_off[i]));
 		if (op->relu && !for_logits) {
 			half_rows_forward(g, k, ws, sq);
 		} else {
 			/* T = V Gc_i;  sq = rowwise V . T */
-			gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = Gci, .ldb = ci(g, pad8(op->in_size)),
-			                     .alpha = 1, .M = N, .N = ai8, .K = ai });
+			gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .B = at(g, g->f32, ws, ci(g, g->gc_off[i])),
+			                     .ldb = VLD, .alpha = 1, .M = N, .N = ai8, .K = ai });
 			if (op->relu)
 				row_dots(g, T, Vc, VLD, ai8, NULL, N, 1, sq, op->z_off);
 		}
