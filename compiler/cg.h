@@ -406,6 +406,22 @@ static inline LLVMValueRef active_at(gen *g, LLVMValueRef ws, int k, LLVMValueRe
 	return LLVMBuildSExt(g->b, load(g, g->i32, at(g, g->f32, ws, ci(g, g->act_off[k])), p), g->i64, "");
 }
 
+/* The part-th of `parts` shares (i64 values) of n rows (i64):
+ * [n part / parts, n (part + 1) / parts), both ends cut down to multiples
+ * of align (a power of two) so that row blocks stay whole, the last share
+ * ending at n. */
+static inline void cg_share(gen *g, LLVMValueRef n, int64_t align, LLVMValueRef part, LLVMValueRef parts,
+                            LLVMValueRef *lo, LLVMValueRef *hi)
+{
+	*lo = LLVMBuildSDiv(g->b, mul(g, n, part), parts, "");
+	*hi = LLVMBuildSDiv(g->b, mul(g, n, add(g, part, ci(g, 1))), parts, "");
+	if (align == 1)
+		return;
+	*lo = LLVMBuildAnd(g->b, *lo, ci(g, -align), "");
+	LLVMValueRef last = LLVMBuildICmp(g->b, LLVMIntEQ, add(g, part, ci(g, 1)), parts, "");
+	*hi = LLVMBuildSelect(g->b, last, n, LLVMBuildAnd(g->b, *hi, ci(g, -align), ""), "");
+}
+
 /* The inactive units of op k (n - active_count of them, in decreasing
  * order), after its active ones in the same list. */
 static inline LLVMValueRef inactive_list(gen *g, LLVMValueRef ws, int k)

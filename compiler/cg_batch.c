@@ -268,19 +268,6 @@ static void emit_backward(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
-/* The share [lo, hi) of n rows that part `part` of `parts` computes, cut on
- * multiples of `align` so that the row blocks stay whole. */
-static void share(gen *g, int64_t n, int64_t align, LLVMValueRef part, LLVMValueRef parts, LLVMValueRef *lo,
-                  LLVMValueRef *hi)
-{
-	LLVMValueRef p = LLVMBuildSExt(g->b, part, g->i64, ""), np = LLVMBuildSExt(g->b, parts, g->i64, "");
-	LLVMValueRef a = LLVMBuildSDiv(g->b, mul(g, ci(g, n), p), np, "");
-	LLVMValueRef e = LLVMBuildSDiv(g->b, mul(g, ci(g, n), add(g, p, ci(g, 1))), np, "");
-	*lo = LLVMBuildAnd(g->b, a, ci(g, -align), "");
-	LLVMValueRef last = LLVMBuildICmp(g->b, LLVMIntEQ, add(g, p, ci(g, 1)), np, "");
-	*hi = LLVMBuildSelect(g->b, last, ci(g, n), LLVMBuildAnd(g->b, e, ci(g, -align), ""), "");
-}
-
 /* weights(P, bws, nb, grad, accumulate, part, parts): for the part-th share
  * of every op's rows, the gradient of the sum over the batch of
  * dlogits . logits + dz . z, from the Deltas of backward:
@@ -292,7 +279,8 @@ static void emit_weights(gen *g)
 	static const char *names[] = { "P", "bws", "nb", "grad", "accumulate", "part", "parts" };
 	cg_begin_function(g, "lln_train_batch_weights", 7, names, 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6);
 	const ir_module *m = g->m;
-	LLVMValueRef bws = cg_param(g, 1), grad = cg_param(g, 3), part = cg_param(g, 5), parts = cg_param(g, 6);
+	LLVMValueRef bws = cg_param(g, 1), grad = cg_param(g, 3);
+	LLVMValueRef part = LLVMBuildSExt(g->b, cg_param(g, 5), g->i64, ""), parts = LLVMBuildSExt(g->b, cg_param(g, 6), g->i64, "");
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, "");
 	LLVMValueRef acc = LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 4), ci32(g, 0), "");
 	const int64_t NB = LD;
@@ -301,7 +289,7 @@ static void emit_weights(gen *g)
 		cg_part_step(g, &part_);
 		const ir_op *op = &m->ops[k];
 		LLVMValueRef dk = fptr(g, bws, delta_off(m, k)), lo, hi;
-		share(g, op->out_size, BATCH_ROWS, part, parts, &lo, &hi);
+		cg_share(g, ci(g, op->out_size), BATCH_ROWS, part, parts, &lo, &hi);
 		loop lj, lc;
 		LLVMValueRef j = loop_begin(g, &lj, lo, hi);
 		LLVMValueRef s = var(g, g->f32, LLVMConstReal(g->f32, 0));

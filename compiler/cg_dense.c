@@ -138,13 +138,6 @@ const cg_op cg_op_dense = { dense_apply, dense_rows, dense_transpose, dense_para
 
 /* ---- the Gram recurrence ---- */
 
-/* Rows [n part / parts, n (part + 1) / parts): the part-th share of n. */
-static void row_share(gen *g, LLVMValueRef n, LLVMValueRef part, LLVMValueRef parts, LLVMValueRef *r0, LLVMValueRef *r1)
-{
-	*r0 = LLVMBuildSDiv(g->b, mul(g, n, part), parts, "");
-	*r1 = LLVMBuildSDiv(g->b, mul(g, n, add(g, part, ci(g, 1))), parts, "");
-}
-
 /* K = W W^T for the first-layer hidden ops, symmetric, accumulated in double
  * for certify (its bound for G^1 counts on it, docs/reliability.md), in
  * float for training, whose gradients are float anyway (2 ms a step at
@@ -230,7 +223,7 @@ void cg_gram_prepare(gen *g, LLVMValueRef P, LLVMValueRef pre, LLVMValueRef part
 		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
 		if (g->wtw_off[k] >= 0) {
 			LLVMValueRef D = ci(g, op->in_size), r0, r1;
-			row_share(g, D, part, parts, &r0, &r1);
+			cg_share(g, D, 1, part, parts, &r0, &r1);
 			cg_wide_gemm(g, &(gemm){ .rows = 8, .C = at(g, g->f32, pre, add(g, ci(g, g->wtw_off[k]), mul(g, r0, D))),
 			                         .ldc = D, .A = at(g, g->f32, W, r0), .lda = D, .atrans = true, .B = W, .ldb = D,
 			                         .alpha = 1, .M = LLVMBuildSub(g->b, r1, r0, ""), .N = D, .K = ci(g, op->out_size) });
@@ -357,15 +350,15 @@ static void half_rows_forward(gen *g, int k, LLVMValueRef ws, LLVMValueRef sq)
 	store(g, LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, q, p, ""), v, half, ""), Ut, e);
 	loop_end(g, &lq);
 	loop_end(g, &lp);
-	if (need_gc(g->m, k, false)) {   /* the active rows whole: Gc_k and E T read them */
+	LLVMValueRef rows, np;
+	half_rows(g, k, ws, &rows, &np);
+	if (rows) {   /* the active rows whole: Gc_k and E T read them */
 		LLVMValueRef act = at(g, g->f32, ws, ci(g, g->act_off[k]));
 		LLVMValueRef a = active_count(g, ws, k);
 		gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .arows = act, .scatter = true, .B = Gci,
 		                     .ldb = ILD, .alpha = 1, .M = a, .N = ai8, .K = ai });
 		row_dots(g, T, Vc, VLD, ai8, act, a, 1, sq, op->z_off);
 	}
-	LLVMValueRef rows, np;
-	half_rows(g, k, ws, &rows, &np);
 	gram_gemm(g, (gemm){ .C = T, .ldc = VLD, .A = Vc, .lda = VLD, .arows = rows, .scatter = rows != NULL, .B = Ut,
 	                     .ldb = ILD, .upper = true, .alpha = 1, .M = np, .N = ai8, .K = ai });
 	row_dots(g, T, Vc, VLD, ai8, rows, np, 2, sq, op->z_off);
@@ -583,7 +576,7 @@ void cg_gram_finish(gen *g, LLVMValueRef P, LLVMValueRef grad, LLVMValueRef part
 		if (g->acc_off[k] < 0 && g->hacc_off[k] < 0)
 			continue;
 		LLVMValueRef N = ci(g, op->out_size), D = ci(g, op->in_size), r0, r1;
-		row_share(g, N, part, parts, &r0, &r1);
+		cg_share(g, N, 1, part, parts, &r0, &r1);
 		LLVMValueRef W = at(g, g->f32, P, ci(g, op->w_off));
 		gemm p = { .rows = 8, .C = at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, r0, D))), .ldc = D,
 		           .accumulate = true, .alpha = 2, .M = LLVMBuildSub(g->b, r1, r0, ""), .N = D };
