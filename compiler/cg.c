@@ -19,8 +19,9 @@
  *   train_*    squared gradient norms and the exact parameter gradient of
  *              any loss of (logits, z, sq): by the Gram recurrence and its
  *              adjoint for dense chains (cg_dense.c), by the rows and their
- *              adjoint otherwise; then back-propagation; and for dense
- *              chains without sq, a whole batch at once (cg_batch.c)
+ *              adjoint otherwise; then back-propagation; and for models
+ *              without recurrence, without sq (with it too for dense
+ *              chains), a whole batch at once (cg_batch.c)
  * The matrix products run through one register-blocked kernel (cg_gemm)
  * that gathers active units by index lists instead of copying them.
  * Inside the kernels gradients are taken with respect to the normalized
@@ -1371,7 +1372,7 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	LLVMValueRef fns[15];
 	for (int i = 9; i < 15; i++)
 		fns[i] = LLVMConstNull(g.ptr);
-	if (!o->certifier && cg_batchable(m) && !m->samples) {   /* first: train_forward/backward call them */
+	if (!o->certifier && m->dense_chain && !m->samples) {   /* first: train_forward/backward call them */
 		emit_train_gram(&g);
 		fns[12] = g.gram_fn = g.fn;
 		emit_train_gram_backward(&g);

@@ -1,48 +1,70 @@
-/* cg_batch.c: the batched training kernels of dense chains.
+/* cg_batch.c: the batched training kernels.
  *
  * Training without gradient norms (the vanilla objective, or any loss of
  * the logits and z alone) needs only the forward pass and back-propagation.
  * Done one example at a time, as the kernels of cg.c do, each example reads
  * every weight twice (matrix-vector products), so a step is bound by memory
- * traffic.  These three kernels take up to CG_BATCH examples at once and
- * do each layer as matrix products over the batch, through the register-
- * blocked kernel (cg_gemm), in float:
- *   forward    Z^T = W A^T            (out x nb; the batch is the fast axis)
- *   backward   dA^T = W^T Delta^T,  Delta_prev = m o dA + dz
- *   weights    dW (+)= Delta^T A,  db (+)= Delta^T 1
+ * traffic, and a convolution's loops over one small image do a few
+ * multiply-adds per branch.  These three kernels take up to CG_BATCH
+ * examples at once, in float, with the batch as the fast axis of every
+ * matrix (feature-major: a row of LD floats per unit), so that every
+ * operation is vector arithmetic along rows:
+ *   dense      forward  Z^T = W A^T, backward dA^T = W^T Delta^T, through
+ *              the register-blocked matrix kernel (cg_gemm)
+ *   conv2d     a direct convolution: a block of output channels times one
+ *              or two vectors of the batch in registers over every tap,
+ *              each row of the operand loaded once for the whole block;
+ *              backward the same gathered from the output's Delta
+ *   avgpool    the same window, one channel per output channel
+ *   add        rows added
+ *   weights    dense: dW (+)= Delta^T A (example-major A); conv2d: per
+ *              weight, the sum over output positions and examples
  * Forward and backward work on a range of columns (examples), which touch
  * nothing of the other columns: threads take a share of the batch each
  * through both, with no meeting between the layers.  The weight gradients
- * need every example, so they come after, a share of every op's rows per
- * thread, writing disjoint rows of one gradient.  Every element is computed
- * the same way whatever the shares, so the gradient does not depend on the
- * thread count.
- * Activations are kept twice, feature-major (what the forward product reads)
- * and example-major (what the weight gradient's product reads), so that no
- * product reads a matrix across its rows.  Columns past nb, up to the next
- * multiple of 8, are computed but never read into a real column: products
- * mix rows, never columns, and the weight gradient sums over nb examples
- * only.
- * Only chains of dense layers get them (ir_module.dense_chain); the runtime
- * trains other models one example at a time (docs/design.md, "Batched
- * training").
+ * need every example, so they come after, a share of every op's rows (a
+ * convolution's output channels) per thread, writing disjoint rows of one
+ * gradient.  Every element is computed the same way whatever the shares,
+ * so the gradient does not depend on the thread count.
+ * Columns past nb, up to the next multiple of the vector width, are
+ * computed from zero inputs and zero logit adjoints, so they hold finite
+ * values and their Deltas are 0; they never reach a real column (no
+ * operation mixes columns) and the weight gradients sum over the nb real
+ * examples only.  Shares of columns must start on multiples of 16.
+ * The operand of a dense op is also kept example-major (what the weight
+ * gradient's product reads), so that no product reads a matrix across its
+ * rows.
+ * Every model without recurrence gets them; the runtime trains the others,
+ * and objectives that need sq on models other than dense chains, one
+ * example at a time (docs/design.md, "Batched training").
  */
 #include "cg.h"
 
-/* The batch workspace, in floats: per value its activations feature-major
- * (act) and example-major (ex), then per op its output's adjoint
- * (delta_off).  Feature-major matrices have a row of LD floats per unit:
- * the batch and 16 more, so that the units of one column (a transpose's
- * reads, a product's panel of rows) spread over L1's sets; at 64 floats
- * (256 bytes) every row fell in a quarter of them. */
+/* Feature-major matrices have a row of LD floats per unit: the batch and
+ * 16 more, so that the units of one column (a transpose's reads, a
+ * product's panel of rows) spread over L1's sets; at 64 floats (256 bytes)
+ * every row fell in a quarter of them. */
 enum { LD = CG_BATCH + 16 };
 static int64_t size_of(const ir_module *m, int v) { return v == 0 ? m->n_in : m->ops[v - 1].out_size; }
 
+/* Whether a dense op reads value v: then it is kept example-major too.
+ * The input always is (its normalization writes it so first). */
+static bool read_by_dense(const ir_module *m, int v)
+{
+	for (int k = 0; k < m->n_ops; k++)
+		if (m->ops[k].kind == OP_DENSE && m->ops[k].in[0] == v)
+			return true;
+	return v == 0;
+}
+
+/* The batch workspace, in floats: per value its activations feature-major
+ * (act) and, when read_by_dense, example-major (ex), then per op its
+ * output's adjoint (delta_off). */
 static int64_t act_off(const ir_module *m, int v)
 {
 	int64_t off = 0;
 	for (int w = 0; w < v; w++)
-		off += round16(size_of(m, w) * LD) + round16(size_of(m, w) * CG_BATCH);
+		off += round16(size_of(m, w) * LD) + (read_by_dense(m, w) ? round16(size_of(m, w) * CG_BATCH) : 0);
 	return off;
 }
 
@@ -50,10 +72,16 @@ static int64_t ex_off(const ir_module *m, int v) { return act_off(m, v) + round1
 
 bool cg_batchable(const ir_module *m)
 {
-	return m->dense_chain && !m->max_len;
+	bool ok = m->n_ops > 0 && !m->max_len;
+	for (int k = 0; k < m->n_ops; k++)
+		ok &= m->ops[k].kind == OP_DENSE || m->ops[k].kind == OP_CONV2D || m->ops[k].kind == OP_AVGPOOL ||
+		      m->ops[k].kind == OP_ADD;
+	return ok;
 }
 
 static LLVMValueRef fptr(gen *g, LLVMValueRef base, int64_t off) { return at(g, g->f32, base, ci(g, off)); }
+static LLVMValueRef row(gen *g, LLVMValueRef base, LLVMValueRef j) { return at(g, g->f32, base, mul(g, j, ci(g, LD))); }
+static int64_t width(gen *g) { return LLVMGetVectorSize(g->vf); }
 
 static LLVMValueRef relu32(gen *g, LLVMValueRef v)
 {
@@ -73,58 +101,202 @@ static LLVMBasicBlockRef if_is(gen *g, LLVMValueRef cond, bool want)
 	return if_begin(g, want ? cond : LLVMBuildNot(g->b, cond, ""));
 }
 
-/* The columns [c0, c1) a call computes, clamped to the padded batch (an
- * empty range past it), and the real ones among them, [c0, min(c1, nb)). */
-static void columns(gen *g, LLVMValueRef nb, LLVMValueRef *c0, LLVMValueRef *c1, LLVMValueRef *real_end)
+/* The columns a call computes, [c0, cend): [c0, c1) clamped to the padded
+ * batch (an empty range past it) with its end rounded up to a whole
+ * vector; the real ones among them, [c0, min(c1, nb)). */
+static void columns(gen *g, LLVMValueRef nb, LLVMValueRef *c0, LLVMValueRef c1, LLVMValueRef *cend,
+                    LLVMValueRef *real_end)
 {
 	LLVMValueRef n8 = pad8v(g, nb);
 	*c0 = LLVMBuildSExt(g->b, *c0, g->i64, "");
-	*c1 = LLVMBuildSExt(g->b, *c1, g->i64, "");
-	*c1 = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, *c1, n8, ""), *c1, n8, "");
-	*c0 = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, *c0, *c1, ""), *c0, *c1, "");
-	*real_end = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, *c1, nb, ""), *c1, nb, "");
+	c1 = LLVMBuildSExt(g->b, c1, g->i64, "");
+	c1 = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, c1, n8, ""), c1, n8, "");
+	*c0 = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, *c0, c1, ""), *c0, c1, "");
+	*real_end = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, c1, nb, ""), c1, nb, "");
+	LLVMValueRef up = LLVMBuildAnd(g->b, add(g, c1, ci(g, width(g) - 1)), ci(g, -width(g)), "");
+	*cend = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, *c0, c1, ""), c1, up, "");
 }
 
-/* A ReLU op's product C plus its bias: the pre-activations to Z (unless
- * NULL), the activations example-major to E, and in place in C for the
- * next product (padding columns too, which stay out of E and Z).  Without
- * Z, in place along C's rows first, then E a row (example) at a time,
- * whose strided reads of C stay in L1 (a line per unit), as the input's
- * transpose: both loops vectorize, where the one loop storing E across its
- * rows took 5% of a vanilla step. */
-static void relu_out(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef C, LLVMValueRef E, LLVMValueRef Z,
-                     LLVMValueRef c0, LLVMValueRef real_end, LLVMValueRef c1)
+/* ---- forward: an op's result, then its bias, ReLU and copies ---- */
+
+/* Source coordinate, along one axis, of tap k for destination coordinate d
+ * of a window op, and whether it lies inside the source (len units).
+ * Forward the source is the operand, s = d stride + k - padding; transposed
+ * it is the output, whose unit s reads d through tap k: s = (d + padding -
+ * k) / stride when that is whole. */
+static LLVMValueRef tap_at(gen *g, const ir_op *op, bool transposed, LLVMValueRef d, LLVMValueRef k, int64_t len,
+                           LLVMValueRef *inside)
+{
+	LLVMValueRef S = ci(g, op->stride), s;
+	if (!transposed) {
+		s = LLVMBuildSub(g->b, add(g, mul(g, d, S), k), ci(g, op->padding), "");
+		*inside = LLVMBuildICmp(g->b, LLVMIntULT, s, ci(g, len), "");
+		return s;
+	}
+	LLVMValueRef t = LLVMBuildSub(g->b, add(g, d, ci(g, op->padding)), k, "");
+	s = LLVMBuildSDiv(g->b, t, S, "");
+	*inside = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, mul(g, s, S), t, ""),
+	                       LLVMBuildICmp(g->b, LLVMIntULT, s, ci(g, len), ""), "");
+	return s;
+}
+
+/* Destination channels per register block of a window op, and vectors of
+ * columns: 8 x 2 accumulators with AVX-512, and each source row loaded
+ * once for the 8 channels (with 16 registers, 8 x 1). */
+enum { WIN_BLOCK = 8 };
+
+/* Channels [d0, d0 + nd) of destination position (y, x), nv vectors of
+ * columns from cb: dst (+)= the sum over taps of weight x source row.
+ * conv2d forward: the destination is the output, the source the operand,
+ * every operand channel a term; transposed: the destination is the
+ * operand's adjoint, the source the output's Delta.  avgpool: the source
+ * channel is the destination's, the weight 1 / K^2. */
+static void window_block(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef src, LLVMValueRef dst, bool transposed,
+                         bool accumulate, LLVMValueRef d0, int nd, LLVMValueRef y, LLVMValueRef x, LLVMValueRef cb, int nv)
+{
+	const bool pool = op->kind == OP_AVGPOOL;
+	const int64_t W = width(g), K = op->kernel;
+	const int64_t DH = transposed ? op->ih : op->oh, DW = transposed ? op->iw : op->ow;
+	const int64_t SC = transposed ? op->oc : op->ic, SH = transposed ? op->oh : op->ih, SW = transposed ? op->ow : op->iw;
+	LLVMValueRef acc[WIN_BLOCK][2], inside;
+	for (int d = 0; d < nd; d++)
+		for (int v = 0; v < nv; v++)
+			acc[d][v] = var(g, g->vf, LLVMConstNull(g->vf));
+	loop lky, lkx, ls;
+	LLVMValueRef ky = loop_begin(g, &lky, ci(g, 0), ci(g, K));
+	LLVMValueRef sy = tap_at(g, op, transposed, y, ky, SH, &inside);
+	LLVMBasicBlockRef row_in = if_begin(g, inside);
+	LLVMValueRef kx = loop_begin(g, &lkx, ci(g, 0), ci(g, K));
+	LLVMValueRef sx = tap_at(g, op, transposed, x, kx, SW, &inside);
+	LLVMBasicBlockRef col_in = if_begin(g, inside);
+	LLVMValueRef pos = add(g, mul(g, sy, ci(g, SW)), sx);
+	if (pool) {
+		LLVMValueRef w = vsplat(g, LLVMConstReal(g->f32, 1.0 / (double)(K * K)));
+		for (int d = 0; d < nd; d++) {
+			LLVMValueRef r = at(g, g->f32, row(g, src, add(g, mul(g, add(g, d0, ci(g, d)), ci(g, SH * SW)), pos)), cb);
+			for (int v = 0; v < nv; v++)
+				set(g, acc[d][v], vfma(g, w, vload(g, r, ci(g, v * W)), get(g, g->vf, acc[d][v])));
+		}
+	} else {
+		LLVMValueRef s = loop_begin(g, &ls, ci(g, 0), ci(g, SC));
+		LLVMValueRef r = at(g, g->f32, row(g, src, add(g, mul(g, s, ci(g, SH * SW)), pos)), cb), xv[2];
+		for (int v = 0; v < nv; v++)
+			xv[v] = vload(g, r, ci(g, v * W));
+		for (int d = 0; d < nd; d++) {
+			LLVMValueRef dc = add(g, d0, ci(g, d)), o = transposed ? s : dc, c = transposed ? dc : s;
+			LLVMValueRef wi = add(g, mul(g, add(g, mul(g, add(g, mul(g, o, ci(g, op->ic)), c), ci(g, K)), ky), ci(g, K)), kx);
+			LLVMValueRef w = vsplat(g, load(g, g->f32, P, add(g, ci(g, op->w_off), wi)));
+			for (int v = 0; v < nv; v++)
+				set(g, acc[d][v], vfma(g, w, xv[v], get(g, g->vf, acc[d][v])));
+		}
+		loop_end(g, &ls);
+	}
+	if_end(g, col_in);
+	loop_end(g, &lkx);
+	if_end(g, row_in);
+	loop_end(g, &lky);
+	for (int d = 0; d < nd; d++) {
+		LLVMValueRef j = add(g, mul(g, add(g, mul(g, add(g, d0, ci(g, d)), ci(g, DH)), y), ci(g, DW)), x);
+		LLVMValueRef r = at(g, g->f32, row(g, dst, j), cb);
+		for (int v = 0; v < nv; v++) {
+			LLVMValueRef sum = get(g, g->vf, acc[d][v]);
+			if (accumulate)
+				sum = LLVMBuildFAdd(g->b, vload(g, r, ci(g, v * W)), sum, "");
+			vstore(g, sum, r, ci(g, v * W));
+		}
+	}
+}
+
+/* A window op (conv2d, avgpool) over the columns [c0, cend), forward into
+ * its output or transposed into its operand's adjoint (added to it with
+ * accumulate): blocks of WIN_BLOCK destination channels, then the rest. */
+static void window_cols(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef src, LLVMValueRef dst, bool transposed,
+                        bool accumulate, LLVMValueRef c0, LLVMValueRef cend)
+{
+	const int64_t W = width(g), NV = g->avx512 ? 2 : 1;
+	const int64_t DC = transposed ? op->ic : op->oc, DH = transposed ? op->ih : op->oh, DW = transposed ? op->iw : op->ow;
+	const int64_t full = DC / WIN_BLOCK * WIN_BLOCK;
+	for (int pass = 0; pass < 2; pass++) {
+		int nd = pass ? (int)(DC - full) : WIN_BLOCK;
+		if (pass ? nd == 0 : full == 0)
+			continue;
+		loop lo, ly, lx, lc;
+		LLVMValueRef d0 = pass ? ci(g, full) : loop_begin_step(g, &lo, ci(g, 0), ci(g, full), WIN_BLOCK);
+		LLVMValueRef y = loop_begin(g, &ly, ci(g, 0), ci(g, DH));
+		LLVMValueRef x = loop_begin(g, &lx, ci(g, 0), ci(g, DW));
+		/* NV vectors of columns while they fit, then one at a time */
+		LLVMValueRef cn = add(g, c0, LLVMBuildAnd(g->b, LLVMBuildSub(g->b, cend, c0, ""), ci(g, -NV * W), ""));
+		LLVMValueRef cb = loop_begin_step(g, &lc, c0, cn, NV * W);
+		window_block(g, op, P, src, dst, transposed, accumulate, d0, nd, y, x, cb, (int)NV);
+		loop_end(g, &lc);
+		if (NV > 1) {
+			cb = loop_begin_step(g, &lc, cn, cend, W);
+			window_block(g, op, P, src, dst, transposed, accumulate, d0, nd, y, x, cb, 1);
+			loop_end(g, &lc);
+		}
+		loop_end(g, &lx);
+		loop_end(g, &ly);
+		if (!pass)
+			loop_end(g, &lo);
+	}
+}
+
+/* dst = a + b (b NULL: a copy) over n rows, the columns [c0, cend). */
+static void sum_rows(gen *g, LLVMValueRef dst, LLVMValueRef a, LLVMValueRef b, int64_t n, LLVMValueRef c0,
+                     LLVMValueRef cend)
 {
 	loop lj, lc;
-	if (!Z) {
-		LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
-		LLVMValueRef bias = load(g, g->f32, P, add(g, ci(g, op->b_off), j));
-		LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, LD)));
-		LLVMValueRef c = loop_begin(g, &lc, c0, c1);
-		store(g, relu32(g, LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "")), crow, c);
-		loop_end(g, &lc);
-		loop_end(g, &lj);
-		c = loop_begin(g, &lc, c0, real_end);
-		j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
-		store(g, load(g, g->f32, C, add(g, mul(g, j, ci(g, LD)), c)), E, add(g, mul(g, c, ci(g, op->out_size)), j));
-		loop_end(g, &lj);
-		loop_end(g, &lc);
-		return;
-	}
-	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
-	LLVMValueRef bias = load(g, g->f32, P, add(g, ci(g, op->b_off), j));
-	LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, LD)));
-	LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
-	LLVMValueRef zv = LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "");
-	store(g, zv, Z, add(g, mul(g, c, ci(g, g->m->n_hidden)), add(g, ci(g, op->z_off), j)));
-	LLVMValueRef a = relu32(g, zv);
-	store(g, a, E, add(g, mul(g, c, ci(g, op->out_size)), j));
-	store(g, a, crow, c);
-	loop_end(g, &lc);
-	c = loop_begin(g, &lc, real_end, c1);
-	store(g, relu32(g, LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, "")), crow, c);
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, n));
+	LLVMValueRef c = loop_begin_step(g, &lc, c0, cend, width(g));
+	LLVMValueRef t = add(g, mul(g, j, ci(g, LD)), c), v = vload(g, a, t);
+	vstore(g, b ? LLVMBuildFAdd(g->b, v, vload(g, b, t), "") : v, dst, t);
 	loop_end(g, &lc);
 	loop_end(g, &lj);
+}
+
+/* Op k's result in C finished in place over the columns [c0, cend): plus
+ * the bias (a convolution's per output channel), through the ReLU, and
+ * the pre-activations of the real columns to Z unless it is NULL. */
+static void finish(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef C, LLVMValueRef Z, LLVMValueRef c0,
+                   LLVMValueRef real_end, LLVMValueRef cend)
+{
+	if (op->b_off < 0 && !op->relu)
+		return;
+	loop lj, lc;
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size)), bias = NULL;
+	if (op->b_off >= 0) {
+		LLVMValueRef u = op->kind == OP_CONV2D ? LLVMBuildSDiv(g->b, j, ci(g, (int64_t)op->oh * op->ow), "") : j;
+		bias = load(g, g->f32, P, add(g, ci(g, op->b_off), u));
+	}
+	LLVMValueRef crow = row(g, C, j), from = c0;
+	if (Z) {
+		LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
+		LLVMValueRef zv = load(g, g->f32, crow, c);
+		zv = bias ? LLVMBuildFAdd(g->b, zv, bias, "") : zv;
+		store(g, zv, Z, add(g, mul(g, c, ci(g, g->m->n_hidden)), add(g, ci(g, op->z_off), j)));
+		store(g, relu32(g, zv), crow, c);
+		loop_end(g, &lc);
+		from = real_end;
+	}
+	LLVMValueRef c = loop_begin(g, &lc, from, cend);
+	LLVMValueRef v = load(g, g->f32, crow, c);
+	v = bias ? LLVMBuildFAdd(g->b, v, bias, "") : v;
+	store(g, op->relu ? relu32(g, v) : v, crow, c);
+	loop_end(g, &lc);
+	loop_end(g, &lj);
+}
+
+/* E[c n + j] = C[j][c] for the real columns: a row (example) at a time,
+ * whose strided reads of C stay in L1 (a line per unit); the one loop
+ * storing E across its rows, in the ReLU's, took 5% of a vanilla step. */
+static void to_examples(gen *g, LLVMValueRef C, int64_t n, LLVMValueRef E, LLVMValueRef c0, LLVMValueRef real_end)
+{
+	loop lj, lc;
+	LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, n));
+	store(g, load(g, g->f32, C, add(g, mul(g, j, ci(g, LD)), c)), E, add(g, mul(g, c, ci(g, n)), j));
+	loop_end(g, &lj);
+	loop_end(g, &lc);
 }
 
 /* forward(P, x, nb, bws, z, logits, c0, c1): x holds nb pointers to raw
@@ -136,10 +308,10 @@ static void emit_forward(gen *g)
 	cg_begin_function(g, "lln_train_batch_forward", 8, names, 1u << 2 | 1u << 6 | 1u << 7);
 	const ir_module *m = g->m;
 	LLVMValueRef P = cg_param(g, 0), X = cg_param(g, 1), bws = cg_param(g, 3);
-	LLVMValueRef Z = cg_param(g, 4), logits = cg_param(g, 5), c0 = cg_param(g, 6), c1 = cg_param(g, 7), real_end;
+	LLVMValueRef Z = cg_param(g, 4), logits = cg_param(g, 5), c0 = cg_param(g, 6), cend, real_end;
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, ""), has_z = LLVMBuildIsNotNull(g->b, Z, "");
-	columns(g, nb, &c0, &c1, &real_end);
-	const int64_t NB = LD, D = m->n_in;
+	columns(g, nb, &c0, cg_param(g, 7), &cend, &real_end);
+	const int64_t D = m->n_in;
 
 	/* the normalized input, both ways; padding columns 0.  Example-major
 	 * first, along each input's row so that it vectorizes; then the
@@ -147,7 +319,7 @@ static void emit_forward(gen *g)
 	 * Stored both ways in one loop it took 8% of a step. */
 	LLVMValueRef A0 = fptr(g, bws, act_off(m, 0)), E0 = fptr(g, bws, ex_off(m, 0));
 	loop lb, ld;
-	LLVMValueRef b = loop_begin(g, &lb, c0, c1);
+	LLVMValueRef b = loop_begin(g, &lb, c0, cend);
 	LLVMValueRef real = LLVMBuildICmp(g->b, LLVMIntSLT, b, nb, "");
 	LLVMValueRef xb = LLVMBuildLoad2(g->b, g->ptr, at(g, g->ptr, X, LLVMBuildSelect(g->b, real, b, ci(g, 0), "")), "");
 	LLVMValueRef d = loop_begin(g, &ld, ci(g, 0), ci(g, D));
@@ -158,8 +330,8 @@ static void emit_forward(gen *g)
 	loop_end(g, &ld);
 	loop_end(g, &lb);
 	d = loop_begin(g, &ld, ci(g, 0), ci(g, D));
-	b = loop_begin(g, &lb, c0, c1);
-	store(g, load(g, g->f32, E0, add(g, mul(g, b, ci(g, D)), d)), A0, add(g, mul(g, d, ci(g, NB)), b));
+	b = loop_begin(g, &lb, c0, cend);
+	store(g, load(g, g->f32, E0, add(g, mul(g, b, ci(g, D)), d)), A0, add(g, mul(g, d, ci(g, LD)), b));
 	loop_end(g, &lb);
 	loop_end(g, &ld);
 
@@ -167,27 +339,35 @@ static void emit_forward(gen *g)
 	for (int k = 0; k < m->n_ops; k++) {
 		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
-		LLVMValueRef C = fptr(g, bws, act_off(m, k + 1)), E = fptr(g, bws, ex_off(m, k + 1));
-		cg_gemm(g, &(gemm){ .C = at(g, g->f32, C, c0), .ldc = ci(g, NB), .A = fptr(g, P, op->w_off),
-		                    .lda = ci(g, op->in_size), .B = at(g, g->f32, fptr(g, bws, act_off(m, k)), c0),
-		                    .ldb = ci(g, NB), .alpha = 1, .rows = BATCH_ROWS, .M = ci(g, op->out_size),
-		                    .N = LLVMBuildSub(g->b, c1, c0, ""), .K = ci(g, op->in_size) });
+		LLVMValueRef C = fptr(g, bws, act_off(m, k + 1)), A = fptr(g, bws, act_off(m, op->in[0]));
+		switch (op->kind) {
+		case OP_DENSE:
+			cg_gemm(g, &(gemm){ .C = at(g, g->f32, C, c0), .ldc = ci(g, LD), .A = fptr(g, P, op->w_off),
+			                    .lda = ci(g, op->in_size), .B = at(g, g->f32, A, c0), .ldb = ci(g, LD), .alpha = 1,
+			                    .rows = BATCH_ROWS, .M = ci(g, op->out_size), .N = LLVMBuildSub(g->b, cend, c0, ""),
+			                    .K = ci(g, op->in_size) });
+			break;
+		case OP_CONV2D:
+		case OP_AVGPOOL:
+			window_cols(g, op, P, A, C, false, false, c0, cend);
+			break;
+		default:   /* add */
+			sum_rows(g, C, A, fptr(g, bws, act_off(m, op->in[1])), op->out_size, c0, cend);
+			break;
+		}
 		if (op->relu) {   /* emitted with and without z: no test per element */
 			for (int w = 0; w < 2; w++) {
 				LLVMBasicBlockRef done = if_is(g, has_z, w);
-				relu_out(g, op, P, C, E, w ? Z : NULL, c0, real_end, c1);
+				finish(g, op, P, C, w ? Z : NULL, c0, real_end, cend);
 				if_end(g, done);
 			}
-			continue;
+		} else {
+			finish(g, op, P, C, NULL, c0, real_end, cend);
 		}
-		loop lj, lc;
-		LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
-		LLVMValueRef bias = load(g, g->f32, P, add(g, ci(g, op->b_off), j));
-		LLVMValueRef crow = at(g, g->f32, C, mul(g, j, ci(g, NB)));
-		LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
-		store(g, LLVMBuildFAdd(g->b, load(g, g->f32, crow, c), bias, ""), logits, add(g, mul(g, c, ci(g, m->n_out)), j));
-		loop_end(g, &lc);
-		loop_end(g, &lj);
+		if (read_by_dense(m, k + 1))
+			to_examples(g, C, op->out_size, fptr(g, bws, ex_off(m, k + 1)), c0, real_end);
+		if (k == m->n_ops - 1)
+			to_examples(g, C, op->out_size, logits, c0, real_end);
 	}
 	cg_part_close(g, &part);
 	LLVMBuildRetVoid(g->b);
@@ -203,77 +383,236 @@ static int64_t delta_off(const ir_module *m, int k)
 	return off;
 }
 
-/* Delta_prev = m o (W^T Delta) + dz in place in dprev, the mask m from the
- * activations act of the op below; dz NULL: none. */
-static void mask_delta(gen *g, const ir_op *below, LLVMValueRef act, LLVMValueRef dprev, LLVMValueRef dz,
-                       LLVMValueRef c0, LLVMValueRef real_end)
+/* Delta = m o Delta + dz in place, the mask m from op's activations act;
+ * dz NULL: none. */
+static void mask_delta(gen *g, const ir_op *op, LLVMValueRef act, LLVMValueRef delta, LLVMValueRef dz, LLVMValueRef c0,
+                       LLVMValueRef real_end)
 {
 	loop lj, lc;
-	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, below->out_size));
+	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
 	LLVMValueRef c = loop_begin(g, &lc, c0, real_end);
 	LLVMValueRef t = add(g, mul(g, j, ci(g, LD)), c);
 	LLVMValueRef on = LLVMBuildFCmp(g->b, LLVMRealOGT, load(g, g->f32, act, t), LLVMConstReal(g->f32, 0), "");
-	LLVMValueRef dv = LLVMBuildSelect(g->b, on, load(g, g->f32, dprev, t), LLVMConstReal(g->f32, 0), "");
+	LLVMValueRef dv = LLVMBuildSelect(g->b, on, load(g, g->f32, delta, t), LLVMConstReal(g->f32, 0), "");
 	if (dz)
 		dv = LLVMBuildFAdd(g->b, dv, load(g, g->f32, dz, add(g, mul(g, c, ci(g, g->m->n_hidden)),
-		                                                       add(g, ci(g, below->z_off), j))), "");
-	store(g, dv, dprev, t);
+		                                                       add(g, ci(g, op->z_off), j))), "");
+	store(g, dv, delta, t);
 	loop_end(g, &lc);
 	loop_end(g, &lj);
 }
 
 /* backward(P, bws, nb, dlogits, dz, c0, c1): every op's Delta, for the
  * columns [c0, c1), from dlogits and dz (rows as the logits and z; dz may
- * be NULL): Delta_prev = m o (W^T Delta) + dz. */
+ * be NULL), in reverse op order: once every consumer of an op's output
+ * has added its term A^T Delta (the first one stores it), the op's Delta
+ * is complete, and through its ReLU Delta = m o Delta + dz. */
 static void emit_backward(gen *g)
 {
 	static const char *names[] = { "P", "bws", "nb", "dlogits", "dz", "c0", "c1" };
 	cg_begin_function(g, "lln_train_batch_backward", 7, names, 1u << 2 | 1u << 5 | 1u << 6);
 	const ir_module *m = g->m;
 	LLVMValueRef P = cg_param(g, 0), bws = cg_param(g, 1), dlogits = cg_param(g, 3), dz = cg_param(g, 4);
-	LLVMValueRef c0 = cg_param(g, 5), c1 = cg_param(g, 6), real_end;
+	LLVMValueRef c0 = cg_param(g, 5), cend, real_end;
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, "");
-	columns(g, nb, &c0, &c1, &real_end);
-	const int64_t NB = LD;
+	columns(g, nb, &c0, cg_param(g, 6), &cend, &real_end);
 	LLVMValueRef has_dz = LLVMBuildIsNotNull(g->b, dz, "");
 	loop lj, lc;
 
-	/* the logits' Delta, padding columns 0 (they stay 0 through W^T) */
+	/* the logits' Delta, padding columns 0 (they stay 0 through A^T) */
 	const int last = m->n_ops - 1;
 	LLVMValueRef dl = fptr(g, bws, delta_off(m, last));
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, m->ops[last].out_size));
-	LLVMValueRef c = loop_begin(g, &lc, c0, c1);
+	LLVMValueRef c = loop_begin(g, &lc, c0, cend);
 	LLVMValueRef real = LLVMBuildICmp(g->b, LLVMIntSLT, c, nb, "");
 	LLVMValueRef dv = load(g, g->f32, dlogits, LLVMBuildSelect(g->b, real, add(g, mul(g, c, ci(g, m->n_out)), j), ci(g, 0), ""));
-	store(g, LLVMBuildSelect(g->b, real, dv, LLVMConstReal(g->f32, 0), ""), dl, add(g, mul(g, j, ci(g, NB)), c));
+	store(g, LLVMBuildSelect(g->b, real, dv, LLVMConstReal(g->f32, 0), ""), dl, add(g, mul(g, j, ci(g, LD)), c));
 	loop_end(g, &lc);
 	loop_end(g, &lj);
 
+	bool written[m->n_ops + 1];   /* whether value v's Delta has a term yet */
+	memset(written, 0, sizeof written);
+	written[last + 1] = true;
 	cg_part part = { 0 };
-	for (int k = last; k > 0; k--) {
+	for (int k = last; k >= 0; k--) {
 		cg_part_step(g, &part);
-		const ir_op *op = &m->ops[k], *below = &m->ops[k - 1];
-		LLVMValueRef dk = fptr(g, bws, delta_off(m, k)), dprev = fptr(g, bws, delta_off(m, k - 1));
-		cg_gemm(g, &(gemm){ .C = at(g, g->f32, dprev, c0), .ldc = ci(g, NB), .A = fptr(g, P, op->w_off),
-		                    .lda = ci(g, op->in_size), .atrans = true, .B = at(g, g->f32, dk, c0), .ldb = ci(g, NB),
-		                    .alpha = 1, .rows = BATCH_ROWS, .M = ci(g, op->in_size),
-		                    .N = LLVMBuildSub(g->b, c1, c0, ""), .K = ci(g, op->out_size) });
-		for (int w = 0; w < 2; w++) {   /* with and without dz */
-			LLVMBasicBlockRef done = if_is(g, has_dz, w);
-			mask_delta(g, below, fptr(g, bws, act_off(m, k)), dprev, w ? dz : NULL, c0, real_end);
-			if_end(g, done);
+		const ir_op *op = &m->ops[k];
+		LLVMValueRef dk = fptr(g, bws, delta_off(m, k));
+		if (!written[k + 1])   /* sema rejects a value that does not reach the output */
+			internal_error("batched backward: value %d is never read", k + 1);
+		if (op->relu) {
+			for (int w = 0; w < 2; w++) {   /* with and without dz */
+				LLVMBasicBlockRef done = if_is(g, has_dz, w);
+				mask_delta(g, op, fptr(g, bws, act_off(m, k + 1)), dk, w ? dz : NULL, c0, real_end);
+				if_end(g, done);
+			}
+		}
+		for (int i = 0; i < op->n_in; i++) {
+			int u = op->in[i];
+			if (u == 0)   /* the input needs no adjoint */
+				continue;
+			LLVMValueRef du = fptr(g, bws, delta_off(m, u - 1));
+			switch (op->kind) {
+			case OP_DENSE:
+				cg_gemm(g, &(gemm){ .C = at(g, g->f32, du, c0), .ldc = ci(g, LD), .A = fptr(g, P, op->w_off),
+				                    .lda = ci(g, op->in_size), .atrans = true, .B = at(g, g->f32, dk, c0),
+				                    .ldb = ci(g, LD), .accumulate = written[u], .alpha = 1, .rows = BATCH_ROWS,
+				                    .M = ci(g, op->in_size), .N = LLVMBuildSub(g->b, cend, c0, ""),
+				                    .K = ci(g, op->out_size) });
+				break;
+			case OP_CONV2D:
+			case OP_AVGPOOL:
+				window_cols(g, op, P, dk, du, true, written[u], c0, cend);
+				break;
+			default:   /* add */
+				sum_rows(g, du, dk, written[u] ? du : NULL, op->out_size, c0, cend);
+				break;
+			}
+			written[u] = true;
 		}
 	}
 	cg_part_close(g, &part);
 	LLVMBuildRetVoid(g->b);
 }
 
+/* ---- weights ---- */
+
+/* Lanes [0, n) of a vector of columns: the last, partly real one. */
+static LLVMValueRef lanes_below(gen *g, LLVMValueRef n)
+{
+	const unsigned W = (unsigned)width(g);
+	LLVMTypeRef vi = LLVMVectorType(g->i32, W);
+	LLVMValueRef idx[16];
+	for (unsigned i = 0; i < W; i++)
+		idx[i] = ci32(g, (int32_t)i);
+	LLVMValueRef nv = LLVMBuildInsertElement(g->b, LLVMGetUndef(vi), LLVMBuildTrunc(g->b, n, g->i32, ""), ci32(g, 0), "");
+	nv = LLVMBuildShuffleVector(g->b, nv, LLVMGetUndef(vi), LLVMConstNull(vi), "");
+	return LLVMBuildICmp(g->b, LLVMIntSLT, LLVMConstVector(idx, W), nv, "");
+}
+
+/* Sums over the real columns [0, nb) of rows: acc[i] += a_i[c] b[c] (b
+ * NULL: 1), the vectors kept lane by lane; the last vector's lanes past nb
+ * read as 0. */
+static void column_sums(gen *g, int n, LLVMValueRef *acc, LLVMValueRef *a, LLVMValueRef b, LLVMValueRef nb)
+{
+	const int64_t W = width(g);
+	LLVMValueRef full = LLVMBuildAnd(g->b, nb, ci(g, -W), ""), zero = LLVMConstNull(g->vf);
+	loop lc;
+	for (int tail = 0; tail < 2; tail++) {
+		LLVMValueRef c, mask = NULL;
+		LLVMBasicBlockRef done = NULL;
+		if (!tail) {
+			c = loop_begin_step(g, &lc, ci(g, 0), full, W);
+		} else {
+			done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSLT, full, nb, ""));
+			c = full;
+			mask = lanes_below(g, LLVMBuildSub(g->b, nb, full, ""));
+		}
+		LLVMValueRef bv = b ? vload(g, b, c) : NULL;
+		if (bv && mask)
+			bv = LLVMBuildSelect(g->b, mask, bv, zero, "");
+		for (int i = 0; i < n; i++) {
+			LLVMValueRef av = vload(g, a[i], c);
+			if (mask)
+				av = LLVMBuildSelect(g->b, mask, av, zero, "");
+			set(g, acc[i], bv ? vfma(g, av, bv, get(g, g->vf, acc[i])) : LLVMBuildFAdd(g->b, av, get(g, g->vf, acc[i]), ""));
+		}
+		if (tail)
+			if_end(g, done);
+		else
+			loop_end(g, &lc);
+	}
+}
+
+/* grad[i] = v, or grad[i] + v when acc (i64 index, i1 flag). */
+static void put(gen *g, LLVMValueRef grad, LLVMValueRef i, LLVMValueRef v, LLVMValueRef acc)
+{
+	LLVMValueRef sum = LLVMBuildFAdd(g->b, load(g, g->f32, grad, i), v, "");
+	store(g, LLVMBuildSelect(g->b, acc, sum, v, ""), grad, i);
+}
+
+static LLVMValueRef hsum(gen *g, LLVMValueRef v)
+{
+	LLVMValueRef args[2] = { LLVMConstReal(g->f32, 0), v };
+	return fast(intrinsic_n(g, "llvm.vector.reduce.fadd", g->vf, args, 2));
+}
+
+/* Output channels per block of a convolution's weight gradient: each
+ * operand row loaded feeds WGT_BLOCK multiply-adds. */
+enum { WGT_BLOCK = 4 };
+
+/* dW[o, c, ky, kx] of output channels [o0, o0 + no): the sum over output
+ * positions whose tap lies inside the operand, and over the examples. */
+static void conv_weight_block(gen *g, const ir_op *op, LLVMValueRef delta, LLVMValueRef A, LLVMValueRef grad,
+                              LLVMValueRef nb, LLVMValueRef acc, LLVMValueRef o0, int no)
+{
+	const int64_t K = op->kernel;
+	loop lc, lky, lkx, ly, lx;
+	LLVMValueRef c = loop_begin(g, &lc, ci(g, 0), ci(g, op->ic));
+	LLVMValueRef ky = loop_begin(g, &lky, ci(g, 0), ci(g, K));
+	LLVMValueRef kx = loop_begin(g, &lkx, ci(g, 0), ci(g, K));
+	LLVMValueRef sums[WGT_BLOCK], drows[WGT_BLOCK], inside;
+	for (int o = 0; o < no; o++)
+		sums[o] = var(g, g->vf, LLVMConstNull(g->vf));
+	LLVMValueRef y = loop_begin(g, &ly, ci(g, 0), ci(g, op->oh));
+	LLVMValueRef iy = tap_at(g, op, false, y, ky, op->ih, &inside);
+	LLVMBasicBlockRef row_in = if_begin(g, inside);
+	LLVMValueRef x = loop_begin(g, &lx, ci(g, 0), ci(g, op->ow));
+	LLVMValueRef ix = tap_at(g, op, false, x, kx, op->iw, &inside);
+	LLVMBasicBlockRef col_in = if_begin(g, inside);
+	LLVMValueRef arow = row(g, A, add(g, mul(g, add(g, mul(g, c, ci(g, op->ih)), iy), ci(g, op->iw)), ix));
+	for (int o = 0; o < no; o++)
+		drows[o] = row(g, delta, add(g, mul(g, add(g, mul(g, add(g, o0, ci(g, o)), ci(g, op->oh)), y), ci(g, op->ow)), x));
+	column_sums(g, no, sums, drows, arow, nb);
+	if_end(g, col_in);
+	loop_end(g, &lx);
+	if_end(g, row_in);
+	loop_end(g, &ly);
+	for (int o = 0; o < no; o++) {
+		LLVMValueRef wi = add(g, mul(g, add(g, mul(g, add(g, mul(g, add(g, o0, ci(g, o)), ci(g, op->ic)), c), ci(g, K)), ky),
+		                              ci(g, K)), kx);
+		put(g, grad, add(g, ci(g, op->w_off), wi), hsum(g, get(g, g->vf, sums[o])), acc);
+	}
+	loop_end(g, &lkx);
+	loop_end(g, &lky);
+	loop_end(g, &lc);
+}
+
+/* A convolution's dW and db for output channels [lo, hi): blocks of
+ * WGT_BLOCK from lo, then one at a time, so that with shares cut on
+ * multiples of WGT_BLOCK each channel is computed by the same code
+ * whatever the shares. */
+static void conv_weights(gen *g, const ir_op *op, LLVMValueRef delta, LLVMValueRef A, LLVMValueRef grad, LLVMValueRef nb,
+                         LLVMValueRef acc, LLVMValueRef lo, LLVMValueRef hi)
+{
+	loop lo_, lp;
+	LLVMValueRef mid = add(g, lo, LLVMBuildAnd(g->b, LLVMBuildSub(g->b, hi, lo, ""), ci(g, -WGT_BLOCK), ""));
+	LLVMValueRef o = loop_begin_step(g, &lo_, lo, mid, WGT_BLOCK);
+	conv_weight_block(g, op, delta, A, grad, nb, acc, o, WGT_BLOCK);
+	loop_end(g, &lo_);
+	o = loop_begin(g, &lo_, mid, hi);
+	conv_weight_block(g, op, delta, A, grad, nb, acc, o, 1);
+	loop_end(g, &lo_);
+	/* db[o]: Delta summed over the output positions and the examples */
+	const int64_t HW = (int64_t)op->oh * op->ow;
+	o = loop_begin(g, &lo_, lo, hi);
+	LLVMValueRef s = var(g, g->vf, LLVMConstNull(g->vf));
+	LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), ci(g, HW));
+	LLVMValueRef drow = row(g, delta, add(g, mul(g, o, ci(g, HW)), p));
+	column_sums(g, 1, &s, &drow, NULL, nb);
+	loop_end(g, &lp);
+	put(g, grad, add(g, ci(g, op->b_off), o), hsum(g, get(g, g->vf, s)), acc);
+	loop_end(g, &lo_);
+}
+
 /* weights(P, bws, nb, grad, accumulate, part, parts): for the part-th share
- * of every op's rows, the gradient of the sum over the batch of
- * dlogits . logits + dz . z, from the Deltas of backward:
- *   db = Delta 1,  dW = Delta E    (E: the op's operand, example-major)
- * stored in grad, or added to it when accumulate is not 0.  The product
- * reads neither W nor the other shares' rows. */
+ * of every op's rows (a convolution's output channels), the gradient of the
+ * sum over the batch of dlogits . logits + dz . z, from the Deltas of
+ * backward:
+ *   dense    db = Delta 1,  dW = Delta E    (E: the operand, example-major)
+ *   conv2d   db[o] and dW[o, c, ky, kx], sums over positions and examples
+ * stored in grad, or added to it when accumulate is not 0.  They read
+ * neither W nor the other shares' rows. */
 static void emit_weights(gen *g)
 {
 	static const char *names[] = { "P", "bws", "nb", "grad", "accumulate", "part", "parts" };
@@ -283,28 +622,30 @@ static void emit_weights(gen *g)
 	LLVMValueRef part = LLVMBuildSExt(g->b, cg_param(g, 5), g->i64, ""), parts = LLVMBuildSExt(g->b, cg_param(g, 6), g->i64, "");
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, "");
 	LLVMValueRef acc = LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 4), ci32(g, 0), "");
-	const int64_t NB = LD;
 	cg_part part_ = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
-		cg_part_step(g, &part_);
 		const ir_op *op = &m->ops[k];
+		if (op->kind != OP_DENSE && op->kind != OP_CONV2D)
+			continue;
+		cg_part_step(g, &part_);
 		LLVMValueRef dk = fptr(g, bws, delta_off(m, k)), lo, hi;
+		if (op->kind == OP_CONV2D) {
+			cg_share(g, ci(g, op->oc), WGT_BLOCK, part, parts, &lo, &hi);
+			conv_weights(g, op, dk, fptr(g, bws, act_off(m, op->in[0])), grad, nb, acc, lo, hi);
+			continue;
+		}
 		cg_share(g, ci(g, op->out_size), BATCH_ROWS, part, parts, &lo, &hi);
-		loop lj, lc;
+		loop lj;
 		LLVMValueRef j = loop_begin(g, &lj, lo, hi);
-		LLVMValueRef s = var(g, g->f32, LLVMConstReal(g->f32, 0));
-		LLVMValueRef c = loop_begin(g, &lc, ci(g, 0), nb);
-		set(g, s, LLVMBuildFAdd(g->b, get(g, g->f32, s), load(g, g->f32, dk, add(g, mul(g, j, ci(g, NB)), c)), ""));
-		loop_end(g, &lc);
-		LLVMValueRef bi = add(g, ci(g, op->b_off), j);
-		LLVMValueRef sum = LLVMBuildFAdd(g->b, load(g, g->f32, grad, bi), get(g, g->f32, s), "");
-		store(g, LLVMBuildSelect(g->b, acc, sum, get(g, g->f32, s), ""), grad, bi);
+		LLVMValueRef s = var(g, g->vf, LLVMConstNull(g->vf)), drow = row(g, dk, j);
+		column_sums(g, 1, &s, &drow, NULL, nb);
+		put(g, grad, add(g, ci(g, op->b_off), j), hsum(g, get(g, g->vf, s)), acc);
 		loop_end(g, &lj);
 		/* two products, so that the first batch's stores read nothing */
 		gemm dw = { .C = at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, lo, ci(g, op->in_size)))),
-		            .ldc = ci(g, op->in_size), .A = at(g, g->f32, dk, mul(g, lo, ci(g, NB))), .lda = ci(g, NB),
-		            .B = fptr(g, bws, ex_off(m, k)), .ldb = ci(g, op->in_size), .alpha = 1, .rows = BATCH_ROWS,
-		            .M = LLVMBuildSub(g->b, hi, lo, ""), .N = ci(g, op->in_size), .K = nb };
+		            .ldc = ci(g, op->in_size), .A = at(g, g->f32, dk, mul(g, lo, ci(g, LD))), .lda = ci(g, LD),
+		            .B = fptr(g, bws, ex_off(m, op->in[0])), .ldb = ci(g, op->in_size), .alpha = 1,
+		            .rows = BATCH_ROWS, .M = LLVMBuildSub(g->b, hi, lo, ""), .N = ci(g, op->in_size), .K = nb };
 		for (int a = 0; a < 2; a++) {
 			LLVMBasicBlockRef done = if_is(g, acc, a);
 			dw.accumulate = a;

@@ -6,8 +6,9 @@
  * hand-written graphs covering stride 2, padding 0/1/2, kernels 1/2/3,
  * non-square images, residual adds reading values several statements back,
  * avgpool with kernel = stride and with stride < kernel, relu after avgpool,
- * dense heads, 1-3 input channels, with and without normalize, one logit
- * (sigmoid) and several, and seeded random graphs.  Each is compiled from
+ * dense heads, 1-3 input channels, 11 output channels (more than a
+ * register block of the batched kernels), with and without normalize, one
+ * logit (sigmoid) and several, and seeded random graphs.  Each is compiled from
  * .lln text through the whole front end; the reference graph is built
  * separately from the statement list, so the descriptor (hidden layers,
  * tensor table) is checked against the specification, not against itself.
@@ -209,6 +210,28 @@ static void build_border(rg_graph *g)
 	rg_output(g, rg_dense(g, "out", b, 3, false));
 }
 
+/* More channels than a register block of the batched kernels (8): 11 and
+ * 9 output channels, 11 input channels for a transposed window. */
+static const char chan_lln[] =
+	"model chan {\n"
+	"  input x[2, 6, 5] normalize(0.2, 0.9);\n"
+	"  a = relu(conv2d(x, 11, kernel = 3, padding = 1));\n"
+	"  b = relu(conv2d(a, 9, kernel = 3, stride = 2, padding = 1));\n"
+	"  c = conv2d(b, 9, kernel = 1);\n"
+	"  d = relu(add(c, b));\n"
+	"  out = dense(d, 3);\n"
+	"  output out;\n"
+	"}\n";
+static void build_chan(rg_graph *g)
+{
+	rg_input(g, 2, 6, 5, 0.2, 0.9);
+	int a = rg_conv(g, "a", 0, 11, 3, 1, 1, true);
+	int b = rg_conv(g, "b", a, 9, 3, 2, 1, true);
+	int c = rg_conv(g, "c", b, 9, 1, 1, 0, false);
+	int d = rg_add(g, "d", c, b, true);
+	rg_output(g, rg_dense(g, "out", d, 3, false));
+}
+
 /* Recurrent models: nn.RNN(F, n, nonlinearity='relu') unrolled over a
  * fixed length, alone and stacked (every step's states hidden neurons). */
 static const char rnn_lln[] =
@@ -304,6 +327,7 @@ static const spec specs[] = {
 	{ "r3", NULL, NULL, build_r3, 1003, true, 0 },
 	{ "rnn", rnn_lln, NULL, build_rnn, 28, false, 0 },
 	{ "rnn2", rnn2_lln, NULL, build_rnn2, 29, false, 5 },
+	{ "chan", chan_lln, NULL, build_chan, 30, false, 0 },
 	{ "border", border_lln, NULL, build_border, 27, false, 0 },
 };
 #define NSPECS (sizeof specs / sizeof *specs)
@@ -315,7 +339,7 @@ typedef struct models { unsigned mask; } models;
 #define M_(i) (1u << (i))
 static models models_a = { M_(0) | M_(1) | M_(2) | M_(8) },   /* cnn, res3, wide, r3 */
               models_b = { M_(3) | M_(4) | M_(5) | M_(6) },   /* skip, deep, poolrelu, r1 */
-              models_c = { M_(7) | M_(9) | M_(10) },          /* r2, rnn, rnn2 */
+              models_c = { M_(7) | M_(9) | M_(10) | M_(11) },  /* r2, rnn, rnn2, chan */
               border_model = { M_(NSPECS - 1) };
 static bool in_part(void **state, size_t i) { return ((const models *)*state)->mask & M_(i); }
 /* The first model of the part from i on; NSPECS after the last. */
@@ -1503,6 +1527,118 @@ static void test_batch(void **state)
 	}
 }
 
+/* ---- the batched training kernels ----
+ * Every model without recurrence trains a batch at a time (cg_batch.c, in
+ * float, columns of examples): z and logits of the batched forward against
+ * the reference, for calls of several sizes, whole and as two shares of
+ * columns; the mean gradient of the vanilla objective over 70 examples (a
+ * full call of 64 and a partial one) the same bits on 1, 2 and 3 threads,
+ * and within float rounding of the per-example kernels' (another
+ * implementation, accumulating in double), which test_train_vanilla checks
+ * against finite differences of the reference. */
+static void test_train_batched(void **state)
+{
+	FOR_MODELS(si, state) {
+		const tmodel *t = tmodel_get(si);
+		const rt_model *m = t->m;
+		bool rnn = false;
+		for (int i = 0; i < t->g.nn; i++)
+			rnn |= t->g.node[i].kind == RG_RNN;
+		assert_int_equal(m->batch, rnn ? 0 : 64);
+		if (rnn)
+			continue;
+		enum { N = 70 };
+		const int D = t->D, H = t->H, O = t->O;
+		float *X = falloc((int64_t)N * D);
+		int32_t y[N];
+		trng r = { 800 + si };
+		for (int e = 0; e < N; e++) {
+			random_input(t, &r, X + (size_t)e * D);
+			y[e] = trng_int(&r, O == 1 ? 2 : O);
+		}
+
+		float *bws = falloc(m->batch_ws_floats), *z = falloc(64 * (int64_t)H), *lg = falloc(64 * (int64_t)O);
+		float *lz = falloc(64 * (int64_t)O);
+		const float *rows[64];
+		refx e;
+		refx_alloc(&e, t);
+		static const int32_t sizes[] = { 1, 5, 8, 13, 37, 64 };
+		for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+			int32_t n = sizes[c];
+			for (int i = 0; i < n; i++)
+				rows[i] = X + (size_t)(i * 37 % N) * D;
+			m->train_batch_forward(t->P, rows, n, bws, NULL, lz, 0, 64);
+			m->train_batch_forward(t->P, rows, n, bws, z, lg, 0, 16);
+			m->train_batch_forward(t->P, rows, n, bws, z, lg, 16, 64);
+			assert_memory_equal(lz, lg, sizeof(float) * (size_t)(n * O));
+			for (int i = 0; i < n; i++) {
+				rg_forward_f(&t->g, rows[i], e.z, e.f, e.zmag, e.fmag);
+				for (int h = 0; h < H; h++)
+					if (!(fabs(z[i * H + h] - e.z[h]) <= TOL_Z * e.zmag[h]))
+						fail_msg("%s: batch of %d, example %d: z[%d] = %.9g, reference %.17g", t->s->name, n, i, h,
+						         z[i * H + h], e.z[h]);
+				for (int k = 0; k < O; k++)
+					if (!(fabs(lg[i * O + k] - e.f[k]) <= TOL_Z * e.fmag[k]))
+						fail_msg("%s: batch of %d, example %d: logit %d = %.9g, reference %.17g", t->s->name, n, i,
+						         k, lg[i * O + k], e.f[k]);
+			}
+		}
+
+		rt_objective van = { .kind = RT_OBJ_VANILLA, .sigmoid = O == 1 };
+		const int64_t np = m->n_params;
+		float *g[3];
+		double loss[3];
+		for (int th = 0; th < 3; th++) {
+			g[th] = falloc(np);
+			assert_int_equal(rt_batch_grad(m, &van, t->P, t->pre, X, y, NULL, N, th + 1, g[th], &loss[th], NULL), 0);
+		}
+		for (int th = 1; th < 3; th++) {
+			assert_true(loss[th] == loss[0]);
+			assert_memory_equal(g[th], g[0], sizeof(float) * (size_t)np);
+		}
+		/* the per-example kernels, summed in double */
+		double *ref = dalloc(np), lref = 0, ce;
+		float *gone = falloc(np), *zz = falloc(H), *dz = falloc(H), *dl = falloc(O);
+		int32_t *scratch = calloc((size_t)H + 1, sizeof(int32_t));
+		for (int i = 0; i < N; i++) {
+			const float *x = X + (size_t)i * D;
+			memset(gone, 0, sizeof(float) * (size_t)np);
+			m->train_forward(t->P, t->pre, x, 0, t->ws, zz, lz, NULL, NULL);
+			lref += rt_objective_eval(&van, m, lz, zz, NULL, y[i], dl, dz, NULL, &ce, scratch);
+			m->train_backward(t->P, t->pre, t->ws, dl, dz, NULL, gone);
+			for (int64_t p = 0; p < np; p++)
+				ref[p] += gone[p];
+		}
+		double gmax = 0, worst = 0;
+		for (int64_t p = 0; p < np; p++)
+			gmax = fmax(gmax, fabs(ref[p] / N));
+		for (int64_t p = 0; p < np; p++) {
+			double err = fabs(g[0][p] - ref[p] / N);
+			worst = fmax(worst, err / gmax);
+			if (!(err <= 1e-5 * fabs(ref[p] / N) + 1e-5 * gmax))
+				fail_msg("%s: parameter %lld: batched %.9g, per-example kernels %.9g", t->s->name, (long long)p,
+				         g[0][p], ref[p] / N);
+		}
+		assert_true(fabs(loss[0] - lref / N) <= 1e-5 * fmax(1, fabs(lref / N)));
+		printf("[ batched ] %s: %lld parameters, largest |gradient| %.3g, worst error %.3g of it\n", t->s->name,
+		       (long long)np, gmax, worst);
+		for (int th = 0; th < 3; th++)
+			free(g[th]);
+		free(ref);
+		free(gone);
+		free(zz);
+		free(dz);
+		free(dl);
+		free(scratch);
+		refx_free(&e);
+		free(bws);
+		free(z);
+		free(lg);
+		free(lz);
+		free(X);
+	}
+}
+
 /* ---- 7: training gradients against finite differences ---- */
 
 static double batch_loss(rg_graph *g, const float *X, const int32_t *y, int nb, const rg_loss_spec *ls, uint64_t *piece,
@@ -1665,7 +1801,7 @@ static void check_training(size_t si, const rt_objective *ob, const rg_loss_spec
 	rg_example_free(&ex);
 }
 
-static const size_t train_models[] = { 0, 1, 2, 6, 9, 10 };   /* cnn, res3, wide (one logit), r1, rnn, rnn2 */
+static const size_t train_models[] = { 0, 1, 2, 6, 9, 10, 11 };   /* cnn, res3, wide (one logit), r1, rnn, rnn2, chan */
 #define NTRAIN (sizeof train_models / sizeof *train_models)
 
 /* One objective on the training models of the part. */
@@ -2098,6 +2234,7 @@ static const struct CMUnitTest approx_rnn_tests[] = {
 	cmocka_unit_test_prestate(test_direction, &r),     \
 	cmocka_unit_test_prestate(test_geometry, &r),      \
 	cmocka_unit_test_prestate(test_batch, &r),         \
+	cmocka_unit_test_prestate(test_train_batched, &r), \
 	cmocka_unit_test_prestate(test_soundness, &r)
 /* The training checks, on the models of r that train_models lists. */
 #define TRAIN_TESTS(r)                                   \
