@@ -632,7 +632,7 @@ static void run_compile(const opts *o)
  * matrix products they call (lln_gemm_N) for `perf report`, which
  * otherwise shows them as bare addresses.  Each is taken to reach up to the
  * next one's start (the last: 1 MiB). */
-enum { KERNELS = 15, MAX_GEMMS = 64 };   /* the kernels named below; products at most */
+enum { KERNELS = 18, MAX_GEMMS = 64 };   /* the kernels named below; products at most */
 static void write_perf_map(const rt_model *m, cg_unit *u)
 {
 	struct { const char *name; uintptr_t at; } k[KERNELS + MAX_GEMMS] = {
@@ -647,6 +647,9 @@ static void write_perf_map(const rt_model *m, cg_unit *u)
 		{ "lln_train_gram", (uintptr_t)m->train_gram },
 		{ "lln_train_gram_backward", (uintptr_t)m->train_gram_backward },
 		{ "lln_train_prepare", (uintptr_t)m->train_prepare },
+		{ "lln_train_batch_tangents", (uintptr_t)m->train_batch_tangents },
+		{ "lln_train_batch_tangents_backward", (uintptr_t)m->train_batch_tangents_backward },
+		{ "lln_train_batch_tangent_weights", (uintptr_t)m->train_batch_tangent_weights },
 	};
 	static char gemm_names[MAX_GEMMS][16];
 	for (int i = 0; i < MAX_GEMMS; i++) {

@@ -48,7 +48,8 @@ _Static_assert(offsetof(rt_model, name) == 8 && offsetof(rt_model, n_params) == 
                offsetof(rt_model, layers) == 104 && offsetof(rt_model, prepare) == 120 &&
                offsetof(rt_model, train_finish) == 184 && offsetof(rt_model, batch_ws_floats) == 192 &&
                offsetof(rt_model, batch) == 200 && offsetof(rt_model, train_batch_forward) == 208 &&
-               offsetof(rt_model, train_gram) == 232 && sizeof(rt_model) == 256,
+               offsetof(rt_model, train_gram) == 232 && offsetof(rt_model, tangent_ws_floats) == 256 &&
+               sizeof(rt_model) == 288,
                "rt_model does not match emit_descriptor");
 _Static_assert(offsetof(rt_layer, size) == 8 && offsetof(rt_layer, c) == 16 && sizeof(rt_layer) == 32,
                "rt_layer does not match emit_descriptor");
@@ -1253,7 +1254,7 @@ static LLVMValueRef const_global(gen *g, const char *name, LLVMValueRef init, bo
 	return gv;
 }
 
-static void emit_descriptor(gen *g, LLVMValueRef fns[15], int64_t batch_ws)
+static void emit_descriptor(gen *g, LLVMValueRef fns[18], int64_t batch_ws, int64_t tangent_ws)
 {
 	const ir_module *m = g->m;
 	LLVMTypeRef layer_t = LLVMStructTypeInContext(g->c, (LLVMTypeRef[]){ g->ptr, g->i32, g->i32, g->i32, g->i32, g->i32 }, 6, 0);
@@ -1290,6 +1291,7 @@ static void emit_descriptor(gen *g, LLVMValueRef fns[15], int64_t batch_ws)
 		cd(g, m->mean), cd(g, m->std), lg, tg,
 		fns[0], fns[1], fns[2], fns[3], fns[4], fns[5], fns[6], fns[7], fns[8],
 		ci(g, batch_ws), ci32(g, batch_ws ? CG_BATCH : 0), fns[9], fns[10], fns[11], fns[12], fns[13], fns[14],
+		ci(g, tangent_ws), fns[15], fns[16], fns[17],
 	};
 	LLVMTypeRef ft[sizeof fields / sizeof *fields];
 	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
@@ -1369,8 +1371,8 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 	/* a certifier never trains: its descriptor holds NULL there, which
 	 * saves about 40% of the code to optimize and emit */
 	int nfns = o->certifier ? 6 : 9;
-	LLVMValueRef fns[15];
-	for (int i = 9; i < 15; i++)
+	LLVMValueRef fns[18], batch_fns[6];
+	for (int i = 9; i < 18; i++)
 		fns[i] = LLVMConstNull(g.ptr);
 	if (!o->certifier && m->dense_chain && !m->samples) {   /* first: train_forward/backward call them */
 		emit_train_gram(&g);
@@ -1385,10 +1387,15 @@ cg_unit *cg_build(const ir_module *m, const cg_options *o, char *err)
 			emitters[i](&g);
 		fns[i] = i < nfns ? g.fn : LLVMConstNull(g.ptr);
 	}
-	int64_t batch_ws = 0;
-	if (!o->certifier && cg_batchable(m))
-		cg_emit_batch(&g, fns + 9, &batch_ws);
-	emit_descriptor(&g, fns, batch_ws);
+	int64_t batch_ws = 0, tangent_ws = 0;
+	if (!o->certifier && cg_batchable(m)) {
+		cg_emit_batch(&g, batch_fns, &batch_ws, &tangent_ws);
+		for (int i = 0; i < 3; i++) {
+			fns[9 + i] = batch_fns[i];
+			fns[15 + i] = batch_fns[3 + i];
+		}
+	}
+	emit_descriptor(&g, fns, batch_ws, tangent_ws);
 	LLVMDisposeBuilder(g.b);
 	free(g.gemm_fns);
 	arena_free(a);

@@ -520,13 +520,16 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3]);
 /* The dual norm ||g||_q of an l_p ball from the three sums. */
 LLVMValueRef cg_dual(gen *g, LLVMValueRef sums[3], int p);
-/* The batched training kernels of dense chains (cg_batch.c): up to
- * CG_BATCH examples per call; fns receives lln_train_batch_forward,
+/* The batched training kernels of models without recurrence (cg_batch.c):
+ * up to CG_BATCH examples per call; fns receives lln_train_batch_forward,
  * lln_train_batch_backward and lln_train_batch_weights, ws_floats their
- * workspace. */
+ * workspace, and for approximate ROLL (cg_batch_tangents) the tangent
+ * kernels lln_train_batch_tangents, lln_train_batch_tangents_backward and
+ * lln_train_batch_tangent_weights, tws_floats theirs (else NULL and 0). */
 enum { CG_BATCH = 64 };
 bool cg_batchable(const ir_module *m);
-void cg_emit_batch(gen *g, LLVMValueRef fns[3], int64_t *ws_floats);
+bool cg_batch_tangents(const ir_module *m);
+void cg_emit_batch(gen *g, LLVMValueRef fns[6], int64_t *ws_floats, int64_t *tws_floats);
 /* The certify kernel (cg_certify.c), and the rounding-error bound of the
  * forward pass it shares with the direction kernel: ez(v) >= |z - z^| for
  * every unit of every value, for the model as written. */

@@ -38,6 +38,8 @@
  * and objectives that need sq on models other than dense chains, one
  * example at a time (docs/design.md, "Batched training").
  */
+#include <math.h>
+
 #include "cg.h"
 
 /* Feature-major matrices have a row of LD floats per unit: the batch and
@@ -47,14 +49,14 @@
 enum { LD = CG_BATCH + 16 };
 static int64_t size_of(const ir_module *m, int v) { return v == 0 ? m->n_in : m->ops[v - 1].out_size; }
 
-/* Whether a dense op reads value v: then it is kept example-major too.
- * The input always is (its normalization writes it so first). */
+/* Whether a dense op reads value v: then it is kept example-major too, as
+ * the input always is (its normalization writes it so first). */
 static bool read_by_dense(const ir_module *m, int v)
 {
 	for (int k = 0; k < m->n_ops; k++)
 		if (m->ops[k].kind == OP_DENSE && m->ops[k].in[0] == v)
 			return true;
-	return v == 0;
+	return false;
 }
 
 /* The batch workspace, in floats: per value its activations feature-major
@@ -64,7 +66,7 @@ static int64_t act_off(const ir_module *m, int v)
 {
 	int64_t off = 0;
 	for (int w = 0; w < v; w++)
-		off += round16(size_of(m, w) * LD) + (read_by_dense(m, w) ? round16(size_of(m, w) * CG_BATCH) : 0);
+		off += round16(size_of(m, w) * LD) + (w == 0 || read_by_dense(m, w) ? round16(size_of(m, w) * CG_BATCH) : 0);
 	return off;
 }
 
@@ -82,6 +84,13 @@ bool cg_batchable(const ir_module *m)
 static LLVMValueRef fptr(gen *g, LLVMValueRef base, int64_t off) { return at(g, g->f32, base, ci(g, off)); }
 static LLVMValueRef row(gen *g, LLVMValueRef base, LLVMValueRef j) { return at(g, g->f32, base, mul(g, j, ci(g, LD))); }
 static int64_t width(gen *g) { return LLVMGetVectorSize(g->vf); }
+
+/* The sum of a vector's lanes. */
+static LLVMValueRef hsum(gen *g, LLVMValueRef v)
+{
+	LLVMValueRef args[2] = { LLVMConstReal(g->f32, 0), v };
+	return fast(intrinsic_n(g, "llvm.vector.reduce.fadd", g->vf, args, 2));
+}
 
 static LLVMValueRef relu32(gen *g, LLVMValueRef v)
 {
@@ -241,14 +250,15 @@ static void window_cols(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef sr
 	}
 }
 
-/* dst = a + b (b NULL: a copy) over n rows, the columns [c0, cend). */
+/* dst = a + b (b NULL: a copy; a NULL too: 0) over n rows, the columns
+ * [c0, cend). */
 static void sum_rows(gen *g, LLVMValueRef dst, LLVMValueRef a, LLVMValueRef b, int64_t n, LLVMValueRef c0,
                      LLVMValueRef cend)
 {
 	loop lj, lc;
 	LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, n));
 	LLVMValueRef c = loop_begin_step(g, &lc, c0, cend, width(g));
-	LLVMValueRef t = add(g, mul(g, j, ci(g, LD)), c), v = vload(g, a, t);
+	LLVMValueRef t = add(g, mul(g, j, ci(g, LD)), c), v = a ? vload(g, a, t) : LLVMConstNull(g->vf);
 	vstore(g, b ? LLVMBuildFAdd(g->b, v, vload(g, b, t), "") : v, dst, t);
 	loop_end(g, &lc);
 	loop_end(g, &lj);
@@ -299,6 +309,52 @@ static void to_examples(gen *g, LLVMValueRef C, int64_t n, LLVMValueRef E, LLVMV
 	loop_end(g, &lc);
 }
 
+/* Op's linear part over the columns [c0, cend) of workspace ws: its
+ * operands' rows into C (no bias). */
+static void apply_op(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef C, LLVMValueRef c0,
+                     LLVMValueRef cend)
+{
+	const ir_module *m = g->m;
+	LLVMValueRef A = fptr(g, ws, act_off(m, op->in[0]));
+	switch (op->kind) {
+	case OP_DENSE:
+		cg_gemm(g, &(gemm){ .C = at(g, g->f32, C, c0), .ldc = ci(g, LD), .A = fptr(g, P, op->w_off),
+		                    .lda = ci(g, op->in_size), .B = at(g, g->f32, A, c0), .ldb = ci(g, LD), .alpha = 1,
+		                    .rows = BATCH_ROWS, .M = ci(g, op->out_size), .N = LLVMBuildSub(g->b, cend, c0, ""),
+		                    .K = ci(g, op->in_size) });
+		break;
+	case OP_CONV2D:
+	case OP_AVGPOOL:
+		window_cols(g, op, P, A, C, false, false, c0, cend);
+		break;
+	default:   /* add */
+		sum_rows(g, C, A, fptr(g, ws, act_off(m, op->in[1])), op->out_size, c0, cend);
+		break;
+	}
+}
+
+/* The transpose of op's linear part for operand u (its Delta du, added to
+ * with accumulate), from the op's Delta dk, over the columns [c0, cend). */
+static void transpose_op(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef dk, LLVMValueRef du, bool accumulate,
+                         LLVMValueRef c0, LLVMValueRef cend)
+{
+	switch (op->kind) {
+	case OP_DENSE:
+		cg_gemm(g, &(gemm){ .C = at(g, g->f32, du, c0), .ldc = ci(g, LD), .A = fptr(g, P, op->w_off),
+		                    .lda = ci(g, op->in_size), .atrans = true, .B = at(g, g->f32, dk, c0), .ldb = ci(g, LD),
+		                    .accumulate = accumulate, .alpha = 1, .rows = BATCH_ROWS, .M = ci(g, op->in_size),
+		                    .N = LLVMBuildSub(g->b, cend, c0, ""), .K = ci(g, op->out_size) });
+		break;
+	case OP_CONV2D:
+	case OP_AVGPOOL:
+		window_cols(g, op, P, dk, du, true, accumulate, c0, cend);
+		break;
+	default:   /* add */
+		sum_rows(g, du, dk, accumulate ? du : NULL, op->out_size, c0, cend);
+		break;
+	}
+}
+
 /* forward(P, x, nb, bws, z, logits, c0, c1): x holds nb pointers to raw
  * inputs; the columns (examples) [c0, c1) through every op.  z may be NULL
  * (the vanilla objective reads only the logits): then it is not written. */
@@ -339,22 +395,8 @@ static void emit_forward(gen *g)
 	for (int k = 0; k < m->n_ops; k++) {
 		cg_part_step(g, &part);
 		const ir_op *op = &m->ops[k];
-		LLVMValueRef C = fptr(g, bws, act_off(m, k + 1)), A = fptr(g, bws, act_off(m, op->in[0]));
-		switch (op->kind) {
-		case OP_DENSE:
-			cg_gemm(g, &(gemm){ .C = at(g, g->f32, C, c0), .ldc = ci(g, LD), .A = fptr(g, P, op->w_off),
-			                    .lda = ci(g, op->in_size), .B = at(g, g->f32, A, c0), .ldb = ci(g, LD), .alpha = 1,
-			                    .rows = BATCH_ROWS, .M = ci(g, op->out_size), .N = LLVMBuildSub(g->b, cend, c0, ""),
-			                    .K = ci(g, op->in_size) });
-			break;
-		case OP_CONV2D:
-		case OP_AVGPOOL:
-			window_cols(g, op, P, A, C, false, false, c0, cend);
-			break;
-		default:   /* add */
-			sum_rows(g, C, A, fptr(g, bws, act_off(m, op->in[1])), op->out_size, c0, cend);
-			break;
-		}
+		LLVMValueRef C = fptr(g, bws, act_off(m, k + 1));
+		apply_op(g, op, P, bws, C, c0, cend);
 		if (op->relu) {   /* emitted with and without z: no test per element */
 			for (int w = 0; w < 2; w++) {
 				LLVMBasicBlockRef done = if_is(g, has_z, w);
@@ -451,23 +493,167 @@ static void emit_backward(gen *g)
 			int u = op->in[i];
 			if (u == 0)   /* the input needs no adjoint */
 				continue;
-			LLVMValueRef du = fptr(g, bws, delta_off(m, u - 1));
-			switch (op->kind) {
-			case OP_DENSE:
-				cg_gemm(g, &(gemm){ .C = at(g, g->f32, du, c0), .ldc = ci(g, LD), .A = fptr(g, P, op->w_off),
-				                    .lda = ci(g, op->in_size), .atrans = true, .B = at(g, g->f32, dk, c0),
-				                    .ldb = ci(g, LD), .accumulate = written[u], .alpha = 1, .rows = BATCH_ROWS,
-				                    .M = ci(g, op->in_size), .N = LLVMBuildSub(g->b, cend, c0, ""),
-				                    .K = ci(g, op->out_size) });
-				break;
-			case OP_CONV2D:
-			case OP_AVGPOOL:
-				window_cols(g, op, P, dk, du, true, written[u], c0, cend);
-				break;
-			default:   /* add */
-				sum_rows(g, du, dk, written[u] ? du : NULL, op->out_size, c0, cend);
-				break;
-			}
+			transpose_op(g, op, P, dk, fptr(g, bws, delta_off(m, u - 1)), written[u], c0, cend);
+			written[u] = true;
+		}
+	}
+	cg_part_close(g, &part);
+	LLVMBuildRetVoid(g->b);
+}
+
+/* ---- approximate ROLL: the sampled axes' tangents as columns ---- */
+
+/* Columns per example: its K sampled axes, padded to whole vectors. */
+static int64_t group_cols(const ir_module *m) { return round16(m->samples); }
+
+bool cg_batch_tangents(const ir_module *m) { return cg_batchable(m) && m->samples > 0 && group_cols(m) <= CG_BATCH; }
+
+/* live[k]: whether op k's output tangent reaches sq, being a hidden layer
+ * or read by an op whose tangent does. */
+static void tangent_live(const ir_module *m, bool *live)
+{
+	for (int k = m->n_ops - 1; k >= 0; k--) {
+		live[k] = m->ops[k].relu;
+		for (int c = k + 1; c < m->n_ops; c++)
+			for (int i = 0; i < m->ops[c].n_in; i++)
+				live[k] |= live[c] && m->ops[c].in[i] == k + 1;
+	}
+}
+
+/* The tangent workspace has the batch workspace's layout (tangents for
+ * activations, their adjoints for Deltas), then hidden op k's tangents
+ * before its ReLU: sq and its adjoint read those, the ops above them
+ * masked (in act). */
+static int64_t tpre_off(const ir_module *m, int k)
+{
+	int64_t off = delta_off(m, m->n_ops);
+	for (int i = 0; i < k; i++)
+		off += m->ops[i].relu ? round16(m->ops[i].out_size * LD) : 0;
+	return off;
+}
+
+/* Whether hidden op k's unit j is on for the batch's example e (bws). */
+static LLVMValueRef unit_active(gen *g, LLVMValueRef bws, int k, LLVMValueRef j, LLVMValueRef e)
+{
+	LLVMValueRef a = load(g, g->f32, fptr(g, bws, act_off(g->m, k + 1)), add(g, mul(g, j, ci(g, LD)), e));
+	return LLVMBuildFCmp(g->b, LLVMRealOGT, a, LLVMConstReal(g->f32, 0), "");
+}
+
+/* tangents(P, bws, tws, e0, ne, axes, sq): for the examples e0 .. e0 +
+ * ne - 1 of the batch whose forward pass is in bws, the tangents of their
+ * K sampled axes (axes: K an example), sqrt(n_in / K) e_axis in the
+ * normalized input, through every op whose tangent reaches sq, G =
+ * round16(K) columns an example of tws (ne G <= CG_BATCH), each through
+ * its example's ReLU masks.  sq (n_hidden an example of the batch) gets
+ * each hidden neuron's squared norm of its tangents: approximate ROLL's
+ * estimate of ||g||^2. */
+static void emit_tangents(gen *g)
+{
+	static const char *names[] = { "P", "bws", "tws", "e0", "ne", "axes", "sq" };
+	cg_begin_function(g, "lln_train_batch_tangents", 7, names, 1u << 3 | 1u << 4);
+	const ir_module *m = g->m;
+	LLVMValueRef P = cg_param(g, 0), bws = cg_param(g, 1), tws = cg_param(g, 2), axes = cg_param(g, 5);
+	LLVMValueRef sq = cg_param(g, 6), e0 = LLVMBuildSExt(g->b, cg_param(g, 3), g->i64, "");
+	LLVMValueRef ne = LLVMBuildSExt(g->b, cg_param(g, 4), g->i64, "");
+	const int64_t G = group_cols(m), K = m->samples, D = m->n_in, W = width(g);
+	LLVMValueRef c0 = ci(g, 0), cols = mul(g, ne, ci(g, G)), zero = LLVMConstNull(g->vf);
+	LLVMValueRef scale = LLVMConstReal(g->f32, sqrt((double)D / (double)K));
+	LLVMValueRef T0 = fptr(g, tws, act_off(m, 0)), E0 = read_by_dense(m, 0) ? fptr(g, tws, ex_off(m, 0)) : NULL;
+	loop le, lk, lj, lr;
+	sum_rows(g, T0, NULL, NULL, D, c0, cols);
+	if (E0) {
+		LLVMValueRef i = loop_begin(g, &lk, ci(g, 0), mul(g, cols, ci(g, D)));
+		store(g, LLVMConstReal(g->f32, 0), E0, i);
+		loop_end(g, &lk);
+	}
+	LLVMValueRef e = loop_begin(g, &le, ci(g, 0), ne);
+	LLVMValueRef k = loop_begin(g, &lk, ci(g, 0), ci(g, K));
+	LLVMValueRef d = LLVMBuildSExt(g->b, load(g, g->i32, axes, add(g, mul(g, e, ci(g, K)), k)), g->i64, "");
+	LLVMValueRef col = add(g, mul(g, e, ci(g, G)), k);
+	store(g, scale, T0, add(g, mul(g, d, ci(g, LD)), col));
+	if (E0)
+		store(g, scale, E0, add(g, mul(g, col, ci(g, D)), d));
+	loop_end(g, &lk);
+	loop_end(g, &le);
+
+	bool live[m->n_ops];
+	tangent_live(m, live);
+	cg_part part = { 0 };
+	for (int k = 0; k < m->n_ops; k++) {
+		if (!live[k])
+			continue;
+		cg_part_step(g, &part);
+		const ir_op *op = &m->ops[k];
+		LLVMValueRef T = fptr(g, tws, act_off(m, k + 1)), C = op->relu ? fptr(g, tws, tpre_off(m, k)) : T;
+		apply_op(g, op, P, tws, C, c0, cols);
+		if (op->relu) {   /* sq from the tangents, then the mask */
+			LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+			LLVMValueRef e = loop_begin(g, &le, ci(g, 0), ne);
+			LLVMValueRef on = unit_active(g, bws, k, j, add(g, e0, e));
+			LLVMValueRef acc = var(g, g->vf, zero);
+			LLVMValueRef r = loop_begin_step(g, &lr, ci(g, 0), ci(g, G), W);
+			LLVMValueRef t = add(g, add(g, mul(g, j, ci(g, LD)), mul(g, e, ci(g, G))), r), v = vload(g, C, t);
+			set(g, acc, vfma(g, v, v, get(g, g->vf, acc)));
+			vstore(g, LLVMBuildSelect(g->b, on, v, zero, ""), T, t);
+			loop_end(g, &lr);
+			store(g, hsum(g, get(g, g->vf, acc)), sq,
+			      add(g, mul(g, add(g, e0, e), ci(g, m->n_hidden)), add(g, ci(g, op->z_off), j)));
+			loop_end(g, &le);
+			loop_end(g, &lj);
+		}
+		if (read_by_dense(m, k + 1))
+			to_examples(g, T, op->out_size, fptr(g, tws, ex_off(m, k + 1)), c0, cols);
+	}
+	cg_part_close(g, &part);
+	LLVMBuildRetVoid(g->b);
+}
+
+/* tangents_backward(P, bws, tws, e0, ne, dsq): the adjoint of tangents
+ * for dsq (n_hidden an example of the batch), in the Deltas of tws: a
+ * hidden op's is m o (the terms of the ops reading it) + 2 dsq t, t its
+ * tangent before the mask; then train_batch_tangent_weights. */
+static void emit_tangents_backward(gen *g)
+{
+	static const char *names[] = { "P", "bws", "tws", "e0", "ne", "dsq" };
+	cg_begin_function(g, "lln_train_batch_tangents_backward", 6, names, 1u << 3 | 1u << 4);
+	const ir_module *m = g->m;
+	LLVMValueRef P = cg_param(g, 0), bws = cg_param(g, 1), tws = cg_param(g, 2), dsq = cg_param(g, 5);
+	LLVMValueRef e0 = LLVMBuildSExt(g->b, cg_param(g, 3), g->i64, ""), ne = LLVMBuildSExt(g->b, cg_param(g, 4), g->i64, "");
+	const int64_t G = group_cols(m), W = width(g);
+	LLVMValueRef c0 = ci(g, 0), cols = mul(g, ne, ci(g, G)), zero = LLVMConstNull(g->vf);
+	bool live[m->n_ops], written[m->n_ops + 1];
+	tangent_live(m, live);
+	memset(written, 0, sizeof written);
+	cg_part part = { 0 };
+	for (int k = m->n_ops - 1; k >= 0; k--) {
+		if (!live[k])
+			continue;
+		cg_part_step(g, &part);
+		const ir_op *op = &m->ops[k];
+		LLVMValueRef dk = fptr(g, tws, delta_off(m, k));
+		if (op->relu) {
+			loop lj, le, lr;
+			LLVMValueRef tpre = fptr(g, tws, tpre_off(m, k));
+			LLVMValueRef j = loop_begin(g, &lj, ci(g, 0), ci(g, op->out_size));
+			LLVMValueRef e = loop_begin(g, &le, ci(g, 0), ne);
+			LLVMValueRef on = unit_active(g, bws, k, j, add(g, e0, e));
+			LLVMValueRef c2 = load(g, g->f32, dsq, add(g, mul(g, add(g, e0, e), ci(g, m->n_hidden)), add(g, ci(g, op->z_off), j)));
+			c2 = vsplat(g, LLVMBuildFAdd(g->b, c2, c2, ""));
+			LLVMValueRef r = loop_begin_step(g, &lr, ci(g, 0), ci(g, G), W);
+			LLVMValueRef t = add(g, add(g, mul(g, j, ci(g, LD)), mul(g, e, ci(g, G))), r);
+			LLVMValueRef above = written[k + 1] ? LLVMBuildSelect(g->b, on, vload(g, dk, t), zero, "") : zero;
+			vstore(g, vfma(g, c2, vload(g, tpre, t), above), dk, t);
+			loop_end(g, &lr);
+			loop_end(g, &le);
+			loop_end(g, &lj);
+		} else if (!written[k + 1]) {
+			internal_error("batched tangents: op %d's adjoint has no term", k);
+		}
+		for (int i = 0; i < op->n_in; i++) {
+			int u = op->in[i];
+			if (u == 0)
+				continue;
+			transpose_op(g, op, P, dk, fptr(g, tws, delta_off(m, u - 1)), written[u], c0, cols);
 			written[u] = true;
 		}
 	}
@@ -476,6 +662,11 @@ static void emit_backward(gen *g)
 }
 
 /* ---- weights ---- */
+
+/* Output channels and operand channels per block of a convolution's
+ * weight gradient: 4 x 4 vector accumulators, each row loaded feeding 4
+ * multiply-adds. */
+enum { WGT_BLOCK = 4 };
 
 /* Lanes [0, n) of a vector of columns: the last, partly real one. */
 static LLVMValueRef lanes_below(gen *g, LLVMValueRef n)
@@ -490,16 +681,18 @@ static LLVMValueRef lanes_below(gen *g, LLVMValueRef n)
 	return LLVMBuildICmp(g->b, LLVMIntSLT, LLVMConstVector(idx, W), nv, "");
 }
 
-/* Sums over the real columns [0, nb) of rows: acc[i] += a_i[c] b[c] (b
- * NULL: 1), the vectors kept lane by lane; the last vector's lanes past nb
- * read as 0. */
-static void column_sums(gen *g, int n, LLVMValueRef *acc, LLVMValueRef *a, LLVMValueRef b, LLVMValueRef nb)
+/* Sums over the real columns [0, nb) of rows, an outer product's block:
+ * acc[i nb_ + k] += a_i[c] b_k[c] for na rows a and nb_ rows b (b NULL:
+ * acc[i] += a_i[c]), the vectors kept lane by lane; the last vector's
+ * lanes past nb read as 0.  Each row loaded feeds the other side's
+ * multiply-adds. */
+static void column_sums(gen *g, int na, LLVMValueRef *acc, LLVMValueRef *a, int nb_, LLVMValueRef *b, LLVMValueRef nb)
 {
 	const int64_t W = width(g);
 	LLVMValueRef full = LLVMBuildAnd(g->b, nb, ci(g, -W), ""), zero = LLVMConstNull(g->vf);
 	loop lc;
 	for (int tail = 0; tail < 2; tail++) {
-		LLVMValueRef c, mask = NULL;
+		LLVMValueRef c, mask = NULL, av[WGT_BLOCK], bv[WGT_BLOCK];
 		LLVMBasicBlockRef done = NULL;
 		if (!tail) {
 			c = loop_begin_step(g, &lc, ci(g, 0), full, W);
@@ -508,14 +701,17 @@ static void column_sums(gen *g, int n, LLVMValueRef *acc, LLVMValueRef *a, LLVMV
 			c = full;
 			mask = lanes_below(g, LLVMBuildSub(g->b, nb, full, ""));
 		}
-		LLVMValueRef bv = b ? vload(g, b, c) : NULL;
-		if (bv && mask)
-			bv = LLVMBuildSelect(g->b, mask, bv, zero, "");
-		for (int i = 0; i < n; i++) {
-			LLVMValueRef av = vload(g, a[i], c);
-			if (mask)
-				av = LLVMBuildSelect(g->b, mask, av, zero, "");
-			set(g, acc[i], bv ? vfma(g, av, bv, get(g, g->vf, acc[i])) : LLVMBuildFAdd(g->b, av, get(g, g->vf, acc[i]), ""));
+		for (int k = 0; b && k < nb_; k++) {
+			bv[k] = vload(g, b[k], c);
+			bv[k] = mask ? LLVMBuildSelect(g->b, mask, bv[k], zero, "") : bv[k];
+		}
+		for (int i = 0; i < na; i++) {
+			av[i] = vload(g, a[i], c);
+			av[i] = mask ? LLVMBuildSelect(g->b, mask, av[i], zero, "") : av[i];
+			if (!b)
+				set(g, acc[i], LLVMBuildFAdd(g->b, av[i], get(g, g->vf, acc[i]), ""));
+			for (int k = 0; b && k < nb_; k++)
+				set(g, acc[i * nb_ + k], vfma(g, av[i], bv[k], get(g, g->vf, acc[i * nb_ + k])));
 		}
 		if (tail)
 			if_end(g, done);
@@ -531,75 +727,81 @@ static void put(gen *g, LLVMValueRef grad, LLVMValueRef i, LLVMValueRef v, LLVMV
 	store(g, LLVMBuildSelect(g->b, acc, sum, v, ""), grad, i);
 }
 
-static LLVMValueRef hsum(gen *g, LLVMValueRef v)
-{
-	LLVMValueRef args[2] = { LLVMConstReal(g->f32, 0), v };
-	return fast(intrinsic_n(g, "llvm.vector.reduce.fadd", g->vf, args, 2));
-}
 
-/* Output channels per block of a convolution's weight gradient: each
- * operand row loaded feeds WGT_BLOCK multiply-adds. */
-enum { WGT_BLOCK = 4 };
 
-/* dW[o, c, ky, kx] of output channels [o0, o0 + no): the sum over output
- * positions whose tap lies inside the operand, and over the examples. */
+/* dW[o, c, ky, kx] of output channels [o0, o0 + no) and operand channels
+ * [c0, c0 + nc): the sum over output positions whose tap lies inside the
+ * operand, and over the examples. */
 static void conv_weight_block(gen *g, const ir_op *op, LLVMValueRef delta, LLVMValueRef A, LLVMValueRef grad,
-                              LLVMValueRef nb, LLVMValueRef acc, LLVMValueRef o0, int no)
+                              LLVMValueRef nb, LLVMValueRef acc, LLVMValueRef o0, int no, int64_t c0, int nc)
 {
-	const int64_t K = op->kernel;
-	loop lc, lky, lkx, ly, lx;
-	LLVMValueRef c = loop_begin(g, &lc, ci(g, 0), ci(g, op->ic));
+	const int64_t K = op->kernel, HW = (int64_t)op->ih * op->iw;
+	loop lky, lkx, ly, lx;
 	LLVMValueRef ky = loop_begin(g, &lky, ci(g, 0), ci(g, K));
 	LLVMValueRef kx = loop_begin(g, &lkx, ci(g, 0), ci(g, K));
-	LLVMValueRef sums[WGT_BLOCK], drows[WGT_BLOCK], inside;
-	for (int o = 0; o < no; o++)
-		sums[o] = var(g, g->vf, LLVMConstNull(g->vf));
+	LLVMValueRef sums[WGT_BLOCK * WGT_BLOCK], drows[WGT_BLOCK], arows[WGT_BLOCK], inside;
+	for (int i = 0; i < no * nc; i++)
+		sums[i] = var(g, g->vf, LLVMConstNull(g->vf));
 	LLVMValueRef y = loop_begin(g, &ly, ci(g, 0), ci(g, op->oh));
 	LLVMValueRef iy = tap_at(g, op, false, y, ky, op->ih, &inside);
 	LLVMBasicBlockRef row_in = if_begin(g, inside);
 	LLVMValueRef x = loop_begin(g, &lx, ci(g, 0), ci(g, op->ow));
 	LLVMValueRef ix = tap_at(g, op, false, x, kx, op->iw, &inside);
 	LLVMBasicBlockRef col_in = if_begin(g, inside);
-	LLVMValueRef arow = row(g, A, add(g, mul(g, add(g, mul(g, c, ci(g, op->ih)), iy), ci(g, op->iw)), ix));
+	LLVMValueRef pos = add(g, mul(g, iy, ci(g, op->iw)), ix);
+	for (int c = 0; c < nc; c++)
+		arows[c] = row(g, A, add(g, ci(g, (c0 + c) * HW), pos));
 	for (int o = 0; o < no; o++)
 		drows[o] = row(g, delta, add(g, mul(g, add(g, mul(g, add(g, o0, ci(g, o)), ci(g, op->oh)), y), ci(g, op->ow)), x));
-	column_sums(g, no, sums, drows, arow, nb);
+	column_sums(g, no, sums, drows, nc, arows, nb);
 	if_end(g, col_in);
 	loop_end(g, &lx);
 	if_end(g, row_in);
 	loop_end(g, &ly);
-	for (int o = 0; o < no; o++) {
-		LLVMValueRef wi = add(g, mul(g, add(g, mul(g, add(g, mul(g, add(g, o0, ci(g, o)), ci(g, op->ic)), c), ci(g, K)), ky),
-		                              ci(g, K)), kx);
-		put(g, grad, add(g, ci(g, op->w_off), wi), hsum(g, get(g, g->vf, sums[o])), acc);
-	}
+	for (int o = 0; o < no; o++)
+		for (int c = 0; c < nc; c++) {
+			LLVMValueRef wi = add(g, mul(g, add(g, mul(g, add(g, mul(g, add(g, o0, ci(g, o)), ci(g, op->ic)), ci(g, c0 + c)),
+			                                            ci(g, K)), ky), ci(g, K)), kx);
+			put(g, grad, add(g, ci(g, op->w_off), wi), hsum(g, get(g, g->vf, sums[o * nc + c])), acc);
+		}
 	loop_end(g, &lkx);
 	loop_end(g, &lky);
-	loop_end(g, &lc);
 }
 
-/* A convolution's dW and db for output channels [lo, hi): blocks of
+/* Output channels [o0, o0 + no) over every operand channel, WGT_BLOCK at
+ * a time. */
+static void conv_weight_rows(gen *g, const ir_op *op, LLVMValueRef delta, LLVMValueRef A, LLVMValueRef grad,
+                             LLVMValueRef nb, LLVMValueRef acc, LLVMValueRef o0, int no)
+{
+	for (int64_t c0 = 0; c0 < op->ic; c0 += WGT_BLOCK)
+		conv_weight_block(g, op, delta, A, grad, nb, acc, o0, no, c0,
+		                  (int)(op->ic - c0 < WGT_BLOCK ? op->ic - c0 : WGT_BLOCK));
+}
+
+/* A convolution's dW (and db, with bias) for output channels [lo, hi): blocks of
  * WGT_BLOCK from lo, then one at a time, so that with shares cut on
  * multiples of WGT_BLOCK each channel is computed by the same code
  * whatever the shares. */
 static void conv_weights(gen *g, const ir_op *op, LLVMValueRef delta, LLVMValueRef A, LLVMValueRef grad, LLVMValueRef nb,
-                         LLVMValueRef acc, LLVMValueRef lo, LLVMValueRef hi)
+                         LLVMValueRef acc, LLVMValueRef lo, LLVMValueRef hi, bool bias)
 {
 	loop lo_, lp;
 	LLVMValueRef mid = add(g, lo, LLVMBuildAnd(g->b, LLVMBuildSub(g->b, hi, lo, ""), ci(g, -WGT_BLOCK), ""));
 	LLVMValueRef o = loop_begin_step(g, &lo_, lo, mid, WGT_BLOCK);
-	conv_weight_block(g, op, delta, A, grad, nb, acc, o, WGT_BLOCK);
+	conv_weight_rows(g, op, delta, A, grad, nb, acc, o, WGT_BLOCK);
 	loop_end(g, &lo_);
 	o = loop_begin(g, &lo_, mid, hi);
-	conv_weight_block(g, op, delta, A, grad, nb, acc, o, 1);
+	conv_weight_rows(g, op, delta, A, grad, nb, acc, o, 1);
 	loop_end(g, &lo_);
+	if (!bias)
+		return;
 	/* db[o]: Delta summed over the output positions and the examples */
 	const int64_t HW = (int64_t)op->oh * op->ow;
 	o = loop_begin(g, &lo_, lo, hi);
 	LLVMValueRef s = var(g, g->vf, LLVMConstNull(g->vf));
 	LLVMValueRef p = loop_begin(g, &lp, ci(g, 0), ci(g, HW));
 	LLVMValueRef drow = row(g, delta, add(g, mul(g, o, ci(g, HW)), p));
-	column_sums(g, 1, &s, &drow, NULL, nb);
+	column_sums(g, 1, &s, &drow, 0, NULL, nb);
 	loop_end(g, &lp);
 	put(g, grad, add(g, ci(g, op->b_off), o), hsum(g, get(g, g->vf, s)), acc);
 	loop_end(g, &lo_);
@@ -612,35 +814,42 @@ static void conv_weights(gen *g, const ir_op *op, LLVMValueRef delta, LLVMValueR
  *   dense    db = Delta 1,  dW = Delta E    (E: the operand, example-major)
  *   conv2d   db[o] and dW[o, c, ky, kx], sums over positions and examples
  * stored in grad, or added to it when accumulate is not 0.  They read
- * neither W nor the other shares' rows. */
-static void emit_weights(gen *g)
+ * neither W nor the other shares' rows.  With `tangent`, the same over the
+ * nb columns of a tangent workspace, without biases (sq does not depend on
+ * them), for the ops whose tangents sq reads. */
+static void weights_kernel(gen *g, bool tangent)
 {
 	static const char *names[] = { "P", "bws", "nb", "grad", "accumulate", "part", "parts" };
-	cg_begin_function(g, "lln_train_batch_weights", 7, names, 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6);
+	cg_begin_function(g, tangent ? "lln_train_batch_tangent_weights" : "lln_train_batch_weights", 7, names,
+	                  1u << 2 | 1u << 4 | 1u << 5 | 1u << 6);
 	const ir_module *m = g->m;
 	LLVMValueRef bws = cg_param(g, 1), grad = cg_param(g, 3);
 	LLVMValueRef part = LLVMBuildSExt(g->b, cg_param(g, 5), g->i64, ""), parts = LLVMBuildSExt(g->b, cg_param(g, 6), g->i64, "");
 	LLVMValueRef nb = LLVMBuildSExt(g->b, cg_param(g, 2), g->i64, "");
 	LLVMValueRef acc = LLVMBuildICmp(g->b, LLVMIntNE, cg_param(g, 4), ci32(g, 0), "");
+	bool live[m->n_ops];
+	tangent_live(m, live);
 	cg_part part_ = { 0 };
 	for (int k = 0; k < m->n_ops; k++) {
 		const ir_op *op = &m->ops[k];
-		if (op->kind != OP_DENSE && op->kind != OP_CONV2D)
+		if ((op->kind != OP_DENSE && op->kind != OP_CONV2D) || (tangent && !live[k]))
 			continue;
 		cg_part_step(g, &part_);
 		LLVMValueRef dk = fptr(g, bws, delta_off(m, k)), lo, hi;
 		if (op->kind == OP_CONV2D) {
 			cg_share(g, ci(g, op->oc), WGT_BLOCK, part, parts, &lo, &hi);
-			conv_weights(g, op, dk, fptr(g, bws, act_off(m, op->in[0])), grad, nb, acc, lo, hi);
+			conv_weights(g, op, dk, fptr(g, bws, act_off(m, op->in[0])), grad, nb, acc, lo, hi, !tangent);
 			continue;
 		}
 		cg_share(g, ci(g, op->out_size), BATCH_ROWS, part, parts, &lo, &hi);
-		loop lj;
-		LLVMValueRef j = loop_begin(g, &lj, lo, hi);
-		LLVMValueRef s = var(g, g->vf, LLVMConstNull(g->vf)), drow = row(g, dk, j);
-		column_sums(g, 1, &s, &drow, NULL, nb);
-		put(g, grad, add(g, ci(g, op->b_off), j), hsum(g, get(g, g->vf, s)), acc);
-		loop_end(g, &lj);
+		if (!tangent) {
+			loop lj;
+			LLVMValueRef j = loop_begin(g, &lj, lo, hi);
+			LLVMValueRef s = var(g, g->vf, LLVMConstNull(g->vf)), drow = row(g, dk, j);
+			column_sums(g, 1, &s, &drow, 0, NULL, nb);
+			put(g, grad, add(g, ci(g, op->b_off), j), hsum(g, get(g, g->vf, s)), acc);
+			loop_end(g, &lj);
+		}
 		/* two products, so that the first batch's stores read nothing */
 		gemm dw = { .C = at(g, g->f32, grad, add(g, ci(g, op->w_off), mul(g, lo, ci(g, op->in_size)))),
 		            .ldc = ci(g, op->in_size), .A = at(g, g->f32, dk, mul(g, lo, ci(g, LD))), .lda = ci(g, LD),
@@ -657,17 +866,25 @@ static void emit_weights(gen *g)
 	LLVMBuildRetVoid(g->b);
 }
 
-void cg_emit_batch(gen *g, LLVMValueRef fns[3], int64_t *ws_floats)
+static void emit_weights(gen *g) { weights_kernel(g, false); }
+static void emit_tangent_weights(gen *g) { weights_kernel(g, true); }
+
+void cg_emit_batch(gen *g, LLVMValueRef fns[6], int64_t *ws_floats, int64_t *tws_floats)
 {
 	LLVMTypeRef vf = g->vf;
 	if (g->avx512)
 		g->vf = LLVMVectorType(g->f32, 16);
-	void (*emit[])(gen *) = { emit_forward, emit_backward, emit_weights };
-	for (int i = 0; i < 3; i++) {
-		emit[i](g);
-		cg_wide_vectors(g);
-		fns[i] = g->fn;
+	void (*emit[])(gen *) = { emit_forward, emit_backward, emit_weights, emit_tangents, emit_tangents_backward,
+	                          emit_tangent_weights };
+	int n = cg_batch_tangents(g->m) ? 6 : 3;
+	for (int i = 0; i < 6; i++) {
+		if (i < n) {
+			emit[i](g);
+			cg_wide_vectors(g);
+		}
+		fns[i] = i < n ? g->fn : LLVMConstNull(g->ptr);
 	}
 	g->vf = vf;
 	*ws_floats = delta_off(g->m, g->m->n_ops);
+	*tws_floats = n == 6 ? tpre_off(g->m, g->m->n_ops) : 0;
 }

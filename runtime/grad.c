@@ -30,6 +30,8 @@
 typedef struct gthread {
 	float *ws, *z, *logits, *sq, *dlogits, *dz, *dsq, *grad;
 	int32_t *scratch, *axes;   /* axes: approximate ROLL's draw */
+	float *tws;                /* the tangent kernels' workspace */
+	int32_t *baxes;            /* their examples' draws */
 	rt_seqbuf *seq;            /* a model over sequences of free length */
 } gthread;
 
@@ -43,6 +45,7 @@ struct rt_grad_ctx {
 	 * logits and their adjoints */
 	float *bws, *blogits, *bdlogits;
 	float *bz, *bdz;   /* rows of z and of its adjoint, for objectives needing sq */
+	float *bsq, *bdsq; /* rows of sq and of its adjoint (the tangent kernels) */
 	const float **rows;
 	double *loss, *ce;   /* per example of the batch */
 	unsigned char *right;
@@ -77,6 +80,8 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 		free(t->grad);
 		free(t->scratch);
 		free(t->axes);
+		free(t->tws);
+		free(t->baxes);
 		rt_seqbuf_free(t->seq);
 	}
 	free(c->t);
@@ -85,6 +90,8 @@ void rt_grad_ctx_free(rt_grad_ctx *c)
 	free(c->bdlogits);
 	free(c->bz);
 	free(c->bdz);
+	free(c->bsq);
+	free(c->bdsq);
 	free(c->rows);
 	free(c->loss);
 	free(c->ce);
@@ -130,11 +137,23 @@ rt_grad_ctx *rt_grad_ctx_new(const rt_model *m, int threads)
 		c->blogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
 		c->bdlogits = rt_alloc_floats(m->batch * (int64_t)m->n_out);
 		c->rows = malloc(sizeof *c->rows * (size_t)m->batch);
-		if (m->train_gram) {
+		const bool sq_rows = m->train_gram || m->train_batch_tangents;
+		if (sq_rows) {
 			c->bz = rt_alloc_floats(m->batch * (int64_t)m->n_hidden);
 			c->bdz = rt_alloc_floats(m->batch * (int64_t)m->n_hidden);
 		}
-		if (!c->bws || !c->blogits || !c->bdlogits || !c->rows || (m->train_gram && (!c->bz || !c->bdz))) {
+		bool tangents_ok = true;
+		if (m->train_batch_tangents) {
+			c->bsq = rt_alloc_floats(m->batch * (int64_t)m->n_hidden);
+			c->bdsq = rt_alloc_floats(m->batch * (int64_t)m->n_hidden);
+			tangents_ok = c->bsq && c->bdsq;
+			for (int i = 0; i < c->threads; i++) {
+				c->t[i].tws = rt_alloc_floats(m->tangent_ws_floats);
+				c->t[i].baxes = malloc(sizeof(int32_t) * (size_t)(m->batch * m->samples));
+				tangents_ok &= c->t[i].tws && c->t[i].baxes;
+			}
+		}
+		if (!c->bws || !c->blogits || !c->bdlogits || !c->rows || (sq_rows && (!c->bz || !c->bdz)) || !tangents_ok) {
 			rt_grad_ctx_free(c);
 			return NULL;
 		}
@@ -176,38 +195,61 @@ typedef struct bjob {
 	int32_t part, parts, accumulate;
 } bjob;
 
+/* The objective of column e (an example of the call), with its sq and
+ * dsq rows when the objective needs them. */
+static void eval_column(const bjob *j, gthread *t, int32_t e, const float *sq, float *dsq)
+{
+	rt_grad_ctx *c = j->c;
+	const rt_model *m = c->m;
+	const int64_t O = m->n_out, H = m->n_hidden, i = j->s + e, r = j->idx ? j->idx[i] : i;
+	const float *logits = c->blogits + e * O;
+	float *z = j->sq ? c->bz + e * H : NULL, *dz = j->sq ? c->bdz + e * H : NULL;
+	c->loss[i] = rt_objective_eval(j->o, m, logits, z, sq, j->y[r], c->bdlogits + e * O, dz, dsq, &c->ce[i],
+	                               t->scratch);
+	c->right[i] = predict(m, logits) == j->y[r];
+}
+
 /* Columns [c0, c1): forward, the objective, backward.  The vanilla
  * objective is a function of the logits alone: z is neither kept nor given
- * an adjoint.  One that needs sq gets it from train_gram, whose terms of
- * the gradient go to the part's own buffer (zeroed with the first call of
- * a batch). */
+ * an adjoint.  One that needs sq gets it from train_gram (exact, dense
+ * chains), or from the tangent kernels (approximate ROLL) for groups of
+ * examples, whose terms of the gradient go to the part's own buffer
+ * (zeroed with the first call of a batch). */
 static void *batch_columns(void *arg)
 {
 	const bjob *j = arg;
 	rt_grad_ctx *c = j->c;
 	const rt_model *m = c->m;
-	const int64_t O = m->n_out, H = m->n_hidden;
+	const int64_t H = m->n_hidden;
 	gthread *t = &c->t[j->part];
-	float *bz = NULL, *bdz = NULL, *sq = NULL, *dsq = NULL;   /* vanilla: none */
-	if (j->sq) {
-		bz = c->bz, bdz = c->bdz, sq = t->sq, dsq = t->dsq;
-		if (j->s == 0)
-			memset(t->grad, 0, sizeof(float) * (size_t)sums_floats(m, j->o));
+	if (j->sq && j->s == 0)
+		memset(t->grad, 0, sizeof(float) * (size_t)sums_floats(m, j->o));
+	m->train_batch_forward(j->P, c->rows, j->n, c->bws, j->sq ? c->bz : NULL, c->blogits, j->c0, j->c1);
+	const int32_t end = j->c1 < j->n ? j->c1 : j->n;
+	if (j->sq && m->train_batch_tangents) {
+		const int32_t K = m->samples, G = (K + 15) & ~15, per = m->batch / G;
+		for (int32_t e0 = j->c0; e0 < end; e0 += per) {
+			int32_t ne = end - e0 < per ? end - e0 : per;
+			for (int32_t e = 0; e < ne; e++) {
+				int64_t i = j->s + e0 + e, r = j->idx ? j->idx[i] : i;
+				rt_seq_axes(m, rt_seq_len(m, c->lens, r), j->o->sample_seed, (uint64_t)r, t->baxes + e * K);
+			}
+			m->train_batch_tangents(j->P, c->bws, t->tws, e0, ne, t->baxes, c->bsq);
+			for (int32_t e = e0; e < e0 + ne; e++)
+				eval_column(j, t, e, c->bsq + e * H, c->bdsq + e * H);
+			m->train_batch_tangents_backward(j->P, c->bws, t->tws, e0, ne, c->bdsq);
+			m->train_batch_tangent_weights(j->P, t->tws, ne * G, t->grad, 1, 0, 1);
+		}
+	} else {
+		for (int32_t e = j->c0; e < end; e++) {
+			if (j->sq)
+				m->train_gram(j->P, j->pre, c->bz + e * H, t->ws, t->sq);
+			eval_column(j, t, e, j->sq ? t->sq : NULL, j->sq ? t->dsq : NULL);
+			if (j->sq)
+				m->train_gram_backward(j->pre, t->ws, t->dsq, t->grad);
+		}
 	}
-	m->train_batch_forward(j->P, c->rows, j->n, c->bws, bz, c->blogits, j->c0, j->c1);
-	for (int32_t e = j->c0; e < j->c1 && e < j->n; e++) {
-		int64_t i = j->s + e, r = j->idx ? j->idx[i] : i;
-		const float *logits = c->blogits + e * O;
-		float *z = sq ? bz + e * H : NULL, *dz = sq ? bdz + e * H : NULL;
-		if (sq)
-			m->train_gram(j->P, j->pre, z, t->ws, sq);
-		c->loss[i] = rt_objective_eval(j->o, m, logits, z, sq, j->y[r], c->bdlogits + e * O, dz, dsq, &c->ce[i],
-		                               t->scratch);
-		if (sq)
-			m->train_gram_backward(j->pre, t->ws, dsq, t->grad);
-		c->right[i] = predict(m, logits) == j->y[r];
-	}
-	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, bdz, j->c0, j->c1);
+	m->train_batch_backward(j->P, c->bws, j->n, c->bdlogits, j->sq ? c->bdz : NULL, j->c0, j->c1);
 	return NULL;
 }
 
@@ -334,7 +376,7 @@ float *rt_grad_sums(rt_grad_ctx *c, const rt_objective *o, const float *P, const
 	}
 	const bool sq = rt_objective_needs_sq(o);
 	int filled;   /* the threads' buffers holding sums */
-	if (m->batch && (!sq || m->train_gram)) {
+	if (m->batch && (!sq || m->train_gram || m->train_batch_tangents)) {
 		batch_sums(c, o, P, pre, X, y, idx, nb, g0);
 		filled = sq ? c->threads : 1;
 	} else {

@@ -32,7 +32,7 @@
  * tensor table.  Inputs x are raw (before normalize); gradients, margins and
  * radii are all reported in raw input units.
  * ---------------------------------------------------------------------- */
-#define RT_ABI_VERSION 9
+#define RT_ABI_VERSION 10
 
 enum { RT_L1 = 0, RT_L2 = 1, RT_LINF = 2, RT_NNORMS = 3 };
 #define RT_NORM_BIT(p) (1 << (p))
@@ -139,8 +139,8 @@ typedef struct rt_model {
 	void (*train_finish)(const float *P, float *grad, int32_t part, int32_t parts);
 
 	/* Training without sq (need_sq 0) of up to `batch` examples per call,
-	 * as matrix products over the examples, in float (chains of dense
-	 * layers; 0 and NULL otherwise).  train_batch_forward takes nb pointers
+	 * as matrix products over the examples, in float (models without
+	 * recurrence; 0 and NULL otherwise).  train_batch_forward takes nb pointers
 	 * to raw inputs and writes rows of z (n_hidden; z may be NULL: not
 	 * written) and of the logits; train_batch_backward takes dlogits and dz
 	 * (rows as z and the logits; dz may be NULL) and back-propagates them.
@@ -174,6 +174,26 @@ typedef struct rt_model {
 	 * double by prepare; W^T W of the others), the part-th of `parts`
 	 * shares, which may run at once (NULL where train_gram is NULL) */
 	void (*train_prepare)(const float *P, float *pre, int32_t part, int32_t parts);
+
+	/* Approximate ROLL (samples K > 0) through the batched kernels, for
+	 * models that have them when round16(K) <= batch (0 and NULL otherwise):
+	 * each example's K sampled axes are round16(K) columns of a tangent
+	 * workspace (tangent_ws_floats floats, one per thread).  After
+	 * train_batch_forward (with z), train_batch_tangents takes examples
+	 * e0 .. e0 + ne - 1 of that batch (ne round16(K) <= batch) and their
+	 * axes (K an example) and writes their rows of sq (n_hidden an example
+	 * of the batch); train_batch_tangents_backward takes those rows of dsq
+	 * and back-propagates them through the tangents, and
+	 * train_batch_tangent_weights (train_batch_weights' signature, nb the
+	 * ne round16(K) columns, tws for bws) stores or adds the gradient of
+	 * dsq.sq to grad.  Masks are z > 0 from bws, in float. */
+	int64_t tangent_ws_floats;
+	void (*train_batch_tangents)(const float *P, const float *bws, float *tws, int32_t e0, int32_t ne,
+	                             const int32_t *axes, float *sq);
+	void (*train_batch_tangents_backward)(const float *P, const float *bws, float *tws, int32_t e0, int32_t ne,
+	                                      const float *dsq);
+	void (*train_batch_tangent_weights)(const float *P, float *tws, int32_t nb, float *grad, int32_t accumulate,
+	                                    int32_t part, int32_t parts);
 } rt_model;
 
 /* Name of the layer holding global neuron h, and h's index inside it. */

@@ -2028,6 +2028,91 @@ static void test_approx_all_axes(void **state)
 	}
 }
 
+/* Approximate ROLL through the batched kernels (the tangents of each
+ * example's K axes as round16(K) columns, several examples a call): the
+ * mean loss and gradient over 70 examples against the per-example kernels
+ * with the same axes (rt_seq_axes of the same seed and example), and on 1,
+ * 2 and 3 threads (whose sums of the tangents' terms differ by rounding). */
+static void check_batched_tangents(const rt_model *m, const char *what, uint64_t seed)
+{
+	assert_int_equal(m->batch, 64);
+	assert_non_null(m->train_batch_tangents);
+	enum { N = 70 };
+	const int64_t D = m->n_in, H = m->n_hidden, O = m->n_out, NP = m->n_params;
+	float *P = falloc(NP), *pre = falloc(m->pre_floats), *X = falloc(N * D);
+	rt_init_params(m->tensors, m->n_tensors, seed, RT_INIT_PYTORCH, P);
+	m->prepare(P, pre);
+	int32_t y[N];
+	trng r = { seed };
+	for (int64_t i = 0; i < N * D; i++)
+		X[i] = (float)(m->mean + m->std * (2 * trng_u(&r) - 1));
+	for (int i = 0; i < N; i++)
+		y[i] = trng_int(&r, (int)O);
+	rt_objective o = { .kind = RT_OBJ_ROLL, .lambda = 1, .C = 1, .gamma = 50, .sample_seed = seed * 31 };
+	float *g[3];
+	double loss[3];
+	for (int th = 0; th < 3; th++) {
+		g[th] = falloc(NP);
+		assert_int_equal(rt_batch_grad(m, &o, P, pre, X, y, NULL, N, th + 1, g[th], &loss[th], NULL), 0);
+	}
+	float *ws = falloc(m->ws_floats), *z = falloc(H), *sq = falloc(H), *lg = falloc(O), *dl = falloc(O);
+	float *dz = falloc(H), *dsq = falloc(H), *gone = falloc(NP);
+	int32_t *axes = calloc((size_t)m->samples, sizeof(int32_t)), *scratch = calloc((size_t)H + 1, sizeof(int32_t));
+	double *ref = dalloc(NP), lref = 0, ce;
+	for (int i = 0; i < N; i++) {
+		rt_seq_axes(m, rt_seq_len(m, NULL, i), o.sample_seed, (uint64_t)i, axes);
+		memset(gone, 0, sizeof(float) * (size_t)NP);
+		m->train_forward(P, pre, X + i * D, 1, ws, z, lg, sq, axes);
+		lref += rt_objective_eval(&o, m, lg, z, sq, y[i], dl, dz, dsq, &ce, scratch);
+		m->train_backward(P, pre, ws, dl, dz, dsq, gone);
+		for (int64_t p = 0; p < NP; p++)
+			ref[p] += gone[p];
+	}
+	double gmax = 0, worst = 0;
+	for (int64_t p = 0; p < NP; p++)
+		gmax = fmax(gmax, fabs(ref[p] / N));
+	for (int th = 0; th < 3; th++) {
+		if (!(fabs(loss[th] - lref / N) <= 1e-5 * fmax(1, fabs(lref / N))))
+			fail_msg("%s: %d threads: loss %.9g, per-example kernels %.9g", what, th + 1, loss[th], lref / N);
+		for (int64_t p = 0; p < NP; p++) {
+			double err = fabs(g[th][p] - ref[p] / N);
+			worst = fmax(worst, err / gmax);
+			if (!(err <= 1e-5 * fabs(ref[p] / N) + 1e-5 * gmax))
+				fail_msg("%s: %d threads: parameter %lld: batched %.9g, per-example kernels %.9g", what, th + 1,
+				         (long long)p, g[th][p], ref[p] / N);
+		}
+	}
+	printf("[ batched tangents ] %s: K = %d, %lld parameters, largest |gradient| %.3g, worst error %.3g of it\n", what,
+	       m->samples, (long long)NP, gmax, worst);
+	for (int th = 0; th < 3; th++)
+		free(g[th]);
+	free(P), free(pre), free(X), free(ws), free(z), free(sq), free(lg), free(dl), free(dz), free(dsq), free(gone);
+	free(axes), free(scratch), free(ref);
+}
+
+static void test_approx_batched(void **state)
+{
+	(void)state;
+	static const int Ks[] = { 20, 7 };   /* 2 and 4 examples a call */
+	for (size_t f = 0; f < 2; f++) {      /* conv and chain: the rnn has no batched kernels */
+		arena *a = arena_new();
+		cg_unit *u;
+		const rt_model *m = approx_compile(a, f, Ks[f], &u);
+		check_batched_tangents(m, m->name, 40 + f);
+		cg_unit_free(u);
+		arena_free(a);
+	}
+	/* wider than a register block, a residual add */
+	arena *a = arena_new();
+	cg_unit *u;
+	char text[1024];
+	snprintf(text, sizeof text, "%sobjective {\n  loss = cross_entropy;\n  regularizer = roll(lambda = 1, C = 1, "
+	         "samples = 16);\n}\n", chan_lln);
+	check_batched_tangents(jit_text(a, text, test_opt(2), &u), "chan", 44);
+	cg_unit_free(u);
+	arena_free(a);
+}
+
 /* Over many draws of K < D axes, the mean of sq and of the parameter
  * gradient is exact ROLL's, within five standard errors. */
 static void test_approx_unbiased(void **state)
@@ -2222,6 +2307,7 @@ static const struct CMUnitTest parts_tests[] = {
 static const struct CMUnitTest approx_tests[] = {
 	cmocka_unit_test_prestate(test_approx_all_axes, &approx_ab),
 	cmocka_unit_test_prestate(test_approx_unbiased, &approx_ab),
+	cmocka_unit_test(test_approx_batched),
 };
 static const struct CMUnitTest approx_rnn_tests[] = {
 	cmocka_unit_test_prestate(test_approx_all_axes, &approx_c),
