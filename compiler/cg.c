@@ -83,19 +83,31 @@ static LLVMValueRef masked_intrinsic(gen *g, const char *name, LLVMValueRef *arg
 	return LLVMBuildCall2(g->b, LLVMIntrinsicGetType(g->c, id, tys, 2), LLVMGetIntrinsicDeclaration(g->mod, id, tys, 2),
 	                      args, 4, "");
 }
-static LLVMValueRef panel_load(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
+LLVMValueRef cg_load_lanes(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
 {
 	if (!mask)
 		return vload(g, base, i);
 	return masked_intrinsic(g, "llvm.masked.load",
 	                        (LLVMValueRef[]){ at(g, g->f32, base, i), ci32(g, 4), mask, LLVMConstNull(g->vf) });
 }
-static void panel_store(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
+void cg_store_lanes(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask)
 {
 	if (mask)
 		masked_intrinsic(g, "llvm.masked.store", (LLVMValueRef[]){ v, at(g, g->f32, base, i), ci32(g, 4), mask });
 	else
 		vstore(g, v, base, i);
+}
+
+LLVMValueRef cg_lanes_below(gen *g, LLVMValueRef n)
+{
+	const unsigned vw = LLVMGetVectorSize(g->vf);
+	LLVMTypeRef vi = LLVMVectorType(g->i64, vw);
+	LLVMValueRef lanes[16];
+	for (unsigned i = 0; i < vw; i++)
+		lanes[i] = ci(g, i);
+	LLVMValueRef left = LLVMBuildInsertElement(g->b, LLVMGetUndef(vi), n, ci32(g, 0), "");
+	left = LLVMBuildShuffleVector(g->b, left, LLVMGetUndef(vi), LLVMConstNull(LLVMVectorType(g->i32, vw)), "");
+	return LLVMBuildICmp(g->b, LLVMIntSLT, LLVMConstVector(lanes, vw), left, "");
 }
 
 enum { GEMM_MAXR = 8 };
@@ -115,7 +127,7 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 	LLVMValueRef brow = add(g, mul(g, lookup(g, p->brows, k), p->ldb), j0);
 	LLVMValueRef bv[2];
 	for (int c = 0; c < CB; c++)
-		bv[c] = panel_load(g, p->B, add(g, brow, ci(g, vw * c)), mask);
+		bv[c] = cg_load_lanes(g, p->B, add(g, brow, ci(g, vw * c)), mask);
 	LLVMValueRef kc = lookup(g, p->acols, k);
 	for (int r = 0; r < R; r++) {
 		LLVMValueRef ai = p->atrans ? add(g, mul(g, kc, p->lda), arow[r]) : add(g, mul(g, arow[r], p->lda), kc);
@@ -132,8 +144,8 @@ static void gemm_block(gen *g, const gemm *p, LLVMValueRef i0, LLVMValueRef j0, 
 			if (p->alpha != 1)
 				v = LLVMBuildFMul(g->b, v, vsplat(g, LLVMConstReal(g->f32, p->alpha)), "");
 			if (p->accumulate)
-				v = LLVMBuildFAdd(g->b, v, panel_load(g, p->C, ci_, mask), "");
-			panel_store(g, v, p->C, ci_, mask);
+				v = LLVMBuildFAdd(g->b, v, cg_load_lanes(g, p->C, ci_, mask), "");
+			cg_store_lanes(g, v, p->C, ci_, mask);
 		}
 }
 
@@ -186,14 +198,7 @@ static void emit_gemm(gen *g, const gemm *p)
 	gemm_panel(g, p, N2, 1, NULL);
 	if_end(g, done);
 	done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntNE, N1, p->N, ""));
-	LLVMTypeRef vi = LLVMVectorType(g->i64, (unsigned)vw);
-	LLVMValueRef lanes[16];
-	for (int i = 0; i < vw; i++)
-		lanes[i] = ci(g, i);
-	LLVMValueRef left = LLVMBuildInsertElement(g->b, LLVMGetUndef(vi), LLVMBuildSub(g->b, p->N, N1, ""), ci32(g, 0), "");
-	left = LLVMBuildShuffleVector(g->b, left, LLVMGetUndef(vi), LLVMConstNull(LLVMVectorType(g->i32, (unsigned)vw)), "");
-	LLVMValueRef mask = LLVMBuildICmp(g->b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)vw), left, "");
-	gemm_panel(g, p, N1, 1, mask);
+	gemm_panel(g, p, N1, 1, cg_lanes_below(g, LLVMBuildSub(g->b, p->N, N1, "")));
 	if_end(g, done);
 	if (p->symmetric)
 		mirror_upper(g, p);
@@ -415,8 +420,11 @@ static void plan_layout(gen *g, arena *a, bool training)
 		const ir_op *op = &m->ops[k];
 		int64_t n = op->out_size, nin = op->in_size;
 		widest = n > widest ? n : widest;
+		/* the input's rows, the identity, for the ops that read them: not
+		 * dense layers (their rows are W) nor windows (cg_window_rows) */
+		bool window = op->kind == OP_CONV2D || op->kind == OP_AVGPOOL;
 		for (int i = 0; i < op->n_in; i++)
-			if (op->in[i] == 0 && !cg_rows_are_weights(g, op) && g->id_off < 0) {
+			if (op->in[i] == 0 && !cg_rows_are_weights(g, op) && !window && g->id_off < 0) {
 				g->id_off = off;
 				off += round16(D * D);
 			}
@@ -760,7 +768,8 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 {
 	const ir_module *m = g->m;
 	int64_t D = m->n_in;
-	LLVMValueRef one = LLVMConstReal(g->f32, scale ? 1.0 / m->std : 1.0);
+	g->in_scale = (float)(scale ? 1.0 / m->std : 1.0);
+	LLVMValueRef one = LLVMConstReal(g->f32, g->in_scale);
 	cg_row_places(g, P, ws, rows);
 	if (g->sampled) {   /* row axes[k] of the input is sqrt(D / K) e_k */
 		emit_zero(g, rows[0], D * g->R);

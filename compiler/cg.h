@@ -84,6 +84,7 @@ typedef struct gen {
 	 * axes, whose indices are `axes` (a kernel parameter), scaled by
 	 * sqrt(n_in / K) so that a row's squared norm is the estimate. */
 	int64_t R;
+	double in_scale;      /* the input's rows are in_scale I (cg_compute_rows) */
 	bool sampled;
 	LLVMValueRef axes;
 	int64_t samp_off;     /* the input's rows then: n_in x R floats */
@@ -301,6 +302,11 @@ static inline LLVMValueRef lookup(gen *g, LLVMValueRef list, LLVMValueRef i)
 
 
 void cg_gemm(gen *g, const gemm *p);
+/* Lanes [0, n) (n an i64) of a vector; a vector at base[i] whose lanes
+ * outside mask (NULL: none) read as 0 and are not written. */
+LLVMValueRef cg_lanes_below(gen *g, LLVMValueRef n);
+LLVMValueRef cg_load_lanes(gen *g, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask);
+void cg_store_lanes(gen *g, LLVMValueRef v, LLVMValueRef base, LLVMValueRef i, LLVMValueRef mask);
 void cg_wide_gemm(gen *g, const gemm *p);
 
 static inline LLVMValueRef pad8v(gen *g, LLVMValueRef n) { return LLVMBuildAnd(g->b, add(g, n, ci(g, VW - 1)), ci(g, ~(int64_t)(VW - 1)), ""); }
@@ -584,6 +590,34 @@ typedef struct window {
 	void (*end)(gen *g, const ir_op *op, LLVMValueRef j, void *ctx);
 } window;
 void cg_window(gen *g, const ir_op *op, const window *w, void *ctx);
+/* The source coordinate, along one axis, of tap k for destination
+ * coordinate d of a window op, and whether it lies inside the source (len
+ * units): forward s = d stride + k - padding; transposed (the source is
+ * the output, whose unit s reads d through tap k) s = (d + padding - k) /
+ * stride when that is whole. */
+LLVMValueRef cg_tap_at(gen *g, const ir_op *op, bool transposed, LLVMValueRef d, LLVMValueRef k, int64_t len,
+                       LLVMValueRef *inside);
+/* A window op (conv2d, avgpool) as vector arithmetic along rows of `ld`
+ * floats, over the columns [c0, cend): forward, dst[j] = the sum over j's
+ * taps of weight x src[t] for every output unit j, the rows of its
+ * operand's units (activations of a batch, gradient rows of an example);
+ * transposed, the operand units' rows from the output's (a batch's
+ * adjoints).  Register-blocked: 8 destination channels by one or two
+ * vectors of columns over every tap, each source row loaded once for the
+ * block.  cend - c0 is a multiple of the vector width unless `tail`. */
+typedef struct cg_wcols {
+	LLVMValueRef src, dst;
+	int64_t ld;
+	LLVMValueRef c0, cend;
+	bool tail;
+	bool transposed;
+	bool accumulate;   /* dst += ... */
+	LLVMValueRef ws;   /* forward: source units that are off (unit_on) add nothing; NULL: all on */
+} cg_wcols;
+void cg_window_cols(gen *g, const ir_op *op, LLVMValueRef P, const cg_wcols *w);
+/* dst = the op's gradient rows (R floats each) from its operand's, src,
+ * masked by the operand's ReLUs (ws). */
+void cg_window_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src, LLVMValueRef dst);
 
 /* ---- the Gram recurrence for chains of dense layers (cg_dense.c) ---- */
 

@@ -35,26 +35,9 @@ static void pool_apply(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws,
 	cg_window(g, op, &(window){ apply_begin, apply_tap, apply_end }, &c);
 }
 
-static void rows_begin(gen *g, const ir_op *op, LLVMValueRef j, void *ctx)
-{
-	loop l;
-	LLVMValueRef row = row_at(g, ((pool_ctx *)ctx)->dst, j);
-	LLVMValueRef d = loop_begin(g, &l, ci(g, 0), ci(g, g->R));
-	store(g, LLVMConstReal(g->f32, 0), row, d);
-	loop_end(g, &l);
-}
-static void rows_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)
-{
-	pool_ctx *c = ctx;
-	LLVMBasicBlockRef done = on_begin(g, c->ws, op->in[0], t);
-	emit_axpy(g, row_at(g, c->dst, j), LLVMConstReal(g->f32, 1 / area(op)), row_at(g, c->src, t), ci(g, g->R));
-	on_end(g, done);
-}
-
 static void pool_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef src[2], LLVMValueRef dst)
 {
-	pool_ctx c = { .ws = ws, .dst = dst, .src = src[0] };
-	cg_window(g, op, &(window){ rows_begin, rows_tap, NULL }, &c);
+	cg_window_rows(g, op, P, ws, src[0], dst);
 }
 
 static void back_tap(gen *g, const ir_op *op, LLVMValueRef j, LLVMValueRef t, LLVMValueRef wi, void *ctx)

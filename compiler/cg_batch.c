@@ -128,128 +128,6 @@ static void columns(gen *g, LLVMValueRef nb, LLVMValueRef *c0, LLVMValueRef c1, 
 
 /* ---- forward: an op's result, then its bias, ReLU and copies ---- */
 
-/* Source coordinate, along one axis, of tap k for destination coordinate d
- * of a window op, and whether it lies inside the source (len units).
- * Forward the source is the operand, s = d stride + k - padding; transposed
- * it is the output, whose unit s reads d through tap k: s = (d + padding -
- * k) / stride when that is whole. */
-static LLVMValueRef tap_at(gen *g, const ir_op *op, bool transposed, LLVMValueRef d, LLVMValueRef k, int64_t len,
-                           LLVMValueRef *inside)
-{
-	LLVMValueRef S = ci(g, op->stride), s;
-	if (!transposed) {
-		s = LLVMBuildSub(g->b, add(g, mul(g, d, S), k), ci(g, op->padding), "");
-		*inside = LLVMBuildICmp(g->b, LLVMIntULT, s, ci(g, len), "");
-		return s;
-	}
-	LLVMValueRef t = LLVMBuildSub(g->b, add(g, d, ci(g, op->padding)), k, "");
-	s = LLVMBuildSDiv(g->b, t, S, "");
-	*inside = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, mul(g, s, S), t, ""),
-	                       LLVMBuildICmp(g->b, LLVMIntULT, s, ci(g, len), ""), "");
-	return s;
-}
-
-/* Destination channels per register block of a window op, and vectors of
- * columns: 8 x 2 accumulators with AVX-512, and each source row loaded
- * once for the 8 channels (with 16 registers, 8 x 1). */
-enum { WIN_BLOCK = 8 };
-
-/* Channels [d0, d0 + nd) of destination position (y, x), nv vectors of
- * columns from cb: dst (+)= the sum over taps of weight x source row.
- * conv2d forward: the destination is the output, the source the operand,
- * every operand channel a term; transposed: the destination is the
- * operand's adjoint, the source the output's Delta.  avgpool: the source
- * channel is the destination's, the weight 1 / K^2. */
-static void window_block(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef src, LLVMValueRef dst, bool transposed,
-                         bool accumulate, LLVMValueRef d0, int nd, LLVMValueRef y, LLVMValueRef x, LLVMValueRef cb, int nv)
-{
-	const bool pool = op->kind == OP_AVGPOOL;
-	const int64_t W = width(g), K = op->kernel;
-	const int64_t DH = transposed ? op->ih : op->oh, DW = transposed ? op->iw : op->ow;
-	const int64_t SC = transposed ? op->oc : op->ic, SH = transposed ? op->oh : op->ih, SW = transposed ? op->ow : op->iw;
-	LLVMValueRef acc[WIN_BLOCK][2], inside;
-	for (int d = 0; d < nd; d++)
-		for (int v = 0; v < nv; v++)
-			acc[d][v] = var(g, g->vf, LLVMConstNull(g->vf));
-	loop lky, lkx, ls;
-	LLVMValueRef ky = loop_begin(g, &lky, ci(g, 0), ci(g, K));
-	LLVMValueRef sy = tap_at(g, op, transposed, y, ky, SH, &inside);
-	LLVMBasicBlockRef row_in = if_begin(g, inside);
-	LLVMValueRef kx = loop_begin(g, &lkx, ci(g, 0), ci(g, K));
-	LLVMValueRef sx = tap_at(g, op, transposed, x, kx, SW, &inside);
-	LLVMBasicBlockRef col_in = if_begin(g, inside);
-	LLVMValueRef pos = add(g, mul(g, sy, ci(g, SW)), sx);
-	if (pool) {
-		LLVMValueRef w = vsplat(g, LLVMConstReal(g->f32, 1.0 / (double)(K * K)));
-		for (int d = 0; d < nd; d++) {
-			LLVMValueRef r = at(g, g->f32, row(g, src, add(g, mul(g, add(g, d0, ci(g, d)), ci(g, SH * SW)), pos)), cb);
-			for (int v = 0; v < nv; v++)
-				set(g, acc[d][v], vfma(g, w, vload(g, r, ci(g, v * W)), get(g, g->vf, acc[d][v])));
-		}
-	} else {
-		LLVMValueRef s = loop_begin(g, &ls, ci(g, 0), ci(g, SC));
-		LLVMValueRef r = at(g, g->f32, row(g, src, add(g, mul(g, s, ci(g, SH * SW)), pos)), cb), xv[2];
-		for (int v = 0; v < nv; v++)
-			xv[v] = vload(g, r, ci(g, v * W));
-		for (int d = 0; d < nd; d++) {
-			LLVMValueRef dc = add(g, d0, ci(g, d)), o = transposed ? s : dc, c = transposed ? dc : s;
-			LLVMValueRef wi = add(g, mul(g, add(g, mul(g, add(g, mul(g, o, ci(g, op->ic)), c), ci(g, K)), ky), ci(g, K)), kx);
-			LLVMValueRef w = vsplat(g, load(g, g->f32, P, add(g, ci(g, op->w_off), wi)));
-			for (int v = 0; v < nv; v++)
-				set(g, acc[d][v], vfma(g, w, xv[v], get(g, g->vf, acc[d][v])));
-		}
-		loop_end(g, &ls);
-	}
-	if_end(g, col_in);
-	loop_end(g, &lkx);
-	if_end(g, row_in);
-	loop_end(g, &lky);
-	for (int d = 0; d < nd; d++) {
-		LLVMValueRef j = add(g, mul(g, add(g, mul(g, add(g, d0, ci(g, d)), ci(g, DH)), y), ci(g, DW)), x);
-		LLVMValueRef r = at(g, g->f32, row(g, dst, j), cb);
-		for (int v = 0; v < nv; v++) {
-			LLVMValueRef sum = get(g, g->vf, acc[d][v]);
-			if (accumulate)
-				sum = LLVMBuildFAdd(g->b, vload(g, r, ci(g, v * W)), sum, "");
-			vstore(g, sum, r, ci(g, v * W));
-		}
-	}
-}
-
-/* A window op (conv2d, avgpool) over the columns [c0, cend), forward into
- * its output or transposed into its operand's adjoint (added to it with
- * accumulate): blocks of WIN_BLOCK destination channels, then the rest. */
-static void window_cols(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef src, LLVMValueRef dst, bool transposed,
-                        bool accumulate, LLVMValueRef c0, LLVMValueRef cend)
-{
-	const int64_t W = width(g), NV = g->avx512 ? 2 : 1;
-	const int64_t DC = transposed ? op->ic : op->oc, DH = transposed ? op->ih : op->oh, DW = transposed ? op->iw : op->ow;
-	const int64_t full = DC / WIN_BLOCK * WIN_BLOCK;
-	for (int pass = 0; pass < 2; pass++) {
-		int nd = pass ? (int)(DC - full) : WIN_BLOCK;
-		if (pass ? nd == 0 : full == 0)
-			continue;
-		loop lo, ly, lx, lc;
-		LLVMValueRef d0 = pass ? ci(g, full) : loop_begin_step(g, &lo, ci(g, 0), ci(g, full), WIN_BLOCK);
-		LLVMValueRef y = loop_begin(g, &ly, ci(g, 0), ci(g, DH));
-		LLVMValueRef x = loop_begin(g, &lx, ci(g, 0), ci(g, DW));
-		/* NV vectors of columns while they fit, then one at a time */
-		LLVMValueRef cn = add(g, c0, LLVMBuildAnd(g->b, LLVMBuildSub(g->b, cend, c0, ""), ci(g, -NV * W), ""));
-		LLVMValueRef cb = loop_begin_step(g, &lc, c0, cn, NV * W);
-		window_block(g, op, P, src, dst, transposed, accumulate, d0, nd, y, x, cb, (int)NV);
-		loop_end(g, &lc);
-		if (NV > 1) {
-			cb = loop_begin_step(g, &lc, cn, cend, W);
-			window_block(g, op, P, src, dst, transposed, accumulate, d0, nd, y, x, cb, 1);
-			loop_end(g, &lc);
-		}
-		loop_end(g, &lx);
-		loop_end(g, &ly);
-		if (!pass)
-			loop_end(g, &lo);
-	}
-}
-
 /* dst = a + b (b NULL: a copy; a NULL too: 0) over n rows, the columns
  * [c0, cend). */
 static void sum_rows(gen *g, LLVMValueRef dst, LLVMValueRef a, LLVMValueRef b, int64_t n, LLVMValueRef c0,
@@ -325,7 +203,7 @@ static void apply_op(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, L
 		break;
 	case OP_CONV2D:
 	case OP_AVGPOOL:
-		window_cols(g, op, P, A, C, false, false, c0, cend);
+		cg_window_cols(g, op, P, &(cg_wcols){ .src = A, .dst = C, .ld = LD, .c0 = c0, .cend = cend });
 		break;
 	default:   /* add */
 		sum_rows(g, C, A, fptr(g, ws, act_off(m, op->in[1])), op->out_size, c0, cend);
@@ -347,7 +225,8 @@ static void transpose_op(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef d
 		break;
 	case OP_CONV2D:
 	case OP_AVGPOOL:
-		window_cols(g, op, P, dk, du, true, accumulate, c0, cend);
+		cg_window_cols(g, op, P, &(cg_wcols){ .src = dk, .dst = du, .ld = LD, .c0 = c0, .cend = cend, .transposed = true,
+		                                      .accumulate = accumulate });
 		break;
 	default:   /* add */
 		sum_rows(g, du, dk, accumulate ? du : NULL, op->out_size, c0, cend);
@@ -668,19 +547,6 @@ static void emit_tangents_backward(gen *g)
  * multiply-adds. */
 enum { WGT_BLOCK = 4 };
 
-/* Lanes [0, n) of a vector of columns: the last, partly real one. */
-static LLVMValueRef lanes_below(gen *g, LLVMValueRef n)
-{
-	const unsigned W = (unsigned)width(g);
-	LLVMTypeRef vi = LLVMVectorType(g->i32, W);
-	LLVMValueRef idx[16];
-	for (unsigned i = 0; i < W; i++)
-		idx[i] = ci32(g, (int32_t)i);
-	LLVMValueRef nv = LLVMBuildInsertElement(g->b, LLVMGetUndef(vi), LLVMBuildTrunc(g->b, n, g->i32, ""), ci32(g, 0), "");
-	nv = LLVMBuildShuffleVector(g->b, nv, LLVMGetUndef(vi), LLVMConstNull(vi), "");
-	return LLVMBuildICmp(g->b, LLVMIntSLT, LLVMConstVector(idx, W), nv, "");
-}
-
 /* Sums over the real columns [0, nb) of rows, an outer product's block:
  * acc[i nb_ + k] += a_i[c] b_k[c] for na rows a and nb_ rows b (b NULL:
  * acc[i] += a_i[c]), the vectors kept lane by lane; the last vector's
@@ -699,7 +565,7 @@ static void column_sums(gen *g, int na, LLVMValueRef *acc, LLVMValueRef *a, int 
 		} else {
 			done = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSLT, full, nb, ""));
 			c = full;
-			mask = lanes_below(g, LLVMBuildSub(g->b, nb, full, ""));
+			mask = cg_lanes_below(g, LLVMBuildSub(g->b, nb, full, ""));
 		}
 		for (int k = 0; b && k < nb_; k++) {
 			bv[k] = vload(g, b[k], c);
@@ -743,10 +609,10 @@ static void conv_weight_block(gen *g, const ir_op *op, LLVMValueRef delta, LLVMV
 	for (int i = 0; i < no * nc; i++)
 		sums[i] = var(g, g->vf, LLVMConstNull(g->vf));
 	LLVMValueRef y = loop_begin(g, &ly, ci(g, 0), ci(g, op->oh));
-	LLVMValueRef iy = tap_at(g, op, false, y, ky, op->ih, &inside);
+	LLVMValueRef iy = cg_tap_at(g, op, false, y, ky, op->ih, &inside);
 	LLVMBasicBlockRef row_in = if_begin(g, inside);
 	LLVMValueRef x = loop_begin(g, &lx, ci(g, 0), ci(g, op->ow));
-	LLVMValueRef ix = tap_at(g, op, false, x, kx, op->iw, &inside);
+	LLVMValueRef ix = cg_tap_at(g, op, false, x, kx, op->iw, &inside);
 	LLVMBasicBlockRef col_in = if_begin(g, inside);
 	LLVMValueRef pos = add(g, mul(g, iy, ci(g, op->iw)), ix);
 	for (int c = 0; c < nc; c++)
