@@ -806,18 +806,16 @@ void cg_compute_rows(gen *g, LLVMValueRef P, LLVMValueRef ws, LLVMValueRef *rows
 }
 
 /* l1 norm, squared l2 norm and linf norm of n floats (row - row2), in
- * double: VW lanes at a time in explicit vectors (LLVM does not vectorise
- * the maxnum reduction by itself), then a scalar tail.  The sums'
- * order does not matter to their error bound (gamma_n either way). */
-void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3])
+ * double: NACC independent sets of VW-lane vector accumulators, NACC VW
+ * floats an iteration (one set's sum, square sum and max each waited on
+ * the last: the loop ran at the adds' latency), then VW at a time, then a
+ * scalar tail.  Explicit vectors: LLVM does not vectorise the maxnum
+ * reduction by itself.  The sums' order does not matter to their error
+ * bound (gamma_n either way). */
+enum { NACC = 4 };
+static LLVMValueRef row_vector(gen *g, LLVMValueRef row, LLVMValueRef row2, LLVMValueRef d)
 {
 	LLVMTypeRef vd = LLVMVectorType(g->f64, VW), vf = LLVMVectorType(g->f32, VW);
-	LLVMValueRef s[3], zero = LLVMConstNull(vd);
-	for (int i = 0; i < 3; i++)
-		s[i] = var(g, vd, zero);
-	int64_t nv = n & ~(int64_t)(VW - 1);
-	loop l;
-	LLVMValueRef d = loop_begin_step(g, &l, ci(g, 0), ci(g, nv), VW);
 	LLVMValueRef v = LLVMBuildLoad2(g->b, vf, at(g, g->f32, row, d), "");
 	LLVMSetAlignment(v, 4);
 	v = LLVMBuildFPExt(g->b, v, vd, "");
@@ -826,16 +824,42 @@ void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueR
 		LLVMSetAlignment(w, 4);
 		v = LLVMBuildFSub(g->b, v, LLVMBuildFPExt(g->b, w, vd, ""), "");
 	}
+	return v;
+}
+static void norm_terms(gen *g, LLVMValueRef *s, LLVMValueRef v)
+{
+	LLVMTypeRef vd = LLVMTypeOf(v);
 	LLVMValueRef av = fabsv(g, v);
 	set(g, s[0], LLVMBuildFAdd(g->b, get(g, vd, s[0]), av, ""));
 	set(g, s[1], intrinsic_n(g, "llvm.fmuladd", vd, (LLVMValueRef[]){ v, v, get(g, vd, s[1]) }, 3));
 	set(g, s[2], fmaxv(g, get(g, vd, s[2]), av));
+}
+void cg_norms(gen *g, LLVMValueRef row, LLVMValueRef row2, int64_t n, LLVMValueRef out[3])
+{
+	LLVMTypeRef vd = LLVMVectorType(g->f64, VW);
+	LLVMValueRef s[NACC][3], zero = LLVMConstNull(vd);
+	for (int a = 0; a < NACC; a++)
+		for (int i = 0; i < 3; i++)
+			s[a][i] = var(g, vd, zero);
+	int64_t nu = n & ~(int64_t)(NACC * VW - 1), nv = n & ~(int64_t)(VW - 1);
+	loop l;
+	LLVMValueRef d = loop_begin_step(g, &l, ci(g, 0), ci(g, nu), NACC * VW);
+	for (int a = 0; a < NACC; a++)
+		norm_terms(g, s[a], row_vector(g, row, row2, add(g, d, ci(g, a * VW))));
 	loop_end(g, &l);
+	d = loop_begin_step(g, &l, ci(g, nu), ci(g, nv), VW);
+	norm_terms(g, s[0], row_vector(g, row, row2, d));
+	loop_end(g, &l);
+	for (int a = 1; a < NACC; a++) {
+		set(g, s[0][0], LLVMBuildFAdd(g->b, get(g, vd, s[0][0]), get(g, vd, s[a][0]), ""));
+		set(g, s[0][1], LLVMBuildFAdd(g->b, get(g, vd, s[0][1]), get(g, vd, s[a][1]), ""));
+		set(g, s[0][2], fmaxv(g, get(g, vd, s[0][2]), get(g, vd, s[a][2])));
+	}
 	LLVMValueRef s1 = var(g, g->f64, fast(intrinsic_n(g, "llvm.vector.reduce.fadd", vd,
-	                                                  (LLVMValueRef[]){ cd(g, 0), get(g, vd, s[0]) }, 2)));
+	                                                  (LLVMValueRef[]){ cd(g, 0), get(g, vd, s[0][0]) }, 2)));
 	LLVMValueRef s2 = var(g, g->f64, fast(intrinsic_n(g, "llvm.vector.reduce.fadd", vd,
-	                                                  (LLVMValueRef[]){ cd(g, 0), get(g, vd, s[1]) }, 2)));
-	LLVMValueRef mx = var(g, g->f64, intrinsic_n(g, "llvm.vector.reduce.fmax", vd, (LLVMValueRef[]){ get(g, vd, s[2]) }, 1));
+	                                                  (LLVMValueRef[]){ cd(g, 0), get(g, vd, s[0][1]) }, 2)));
+	LLVMValueRef mx = var(g, g->f64, intrinsic_n(g, "llvm.vector.reduce.fmax", vd, (LLVMValueRef[]){ get(g, vd, s[0][2]) }, 1));
 	if (nv < n) {
 		d = loop_begin(g, &l, ci(g, nv), ci(g, n));
 		LLVMValueRef x = ext(g, load(g, g->f32, row, d));
