@@ -8,19 +8,22 @@
  * run.  Each example's loss, cross-entropy and whether its prediction (under
  * the weights before the step) was right are kept, for the epoch's report.
  *
- * Models with the batched kernels (dense chains) go another way
- * (batch_sums): each thread takes its share of the batch's examples through
- * the forward kernel, the objective and the backward kernel, with no
- * meeting between the layers; then each computes its share of the rows of
- * the one weight gradient.  Two meetings per batch, the data crossing
- * between the cores only at the second.  The vanilla objective's gradient
- * does not depend on the thread count.  (Split by rows at every layer, two
- * threads were 1.1-1.3x one: docs/performance.md.)  Objectives that need sq
- * take it there too when the model has train_gram (exact sq of a dense
- * chain): each example's sq from its row of z between the forward kernel
- * and the objective, and its Gram terms, right after the objective, into
- * the thread's own buffer, added to the rows' gradient at the end in thread
- * order as above.
+ * Models with the batched kernels (every model without recurrence) go
+ * another way (batch_sums): each thread takes its share of the batch's
+ * examples through the forward kernel, the objective and the backward
+ * kernel, with no meeting between the layers; then each computes its share
+ * of the rows of the one weight gradient.  Two meetings per batch, the data
+ * crossing between the cores only at the second.  The vanilla objective's
+ * gradient does not depend on the thread count.  (Split by rows at every
+ * layer, two threads were 1.1-1.3x one: docs/performance.md.)  Objectives
+ * that need sq take it there too when the model has train_gram (exact sq of
+ * a dense chain): each example's sq from its row of z between the forward
+ * kernel and the objective, and its Gram terms, right after the objective,
+ * into the thread's own buffer, added to the rows' gradient at the end in
+ * thread order as above; and with approximate ROLL (the model has the
+ * tangent kernels), a few examples at a time: their sampled axes' tangents
+ * as columns through train_batch_tangents, the objectives, then the
+ * tangents' backward pass and weight gradient into the same buffer.
  */
 #include <stdlib.h>
 #include <string.h>
