@@ -11,10 +11,11 @@
  * operation is vector arithmetic along rows:
  *   dense      forward  Z^T = W A^T, backward dA^T = W^T Delta^T, through
  *              the register-blocked matrix kernel (cg_gemm)
- *   conv2d     a direct convolution: a block of output channels times one
- *              or two vectors of the batch in registers over every tap,
- *              each row of the operand loaded once for the whole block;
- *              backward the same gathered from the output's Delta
+ *   conv2d     a direct convolution (cg_window_cols, cg_conv2d.c): a block
+ *              of output channels times one or two vectors of the batch in
+ *              registers over every tap, each row of the operand loaded
+ *              once for the whole block; backward the same gathered from
+ *              the output's Delta
  *   avgpool    the same window, one channel per output channel
  *   add        rows added
  *   weights    dense: dW (+)= Delta^T A (example-major A); conv2d: per
@@ -34,9 +35,10 @@
  * The operand of a dense op is also kept example-major (what the weight
  * gradient's product reads), so that no product reads a matrix across its
  * rows.
- * Every model without recurrence gets them; the runtime trains the others,
- * and objectives that need sq on models other than dense chains, one
- * example at a time (docs/design.md, "Batched training").
+ * Every model without recurrence gets them; approximate ROLL adds three
+ * more, whose columns are the examples' sampled tangents (below).  The
+ * runtime trains the others, and exact sq on models other than dense
+ * chains, one example at a time (docs/design.md, "Batched training").
  */
 #include <math.h>
 
