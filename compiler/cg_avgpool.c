@@ -8,7 +8,7 @@
 #include "cg.h"
 
 typedef struct pool_ctx {
-	LLVMValueRef ws, dst, acc, src, d, sbar;
+	LLVMValueRef ws, dst, acc, d, sbar;
 	read_mode mode;
 } pool_ctx;
 

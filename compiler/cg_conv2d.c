@@ -201,7 +201,7 @@ void cg_window_rows(gen *g, const ir_op *op, LLVMValueRef P, LLVMValueRef ws, LL
 
 /* What the callbacks of one kernel share. */
 typedef struct conv_ctx {
-	LLVMValueRef P, ws, dst, acc, row, d, grad, src[2], sbar[2];
+	LLVMValueRef P, ws, dst, acc, d, grad, src[2], sbar[2];
 	read_mode mode;
 	bool bias;
 } conv_ctx;
