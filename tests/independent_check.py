@@ -224,7 +224,9 @@ def apply(model, t, x, mean, std, absolute=False):
         if op == "dense":
             W, b = t[name + ".weight"], t[name + ".bias"]
             v = val[a].reshape(1, -1) @ W.T + b
-            g = tan[a].reshape(D, -1) @ W.T
+            # of the input, the tangents are eye(D) / std: their product
+            # with W.T is W.T / std, without a D x D x n matrix product
+            g = W.T / std if a == model["input"] else tan[a].reshape(D, -1) @ W.T
             m = mag[a].reshape(1, -1) @ np.abs(W).T + np.abs(b)
         elif op == "conv2d":
             W, b = t[name + ".weight"], t[name + ".bias"]

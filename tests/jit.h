@@ -26,6 +26,21 @@ static inline int test_opt(int level)
 #endif
 }
 
+/* How many random inputs a numeric test draws where it names n: n in the
+ * plain build, a quarter (at least 8) in the sanitized one.  There the
+ * double-precision reference the kernels are checked against is this
+ * file's own code, instrumented, and most of the time; every kernel and
+ * every line of lln still runs on each input, and the plain build checks
+ * all n against the same reference. */
+static inline int test_inputs(int n)
+{
+#ifdef LLN_SANITIZE
+	return n / 4 > 8 ? n / 4 : n < 8 ? n : 8;
+#else
+	return n;
+#endif
+}
+
 /* The IR alone, for tests that look at the model's structure. */
 static inline ir_module *jit_ir(arena *a, source *src)
 {
