@@ -335,8 +335,9 @@ void ir_dump(FILE *out, const ir_module *m);
  * in the sanitized test build (LLN_SANITIZE; CMakeLists.txt), whose time
  * went mostly to LLVM's own -O3 passes, uninstrumented: at -O1 every line
  * of lln that builds, optimizes, emits and links kernels still runs, and
- * the kernels compute the same bits (no fast-math; tests/jit.h does the
- * same for the kernels the tests compile in process). */
+ * the kernels compute the same values (no fast-math).  The kernels the
+ * tests compile in process go further, to -O0 (tests/jit.h): this keeps
+ * cg_optimize under the sanitizers. */
 #ifdef LLN_SANITIZE
 #define CG_DEFAULT_OPT 1
 #else

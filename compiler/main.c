@@ -471,15 +471,17 @@ static int run_certify(const options *o, const ir_module *ir, const rt_model *m)
 	bool help = false;
 	for (int i = 1; i < argc; i++)
 		help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+	char synopsis[512];
+	snprintf(synopsis, sizeof synopsis, "llnc certify %.200s --weights W [options] INPUT", o->file);
 	if (!weights && !help) {
 		rc = usage_error("certify needs --weights WEIGHTS.safetensors%s", "");
+	} else if (rt_is_shape(m)) {   /* a shape: the flags alone (rt.h) */
+		rc = rt_certify_job(m, NULL, synopsis, argc, argv, NULL);
 	} else if (!(P = rt_alloc_floats(ir->n_params))) {
 		rc = fail("llnc certify: out of memory for the parameters");
 	} else if (weights && rt_params_load_named(ir->tensors, ir->n_tensors, &names, weights, P, err)) {
 		rc = fail(err);
 	} else {
-		char synopsis[512];
-		snprintf(synopsis, sizeof synopsis, "llnc certify %.200s --weights W [options] INPUT", o->file);
 		/* under mpirun each rank certifies its shard (docs/scale.md) */
 		if ((rc = rt_dist_start("llnc certify")) == 0) {
 			rt_cert_job job = { rt_dist_rank(), rt_dist_size(), rt_dist_gather };
@@ -499,15 +501,25 @@ static int run_certify(const options *o, const ir_module *ir, const rt_model *m)
 static int run_runtime(const options *o, arena *a, const sema_program *p, const ir_module *ir)
 {
 	char err[RT_ERRLEN];
+	/* the source goes along so that no output can overwrite it */
+	char *defaults = arena_printf(a, "%s--source\n%s\n", sema_defaults(a, p), o->file);
+	/* the flags first, against the model's shape: --help and a usage error
+	 * need no kernels (rt.h; docs/design.md, "The kernel cache") */
+	rt_model shape = { .abi = RT_ABI_VERSION, .name = ir->name, .n_in = ir->n_in, .n_out = ir->n_out,
+	                   .n_hidden = ir->n_hidden, .samples = ir->samples, .max_len = ir->max_len,
+	                   .n_params = ir->n_params };
+	int rc = !strcmp(o->command, "train") ? rt_train_main(&shape, defaults, o->rest_argc, o->rest_argv)
+	       : !strcmp(o->command, "eval")  ? rt_eval_main(&shape, defaults, o->rest_argc, o->rest_argv)
+	       : !strcmp(o->command, "plot")  ? rt_plot_main(&shape, defaults, o->rest_argc, o->rest_argv)
+	                                      : run_certify(o, ir, &shape);
+	if (rc >= 0)
+		return rc;
 	/* certify runs a certifier's kernels: those of `build --certifier`,
 	 * which share its cache entry */
 	cg_options co = { .cpu = o->cpu, .opt_level = o->opt_level, .certifier = !strcmp(o->command, "certify") };
 	cg_unit *u = NULL;
 	LLVMMemoryBufferRef kernels = cg_cache_kernels(ir, &co, err);
 	const rt_model *m = kernels ? cg_jit_object(kernels, &u, err) : NULL;
-	int rc;
-	/* the source goes along so that no output can overwrite it */
-	char *defaults = arena_printf(a, "%s--source\n%s\n", sema_defaults(a, p), o->file);
 	if (!m)
 		rc = fail(err);
 	else if (!strcmp(o->command, "train"))

@@ -373,6 +373,8 @@ int rt_certify_job(const rt_model *m, const float *P, const char *synopsis, int 
 	if (shard_out && out_path)
 		return rt_cmd_fail(prog, 2, "--shard-out FILE takes the records that -o would: give one of the two");
 
+	if (rt_is_shape(m))   /* a shape: the flags alone (rt.h) */
+		return -1;
 	char err[RT_ERRLEN];
 	const rt_file files[] = {
 		{ "INPUT", input, RT_FILE_IN, 0 },

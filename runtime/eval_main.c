@@ -64,6 +64,10 @@ int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv)
 	}
 	if ((rc = rt_config_objective(m, &c)) || (c.distortion && (rc = distortion_opts(&c))))
 		goto done;
+	if (rt_is_shape(m)) {   /* a shape: the flags alone (rt.h) */
+		rc = -1;
+		goto done;
+	}
 	bool sigmoid = c.obj.sigmoid;
 	rc = 1;
 	char err[RT_ERRLEN];

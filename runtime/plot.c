@@ -41,7 +41,13 @@ int rt_plot_main(const rt_model *m, const char *defaults, int argc, char **argv)
 		goto done;
 	}
 	/* every flag checked, every input read, before any work */
-	if ((rc = rt_plot_request(&c, m, j)) || (rc = rt_plot_load(&c, m, j)) || (rc = rt_plot_compute(&c, m, j)))
+	if ((rc = rt_plot_request(&c, m, j)))
+		goto done;
+	if (rt_is_shape(m)) {   /* a shape: the flags alone (rt.h) */
+		rc = -1;
+		goto done;
+	}
+	if ((rc = rt_plot_load(&c, m, j)) || (rc = rt_plot_compute(&c, m, j)))
 		goto done;
 	if (!c.count) {
 		char err[RT_ERRLEN];

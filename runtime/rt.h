@@ -967,6 +967,13 @@ void rt_distortion_table(FILE *f, const rt_distortion_opts *o, const rt_distorti
  * errors.  Flags and report formats: docs/training.md. */
 int rt_train_main(const rt_model *m, const char *defaults, int argc, char **argv);
 int rt_eval_main(const rt_model *m, const char *defaults, int argc, char **argv);
+/* Given a shape instead, a model without kernels (rt_is_shape: its name,
+ * sizes, samples and max_len alone), rt_train_main, rt_eval_main,
+ * rt_plot_main and rt_certify_job (P unused) check the flags alone: --help
+ * is answered and a usage error reported (their status returned), else -1,
+ * the flags being fine.  llnc does this before it compiles the kernels,
+ * which takes seconds for a large model: a typo fails at once. */
+static inline bool rt_is_shape(const rt_model *m) { return !m->prepare && !m->forward && !m->certify; }
 
 /* ------------------------------------------------------------------------
  * Regions and toy data (regions.c, toy.c; library llnrt_train).  The

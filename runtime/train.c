@@ -310,48 +310,47 @@ static uint64_t run_digest(const run *r)
 	return digest(h, r->os.mem, sizeof(float) * (size_t)r->os.nstate * (size_t)r->m->n_params);
 }
 
-static int train_run(const rt_model *m, config *c)
+/* The options together, before any input is read: what needs the model
+ * takes only its name and sizes, so that llnc checks them before it
+ * compiles the kernels (rt_train_main with a shape).  Sets r->sigmoid and
+ * r->ckpt_path; returns 0 or the exit status. */
+static int train_options(run *r)
 {
-	run R = { .m = m, .c = c, .best_loss = INFINITY };
-	run *r = &R;
-	int rc = 2;
-	char err[RT_ERRLEN];
-
-	/* -- the options together -- */
-	if (!c->out) {
-		rc = rt_usage_fail(c, "-o OUT.safetensors is required (where the trained weights go)");
-		goto done;
-	}
-	if (!c->data) {
-		rc = rt_usage_fail(c, "no training data: give --data FILE[,LABELS] (or data = ... in the "
-		                "train block)");
-		goto done;
-	}
-	if (c->init && c->resume) {
-		rc = rt_usage_fail(c, "--init and --resume exclude each other (--resume continues a run "
-		                "with its optimizer state, --init starts a new one from weights)");
-		goto done;
-	}
-	if (c->opt.kind == RT_SGD && rt_nesterov_unsupported(c->opt.nesterov, c->opt.momentum)) {
-		rc = rt_usage_fail(c, "--nesterov on needs --momentum > 0");
-		goto done;
-	}
-	if ((rc = rt_config_objective(m, c)))
-		goto done;
+	config *c = r->c;
+	if (!c->out)
+		return rt_usage_fail(c, "-o OUT.safetensors is required (where the trained weights go)");
+	if (!c->data)
+		return rt_usage_fail(c, "no training data: give --data FILE[,LABELS] (or data = ... in the "
+		                       "train block)");
+	if (c->init && c->resume)
+		return rt_usage_fail(c, "--init and --resume exclude each other (--resume continues a run "
+		                       "with its optimizer state, --init starts a new one from weights)");
+	if (c->opt.kind == RT_SGD && rt_nesterov_unsupported(c->opt.nesterov, c->opt.momentum))
+		return rt_usage_fail(c, "--nesterov on needs --momentum > 0");
+	int rc = rt_config_objective(r->m, c);
+	if (rc)
+		return rc;
 	r->sigmoid = c->obj.sigmoid;
 	size_t ol = strlen(c->out);
 	r->ckpt_path = malloc(ol + 32);
-	if (!r->ckpt_path) {
-		rc = rt_user_fail(c, "out of memory");
-		goto done;
-	}
+	if (!r->ckpt_path)
+		return rt_user_fail(c, "out of memory");
 	if (c->checkpoint)
 		snprintf(r->ckpt_path, ol + 32, "%s", c->checkpoint);
 	else if (ol > 12 && strcmp(c->out + ol - 12, ".safetensors") == 0)
 		snprintf(r->ckpt_path, ol + 32, "%.*s.ckpt.safetensors", (int)(ol - 12), c->out);
 	else
 		snprintf(r->ckpt_path, ol + 32, "%s.ckpt", c->out);
-	if ((rc = check_files(c, r->ckpt_path)))
+	return check_files(c, r->ckpt_path);
+}
+
+static int train_run(const rt_model *m, config *c)
+{
+	run R = { .m = m, .c = c, .best_loss = INFINITY };
+	run *r = &R;
+	char err[RT_ERRLEN];
+	int rc = train_options(r);
+	if (rc)
 		goto done;
 	rc = 1;
 	if (!m->train_forward || !m->train_backward || !m->train_finish || !m->prepare) {
@@ -567,6 +566,19 @@ done:
 int rt_train_main(const rt_model *m, const char *defaults, int argc, char **argv)
 {
 	config c;
+	if (rt_is_shape(m)) {   /* a shape: the flags alone (rt.h) */
+		int rc = rt_config_parse(&c, RT_MODE_TRAIN, defaults, argc, argv);
+		if (rc == 0 && c.help) {
+			rt_config_usage(stdout, m, &c);
+		} else if (rc == 0) {
+			run r = { .m = m, .c = &c };
+			rc = train_options(&r);
+			run_free(&r);
+			rc = rc ? rc : -1;
+		}
+		rt_config_free(&c);
+		return rc;
+	}
 	int rc = rt_dist_start(argc > 0 ? argv[0] : "train");
 	if (rc)
 		return rc;

@@ -177,6 +177,45 @@ static void test_flag_forms(void **state)
 	assert_null(strstr(out, "[a.csv]"));
 }
 
+/* train, eval, plot and certify check their flags, and answer --help,
+ * before the kernels are compiled (seconds for a large model): the kernel
+ * cache, which reports each lookup under LLN_CACHE_VERBOSE=1, is not
+ * consulted; with work to do it is. */
+static void test_flags_before_kernels(void **state)
+{
+	(void)state;
+	const char *m = puts_("plain.lln", small_model);
+	static const struct {
+		const char *args, *says;
+		int status;
+	} cases[] = {
+		{ "train %s --epoch 3", "did you mean '--epochs'?", 2 },
+		{ "train %s --data a.csv", "-o OUT.safetensors is required", 2 },
+		{ "train %s --data a.csv -o w.safetensors --init w0.safetensors --resume c.ckpt", "exclude each other", 2 },
+		{ "train %s --help", "Trains the model 'small' (2 inputs, 2 outputs, 16 hidden neurons, 82 parameters)", 0 },
+		{ "eval %s --data a.csv", "--weights W.safetensors is required", 2 },
+		{ "eval %s --help", "Evaluates the model 'small' with weights W", 0 },
+		{ "plot %s --weights w.safetensors", "-o OUT.svg or -o OUT.png is required", 2 },
+		{ "plot %s --help", "Draws the activation regions of the model 'small' (2 inputs, 2 outputs)", 0 },
+		{ "certify %s a.csv", "certify needs --weights", 2 },
+		{ "certify %s --weights w.safetensors --norms 3 a.csv", "--norms takes a comma-separated list", 2 },
+		{ "certify %s --help", "Certifies each input of INPUT for the model 'small' (2 inputs, 2 outputs,", 0 },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char fmt[256];
+		snprintf(fmt, sizeof fmt, "cd %%s && LLN_CACHE_VERBOSE=1 %%s %s", cases[i].args);
+		int st = run_sh(fmt, tmpdir, LLNC, m);
+		if (st != cases[i].status || !strstr(out, cases[i].says) || strstr(out, "lln kernel cache"))
+			fail_msg("llnc %s: status %d, expected %d with '%s' and no kernel cache lookup; got:\n%s",
+			         cases[i].args, st, cases[i].status, cases[i].says, out);
+	}
+	/* the flags fine, the weights missing: the kernels are looked up first */
+	assert_int_equal(run_sh("cd %s && LLN_CACHE_VERBOSE=1 %s eval %s --weights none.safetensors --data a.csv",
+	                        tmpdir, LLNC, m), 1);
+	expect_out("lln kernel cache");
+	expect_out("none.safetensors");
+}
+
 static void test_version_and_summaries(void **state)
 {
 	(void)state;
@@ -325,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_file_and_flag_agree),
 		cmocka_unit_test(test_unsupported_combinations),
 		cmocka_unit_test(test_flag_forms),
+		cmocka_unit_test(test_flags_before_kernels),
 		cmocka_unit_test(test_version_and_summaries),
 		cmocka_unit_test(test_sigint_resume),
 		cmocka_unit_test(test_install),
