@@ -312,7 +312,7 @@ static uint64_t run_digest(const run *r)
 
 /* The options together, before any input is read: what needs the model
  * takes only its name and sizes, so that llnc checks them before it
- * compiles the kernels (rt_train_main with a shape).  Sets r->sigmoid and
+ * compiles the kernels (train_run with a shape).  Sets r->sigmoid and
  * r->ckpt_path; returns 0 or the exit status. */
 static int train_options(run *r)
 {
@@ -352,6 +352,10 @@ static int train_run(const rt_model *m, config *c)
 	int rc = train_options(r);
 	if (rc)
 		goto done;
+	if (rt_is_shape(m)) {   /* a shape: the flags alone (rt.h) */
+		rc = -1;
+		goto done;
+	}
 	rc = 1;
 	if (!m->train_forward || !m->train_backward || !m->train_finish || !m->prepare) {
 		rt_user_fail(c, "model '%s' was compiled without training kernels", m->name);
@@ -566,20 +570,8 @@ done:
 int rt_train_main(const rt_model *m, const char *defaults, int argc, char **argv)
 {
 	config c;
-	if (rt_is_shape(m)) {   /* a shape: the flags alone (rt.h) */
-		int rc = rt_config_parse(&c, RT_MODE_TRAIN, defaults, argc, argv);
-		if (rc == 0 && c.help) {
-			rt_config_usage(stdout, m, &c);
-		} else if (rc == 0) {
-			run r = { .m = m, .c = &c };
-			rc = train_options(&r);
-			run_free(&r);
-			rc = rc ? rc : -1;
-		}
-		rt_config_free(&c);
-		return rc;
-	}
-	int rc = rt_dist_start(argc > 0 ? argv[0] : "train");
+	/* a shape checks the flags alone (rt.h), before any rank exists */
+	int rc = rt_is_shape(m) ? 0 : rt_dist_start(argc > 0 ? argv[0] : "train");
 	if (rc)
 		return rc;
 	rc = rt_config_parse(&c, RT_MODE_TRAIN, defaults, argc, argv);
